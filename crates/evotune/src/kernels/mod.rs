@@ -1,0 +1,1 @@
+//! STUB: compute kernels (filled in by the forward work).

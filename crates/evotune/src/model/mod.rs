@@ -1,0 +1,27 @@
+//! Llama-family models: loading, the forward pass, generation and scoring.
+//!
+//! Names used throughout (llm.c-style legend):
+//! `B` sequences in a batch, `T` tokens, `D` hidden, `H`/`Hkv` query/key-value heads, `Dh` head dim,
+//! `F` MLP inner size, `V` vocab, `L` layers.
+//!
+//! The weights live in a [`Params`] arena (f32, HF names); the model structure ([`Llama`]) holds only
+//! tensor ids, so one `Llama` runs any number of arenas (θ, or a member's θ + σε) without copying.
+
+pub mod config;
+pub mod fetch;
+pub mod generate;
+pub mod gguf;
+pub mod gguf_write;
+pub mod kv_cache;
+pub mod llama;
+pub mod loader;
+pub mod quant;
+pub mod safetensors;
+pub mod score;
+pub mod params;
+
+pub use config::ModelConfig;
+pub use generate::{GenerateOptions, Sampling};
+pub use llama::Llama;
+pub use loader::{load, Model, ModelFormat};
+pub use params::{Layout, Params, TensorInfo, TensorKind};

@@ -1,0 +1,1 @@
+//! STUB: the run loop (filled in by the run work).
