@@ -1,1 +1,2 @@
 //! STUB
+pub const DEFAULT_MODEL: &str = "smollm2-135m";

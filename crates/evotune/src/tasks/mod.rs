@@ -4,6 +4,8 @@
 //! evaluated, to watch forgetting). STUB: filled in by the tasks work; the API below is the contract.
 
 use crate::error::Result;
+pub mod eval;
+
 use crate::tokenizer::Prompt;
 
 /// One question of a generation task.
@@ -33,4 +35,22 @@ pub trait Task: Send + Sync {
     /// Rewards a batch of completions (one per item). Batch-shaped so an external program can
     /// score many at once.
     fn rewards(&self, items: &[&Item], completions: &[String]) -> Result<Vec<Reward>>;
+}
+
+/// Options of the built-in tasks (STUB: the tasks work defines the real fields).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TaskOptions {
+    pub seed: u64,
+}
+
+/// A target task from a built-in name or a JSONL path (STUB).
+pub fn target_task(spec: &str, opts: &TaskOptions) -> Result<Box<dyn Task>> {
+    let _ = (spec, opts);
+    todo!("tasks")
+}
+
+/// True for the names of built-in target tasks (STUB).
+pub fn is_target_task(spec: &str) -> bool {
+    matches!(spec, "arith" | "countdown" | "conciseness")
 }
