@@ -62,6 +62,10 @@ pub enum Error {
     #[error("reward command `{command}`: {problem}")]
     RewardCommand { command: String, problem: String },
 
+    // === Distributed runs ===
+    #[error("iteration {iteration}: rank {rank}'s weights differ from rank 0's, first in tensor `{tensor}` (replicated updates diverged)")]
+    RankDivergence { iteration: u64, rank: usize, tensor: String },
+
     // === Runs ===
     #[error("{path}: config: {problem}")]
     Config { path: PathBuf, problem: String },

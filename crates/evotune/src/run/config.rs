@@ -72,6 +72,8 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
     /// Worker threads (0 = all cores). Does not change the results.
     pub threads: usize,
+    /// Under MPI, compare a checksum of θ across ranks every k iterations (0 = never).
+    pub checksum_every: u64,
     /// Run directory.
     pub out: PathBuf,
     /// Options of the target task (and of built-in priors): see `evotune::tasks::TaskOptions`.
@@ -99,6 +101,7 @@ pub struct PartialConfig {
     pub eval_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
     pub threads: Option<usize>,
+    pub checksum_every: Option<u64>,
     pub out: Option<PathBuf>,
     pub task_options: Option<toml::Table>,
 }
@@ -116,7 +119,7 @@ impl PartialConfig {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
         take!(model, task, priors, population, sigma, alpha, iterations, seed, noise, mirrored, shaping, awd, awd_lambda,
-              nonfinite_reward, eval_every, checkpoint_every, threads, out, task_options);
+              nonfinite_reward, eval_every, checkpoint_every, threads, checksum_every, out, task_options);
         self
     }
 
@@ -141,6 +144,7 @@ impl PartialConfig {
             eval_every: self.eval_every.unwrap_or(10),
             checkpoint_every: self.checkpoint_every.unwrap_or(0),
             threads: self.threads.unwrap_or(0),
+            checksum_every: self.checksum_every.unwrap_or(1),
             out: self.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
             task_options: self.task_options.unwrap_or_default(),
         };
@@ -202,7 +206,7 @@ impl RunConfig {
     }
 
     /// Fields that may differ between a run and its resumption: they do not change the trajectory.
-    const RESUMABLE_CHANGES: &'static [&'static str] = &["iterations", "threads", "out", "eval_every", "checkpoint_every"];
+    const RESUMABLE_CHANGES: &'static [&'static str] = &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every"];
 
     /// Compares a stored run config with the one given on resume; names every field that differs
     /// in a way that would change the trajectory.

@@ -58,6 +58,11 @@ impl RunDir {
         Ok(RunDir { root: root.to_owned() })
     }
 
+    /// A handle on `root` that neither creates nor checks anything (for ranks that only read).
+    pub fn at(root: &Path) -> Self {
+        RunDir { root: root.to_owned() }
+    }
+
     /// Opens an existing run directory (for resume, replay, export, report).
     pub fn open(root: &Path) -> Result<Self> {
         if !root.join(CONFIG).is_file() {

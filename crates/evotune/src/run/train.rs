@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::es::drift::drift;
 use crate::es::{Anchor, EsState, StepRecord, Strategy, ThetaSource};
 use crate::model::{self, Model, Params};
+use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
@@ -65,13 +66,20 @@ pub enum Start {
     Resume { given: PartialConfig },
 }
 
-/// Runs (or resumes) training to `cfg.iterations`.
+/// Runs (or resumes) training to `cfg.iterations` in this process alone.
 pub fn train(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> Result<RunSummary> {
+    train_with(cfg, start, progress, &SingleProcess)
+}
+
+/// Runs (or resumes) training as one of `comm.size()` processes: this one evaluates its share of
+/// every population, the rewards are all-gathered, and every process applies the same update.
+/// Only the root process writes the run directory.
+pub fn train_with(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm: &dyn Comm) -> Result<RunSummary> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| Error::EsConfig { field: "threads", problem: e.to_string() })?;
-    pool.install(|| train_in_pool(cfg, start, progress))
+    pool.install(|| train_in_pool(cfg, start, progress, comm))
 }
 
 /// Loads the stored config of a run directory.
@@ -115,12 +123,15 @@ fn is_due(every: u64, k: u64, last: u64) -> bool {
     every > 0 && (k % every == 0 || k == last)
 }
 
-fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> Result<RunSummary> {
+fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm: &dyn Comm) -> Result<RunSummary> {
+    let root = comm.is_root();
     // --- the run directory and the resolved config ---
     let (dir, cfg, records) = match start {
         Start::New => {
-            let dir = RunDir::create(&cfg.out)?;
-            dir.write_file(dir::CONFIG, cfg.to_toml().as_bytes())?;
+            let dir = if root { RunDir::create(&cfg.out)? } else { RunDir::at(&cfg.out) };
+            if root {
+                dir.write_file(dir::CONFIG, cfg.to_toml().as_bytes())?;
+            }
             (dir, cfg, Vec::new())
         }
         Start::Resume { given } => {
@@ -138,8 +149,10 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> R
                 out: cfg.out.clone(),
                 ..stored
             };
-            dir.write_file(dir::CONFIG, resumed.to_toml().as_bytes())?;
             let records = read_records(&dir)?;
+            if root {
+                dir.write_file(dir::CONFIG, resumed.to_toml().as_bytes())?;
+            }
             (dir, resumed, records)
         }
     };
@@ -159,7 +172,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> R
     for rec in &records {
         strategy.apply(&mut state, rec)?;
     }
-    if k0 > 0 {
+    if k0 > 0 && root {
         // Drop log lines past the replayed state (a kill between the two appends).
         dir.truncate_log(dir::TRAJECTORY, |_| true)?;
         dir.truncate_log(dir::METRICS, |l| serde_json::from_str::<MetricsLine>(l).map(|m| m.iteration() <= k0).unwrap_or(false))?;
@@ -186,9 +199,10 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> R
         progress.eval(&line);
         Ok(line)
     };
+    let is_eval_due = |k: u64| cfg.eval_every > 0 && root && is_due(cfg.eval_every, k, cfg.iterations);
 
     progress.start(&cfg, k0);
-    if cfg.eval_every > 0 && !evaluated.contains(&k0) && (k0 == 0 || is_due(cfg.eval_every, k0, cfg.iterations)) {
+    if cfg.eval_every > 0 && root && !evaluated.contains(&k0) && (k0 == 0 || is_due(cfg.eval_every, k0, cfg.iterations)) {
         let line = run_eval(&state, progress)?;
         first_eval.get_or_insert(line.clone());
         last_eval = Some(line);
@@ -201,16 +215,24 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> R
         let t_start = Instant::now();
         let t = state.iteration;
         let pop = strategy.ask(&state);
-        let mut rewards = Vec::with_capacity(pop.members.len());
-        for member in &pop.members {
+        let mine = comm::share(pop.members.len(), comm.rank(), comm.size());
+        let mut local = Vec::with_capacity(mine.len());
+        for member in &pop.members[mine] {
             strategy.perturb_into(&state.theta, t, member, &mut member_theta);
             let r = eval::target_rewards(&model, &member_theta, task.as_ref(), &items)?;
-            rewards.push(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32);
+            local.push(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32);
         }
+        let rewards = comm.all_gather_f32(&local, &comm::counts(pop.members.len(), comm.size()));
         let eval_seconds = t_start.elapsed().as_secs_f64();
         let t_update = Instant::now();
         let step = strategy.tell(&mut state, &pop, &rewards)?;
         let update_seconds = t_update.elapsed().as_secs_f64();
+        if comm.size() > 1 && cfg.checksum_every > 0 && state.iteration % cfg.checksum_every == 0 {
+            check_replicas(comm, &state)?;
+        }
+        if !root {
+            continue;
+        }
         dir.append_line(dir::TRAJECTORY, &step)?;
 
         let d = drift(&state.theta, &strategy_anchor(&model))?;
@@ -235,7 +257,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> R
             std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
             model::safetensors::write(&path, &state.theta, model.config.tied_embeddings)?;
         }
-        if is_due(cfg.eval_every, k, cfg.iterations) {
+        if is_eval_due(k) {
             let line = run_eval(&state, progress)?;
             first_eval.get_or_insert(line.clone());
             last_eval = Some(line);
@@ -249,6 +271,21 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress) -> R
         last_eval,
         checksum: state.theta.checksum(),
     })
+}
+
+/// Compares every tensor's checksum with rank 0's; the first difference stops the run.
+fn check_replicas(comm: &dyn Comm, state: &EsState) -> Result<()> {
+    let sums = comm.all_gather_u64(&state.theta.tensor_checksums());
+    for (rank, theirs) in sums.iter().enumerate().skip(1) {
+        if let Some(id) = theirs.iter().zip(&sums[0]).position(|(a, b)| a != b) {
+            return Err(Error::RankDivergence {
+                iteration: state.iteration,
+                rank,
+                tensor: state.theta.layout().info(id).name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The anchor used for drift: θ0 re-derived from the model file.
