@@ -36,3 +36,26 @@ impl ChatTemplate {
         todo!("tokenizer")
     }
 }
+
+// ---- PLACEHOLDER (wt-io branch only) ---------------------------------------------------------
+// Added by the model-io work so that `model::loader` compiles before the tokenizer branch lands.
+// The tokenizer branch's real constructors replace this block at merge: keep theirs, drop this.
+impl ChatTemplate {
+    /// PLACEHOLDER: keeps `tokenizer.chat_template` as the source, unparsed.
+    pub fn from_gguf(
+        path: &std::path::Path,
+        metadata: &std::collections::BTreeMap<String, crate::model::gguf::MetaValue>,
+    ) -> Result<ChatTemplate> {
+        let _ = path;
+        let source = match metadata.get("tokenizer.chat_template") {
+            Some(crate::model::gguf::MetaValue::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Ok(ChatTemplate { source })
+    }
+    /// PLACEHOLDER: not implemented in this branch.
+    pub fn from_hf_dir(dir: &std::path::Path) -> Result<ChatTemplate> {
+        let _ = dir;
+        Err(crate::Error::ChatTemplate { problem: "placeholder: tokenizer branch not merged".into() })
+    }
+}
