@@ -2,9 +2,10 @@
 //!
 //! Kernel versions of the matmul (each bit-identical to [`super::lanes::matmul`]):
 //! 1. `matmul_avx2`: the portable lane code compiled with AVX2+FMA enabled (2 ymm per 16 lanes).
-//! 2. `matmul_avx512`: hand-written AVX-512: one zmm accumulator per output element, 4×4 register
-//!    tiles (1×16 for single rows), masked loads for the k-tail, and a transposing reduction that
-//!    sums 16 accumulators at once along the same halving tree as [`super::lanes::tree16`].
+//! 2. `matmul_avx512`: hand-written AVX-512: one zmm accumulator per output element, 6×4 register
+//!    tiles (3×8, then 1×16 for leftover rows), L2 cache blocks of x rows and w columns, masked
+//!    loads for the k-tail, and a transposing reduction that sums 16 accumulators at once along
+//!    the same halving tree as [`super::lanes::tree16`].
 //!
 //! The caller ([`super::matmul`]) checks slice lengths and CPU features before calling in.
 
@@ -12,9 +13,20 @@
 
 use std::arch::x86_64::*;
 
-/// Columns per cache block: a block of w (NC × K f32, ≤ 64×1536×4 B = 384 KiB) stays in L2 while
-/// every row tile of x streams past it.
-const NC: usize = 64;
+/// Register tile: MR rows × NR columns = 24 zmm accumulators, plus MR x vectors and one w vector
+/// (31 of 32 registers). Per 16-wide k step: 6 loads of x (from L1), 4 of w (from L2), 24 FMAs.
+const MR: usize = 6;
+const NR: usize = 4;
+
+/// Cache blocks (rows of x, columns of w) for inner size k: an x block of ≤ 512 KiB and a w block
+/// of ≤ 256 KiB stay in the 2 MiB L2 while the tiles sweep them; x rows of one tile (≤ 6·K·4 B)
+/// stay in L1 across the w block's columns.
+fn block_sizes(k: usize) -> (usize, usize) {
+    let kb = 4 * k.max(1);
+    let mc = ((512 << 10) / kb / MR * MR).max(MR);
+    let nc = ((256 << 10) / kb / NR * NR).max(NR);
+    (mc, nc)
+}
 
 /// # Safety
 /// The CPU must support AVX2 and FMA; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
@@ -53,7 +65,7 @@ unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
     _mm512_permutexvar_ps(idx, z)
 }
 
-/// One MR×NR tile (MR·NR ≤ 16): y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k.
+/// One MR×NR tile: y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k: usize, y: *mut f32, ldy: usize) {
@@ -86,18 +98,19 @@ unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k
             }
         }
     }
-    let mut all = [_mm512_setzero_ps(); 16];
-    for i in 0..MR {
-        for j in 0..NR {
-            all[i * NR + j] = acc[i][j];
+    // Reduce 16 accumulators at a time (zero-padded: padding never mixes into real elements).
+    let mut e0 = 0;
+    while e0 < MR * NR {
+        let mut all = [_mm512_setzero_ps(); 16];
+        for e in e0..(e0 + 16).min(MR * NR) {
+            all[e - e0] = acc[e / NR][e % NR];
         }
-    }
-    let mut out = [0.0f32; 16];
-    _mm512_storeu_ps(out.as_mut_ptr(), reduce16(&all));
-    for i in 0..MR {
-        for j in 0..NR {
-            *y.add(i * ldy + j) = out[i * NR + j];
+        let mut out = [0.0f32; 16];
+        _mm512_storeu_ps(out.as_mut_ptr(), reduce16(&all));
+        for e in e0..(e0 + 16).min(MR * NR) {
+            *y.add((e / NR) * ldy + e % NR) = out[e - e0];
         }
+        e0 += 16;
     }
 }
 
@@ -107,39 +120,57 @@ unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k
 pub unsafe fn matmul_avx512(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
     debug_assert!(x.len() >= b * k && w.len() >= o * k && y.len() >= b * o);
     let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y.as_mut_ptr());
-    let mut c0 = 0;
-    while c0 < o {
-        let c1 = (c0 + NC).min(o);
-        let mut r = 0;
-        while r + 4 <= b {
-            let mut c = c0;
-            while c + 4 <= c1 {
-                tile::<4, 4>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                c += 4;
+    let (mc, nc) = block_sizes(k);
+    let mut r0 = 0;
+    while r0 < b {
+        let r1 = (r0 + mc).min(b);
+        let mut c0 = 0;
+        while c0 < o {
+            let c1 = (c0 + nc).min(o);
+            let mut r = r0;
+            while r + MR <= r1 {
+                let mut c = c0;
+                while c + NR <= c1 {
+                    tile::<MR, NR>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += NR;
+                }
+                while c < c1 {
+                    tile::<MR, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 1;
+                }
+                r += MR;
             }
-            while c < c1 {
-                tile::<4, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                c += 1;
+            while r + 3 <= r1 {
+                let mut c = c0;
+                while c + 8 <= c1 {
+                    tile::<3, 8>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 8;
+                }
+                while c < c1 {
+                    tile::<3, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 1;
+                }
+                r += 3;
             }
-            r += 4;
+            while r < r1 {
+                let mut c = c0;
+                while c + 16 <= c1 {
+                    tile::<1, 16>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 16;
+                }
+                while c + 4 <= c1 {
+                    tile::<1, 4>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 4;
+                }
+                while c < c1 {
+                    tile::<1, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 1;
+                }
+                r += 1;
+            }
+            c0 = c1;
         }
-        while r < b {
-            let mut c = c0;
-            while c + 16 <= c1 {
-                tile::<1, 16>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                c += 16;
-            }
-            while c + 4 <= c1 {
-                tile::<1, 4>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                c += 4;
-            }
-            while c < c1 {
-                tile::<1, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                c += 1;
-            }
-            r += 1;
-        }
-        c0 = c1;
+        r0 = r1;
     }
 }
 

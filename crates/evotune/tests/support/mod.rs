@@ -104,9 +104,28 @@ pub fn default_model() -> Option<&'static (ModelConfig, Params)> {
     M.get_or_init(|| model_path().map(|p| load_gguf(&p))).as_ref()
 }
 
+/// SmolLM2-135M's shape (for benchmarks with random weights where the file cannot travel).
+pub fn smollm2_config() -> ModelConfig {
+    ModelConfig {
+        architecture: "llama".into(),
+        hidden: 576,
+        ffn: 1536,
+        layers: 30,
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+        vocab: 49152,
+        context: 8192,
+        rope_theta: 100000.0,
+        rms_eps: 1e-5,
+        tied_embeddings: true,
+        qkv_bias: false,
+    }
+}
+
 /// A tiny llama-shaped model with random weights (scale ~1/√fan_in) for tests without the file.
 pub fn tiny_model(qkv_bias: bool, tied: bool) -> (ModelConfig, Params) {
-    let config = ModelConfig {
+    random_model(ModelConfig {
         architecture: "llama".into(),
         hidden: 48,
         ffn: 80,
@@ -120,17 +139,22 @@ pub fn tiny_model(qkv_bias: bool, tied: bool) -> (ModelConfig, Params) {
         rms_eps: 1e-5,
         tied_embeddings: tied,
         qkv_bias,
-    };
-    let (d, f, qd, kvd) = (48, 80, 48, 16);
+    })
+}
+
+/// Random weights (scale ~2/√fan_in, norms ≈ 1) for any llama config, HF names and order.
+pub fn random_model(config: ModelConfig) -> (ModelConfig, Params) {
+    let c = &config;
+    let (d, f, qd, kvd, v) = (c.hidden, c.ffn, c.heads * c.head_dim, c.kv_heads * c.head_dim, c.vocab);
     let mut layout = Layout::new();
-    layout.push("model.embed_tokens.weight", vec![97, d]);
-    for i in 0..3 {
+    layout.push("model.embed_tokens.weight", vec![v, d]);
+    for i in 0..c.layers {
         let p = |s: &str| format!("model.layers.{i}.{s}");
         layout.push(p("input_layernorm.weight"), vec![d]);
         layout.push(p("self_attn.q_proj.weight"), vec![qd, d]);
         layout.push(p("self_attn.k_proj.weight"), vec![kvd, d]);
         layout.push(p("self_attn.v_proj.weight"), vec![kvd, d]);
-        if qkv_bias {
+        if c.qkv_bias {
             layout.push(p("self_attn.q_proj.bias"), vec![qd]);
             layout.push(p("self_attn.k_proj.bias"), vec![kvd]);
             layout.push(p("self_attn.v_proj.bias"), vec![kvd]);
@@ -142,8 +166,8 @@ pub fn tiny_model(qkv_bias: bool, tied: bool) -> (ModelConfig, Params) {
         layout.push(p("mlp.down_proj.weight"), vec![d, f]);
     }
     layout.push("model.norm.weight", vec![d]);
-    if !tied {
-        layout.push("lm_head.weight", vec![97, d]);
+    if !c.tied_embeddings {
+        layout.push("lm_head.weight", vec![v, d]);
     }
     let layout = Arc::new(layout);
     let mut params = Params::zeros(layout.clone());
