@@ -22,7 +22,9 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
                 ExportDtype::F16 => ExportType::F16,
                 ExportDtype::Q8_0 => ExportType::Q8_0,
             };
-            write_gguf(&a.out, &theta, &model, dtype)
+            let empty = Default::default();
+            let metadata = model.theta0.gguf().map(|g| &g.metadata).unwrap_or(&empty);
+            write_gguf(&a.out, &theta, &model.config, metadata, dtype)
         }
     }
     .with_context(|| format!("writing {}", a.out.display()))?;
