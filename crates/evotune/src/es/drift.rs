@@ -1,10 +1,101 @@
-//! STUB (the ES work defines it).
+//! Drift ‖θ − θ0‖₂: in total, per transformer layer, per tensor kind and per tensor.
+//!
+//! Squares are summed in f64 within fixed chunks of `CHUNK` elements, and the chunk sums are added
+//! in chunk order, so the figures are identical for any thread count.
+
 use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
 use crate::error::Result;
-use crate::es::Anchor;
+use crate::es::anchor::Anchor;
 use crate::model::Params;
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Drift { pub total: f64, pub per_layer: BTreeMap<String, f64>, pub per_kind: BTreeMap<String, f64> }
+/// Elements per partial sum.
+const CHUNK: usize = 1 << 16;
 
-pub fn drift(theta: &Params, anchor: &Anchor) -> Result<Drift> { let _ = (theta, anchor); todo!() }
+/// Norms of θ − θ0 (Euclidean, not squared).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Drift {
+    /// ‖θ − θ0‖₂ over all parameters.
+    pub total: f64,
+    /// Per transformer block, indexed by layer (blocks without tensors give 0).
+    pub per_layer: Vec<f64>,
+    /// Over the tensors outside the blocks (embeddings, final norm, head).
+    pub outside_layers: f64,
+    /// Per tensor kind, keyed by `TensorKind::as_str()` (e.g. `"q"`, `"down"`).
+    pub per_kind: BTreeMap<String, f64>,
+    /// Per tensor, in tensor-id order.
+    pub per_tensor: Vec<f64>,
+}
+
+/// Σ (a − b)² in f64, chunked as described in the module doc.
+fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    let partial: Vec<f64> = a
+        .par_chunks(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .map(|(x, y)| x.iter().zip(y).map(|(&p, &q)| (p as f64 - q as f64).powi(2)).sum::<f64>())
+        .collect();
+    partial.iter().sum()
+}
+
+/// Drift of `theta` from the anchor θ0 (read tensor by tensor through `scratch` for a source).
+pub fn drift(theta: &Params, anchor: &Anchor, scratch: &mut Vec<f32>) -> Result<Drift> {
+    anchor.check_layout(theta.layout())?;
+    let layout = theta.layout();
+    let mut per_tensor = Vec::with_capacity(layout.len());
+    for (id, info) in layout.tensors().iter().enumerate() {
+        let t0 = anchor.tensor(id, info.len, scratch)?;
+        per_tensor.push(squared_distance(theta.tensor(id), t0));
+    }
+    let layers = layout.tensors().iter().filter_map(|t| t.layer).max().map_or(0, |l| l + 1);
+    let mut per_layer = vec![0.0f64; layers];
+    let mut outside = 0.0f64;
+    let mut per_kind: BTreeMap<String, f64> = BTreeMap::new();
+    let mut total = 0.0f64;
+    for (info, &sq) in layout.tensors().iter().zip(&per_tensor) {
+        total += sq;
+        match info.layer {
+            Some(l) => per_layer[l] += sq,
+            None => outside += sq,
+        }
+        *per_kind.entry(info.kind.as_str().to_string()).or_default() += sq;
+    }
+    Ok(Drift {
+        total: total.sqrt(),
+        per_layer: per_layer.into_iter().map(f64::sqrt).collect(),
+        outside_layers: outside.sqrt(),
+        per_kind: per_kind.into_iter().map(|(k, v)| (k, v.sqrt())).collect(),
+        per_tensor: per_tensor.into_iter().map(f64::sqrt).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::Layout;
+
+    #[test]
+    fn by_hand() {
+        let mut l = Layout::new();
+        l.push("model.embed_tokens.weight", vec![2, 2]);
+        l.push("model.layers.1.self_attn.q_proj.weight", vec![3]);
+        l.push("model.layers.1.mlp.down_proj.weight", vec![1]);
+        let l = Arc::new(l);
+        let theta0 = Params::zeros(l.clone());
+        let theta = Params::from_vec(l, vec![3.0, 0.0, 0.0, 4.0, 1.0, 2.0, 2.0, 5.0]);
+        let anchor = Anchor::InMemory(Arc::new(theta0));
+        let d = drift(&theta, &anchor, &mut Vec::new()).unwrap();
+        assert_eq!(d.per_tensor, vec![5.0, 3.0, 5.0]);
+        assert_eq!(d.outside_layers, 5.0);
+        assert_eq!(d.per_layer, vec![0.0, 34f64.sqrt()]);
+        assert_eq!(d.per_kind["q"], 3.0);
+        assert_eq!(d.per_kind["embedding"], 5.0);
+        assert_eq!(d.total, 59f64.sqrt());
+        // The same through a source anchor.
+        let src = Anchor::Source(Arc::new(Params::zeros(theta.layout().clone())));
+        assert_eq!(drift(&theta, &src, &mut Vec::new()).unwrap(), d);
+    }
+}

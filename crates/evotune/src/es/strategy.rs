@@ -1,66 +1,257 @@
-//! STUB for the ES API (ask/tell with explicit state).
+//! The ES API: ask/tell with explicit state, as in evosax.
+//!
+//! [`Strategy`] holds what is fixed for a run (hyperparameters, θ0); [`EsState`] holds what
+//! evolves (θ and the iteration counter). One iteration t:
+//! ```text
+//! pop     = es.ask(&state)                      // N members: noise ids and signs, pure f(seed, t)
+//! rewards = evaluate(es.perturb_into(θ, t, m))  // θ + σ·sign·ε_m, θ untouched
+//! record  = es.tell(&mut state, &pop, rewards)  // c = shape(rewards); apply(record)
+//! apply:    θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{id(n)};  AWD toward θ0;  t ← t + 1
+//! ```
+//! `apply` is the only code that moves θ, and it needs only the record's members and
+//! coefficients, so replaying a trajectory log reproduces θ bit for bit
+//! ([`crate::es::trajectory::replay`]).
 
-use std::sync::Arc;
+use std::sync::Mutex;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::es::drift::Drift;
+use crate::es::noise::IterationNoise;
+use crate::es::{awd, drift, population, shaping, update};
 use crate::model::Params;
 
+pub use crate::es::anchor::{Anchor, ThetaSource};
+
+/// How each member's noise is keyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum NoiseMode { Iid, SharedShape }
+pub enum NoiseMode {
+    /// Independent across tensors: the tensor id is part of the key (the default).
+    Iid,
+    /// Tensors of equal shape get equal noise (the reference code's behaviour; comparison only).
+    SharedShape,
+}
 
+/// Rewards → coefficients, see [`crate::es::shaping`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Shaping { Zscore, CentredRank }
+pub enum Shaping {
+    Zscore,
+    CentredRank,
+}
 
+/// What a NaN or infinite reward does: fail the iteration, or rank that member worst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum NonFinitePolicy { Error, Worst }
+pub enum NonFinitePolicy {
+    Error,
+    Worst,
+}
 
+/// Anchored Weight Decay, see [`crate::es::awd`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Awd { None, L2 { lambda: f32 }, L1 { lambda: f32 } }
+pub enum Awd {
+    None,
+    L2 { lambda: f32 },
+    L1 { lambda: f32 },
+}
 
+/// Hyperparameters, fixed for a run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EsParams {
+    /// N, the number of members per iteration (even when mirrored).
     pub population: usize,
+    /// σ, the perturbation scale.
     pub sigma: f32,
+    /// α, the learning rate (no 1/σ factor: the papers fold it into α).
     pub alpha: f32,
+    /// Members in ± pairs sharing ε.
     pub mirrored: bool,
     pub shaping: Shaping,
     pub awd: Awd,
     pub noise: NoiseMode,
     pub nonfinite: NonFinitePolicy,
+    /// The run seed, part of every noise key.
     pub seed: u64,
 }
 
-/// Gives θ0 tensor by tensor (e.g. re-dequantized from the source file).
-pub trait ThetaSource: Send + Sync {
-    fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()>;
+impl Default for EsParams {
+    /// The papers' values: N = 30, σ = 1e-3, α = 5e-4, z-scores, no AWD, i.i.d. noise.
+    fn default() -> Self {
+        EsParams {
+            population: 30,
+            sigma: 1e-3,
+            alpha: 5e-4,
+            mirrored: false,
+            shaping: Shaping::Zscore,
+            awd: Awd::None,
+            noise: NoiseMode::Iid,
+            nonfinite: NonFinitePolicy::Error,
+            seed: 0,
+        }
+    }
 }
 
-/// θ0 for AWD and drift: kept in memory or re-derived from a source.
-pub enum Anchor { InMemory(Arc<Params>), Source(Arc<dyn ThetaSource>) }
-
+/// One member of an iteration: its index, the id of its noise stream and its sign (±1).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Member { pub index: usize, pub noise_id: u32, pub sign: f32 }
+pub struct Member {
+    pub index: usize,
+    pub noise_id: u32,
+    pub sign: f32,
+}
 
+/// The members of one iteration.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Population { pub iteration: u64, pub members: Vec<Member> }
+pub struct Population {
+    pub iteration: u64,
+    pub members: Vec<Member>,
+}
 
+/// Everything one iteration did to θ: one line of the trajectory log.
+///
+/// `coefficients[n]` is member n's shaped fitness cₙ; the update is
+/// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{noise_id(n)}. `rewards` are kept for the record (non-finite ones
+/// are written as the strings "NaN", "inf", "-inf"); replay does not read them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepRecord { pub iteration: u64, pub members: Vec<Member>, pub rewards: Vec<f32>, pub coefficients: Vec<f32> }
+pub struct StepRecord {
+    pub iteration: u64,
+    pub members: Vec<Member>,
+    #[serde(with = "crate::es::trajectory::lossless_f32s")]
+    pub rewards: Vec<f32>,
+    pub coefficients: Vec<f32>,
+}
 
-pub struct EsState { pub theta: Params, pub iteration: u64 }
+/// What evolves during a run: θ and the number of updates applied to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EsState {
+    pub theta: Params,
+    /// The next iteration to run (0 for θ0).
+    pub iteration: u64,
+}
 
-pub struct Strategy;
+impl EsState {
+    /// The state at iteration 0.
+    pub fn new(theta0: Params) -> Self {
+        EsState { theta: theta0, iteration: 0 }
+    }
+}
+
+/// The ES engine for one run: hyperparameters and the anchor θ0.
+pub struct Strategy {
+    params: EsParams,
+    anchor: Anchor,
+    /// One θ0 tensor when the anchor is a source (reused across iterations).
+    scratch: Mutex<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Strategy").field("params", &self.params).field("anchor", &self.anchor).finish()
+    }
+}
 
 impl Strategy {
-    pub fn new(params: EsParams, anchor: Anchor) -> Result<Self> { let _ = (params, anchor); todo!("es") }
-    pub fn params(&self) -> &EsParams { todo!("es") }
-    pub fn ask(&self, state: &EsState) -> Population { let _ = state; todo!("es") }
-    /// out = θ + σ·sign·ε_member (out's previous contents are overwritten).
-    pub fn perturb_into(&self, theta: &Params, iteration: u64, member: &Member, out: &mut Params) { let _ = (theta, iteration, member, out); todo!("es") }
-    pub fn tell(&self, state: &mut EsState, pop: &Population, rewards: &[f32]) -> Result<StepRecord> { let _ = (state, pop, rewards); todo!("es") }
-    pub fn apply(&self, state: &mut EsState, step: &StepRecord) -> Result<()> { let _ = (state, step); todo!("es") }
+    /// Checks the hyperparameters: N ≥ 2 (even when mirrored), σ and α finite and ≥ 0, AWD λ ≥ 0
+    /// and, for l2, αλ < 1.
+    pub fn new(params: EsParams, anchor: Anchor) -> Result<Self> {
+        population::check_size(params.population, params.mirrored)?;
+        for (field, v) in [("sigma", params.sigma), ("alpha", params.alpha)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::EsConfig { field, problem: format!("{v} is not a finite number ≥ 0") });
+            }
+        }
+        awd::check(params.awd, params.alpha)?;
+        Ok(Strategy { params, anchor, scratch: Mutex::new(Vec::new()) })
+    }
+
+    pub fn params(&self) -> &EsParams {
+        &self.params
+    }
+
+    pub fn anchor(&self) -> &Anchor {
+        &self.anchor
+    }
+
+    fn noise(&self, iteration: u64) -> IterationNoise {
+        IterationNoise { seed: self.params.seed, iteration, mode: self.params.noise }
+    }
+
+    /// Members of `state.iteration`: noise ids and signs only, a pure function of (N, mirrored,
+    /// iteration); the run seed enters through the noise key.
+    pub fn ask(&self, state: &EsState) -> Population {
+        population::members(self.params.population, self.params.mirrored, state.iteration)
+    }
+
+    /// out = θ + σ·sign·ε_member (out's previous contents are overwritten; θ is only read).
+    /// If `out` has another layout it is replaced by an arena of θ's layout.
+    pub fn perturb_into(&self, theta: &Params, iteration: u64, member: &Member, out: &mut Params) {
+        if !std::sync::Arc::ptr_eq(out.layout(), theta.layout()) && **out.layout() != **theta.layout() {
+            *out = Params::zeros(theta.layout().clone());
+        }
+        let s = self.params.sigma * member.sign;
+        update::perturb(theta, &self.noise(iteration), member.noise_id, s, out);
+    }
+
+    /// Shapes `rewards` (member order) into coefficients, builds the iteration's record and
+    /// applies it. Errors on a reward count ≠ N, a population of another iteration, or a
+    /// non-finite reward (unless the policy ranks it worst); θ is untouched on error.
+    pub fn tell(&self, state: &mut EsState, pop: &Population, rewards: &[f32]) -> Result<StepRecord> {
+        if pop.iteration != state.iteration {
+            return Err(Error::StepOutOfOrder { expected: state.iteration, found: pop.iteration });
+        }
+        let n = self.params.population;
+        if pop.members.len() != n {
+            return Err(Error::BadStep {
+                iteration: pop.iteration,
+                problem: format!("population has {} members, expected {n}", pop.members.len()),
+            });
+        }
+        if rewards.len() != n {
+            return Err(Error::RewardCount { expected: n, got: rewards.len() });
+        }
+        let coefficients = shaping::shape(self.params.shaping, self.params.nonfinite, rewards)?;
+        let record = StepRecord {
+            iteration: pop.iteration,
+            members: pop.members.clone(),
+            rewards: rewards.to_vec(),
+            coefficients,
+        };
+        self.apply(state, &record)?;
+        Ok(record)
+    }
+
+    /// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{id(n)}, then AWD toward θ0; iteration += 1. This is the only
+    /// code that moves θ. The record must be the state's iteration, with one finite coefficient
+    /// per member; such errors leave θ untouched. An error from a θ0 source part-way through the
+    /// AWD pass leaves θ partly updated (and the iteration unchanged): resume by replaying the
+    /// trajectory.
+    pub fn apply(&self, state: &mut EsState, step: &StepRecord) -> Result<()> {
+        if step.iteration != state.iteration {
+            return Err(Error::StepOutOfOrder { expected: state.iteration, found: step.iteration });
+        }
+        let bad = |problem: String| Err(Error::BadStep { iteration: step.iteration, problem });
+        if step.members.len() != step.coefficients.len() {
+            return bad(format!("{} members but {} coefficients", step.members.len(), step.coefficients.len()));
+        }
+        if let Some(n) = step.coefficients.iter().position(|c| !c.is_finite()) {
+            return bad(format!("coefficient of member {n} is {}", step.coefficients[n]));
+        }
+        if let Some(m) = step.members.iter().find(|m| m.sign != 1.0 && m.sign != -1.0) {
+            return bad(format!("member {} has sign {}, expected +1 or -1", m.index, m.sign));
+        }
+        let passes = population::passes(&step.members, &step.coefficients);
+        let scale = self.params.alpha / self.params.population as f32;
+        let rule = awd::Rule::new(self.params.awd, self.params.alpha);
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        update::update(&mut state.theta, &self.noise(step.iteration), &passes, scale, rule, &self.anchor, &mut scratch)?;
+        state.iteration += 1;
+        Ok(())
+    }
+
+    /// ‖θ − θ0‖₂ in total, per layer, per tensor kind and per tensor.
+    pub fn drift(&self, theta: &Params) -> Result<Drift> {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        drift::drift(theta, &self.anchor, &mut scratch)
+    }
 }

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::es::drift::drift;
-use crate::es::{Anchor, EsState, StepRecord, Strategy, ThetaSource};
-use crate::model::{self, Model, Params};
+use crate::es::{Anchor, EsState, StepRecord, Strategy};
+use crate::model::{self, Params};
 use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
@@ -48,15 +48,6 @@ pub struct RunSummary {
     pub last_eval: Option<EvalLine>,
     /// Checksum of the final θ's bits (identical for identical trajectories).
     pub checksum: u64,
-}
-
-/// θ0 re-derived tensor by tensor from the model file, so AWD and drift need no f32 copy.
-struct ModelAnchor(Arc<Model>);
-
-impl ThetaSource for ModelAnchor {
-    fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
-        self.0.read_theta0_tensor(id, out)
-    }
 }
 
 /// How to start: a fresh run, or continue the one in `cfg.out` (flags given on resume are
@@ -164,7 +155,10 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     let model = Arc::new(model);
     let (task, opts) = build_target(&cfg)?;
     let priors: Vec<PriorTask> = cfg.priors.iter().map(|p| eval::prior_task(p, &model, &theta0, &opts)).collect::<Result<_>>()?;
-    let anchor = Anchor::Source(Arc::new(ModelAnchor(model.clone())));
+    // θ0 is re-derived tensor by tensor from the model file: AWD and drift need no f32 copy.
+    let anchor = Anchor::Source(model.theta0_source());
+    let drift_anchor = Anchor::Source(model.theta0_source());
+    let mut drift_scratch = Vec::new();
     let strategy = Strategy::new(cfg.es_params(), anchor)?;
 
     // --- θ_K: replay the logged steps (resume) ---
@@ -193,7 +187,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         let t = Instant::now();
         let target = eval::evaluate_target(&model, &state.theta, task.as_ref())?;
         let priors = priors.iter().map(|p| eval::evaluate_prior(&model, &state.theta, p)).collect::<Result<Vec<_>>>()?;
-        let drift = drift(&state.theta, &strategy_anchor(&model))?;
+        let drift = drift(&state.theta, &drift_anchor, &mut Vec::new())?;
         let line = EvalLine { iteration: state.iteration, target, priors, drift, seconds: t.elapsed().as_secs_f64() };
         dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
         progress.eval(&line);
@@ -235,7 +229,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         }
         dir.append_line(dir::TRAJECTORY, &step)?;
 
-        let d = drift(&state.theta, &strategy_anchor(&model))?;
+        let d = drift(&state.theta, &drift_anchor, &mut drift_scratch)?;
         let (reward_mean, reward_std, reward_min, reward_max) = IterationLine::reward_stats(&rewards);
         let line = IterationLine {
             iteration: state.iteration,
@@ -286,9 +280,4 @@ fn check_replicas(comm: &dyn Comm, state: &EsState) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The anchor used for drift: θ0 re-derived from the model file.
-fn strategy_anchor(model: &Arc<Model>) -> Anchor {
-    Anchor::Source(Arc::new(ModelAnchor(model.clone())))
 }

@@ -1,0 +1,83 @@
+//! θ0, the anchor of AWD and the origin of drift: kept in memory, or re-derived tensor by tensor
+//! from a source (e.g. re-dequantized from the GGUF file, which costs one tensor of scratch
+//! instead of a second f32 copy of the model).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::model::{Layout, Params};
+
+/// Gives θ0 tensor by tensor (e.g. re-dequantized from the source file).
+pub trait ThetaSource: Send + Sync {
+    /// Writes tensor `id` of θ0 into `out` (whose length is the tensor's element count).
+    fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// An in-memory arena is a source too (handy for tests and for small models).
+impl ThetaSource for Params {
+    fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
+        if id >= self.layout().len() || self.tensor(id).len() != out.len() {
+            return Err(Error::EsConfig {
+                field: "anchor",
+                problem: format!(
+                    "tensor {id} of {} elements requested from an anchor with {} tensors",
+                    out.len(),
+                    self.layout().len()
+                ),
+            });
+        }
+        out.copy_from_slice(self.tensor(id));
+        Ok(())
+    }
+}
+
+/// θ0 for AWD and drift: kept in memory or re-derived from a source.
+pub enum Anchor {
+    InMemory(Arc<Params>),
+    Source(Arc<dyn ThetaSource>),
+}
+
+impl Anchor {
+    /// Checks that an in-memory θ0 has the layout of θ (a source is trusted to match).
+    pub fn check_layout(&self, layout: &Arc<Layout>) -> Result<()> {
+        if let Anchor::InMemory(p) = self {
+            if !Arc::ptr_eq(p.layout(), layout) && **p.layout() != **layout {
+                return Err(Error::EsConfig {
+                    field: "anchor",
+                    problem: format!(
+                        "θ0 has {} tensors / {} parameters but θ has {} tensors / {} parameters",
+                        p.layout().len(),
+                        p.layout().total(),
+                        layout.len(),
+                        layout.total()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// θ0 of tensor `id` (of `len` elements): a view of the in-memory arena, or read from the
+    /// source into `scratch` (grown as needed, reused across calls).
+    pub fn tensor<'a>(&'a self, id: usize, len: usize, scratch: &'a mut Vec<f32>) -> Result<&'a [f32]> {
+        match self {
+            Anchor::InMemory(p) => Ok(p.tensor(id)),
+            Anchor::Source(src) => {
+                if scratch.len() < len {
+                    scratch.resize(len, 0.0);
+                }
+                src.read_tensor(id, &mut scratch[..len])?;
+                Ok(&scratch[..len])
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Anchor::InMemory(p) => write!(f, "Anchor::InMemory({} parameters)", p.layout().total()),
+            Anchor::Source(_) => write!(f, "Anchor::Source(..)"),
+        }
+    }
+}

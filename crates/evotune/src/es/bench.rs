@@ -1,0 +1,143 @@
+//! Throughput of the ES engine's hot paths (printed by `evotune bench es`).
+//!
+//! - noise: normals per second into an L1-resident buffer (the generator alone), on one thread and
+//!   on all of rayon's threads;
+//! - one noise pass: `perturb_into` over d parameters (θ + σε into a second arena);
+//! - one update: θ += α/N Σ c ε over d parameters for N members (no AWD), compared with N
+//!   noise passes — the fused update reads and writes θ once instead of N times.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::es::noise::{self, NoiseKey};
+use crate::es::strategy::{Anchor, EsParams, EsState, Member, Strategy, ThetaSource};
+use crate::model::{Layout, Params};
+
+/// Figures from [`bench_es`]; times in seconds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EsBenchReport {
+    pub d: usize,
+    pub population: usize,
+    pub threads: usize,
+    /// The vector width the noise generator dispatched to.
+    pub level: String,
+    /// Giga-normals per second, one thread.
+    pub noise_gnps_1thread: f64,
+    /// Giga-normals per second, all threads.
+    pub noise_gnps_all: f64,
+    /// One `perturb_into` over d parameters (best of 3).
+    pub noise_pass_s: f64,
+    /// One full update over d parameters and N members (best of 2).
+    pub update_s: f64,
+    /// update_s / (N · noise_pass_s): below 1 means the fused update beats N separate passes.
+    pub update_vs_n_passes: f64,
+}
+
+impl std::fmt::Display for EsBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "ES engine, d = {}, N = {}, {} threads, noise level {}", self.d, self.population, self.threads, self.level)?;
+        writeln!(f, "  noise generator   {:7.3} G normals/s (1 thread)", self.noise_gnps_1thread)?;
+        writeln!(f, "  noise generator   {:7.3} G normals/s ({} threads)", self.noise_gnps_all, self.threads)?;
+        writeln!(f, "  one noise pass    {:7.3} s  (θ + σε into a second arena)", self.noise_pass_s)?;
+        writeln!(f, "  one update        {:7.3} s  (N = {} members, fused)", self.update_s, self.population)?;
+        write!(f, "  update / (N × noise pass) = {:.3}", self.update_vs_n_passes)
+    }
+}
+
+/// θ0 = 0 without storing it.
+struct Zeros;
+impl ThetaSource for Zeros {
+    fn read_tensor(&self, _id: usize, out: &mut [f32]) -> crate::error::Result<()> {
+        out.fill(0.0);
+        Ok(())
+    }
+}
+
+/// Best wall time of `reps` runs of `f`.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Generates `count` normals of one stream in L1 blocks, on the current thread; returns a sum so
+/// the work cannot be optimised away.
+fn generate(key: &NoiseKey, start: u64, count: usize) -> f32 {
+    let mut buf = [0.0f32; 4096];
+    let mut sink = 0.0f32;
+    let mut i = 0;
+    while i < count {
+        let n = (count - i).min(buf.len());
+        key.fill(start + i as u64, &mut buf[..n]);
+        sink += buf[0];
+        i += n;
+    }
+    sink
+}
+
+/// Measures the figures above at `d` parameters and `population` members (e.g. 135e6 and 30).
+pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
+    let threads = rayon::current_num_threads();
+    let key = NoiseKey { seed: 1, iteration: 2, noise_id: 3, tensor_key: 4 };
+
+    let count = d.clamp(1 << 20, 1 << 26);
+    let t1 = best_of(2, || {
+        std::hint::black_box(generate(&key, 0, count));
+    });
+    let per_task = count.div_ceil(threads * 8).max(1 << 16);
+    let tall = best_of(2, || {
+        let s: f32 = (0..count.div_ceil(per_task))
+            .into_par_iter()
+            .map(|k| generate(&key, (k * per_task) as u64, per_task.min(count - k * per_task)))
+            .sum();
+        std::hint::black_box(s);
+    });
+
+    // A model-like arena: tensors of at most 2^24 elements.
+    let mut layout = Layout::new();
+    let mut left = d;
+    let mut k = 0;
+    while left > 0 {
+        let n = left.min(1 << 24);
+        layout.push(format!("model.layers.{k}.mlp.up_proj.weight"), vec![n]);
+        left -= n;
+        k += 1;
+    }
+    let layout = Arc::new(layout);
+    let theta = Params::zeros(layout.clone());
+    let mut out = Params::zeros(layout);
+    let params = EsParams { population, ..EsParams::default() };
+    // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
+    let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros))).expect("valid bench parameters");
+    let member = Member { index: 0, noise_id: 0, sign: 1.0 };
+    let noise_pass_s = best_of(3, || es.perturb_into(&theta, 0, &member, &mut out));
+    drop(out);
+
+    let mut state = EsState::new(theta);
+    let pop = es.ask(&state);
+    let rewards: Vec<f32> = (0..population).map(|n| n as f32).collect();
+    let update_s = best_of(2, || {
+        let it = state.iteration;
+        let mut p = pop.clone();
+        p.iteration = it;
+        es.tell(&mut state, &p, &rewards).expect("finite rewards");
+    });
+
+    EsBenchReport {
+        d,
+        population,
+        threads,
+        level: format!("{:?}", noise::level()),
+        noise_gnps_1thread: count as f64 / t1 / 1e9,
+        noise_gnps_all: count as f64 / tall / 1e9,
+        noise_pass_s,
+        update_s,
+        update_vs_n_passes: update_s / (population as f64 * noise_pass_s),
+    }
+}

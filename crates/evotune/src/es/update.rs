@@ -1,0 +1,141 @@
+//! The two passes over θ that touch noise, both fused and parallel over fixed chunks:
+//! - perturb: out = θ + σ·sign·ε (one read of θ, one write of out, no noise buffer of size d);
+//! - update:  θ ← θ + (α/N)·Σₚ cₚ·εₚ, then AWD toward θ0, per element.
+//!
+//! For each block of θ (`BLOCK` elements, L1-resident) the update zeroes an accumulator, adds
+//! cₚ·εₚ for every noise pass p in a fixed order, then writes θ once: one pass over memory for the
+//! whole population. Each element's arithmetic is the same whatever the block or chunk
+//! boundaries, so the result is bit-identical for any thread count: rayon only decides which
+//! thread computes a chunk, never the order of any sum.
+//!
+//! Passes are members grouped by noise id ([`crate::es::population::passes`]): a mirrored pair is
+//! one pass with coefficient c⁺ − c⁻, still divided by the full N.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::es::anchor::Anchor;
+use crate::es::awd::Rule;
+use crate::es::noise::{IterationNoise, NoiseKey};
+use crate::es::population::Pass;
+use crate::model::{Params, TensorInfo};
+
+/// Elements per rayon task (a multiple of `BLOCK`).
+pub const TASK: usize = 1 << 16;
+/// Elements per L1-resident block (noise and accumulator buffers live on the stack).
+pub const BLOCK: usize = 2048;
+
+/// One contiguous chunk of one tensor of an arena.
+struct Chunk<'a> {
+    id: usize,
+    info: &'a TensorInfo,
+    /// First element of the chunk within its tensor.
+    start: usize,
+    data: &'a mut [f32],
+}
+
+/// The arena cut into chunks of at most `TASK` elements, tensor by tensor (or only tensor `only`).
+fn chunks(p: &mut Params, only: Option<usize>) -> Vec<Chunk<'_>> {
+    let mut out = Vec::new();
+    for (id, (info, data)) in p.tensors_mut().into_iter().enumerate() {
+        if only.is_some_and(|o| o != id) {
+            continue;
+        }
+        for (k, data) in data.chunks_mut(TASK).enumerate() {
+            out.push(Chunk { id, info, start: k * TASK, data });
+        }
+    }
+    out
+}
+
+/// out = θ + s·ε_{noise_id}, s = σ·sign. `out` must have θ's layout.
+pub fn perturb(theta: &Params, noise: &IterationNoise, noise_id: u32, s: f32, out: &mut Params) {
+    let src = theta.data();
+    chunks(out, None).into_par_iter().for_each(|c| {
+        let key = noise.key(noise_id, c.id, &c.info.shape);
+        let base = c.info.offset + c.start;
+        let mut eps = [0.0f32; BLOCK];
+        for (b, o) in c.data.chunks_mut(BLOCK).enumerate() {
+            let n = o.len();
+            let at = b * BLOCK;
+            key.fill((c.start + at) as u64, &mut eps[..n]);
+            let t = &src[base + at..base + at + n];
+            for i in 0..n {
+                o[i] = t[i] + s * eps[i];
+            }
+        }
+    });
+}
+
+/// θ ← θ + scale·Σₚ cₚ·εₚ (scale = α/N), then the AWD `rule` toward θ0 (read from `anchor` only
+/// when the rule is not `None`). `scratch` holds one θ0 tensor when the anchor is a source.
+pub fn update(
+    theta: &mut Params,
+    noise: &IterationNoise,
+    passes: &[Pass],
+    scale: f32,
+    rule: Rule,
+    anchor: &Anchor,
+    scratch: &mut Vec<f32>,
+) -> Result<()> {
+    match (rule, anchor) {
+        (Rule::None, _) => {
+            chunks(theta, None).into_par_iter().for_each(|c| update_chunk(c, None, noise, passes, scale, rule));
+        }
+        (_, Anchor::InMemory(theta0)) => {
+            anchor.check_layout(theta.layout())?;
+            let t0 = theta0.data();
+            chunks(theta, None).into_par_iter().for_each(|c| {
+                let at = c.info.offset + c.start;
+                let t0 = &t0[at..at + c.data.len()];
+                update_chunk(c, Some(t0), noise, passes, scale, rule)
+            });
+        }
+        (_, Anchor::Source(_)) => {
+            // One tensor of θ0 at a time: read it, then update that tensor in parallel.
+            let layout = theta.layout().clone();
+            for (id, info) in layout.tensors().iter().enumerate() {
+                let t0 = anchor.tensor(id, info.len, scratch)?;
+                chunks(theta, Some(id)).into_par_iter().for_each(|c| {
+                    let t0 = &t0[c.start..c.start + c.data.len()];
+                    update_chunk(c, Some(t0), noise, passes, scale, rule)
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fused kernel on one chunk: per block, acc = Σₚ cₚ·εₚ (f32, pass order), then
+/// θ ← decay(θ + scale·acc, θ0).
+fn update_chunk(c: Chunk<'_>, theta0: Option<&[f32]>, noise: &IterationNoise, passes: &[Pass], scale: f32, rule: Rule) {
+    let keys: Vec<(NoiseKey, f32)> =
+        passes.iter().map(|p| (noise.key(p.noise_id, c.id, &c.info.shape), p.coefficient)).collect();
+    let mut acc = [0.0f32; BLOCK];
+    let mut eps = [0.0f32; BLOCK];
+    for (b, t) in c.data.chunks_mut(BLOCK).enumerate() {
+        let n = t.len();
+        let at = b * BLOCK;
+        let acc = &mut acc[..n];
+        acc.fill(0.0);
+        for (key, coef) in &keys {
+            key.fill((c.start + at) as u64, &mut eps[..n]);
+            for i in 0..n {
+                acc[i] += coef * eps[i];
+            }
+        }
+        match (rule, theta0) {
+            (Rule::None, _) | (_, None) => {
+                for i in 0..n {
+                    t[i] += scale * acc[i];
+                }
+            }
+            (Rule::L2 { .. }, Some(t0)) | (Rule::L1 { .. }, Some(t0)) => {
+                let t0 = &t0[at..at + n];
+                for i in 0..n {
+                    t[i] = rule.decay(t[i] + scale * acc[i], t0[i]);
+                }
+            }
+        }
+    }
+}
