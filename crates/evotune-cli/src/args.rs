@@ -119,6 +119,12 @@ pub struct SettingArgs {
     /// Evaluate every k iterations (0 = no evaluation).
     #[arg(long)]
     pub eval_every: Option<u64>,
+    /// Evaluate only the first k items of each multiple-choice prior suite (0 = all).
+    #[arg(long)]
+    pub prior_limit: Option<usize>,
+    /// Under MPI: compare θ checksums across ranks every k iterations (0 = never).
+    #[arg(long)]
+    pub checksum_every: Option<u64>,
     /// Safetensors snapshot every k iterations (0 = none).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
@@ -131,6 +137,20 @@ pub struct SettingArgs {
     /// Task option KEY=VALUE (TOML value), repeatable, e.g. `--task-opt minibatch=8`.
     #[arg(long = "task-opt", value_name = "KEY=VALUE")]
     pub task_opts: Vec<String>,
+}
+
+/// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
+pub fn task_opts_table(pairs: &[String]) -> anyhow::Result<toml::Table> {
+    let mut table = toml::Table::new();
+    for kv in pairs {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--task-opt `{kv}`: expected KEY=VALUE"))?;
+        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {v}")) {
+            Ok(mut t) => t.remove("v").expect("just parsed"),
+            Err(_) => toml::Value::String(v.to_string()),
+        };
+        table.insert(k.trim().to_string(), value);
+    }
+    Ok(table)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -158,20 +178,7 @@ pub enum NonFiniteArg {
 impl SettingArgs {
     /// The flags as a partial config (unset flags stay `None`, so the TOML file or defaults apply).
     pub fn to_partial(&self) -> anyhow::Result<PartialConfig> {
-        let task_options = if self.task_opts.is_empty() {
-            None
-        } else {
-            let mut table = toml::Table::new();
-            for kv in &self.task_opts {
-                let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--task-opt `{kv}`: expected KEY=VALUE"))?;
-                let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {v}")) {
-                    Ok(mut t) => t.remove("v").unwrap(),
-                    Err(_) => toml::Value::String(v.to_string()),
-                };
-                table.insert(k.trim().to_string(), value);
-            }
-            Some(table)
-        };
+        let task_options = if self.task_opts.is_empty() { None } else { Some(task_opts_table(&self.task_opts)?) };
         Ok(PartialConfig {
             model: self.model.clone(),
             task: self.task.clone(),
@@ -201,6 +208,8 @@ impl SettingArgs {
                 NonFiniteArg::Worst => NonFinitePolicy::Worst,
             }),
             eval_every: self.eval_every,
+            prior_limit: self.prior_limit,
+            checksum_every: self.checksum_every,
             checkpoint_every: self.checkpoint_every,
             threads: self.threads,
             out: self.out.clone(),
@@ -223,6 +232,12 @@ pub struct EvalArgs {
     pub iter: Option<u64>,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Evaluate only the first k items of a multiple-choice suite (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Task option KEY=VALUE (TOML value), repeatable.
+    #[arg(long = "task-opt", value_name = "KEY=VALUE")]
+    pub task_opts: Vec<String>,
 }
 
 #[derive(Args, Debug)]

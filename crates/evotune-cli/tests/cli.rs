@@ -38,7 +38,7 @@ fn train_cmd(model: &Path, out: &Path, iterations: u64) -> Command {
     c.args(["train", "--quiet", "--task", "arith", "--population", "4", "--sigma", "0.001", "--alpha", "0.0005"])
         .args(["--seed", "11", "--eval-every", "2", "--checkpoint-every", "2", "--threads", "2"])
         .args(["--prior", "capitals", "--prior", "kl"])
-        .args(["--task-opt", "train_size=4", "--task-opt", "test_size=4", "--task-opt", "prior_limit=8"])
+        .args(["--task-opt", "train_size=4", "--task-opt", "test_size=4", "--task-opt", "kl_prompts=2", "--prior-limit", "8"])
         .arg("--iterations")
         .arg(iterations.to_string())
         .arg("--model")

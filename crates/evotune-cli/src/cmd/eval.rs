@@ -1,8 +1,7 @@
 //! `evotune eval --model M --task T`: score a model (or a run's weights) on target or prior tasks.
 
 use anyhow::Context;
-use evotune::tasks::eval::{evaluate_prior, evaluate_target, prior_task, TaskScore};
-use evotune::tasks::{target_task, TaskOptions};
+use evotune::tasks::{evaluate_prior, evaluate_target, prior_task, target_task, PriorTask, TaskOptions, TaskScore};
 
 use crate::args::EvalArgs;
 use crate::cmd::with_threads;
@@ -13,14 +12,21 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         Some(run) => evotune::run::replay::weights_at(run, a.iter)?.1,
         None => theta0.clone(),
     };
-    let opts = TaskOptions::default();
+    let opts: TaskOptions = crate::args::task_opts_table(&a.task_opts)?.try_into().context("--task-opt")?;
     for spec in &a.task {
         let score: TaskScore = with_threads(a.threads, || -> anyhow::Result<TaskScore> {
-            if evotune::tasks::is_target_task(spec) {
+            // Built-in targets are scored on their test split; anything else as a prior task.
+            if matches!(spec.as_str(), "arith" | "countdown" | "conciseness") {
                 let task = target_task(spec, &opts)?;
                 Ok(evaluate_target(&model, &theta, task.as_ref())?)
             } else {
-                let prior = prior_task(spec, &model, &theta0, &opts)?;
+                let mut prior = prior_task(spec, &opts)?;
+                if let PriorTask::MultipleChoice { items, .. } = &mut prior {
+                    if a.limit > 0 {
+                        items.truncate(a.limit);
+                    }
+                }
+                prior.prepare(&model, &theta0)?;
                 Ok(evaluate_prior(&model, &theta, &prior)?)
             }
         })?

@@ -68,6 +68,8 @@ pub struct RunConfig {
     pub nonfinite_reward: NonFinitePolicy,
     /// Evaluate target test accuracy and prior tasks every k iterations (and at 0 and the end); 0 = never.
     pub eval_every: u64,
+    /// Evaluate only the first k items of each multiple-choice prior suite (0 = all).
+    pub prior_limit: usize,
     /// Write a safetensors snapshot every k iterations (and at the end); 0 = never.
     pub checkpoint_every: u64,
     /// Worker threads (0 = all cores). Does not change the results.
@@ -99,6 +101,7 @@ pub struct PartialConfig {
     pub awd_lambda: Option<f32>,
     pub nonfinite_reward: Option<NonFinitePolicy>,
     pub eval_every: Option<u64>,
+    pub prior_limit: Option<usize>,
     pub checkpoint_every: Option<u64>,
     pub threads: Option<usize>,
     pub checksum_every: Option<u64>,
@@ -119,7 +122,7 @@ impl PartialConfig {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
         take!(model, task, priors, population, sigma, alpha, iterations, seed, noise, mirrored, shaping, awd, awd_lambda,
-              nonfinite_reward, eval_every, checkpoint_every, threads, checksum_every, out, task_options);
+              nonfinite_reward, eval_every, prior_limit, checkpoint_every, threads, checksum_every, out, task_options);
         self
     }
 
@@ -142,6 +145,7 @@ impl PartialConfig {
             awd_lambda: self.awd_lambda.unwrap_or(default_lambda(awd)),
             nonfinite_reward: self.nonfinite_reward.unwrap_or(NonFinitePolicy::Error),
             eval_every: self.eval_every.unwrap_or(10),
+            prior_limit: self.prior_limit.unwrap_or(0),
             checkpoint_every: self.checkpoint_every.unwrap_or(0),
             threads: self.threads.unwrap_or(0),
             checksum_every: self.checksum_every.unwrap_or(1),

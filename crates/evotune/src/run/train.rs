@@ -23,8 +23,7 @@ use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
-use crate::tasks::eval::{self, PriorTask};
-use crate::tasks::{self, Task, TaskOptions};
+use crate::tasks::{self, eval, PriorTask, Task, TaskOptions};
 
 /// Callbacks for the CLI's progress display; every method has a silent default.
 pub trait Progress: Send {
@@ -154,7 +153,15 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     let (model, theta0) = model::load(&cfg.model)?;
     let model = Arc::new(model);
     let (task, opts) = build_target(&cfg)?;
-    let priors: Vec<PriorTask> = cfg.priors.iter().map(|p| eval::prior_task(p, &model, &theta0, &opts)).collect::<Result<_>>()?;
+    let mut priors: Vec<PriorTask> = cfg.priors.iter().map(|p| tasks::prior_task(p, &opts)).collect::<Result<_>>()?;
+    for p in &mut priors {
+        if let PriorTask::MultipleChoice { items, .. } = p {
+            if cfg.prior_limit > 0 {
+                items.truncate(cfg.prior_limit);
+            }
+        }
+        p.prepare(&model, &theta0)?;
+    }
     // θ0 is re-derived tensor by tensor from the model file: AWD and drift need no f32 copy.
     let anchor = Anchor::Source(model.theta0_source());
     let drift_anchor = Anchor::Source(model.theta0_source());
@@ -204,10 +211,10 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
 
     // --- the ES loop ---
     let mut member_theta = Params::zeros(state.theta.layout().clone());
-    let items: Vec<&tasks::Item> = task.train().iter().collect();
     while state.iteration < cfg.iterations {
         let t_start = Instant::now();
         let t = state.iteration;
+        let items = tasks::minibatch(task.train(), task.minibatch_size(), opts.seed, t);
         let pop = strategy.ask(&state);
         let mine = comm::share(pop.members.len(), comm.rank(), comm.size());
         let mut local = Vec::with_capacity(mine.len());

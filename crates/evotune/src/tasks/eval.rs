@@ -1,33 +1,163 @@
-//! STUB: evaluation contract (the tasks work fills it in).
+//! Running a model over tasks: completions → rewards, test-split scores, prior-task scores.
+//!
+//! Generation is one batched greedy `generate` call per evaluation (render the chat prompt, append
+//! the task's response prefix, encode, generate up to the task's `max_new_tokens`, stop at the
+//! tokenizer's stop tokens, decode without special tokens). Multiple choice by log-likelihood is
+//! one batched `score` call over every (question, choice) pair.
+
 use std::collections::BTreeMap;
 
-use crate::error::Result;
-use crate::model::{Model, Params};
-use crate::tasks::{Item, Reward, Task, TaskOptions};
+use serde::{Deserialize, Deserializer, Serialize};
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+use crate::error::{Error, Result};
+use crate::model::generate::generate;
+use crate::model::score::score;
+use crate::model::{GenerateOptions, Model, Params, Sampling};
+use crate::tasks::multiple_choice::{loglik_stats, McItem};
+use crate::tasks::{Item, PriorTask, Reward, Task};
+use crate::tokenizer::Prompt;
+
+/// One task's evaluation, as written to `metrics.jsonl`.
+///
+/// `accuracy` and `mean_reward` are NaN where they do not apply (the KL probe); JSON writes NaN as
+/// `null` and reading `null` gives NaN back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskScore {
     pub task: String,
+    /// Fraction of items answered correctly.
+    #[serde(deserialize_with = "nan_from_null")]
     pub accuracy: f64,
+    /// Mean reward (generation tasks); equals `accuracy` for log-likelihood multiple choice.
+    #[serde(deserialize_with = "nan_from_null")]
     pub mean_reward: f64,
+    /// Further signals: `items`, `logprob_margin`, `answer_logprob`, `kl`, `kl_max_prompt`, `kl_tokens`.
     pub metrics: BTreeMap<String, f64>,
 }
 
-pub enum PriorTask {}
+fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
 
-pub fn prior_task(spec: &str, model: &Model, theta0: &Params, opts: &TaskOptions) -> Result<PriorTask> {
-    let _ = (spec, model, theta0, opts);
-    todo!()
+/// Token ids of a prompt as the model sees it: chat-rendered, then `prefix` appended.
+pub fn encode_prompt(model: &Model, prompt: &Prompt, prefix: &str) -> Result<Vec<u32>> {
+    let mut text = model.chat.render_prompt(prompt)?;
+    text.push_str(prefix);
+    model.tokenizer.encode(&text)
 }
+
+/// Token ids of a continuation (a leading BOS, if the tokenizer adds one, is dropped).
+pub fn encode_continuation(model: &Model, text: &str) -> Result<Vec<u32>> {
+    let mut ids = model.tokenizer.encode(text)?;
+    if let (Some(bos), Some(&first)) = (model.tokenizer.bos, ids.first()) {
+        if first == bos {
+            ids.remove(0);
+        }
+    }
+    Ok(ids)
+}
+
+/// Greedy completions of `prompts` (each followed by `prefix`), decoded without special tokens.
+pub fn complete(model: &Model, params: &Params, prompts: &[&Prompt], prefix: &str, max_new_tokens: usize) -> Result<Vec<String>> {
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| encode_prompt(model, p, prefix)).collect::<Result<_>>()?;
+    let opts = GenerateOptions { max_new_tokens, sampling: Sampling::Greedy, stop_tokens: model.tokenizer.stop_tokens.clone() };
+    let out = generate(&model.llama, params, &ids, &opts)?;
+    out.iter().map(|t| model.tokenizer.decode(t, true)).collect()
+}
+
+/// Rewards of the model's greedy completions of `items` (the ES fitness of one member is their mean).
 pub fn target_rewards(model: &Model, params: &Params, task: &dyn Task, items: &[&Item]) -> Result<Vec<Reward>> {
-    let _ = (model, params, task, items);
-    todo!()
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prompts: Vec<&Prompt> = items.iter().map(|i| &i.prompt).collect();
+    let completions = complete(model, params, &prompts, task.response_prefix(), task.max_new_tokens())?;
+    task.rewards(items, &completions)
 }
+
+/// Accuracy and mean reward over `items`.
+fn score_items(model: &Model, params: &Params, task: &dyn Task, items: &[Item]) -> Result<TaskScore> {
+    if items.is_empty() {
+        return Err(Error::Task { task: task.name().into(), problem: "has no test items to evaluate".into() });
+    }
+    let refs: Vec<&Item> = items.iter().collect();
+    let rewards = target_rewards(model, params, task, &refs)?;
+    let n = rewards.len() as f64;
+    let accuracy = rewards.iter().filter(|r| r.correct).count() as f64 / n;
+    let mean_reward = rewards.iter().map(|r| r.value as f64).sum::<f64>() / n;
+    Ok(TaskScore {
+        task: task.name().to_string(),
+        accuracy,
+        mean_reward,
+        metrics: BTreeMap::from([("items".to_string(), n)]),
+    })
+}
+
+/// The task's score on its test split.
 pub fn evaluate_target(model: &Model, params: &Params, task: &dyn Task) -> Result<TaskScore> {
-    let _ = (model, params, task);
-    todo!()
+    score_items(model, params, task, task.test())
 }
+
+/// Per-choice log-likelihoods ℓ[item][choice] = Σ log p(choice tokens | question), one batched
+/// `score` call.
+pub fn choice_logliks(model: &Model, params: &Params, items: &[McItem]) -> Result<Vec<Vec<f64>>> {
+    let mut pairs = Vec::new();
+    for item in items {
+        let prompt = encode_prompt(model, &item.loglik_prompt(), "")?;
+        for choice in &item.choices {
+            let cont = encode_continuation(model, choice)?;
+            if cont.is_empty() {
+                return Err(Error::Task {
+                    task: item.question.clone(),
+                    problem: format!("choice `{choice}` encodes to no tokens"),
+                });
+            }
+            pairs.push((prompt.clone(), cont));
+        }
+    }
+    let logps = score(&model.llama, params, &pairs)?;
+    if logps.len() != pairs.len() {
+        return Err(Error::Task {
+            task: "multiple choice".into(),
+            problem: format!("score returned {} sequences for {} pairs", logps.len(), pairs.len()),
+        });
+    }
+    let mut it = logps.into_iter();
+    Ok(items
+        .iter()
+        .map(|item| item.choices.iter().map(|_| it.next().unwrap_or_default().iter().map(|&v| v as f64).sum()).collect())
+        .collect())
+}
+
+/// Scores a prior task on `params`.
 pub fn evaluate_prior(model: &Model, params: &Params, prior: &PriorTask) -> Result<TaskScore> {
-    let _ = (model, params, prior);
-    todo!()
+    match prior {
+        PriorTask::MultipleChoice { name, items } => {
+            let lls = choice_logliks(model, params, items)?;
+            let s = loglik_stats(items, &lls);
+            Ok(TaskScore {
+                task: name.clone(),
+                accuracy: s.accuracy,
+                mean_reward: s.accuracy,
+                metrics: BTreeMap::from([
+                    ("items".to_string(), items.len() as f64),
+                    ("logprob_margin".to_string(), s.mean_margin),
+                    ("answer_logprob".to_string(), s.mean_answer_logprob),
+                ]),
+            })
+        }
+        PriorTask::Generation(task) => evaluate_target(model, params, task.as_ref()),
+        PriorTask::Kl(probe) => {
+            let s = probe.kl(model, params)?;
+            Ok(TaskScore {
+                task: probe.name().to_string(),
+                accuracy: f64::NAN,
+                mean_reward: f64::NAN,
+                metrics: BTreeMap::from([
+                    ("kl".to_string(), s.kl),
+                    ("kl_max_prompt".to_string(), s.max_prompt_kl),
+                    ("kl_tokens".to_string(), s.tokens as f64),
+                ]),
+            })
+        }
+    }
 }

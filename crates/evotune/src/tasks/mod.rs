@@ -1,11 +1,42 @@
 //! Tasks: what the model is asked, and how its answers are rewarded (higher is better).
 //!
-//! A run has one target task (its reward is the ES fitness) and any number of prior tasks (only
-//! evaluated, to watch forgetting). STUB: filled in by the tasks work; the API below is the contract.
+//! A run has one **target task** (its mean reward over the iteration's prompts is the ES fitness)
+//! and any number of **prior tasks** (only evaluated, to watch forgetting).
+//!
+//! - Target tasks implement [`Task`]: [`countdown`], [`arith`], [`conciseness`] and user JSONL
+//!   files ([`jsonl`]) scored by a [`reward_kind::RewardKind`] (exact, numeric, regex, contains,
+//!   GSM8K-style `#### n`, or an external [`command`]). Built by [`target_task`].
+//! - Prior tasks are a [`PriorTask`] built by [`prior_task`]: multiple choice scored by
+//!   log-likelihood or by generation ([`multiple_choice`]), generation tasks, or the
+//!   KL(base‖current) probe ([`kl_probe`]). Built-in suites live in `data/` and are compiled into
+//!   the binary ([`suites`]).
+//! - [`eval`] runs a model over a task: rewards of completions, test-split scores, prior scores.
+//!
+//! Reward convention of the reference code (es-awd): target reward = 0.1·format + answer, and an
+//! item counts as correct when its answer part is positive.
+
+pub mod arith;
+pub mod command;
+pub mod conciseness;
+pub mod countdown;
+pub mod eval;
+pub mod jsonl;
+pub mod kl_probe;
+pub mod multiple_choice;
+pub mod numbers;
+pub mod options;
+pub mod registry;
+pub mod reward_kind;
+pub mod rng;
+pub mod split;
+pub mod suites;
+
+pub use eval::{evaluate_prior, evaluate_target, target_rewards, TaskScore};
+pub use options::{ArithOp, TaskOptions};
+pub use registry::{prior_task, target_task, PriorTask};
+pub use split::minibatch;
 
 use crate::error::Result;
-pub mod eval;
-
 use crate::tokenizer::Prompt;
 
 /// One question of a generation task.
@@ -35,22 +66,14 @@ pub trait Task: Send + Sync {
     /// Rewards a batch of completions (one per item). Batch-shaped so an external program can
     /// score many at once.
     fn rewards(&self, items: &[&Item], completions: &[String]) -> Result<Vec<Reward>>;
-}
-
-/// Options of the built-in tasks (STUB: the tasks work defines the real fields).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct TaskOptions {
-    pub seed: u64,
-}
-
-/// A target task from a built-in name or a JSONL path (STUB).
-pub fn target_task(spec: &str, opts: &TaskOptions) -> Result<Box<dyn Task>> {
-    let _ = (spec, opts);
-    todo!("tasks")
-}
-
-/// True for the names of built-in target tasks (STUB).
-pub fn is_target_task(spec: &str) -> bool {
-    matches!(spec, "arith" | "countdown" | "conciseness")
+    /// Text appended after the rendered prompt, as the start of the model's reply (an assistant
+    /// "prefill", e.g. Countdown's `Let me solve this step by step.\n<think>`). The completion
+    /// passed to [`Task::rewards`] is what the model generated after it. Empty by default.
+    fn response_prefix(&self) -> &str {
+        ""
+    }
+    /// Items per ES iteration drawn from `train()` by [`minibatch`] (0 = all of them).
+    fn minibatch_size(&self) -> usize {
+        0
+    }
 }
