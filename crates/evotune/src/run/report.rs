@@ -55,8 +55,11 @@ impl RunSeries {
                         s.drift.insert(0, (0, e.drift.total));
                     }
                     for p in &e.priors {
-                        s.prior_accuracy.entry(p.task.clone()).or_default().push((e.iteration, p.accuracy));
-                        for (k, v) in &p.metrics {
+                        if p.accuracy.is_finite() {
+                            s.prior_accuracy.entry(p.task.clone()).or_default().push((e.iteration, p.accuracy));
+                        }
+                        // Counts (`items`, `kl_tokens`) describe the suite, not the model.
+                        for (k, v) in p.metrics.iter().filter(|(k, _)| !is_count(k)) {
                             s.prior_metrics.entry(format!("{}/{k}", p.task)).or_default().push((e.iteration, *v));
                         }
                     }
@@ -65,6 +68,10 @@ impl RunSeries {
         }
         Ok(s)
     }
+}
+
+fn is_count(metric: &str) -> bool {
+    metric == "items" || metric.ends_with("_tokens")
 }
 
 fn start_end_min(series: &Series) -> Option<(f64, f64, f64)> {
