@@ -449,6 +449,44 @@ mod tests {
     }
 
     #[test]
+    fn hf_dir_sources_in_order_jinja_file_then_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = [Message::new("user", "q")];
+        // No files at all: ChatML.
+        assert_eq!(ChatTemplate::from_hf_dir(dir.path()).unwrap().source, CHATML_TEMPLATE);
+        // tokenizer_config.json, list form with a `default` entry; special tokens as objects.
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"bos_token": {"content": "<s>"}, "eos_token": "</s>",
+                "chat_template": [{"name": "tool_use", "template": "T"},
+                                  {"name": "default", "template": "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}"}]}"#,
+        )
+        .unwrap();
+        let t = ChatTemplate::from_hf_dir(dir.path()).unwrap();
+        assert_eq!(t.render(&user, false).unwrap(), "<s>q</s>");
+        // chat_template.jinja wins over the config.
+        std::fs::write(dir.path().join("chat_template.jinja"), "[{{ messages[0].content }}]").unwrap();
+        assert_eq!(ChatTemplate::from_hf_dir(dir.path()).unwrap().render(&user, false).unwrap(), "[q]");
+    }
+
+    #[test]
+    fn gguf_without_template_falls_back_to_chatml_with_its_tokens() {
+        let mut m = BTreeMap::new();
+        let toks = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+        m.insert(
+            "tokenizer.ggml.tokens".to_string(),
+            MetaValue::Array(toks.iter().map(|t| MetaValue::String(t.to_string())).collect()),
+        );
+        m.insert("tokenizer.ggml.eos_token_id".to_string(), MetaValue::U32(2));
+        let t = ChatTemplate::from_gguf(Path::new("x.gguf"), &m).unwrap();
+        assert_eq!(t.source, CHATML_TEMPLATE);
+        assert_eq!((t.bos_token.as_str(), t.eos_token.as_str()), ("", "<|im_end|>"));
+        m.insert("tokenizer.chat_template".to_string(), MetaValue::String("{% if %}".into()));
+        let e = ChatTemplate::from_gguf(Path::new("x.gguf"), &m).unwrap_err().to_string();
+        assert!(e.contains("tokenizer.chat_template"), "{e}");
+    }
+
+    #[test]
     fn bad_template_is_an_error() {
         let e = ChatTemplate::new("{% for x in %}", "", "").unwrap_err().to_string();
         assert!(e.starts_with("chat template:"), "{e}");
