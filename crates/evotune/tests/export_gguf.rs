@@ -15,7 +15,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use evotune::model::gguf::MetaValue;
 use evotune::model::gguf_write::{gguf_tensor_name, unpermute_qk_from_gguf, write_gguf, ExportType};
-use evotune::model::safetensors::{hf_layout, hf_tensor_specs, write_hf_dir};
+use evotune::model::safetensors::{hf_layout, hf_tensor_specs, read_dir, write_hf_dir};
 use evotune::model::{ModelConfig, Params, TensorKind};
 use evotune::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -207,7 +207,7 @@ fn synthetic_model_round_trips_through_candle() {
                 other => panic!("{name}: unexpected type {other:?}"),
             }
         }
-        println!("{ty:?}: {} bytes, max Q8_0 error {max_err:.3e}", std::fs::metadata(&path).unwrap().len());
+        println!("{ty:?}: {} bytes, max |Q8_0 error| {max_err:.3e} (0 when no tensor is Q8_0)", std::fs::metadata(&path).unwrap().len());
     }
 }
 
@@ -351,10 +351,23 @@ fn real_model_f32_export_is_bit_exact_and_keeps_metadata() {
         std::fs::metadata(&out_q).unwrap().len()
     );
 
+    // HF directory: read back bit-exactly, with a tokenizer and template that behave the same.
+    let tok = Tokenizer::from_gguf(&path, &src_meta).unwrap();
+    let chat = ChatTemplate::from_gguf(&path, &src_meta).unwrap();
+    let hf_dir = out_dir.join("smollm2-hf");
+    write_hf_dir(&hf_dir, &params, &config, Some(&tok), Some(&chat)).unwrap();
+    let (c2, l2, d2) = read_dir(&hf_dir).unwrap();
+    assert_eq!(c2, config);
+    assert_eq!(&l2, params.layout().as_ref());
+    assert!(d2 == params.data(), "HF directory weights differ");
+    let tok2 = Tokenizer::from_file(&hf_dir.join("tokenizer.json"), &hf_dir).unwrap();
+    assert_eq!((tok2.bos, tok2.eos, tok2.add_bos, &tok2.stop_tokens), (tok.bos, tok.eos, tok.add_bos, &tok.stop_tokens));
+    let text = "<|im_start|>user\nWhat is 12 + 30?<|im_end|>\n";
+    assert_eq!(tok2.encode(text).unwrap(), tok.encode(text).unwrap());
+    let chat2 = ChatTemplate::from_hf_dir(&hf_dir).unwrap();
+    let prompt = evotune::tokenizer::Prompt::Chat { system: None, user: "hi".into() };
+    assert_eq!(chat2.render_prompt(&prompt).unwrap(), chat.render_prompt(&prompt).unwrap());
     if keep.is_some() {
-        let tok = Tokenizer::from_gguf(&path, &src_meta).unwrap();
-        let chat = ChatTemplate::from_gguf(&path, &src_meta).unwrap();
-        write_hf_dir(&out_dir.join("smollm2-hf"), &params, &config, Some(&tok), Some(&chat)).unwrap();
         println!("wrote exports to {}", out_dir.display());
     }
 }
