@@ -133,9 +133,11 @@ fn q8_0_bound(block: &[f32]) -> f32 {
 /// The file's tensor `gguf_name` back in HF row order.
 fn read_back_hf(g: &mut Gguf, gguf_name: &str, kind: TensorKind, config: &ModelConfig) -> (Vec<f32>, Vec<usize>) {
     let (x, shape) = g.f32(gguf_name);
+    let cols = shape.get(1).copied().unwrap_or(1);
+    let llama = config.architecture == "llama";
     let x = match kind {
-        TensorKind::Q => unpermute_qk_from_gguf(&x, config.heads, config.head_dim, shape[1]),
-        TensorKind::K => unpermute_qk_from_gguf(&x, config.kv_heads, config.head_dim, shape[1]),
+        TensorKind::Q | TensorKind::QBias if llama => unpermute_qk_from_gguf(&x, config.heads, config.head_dim, cols),
+        TensorKind::K | TensorKind::KBias if llama => unpermute_qk_from_gguf(&x, config.kv_heads, config.head_dim, cols),
         _ => x,
     };
     (x, shape)
@@ -143,13 +145,22 @@ fn read_back_hf(g: &mut Gguf, gguf_name: &str, kind: TensorKind, config: &ModelC
 
 #[test]
 fn synthetic_model_round_trips_through_candle() {
-    let config = tiny_config();
+    // Plain llama, and llama with q/k/v biases (whose Q/K biases are permuted like the weights).
+    let mut with_bias = tiny_config();
+    with_bias.qkv_bias = true;
+    for config in [tiny_config(), with_bias] {
+        synthetic_round_trip(&config);
+    }
+}
+
+fn synthetic_round_trip(config: &ModelConfig) {
+    let config = config.clone();
     let params = synthetic_params(&config);
     let src = source_metadata();
     let dir = tempfile::tempdir().unwrap();
 
     for ty in [ExportType::F32, ExportType::F16, ExportType::Q8_0] {
-        let path = dir.path().join(format!("tiny-{ty:?}.gguf"));
+        let path = dir.path().join(format!("tiny-{ty:?}-{}.gguf", config.qkv_bias));
         write_gguf(&path, &params, &config, &src, ty).unwrap();
         let mut g = Gguf::open(&path);
         assert!(matches!(g.content.magic, gguf_file::VersionedMagic::GgufV3));
