@@ -210,8 +210,9 @@ fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> 
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("template raised: {msg}")))
 }
 
-/// `x | tojson` (tool definitions in Qwen/Llama templates): compact JSON, keys sorted, non-ASCII
-/// kept, as `json.dumps(x, ensure_ascii=False)` with transformers' `tojson`.
+/// `x | tojson` (tool definitions in Qwen/Llama templates): Python `json.dumps(x,
+/// ensure_ascii=False)` layout, as transformers' `tojson`. One difference: map keys come out
+/// sorted (minijinja's maps are ordered by key), where Python keeps insertion order.
 fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
