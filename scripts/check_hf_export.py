@@ -28,8 +28,8 @@ def main():
     hf_dir = sys.argv[2]
     failures = []
 
-    ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32).eval()
-    ours = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+    ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    ours = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     sr, so = ref.state_dict(), ours.state_dict()
     if set(sr) != set(so):
         failures.append(f"state dict keys differ: {sorted(set(sr) ^ set(so))[:6]}")

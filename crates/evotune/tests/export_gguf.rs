@@ -15,7 +15,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use evotune::model::gguf::MetaValue;
 use evotune::model::gguf_write::{gguf_tensor_name, unpermute_qk_from_gguf, write_gguf, ExportType};
-use evotune::model::safetensors::{hf_layout, hf_tensor_specs, write_hf_dir};
+use evotune::model::safetensors::{hf_layout, hf_tensor_specs, read_dir, write_hf_dir};
 use evotune::model::{ModelConfig, Params, TensorKind};
 use evotune::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -133,9 +133,11 @@ fn q8_0_bound(block: &[f32]) -> f32 {
 /// The file's tensor `gguf_name` back in HF row order.
 fn read_back_hf(g: &mut Gguf, gguf_name: &str, kind: TensorKind, config: &ModelConfig) -> (Vec<f32>, Vec<usize>) {
     let (x, shape) = g.f32(gguf_name);
+    let cols = shape.get(1).copied().unwrap_or(1);
+    let llama = config.architecture == "llama";
     let x = match kind {
-        TensorKind::Q => unpermute_qk_from_gguf(&x, config.heads, config.head_dim, shape[1]),
-        TensorKind::K => unpermute_qk_from_gguf(&x, config.kv_heads, config.head_dim, shape[1]),
+        TensorKind::Q | TensorKind::QBias if llama => unpermute_qk_from_gguf(&x, config.heads, config.head_dim, cols),
+        TensorKind::K | TensorKind::KBias if llama => unpermute_qk_from_gguf(&x, config.kv_heads, config.head_dim, cols),
         _ => x,
     };
     (x, shape)
@@ -143,13 +145,22 @@ fn read_back_hf(g: &mut Gguf, gguf_name: &str, kind: TensorKind, config: &ModelC
 
 #[test]
 fn synthetic_model_round_trips_through_candle() {
-    let config = tiny_config();
+    // Plain llama, and llama with q/k/v biases (whose Q/K biases are permuted like the weights).
+    let mut with_bias = tiny_config();
+    with_bias.qkv_bias = true;
+    for config in [tiny_config(), with_bias] {
+        synthetic_round_trip(&config);
+    }
+}
+
+fn synthetic_round_trip(config: &ModelConfig) {
+    let config = config.clone();
     let params = synthetic_params(&config);
     let src = source_metadata();
     let dir = tempfile::tempdir().unwrap();
 
     for ty in [ExportType::F32, ExportType::F16, ExportType::Q8_0] {
-        let path = dir.path().join(format!("tiny-{ty:?}.gguf"));
+        let path = dir.path().join(format!("tiny-{ty:?}-{}.gguf", config.qkv_bias));
         write_gguf(&path, &params, &config, &src, ty).unwrap();
         let mut g = Gguf::open(&path);
         assert!(matches!(g.content.magic, gguf_file::VersionedMagic::GgufV3));
@@ -207,7 +218,7 @@ fn synthetic_model_round_trips_through_candle() {
                 other => panic!("{name}: unexpected type {other:?}"),
             }
         }
-        println!("{ty:?}: {} bytes, max Q8_0 error {max_err:.3e}", std::fs::metadata(&path).unwrap().len());
+        println!("{ty:?}: {} bytes, max |Q8_0 error| {max_err:.3e} (0 when no tensor is Q8_0)", std::fs::metadata(&path).unwrap().len());
     }
 }
 
@@ -351,10 +362,23 @@ fn real_model_f32_export_is_bit_exact_and_keeps_metadata() {
         std::fs::metadata(&out_q).unwrap().len()
     );
 
+    // HF directory: read back bit-exactly, with a tokenizer and template that behave the same.
+    let tok = Tokenizer::from_gguf(&path, &src_meta).unwrap();
+    let chat = ChatTemplate::from_gguf(&path, &src_meta).unwrap();
+    let hf_dir = out_dir.join("smollm2-hf");
+    write_hf_dir(&hf_dir, &params, &config, Some(&tok), Some(&chat)).unwrap();
+    let (c2, l2, d2) = read_dir(&hf_dir).unwrap();
+    assert_eq!(c2, config);
+    assert_eq!(&l2, params.layout().as_ref());
+    assert!(d2 == params.data(), "HF directory weights differ");
+    let tok2 = Tokenizer::from_file(&hf_dir.join("tokenizer.json"), &hf_dir).unwrap();
+    assert_eq!((tok2.bos, tok2.eos, tok2.add_bos, &tok2.stop_tokens), (tok.bos, tok.eos, tok.add_bos, &tok.stop_tokens));
+    let text = "<|im_start|>user\nWhat is 12 + 30?<|im_end|>\n";
+    assert_eq!(tok2.encode(text).unwrap(), tok.encode(text).unwrap());
+    let chat2 = ChatTemplate::from_hf_dir(&hf_dir).unwrap();
+    let prompt = evotune::tokenizer::Prompt::Chat { system: None, user: "hi".into() };
+    assert_eq!(chat2.render_prompt(&prompt).unwrap(), chat.render_prompt(&prompt).unwrap());
     if keep.is_some() {
-        let tok = Tokenizer::from_gguf(&path, &src_meta).unwrap();
-        let chat = ChatTemplate::from_gguf(&path, &src_meta).unwrap();
-        write_hf_dir(&out_dir.join("smollm2-hf"), &params, &config, Some(&tok), Some(&chat)).unwrap();
         println!("wrote exports to {}", out_dir.display());
     }
 }

@@ -12,8 +12,8 @@
 //! architecture hyper-parameters are rewritten from the [`ModelConfig`], and `general.file_type`
 //! states the export type. Tensors get llama.cpp names (`blk.3.attn_q.weight`).
 //!
-//! For arch `llama`, llama.cpp's converter permutes the rows of Q and K so that RoPE pairs are
-//! adjacent; the arena holds HF's rotate-half order, so the permutation is re-applied here:
+//! For arch `llama`, llama.cpp's converter permutes the rows of Q and K (weights and biases) so
+//! that RoPE pairs are adjacent; the arena holds HF's rotate-half order, so the permutation is re-applied here:
 //! per head, rows (2, Dh/2) → (Dh/2, 2), i.e. GGUF row `h·Dh + 2i + j` = HF row `h·Dh + j·Dh/2 + i`.
 //! `qwen2` uses NeoX RoPE in llama.cpp and is written unpermuted.
 //!
@@ -217,17 +217,22 @@ pub fn write_gguf(
             (ExportType::Q8_0, _) if info.shape.last().is_some_and(|&c| c % Q8_0_BLOCK == 0) => GgmlType::Q8_0,
             (ExportType::Q8_0, _) => GgmlType::F16,
         };
+        // llama.cpp's converter permutes Q and K weights and their biases (if any).
         let permute_heads = match (config.architecture.as_str(), info.kind) {
-            ("llama", TensorKind::Q) => Some(config.heads),
-            ("llama", TensorKind::K) => Some(config.kv_heads),
+            ("llama", TensorKind::Q | TensorKind::QBias) => Some(config.heads),
+            ("llama", TensorKind::K | TensorKind::KBias) => Some(config.kv_heads),
             _ => None,
         };
         if let Some(h) = permute_heads {
-            if info.shape.len() != 2 || info.shape[0] != h * config.head_dim || config.head_dim % 2 != 0 {
+            if info.shape.is_empty() || info.shape[0] != h * config.head_dim || config.head_dim % 2 != 0 {
+                let mut expected = info.shape.clone();
+                if let Some(rows) = expected.first_mut() {
+                    *rows = h * config.head_dim;
+                }
                 return Err(Error::TensorShape {
                     path: path.to_path_buf(),
                     tensor: info.name.clone(),
-                    expected: vec![h * config.head_dim, config.hidden],
+                    expected,
                     found: info.shape.clone(),
                 });
             }
@@ -272,7 +277,8 @@ pub fn write_gguf(
             let permuted;
             let x: &[f32] = match e.permute_heads {
                 Some(h) => {
-                    permuted = permute_qk_for_gguf(params.tensor(e.id), h, config.head_dim, info.shape[1]);
+                    let cols = info.shape.get(1).copied().unwrap_or(1);
+                    permuted = permute_qk_for_gguf(params.tensor(e.id), h, config.head_dim, cols);
                     &permuted
                 }
                 None => params.tensor(e.id),

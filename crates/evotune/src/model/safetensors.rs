@@ -120,8 +120,9 @@ impl HfConfig {
 }
 
 /// Every trainable tensor of `config` in the arena's canonical order, with HF names and shapes:
-/// the embedding, then per block (norm, q, [q bias], k, [k bias], v, [v bias], o, norm, gate, up,
-/// down), the final norm, and `lm_head.weight` unless tied.
+/// the embedding, then per block (norm, q, k, v, [q, k, v biases], o, norm, gate, up, down), the
+/// final norm, and `lm_head.weight` unless tied. This is also the order the GGUF loader
+/// (`model::loader`) builds, so a model has the same tensor ids whichever format it came in.
 pub fn hf_tensor_specs(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (d, f, v) = (config.hidden, config.ffn, config.vocab);
     let (q_rows, kv_rows) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
@@ -129,9 +130,12 @@ pub fn hf_tensor_specs(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     for l in 0..config.layers {
         let p = format!("model.layers.{l}");
         out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        for (name, rows) in [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)] {
+        let qkv = [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)];
+        for (name, rows) in qkv {
             out.push((format!("{p}.self_attn.{name}.weight"), vec![rows, d]));
-            if config.qkv_bias {
+        }
+        if config.qkv_bias {
+            for (name, rows) in qkv {
                 out.push((format!("{p}.self_attn.{name}.bias"), vec![rows]));
             }
         }

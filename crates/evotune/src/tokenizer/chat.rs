@@ -210,8 +210,9 @@ fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> 
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("template raised: {msg}")))
 }
 
-/// `x | tojson` (tool definitions in Qwen/Llama templates): compact JSON, keys sorted, non-ASCII
-/// kept, as `json.dumps(x, ensure_ascii=False)` with transformers' `tojson`.
+/// `x | tojson` (tool definitions in Qwen/Llama templates): Python `json.dumps(x,
+/// ensure_ascii=False)` layout, as transformers' `tojson`. One difference: map keys come out
+/// sorted (minijinja's maps are ordered by key), where Python keeps insertion order.
 fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
@@ -446,6 +447,44 @@ mod tests {
     fn tojson_matches_python_layout() {
         let t = ChatTemplate::new("{{ {'b': [1, 2], 'a': 'é'} | tojson }}", "", "").unwrap();
         assert_eq!(t.render(&[], false).unwrap(), r#"{"a": "é", "b": [1, 2]}"#);
+    }
+
+    #[test]
+    fn hf_dir_sources_in_order_jinja_file_then_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = [Message::new("user", "q")];
+        // No files at all: ChatML.
+        assert_eq!(ChatTemplate::from_hf_dir(dir.path()).unwrap().source, CHATML_TEMPLATE);
+        // tokenizer_config.json, list form with a `default` entry; special tokens as objects.
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"bos_token": {"content": "<s>"}, "eos_token": "</s>",
+                "chat_template": [{"name": "tool_use", "template": "T"},
+                                  {"name": "default", "template": "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}"}]}"#,
+        )
+        .unwrap();
+        let t = ChatTemplate::from_hf_dir(dir.path()).unwrap();
+        assert_eq!(t.render(&user, false).unwrap(), "<s>q</s>");
+        // chat_template.jinja wins over the config.
+        std::fs::write(dir.path().join("chat_template.jinja"), "[{{ messages[0].content }}]").unwrap();
+        assert_eq!(ChatTemplate::from_hf_dir(dir.path()).unwrap().render(&user, false).unwrap(), "[q]");
+    }
+
+    #[test]
+    fn gguf_without_template_falls_back_to_chatml_with_its_tokens() {
+        let mut m = BTreeMap::new();
+        let toks = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+        m.insert(
+            "tokenizer.ggml.tokens".to_string(),
+            MetaValue::Array(toks.iter().map(|t| MetaValue::String(t.to_string())).collect()),
+        );
+        m.insert("tokenizer.ggml.eos_token_id".to_string(), MetaValue::U32(2));
+        let t = ChatTemplate::from_gguf(Path::new("x.gguf"), &m).unwrap();
+        assert_eq!(t.source, CHATML_TEMPLATE);
+        assert_eq!((t.bos_token.as_str(), t.eos_token.as_str()), ("", "<|im_end|>"));
+        m.insert("tokenizer.chat_template".to_string(), MetaValue::String("{% if %}".into()));
+        let e = ChatTemplate::from_gguf(Path::new("x.gguf"), &m).unwrap_err().to_string();
+        assert!(e.contains("tokenizer.chat_template"), "{e}");
     }
 
     #[test]

@@ -420,7 +420,8 @@ impl Tokenizer {
     /// With [`Tokenizer::add_bos`] the BOS id is prepended unless the text already starts with it
     /// (a chat template that writes `{{ bos_token }}` does not get two).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| self.err(format!("encoding {:?}: {e}", preview(text))))?;
+        // `encode_fast`: the same ids without computing character offsets.
+        let enc = self.inner.encode_fast(text, false).map_err(|e| self.err(format!("encoding {:?}: {e}", preview(text))))?;
         let ids = enc.get_ids();
         match self.bos {
             Some(bos) if self.add_bos && ids.first() != Some(&bos) => {
