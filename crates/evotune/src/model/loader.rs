@@ -333,6 +333,12 @@ impl Theta0 {
     }
 }
 
+impl std::fmt::Debug for Theta0 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Theta0").field("path", &self.path()).field("tensors", &self.layout.len()).finish()
+    }
+}
+
 impl ThetaSource for Theta0 {
     fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
         Theta0::read_tensor(self, id, out)
