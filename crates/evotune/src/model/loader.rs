@@ -431,6 +431,34 @@ mod tests {
     }
 
     #[test]
+    fn hf_shards_are_indexed_and_read_in_every_float_type() {
+        use safetensors::tensor::TensorView;
+        use safetensors::Dtype;
+        let dir = tempfile::tempdir().unwrap();
+        let f32s: Vec<u8> = [1.5f32, -2.0, 3.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f16s: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let bf16s: Vec<u8> = [4.0f32, 0.125].iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+        let shard1 = vec![
+            ("a.weight", TensorView::new(Dtype::F32, vec![3], &f32s).unwrap()),
+            ("b.weight", TensorView::new(Dtype::F16, vec![1, 2], &f16s).unwrap()),
+        ];
+        let shard2 = vec![("c.weight", TensorView::new(Dtype::BF16, vec![2], &bf16s).unwrap())];
+        std::fs::write(dir.path().join("model-00001-of-00002.safetensors"), safetensors::serialize(shard1, None).unwrap()).unwrap();
+        std::fs::write(dir.path().join("model-00002-of-00002.safetensors"), safetensors::serialize(shard2, None).unwrap()).unwrap();
+        let shards = SafetensorsShards::open(dir.path()).unwrap();
+        let mut out = [0.0f32; 3];
+        shards.read("a.weight", &mut out).unwrap();
+        assert_eq!(out, [1.5, -2.0, 3.25]);
+        let mut out = [0.0f32; 2];
+        shards.read("b.weight", &mut out).unwrap();
+        assert_eq!(out, [0.5, -1.0]);
+        shards.read("c.weight", &mut out).unwrap();
+        assert_eq!(out, [4.0, 0.125]);
+        assert!(matches!(shards.read("d.weight", &mut out), Err(Error::MissingTensor { .. })));
+        assert!(matches!(shards.read("a.weight", &mut out), Err(Error::TensorShape { .. })));
+    }
+
+    #[test]
     fn unpermute_inverts_llama_cpp_permutation() {
         for (heads, dh, cols) in [(1, 2, 1), (3, 4, 5), (2, 64, 3), (9, 8, 1)] {
             let hf: Vec<f32> = (0..heads * dh * cols).map(|x| x as f32).collect();
