@@ -541,6 +541,13 @@ fn default_model_theta0_rederivation_is_bit_identical_and_timed() {
         assert!(out == params.tensor(id), "{} re-derived differently", layout.info(id).name);
     }
     let all_s = t.elapsed().as_secs_f64();
+    // Thread count does not change a bit: the whole arena re-read on 1 and on 3 threads.
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let again = pool.install(|| theta0.read_all()).unwrap();
+        assert_eq!(again.checksum(), params.checksum(), "{threads} threads");
+        assert!(again.data() == params.data());
+    }
     println!(
         "theta0 re-derivation: {} tensors in {all_s:.3} s (slowest tensor {max_tensor_ms:.1} ms); scratch {:.1} MB vs an f32 copy of {:.1} MB",
         layout.len(),
