@@ -466,6 +466,10 @@ fn default_model() -> Option<PathBuf> {
 fn default_model_config_count_and_every_tensor_vs_candle() {
     let Some(path) = default_model() else { return };
     let t = Instant::now();
+    let g = GgufFile::open(&path).unwrap();
+    println!("GgufFile::open (header, {} metadata keys, {} tensors): {:.3} s", g.metadata.len(), g.tensors.len(), t.elapsed().as_secs_f64());
+    drop(g);
+    let t = Instant::now();
     let (config, theta0, params) = load_gguf_weights(&path).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     println!("load_gguf_weights: {load_s:.3} s for {} parameters ({} threads)", params.layout().total(), rayon::current_num_threads());
