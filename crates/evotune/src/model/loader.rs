@@ -138,6 +138,12 @@ pub fn load_gguf_weights(path: &Path) -> Result<(ModelConfig, Arc<Theta0>, Param
 /// Loads a HF model directory (config.json, *.safetensors, tokenizer.json).
 pub fn load_hf_dir(dir: &Path) -> Result<(Model, Params)> {
     let (config, layout, data) = crate::model::safetensors::read_dir(dir)?;
+    if data.len() != layout.total() {
+        return Err(Error::CorruptModel {
+            path: dir.to_path_buf(),
+            problem: format!("{} weights read for a layout of {} parameters", data.len(), layout.total()),
+        });
+    }
     let layout = Arc::new(layout);
     let params = Params::from_vec(layout.clone(), data);
     let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"), dir)?;
