@@ -247,7 +247,7 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
 pub fn unpermute_rows(src: &[f32], dst: &mut [f32], heads: usize, cols: usize) {
     assert_eq!(src.len(), dst.len());
     let rows = src.len() / cols;
-    assert!(rows * cols == src.len() && rows % heads == 0 && (rows / heads) % 2 == 0, "bad un-permute shape");
+    assert!(rows * cols == src.len() && rows.is_multiple_of(heads) && (rows / heads).is_multiple_of(2), "bad un-permute shape");
     let dh = rows / heads;
     let half = dh / 2;
     // (heads, Dh/2, 2, cols) → (heads, 2, Dh/2, cols)
