@@ -21,10 +21,12 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         let mut table = toml::Table::new();
         table.insert("train_size".into(), toml::Value::Integer(16));
         table.insert("test_size".into(), toml::Value::Integer(48));
+        table.insert("kl_prompts".into(), toml::Value::Integer(8));
         let partial = PartialConfig {
             model: Some(model.display().to_string()),
             task: Some("arith".into()),
-            priors: Some(vec!["capitals".into(), "comparison".into(), "kl".into()]),
+            priors: Some(vec!["capitals".into(), "science".into(), "compare".into(), "kl".into()]),
+            prior_limit: Some(60),
             population: Some(8),
             sigma: Some(1e-3),
             alpha: Some(5e-4),
@@ -32,7 +34,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             seed: Some(7),
             awd: Some(awd),
             awd_lambda: if awd == AwdKind::L2 { Some(10.0) } else { None },
-            eval_every: Some((a.iterations / 3).max(1)),
+            eval_every: Some((a.iterations / 4).max(1)),
             threads: Some(a.threads),
             out: Some(out.clone()),
             task_options: Some(table),
