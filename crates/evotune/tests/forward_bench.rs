@@ -62,3 +62,43 @@ fn bench_matmul_shapes() {
         }
     }
 }
+
+/// Per-token cost of one prefill as the batch grows (alternating runs to share the machine's
+/// noise): forward vs the matmuls alone, on random SmolLM2-shaped weights. Timing only.
+#[test]
+#[ignore]
+fn bench_prefill_scaling() {
+    use evotune::kernels::matmul;
+    use evotune::model::llama::SeqInput;
+    use std::time::Instant;
+    let (config, params) = support::random_model(support::smollm2_config());
+    let llama = Llama::new(config.clone(), params.layout()).unwrap();
+    let (d, f) = (config.hidden, config.ffn);
+    let w1 = vec![0.01f32; f * d];
+    for round in 0..3 {
+        for b in [1usize, 4, 16] {
+            let ps: Vec<Vec<u32>> = (0..b).map(|s| (0..64).map(|i| (s * 64 + i) as u32 * 7 + 100).collect()).collect();
+            let mut caches: Vec<_> = ps.iter().map(|_| llama.new_cache()).collect();
+            let mut seqs: Vec<SeqInput> = ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+            let t = Instant::now();
+            llama.forward(&params, &mut seqs).unwrap();
+            let fwd = t.elapsed().as_secs_f64();
+            // the layer's matmuls alone: 4 of (T,576)x(576→576/192/192/576) ≈ qkvo, 3 of the MLP
+            let tt = 64 * b;
+            let x = vec![0.5f32; tt * f];
+            let mut y = vec![0.0f32; tt * f];
+            let t = Instant::now();
+            for _ in 0..config.layers {
+                matmul(&x[..tt * d], &w1[..d * d], &mut y[..tt * d], tt, d, d);
+                matmul(&x[..tt * d], &w1[..192 * d], &mut y[..tt * 192], tt, d, 192);
+                matmul(&x[..tt * d], &w1[..192 * d], &mut y[..tt * 192], tt, d, 192);
+                matmul(&x[..tt * d], &w1[..d * d], &mut y[..tt * d], tt, d, d);
+                matmul(&x[..tt * d], &w1, &mut y[..tt * f], tt, d, f);
+                matmul(&x[..tt * d], &w1, &mut y[..tt * f], tt, d, f);
+                matmul(&x[..tt * f], &w1, &mut y[..tt * d], tt, f, d);
+            }
+            let mm = t.elapsed().as_secs_f64();
+            println!("round {round} b={b:2} T={tt:4}: forward {:7.1} tok/s, matmuls alone {:7.1} tok/s ({:.0}% of forward time)", tt as f64 / fwd, tt as f64 / mm, 100.0 * mm / fwd);
+        }
+    }
+}

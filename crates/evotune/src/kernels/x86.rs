@@ -66,8 +66,10 @@ unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
 }
 
 /// One MR×NR tile: y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k.
+// Not inlined: as its own small function each tile keeps its accumulators in registers (inlined
+// into the blocking loops, LLVM spilled them to the stack on every FMA).
 #[target_feature(enable = "avx512f")]
-#[inline]
+#[inline(never)]
 unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k: usize, y: *mut f32, ldy: usize) {
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
     let mut kk = 0;
