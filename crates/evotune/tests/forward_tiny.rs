@@ -204,3 +204,14 @@ fn stop_tokens_and_sampling() {
     let t0 = GenerateOptions { max_new_tokens: 12, sampling: Sampling::Sample { temperature: 0.0, top_p: 1.0, seed: 3 }, stop_tokens: vec![] };
     assert_eq!(generate(&llama, &params, &ps, &t0).unwrap(), free, "temperature 0 is greedy");
 }
+
+#[test]
+fn params_of_another_layout_are_refused() {
+    let (config, params) = tiny_model(false, true);
+    let llama = Llama::new(config, params.layout()).unwrap();
+    let (_, with_bias) = tiny_model(true, true); // q/k/v biases shift every later tensor id
+    let mut cache = llama.new_cache();
+    let e = llama.forward(&with_bias, &mut [SeqInput { tokens: &[1, 2], cache: &mut cache, logits: 1 }]).unwrap_err();
+    assert!(matches!(e, Error::LayoutMissingTensor { .. }), "{e}");
+    assert_eq!(cache.len(), 0, "a refused forward leaves the cache untouched");
+}
