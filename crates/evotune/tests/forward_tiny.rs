@@ -177,6 +177,9 @@ fn input_errors() {
     let mut other = evotune::model::kv_cache::KvCache::new(&evotune::model::ModelConfig { layers: 2, ..c2 });
     let e = llama.forward(&params, &mut [SeqInput { tokens: &[1], cache: &mut other, logits: 1 }]).unwrap_err();
     assert!(matches!(e, Error::KvCacheMismatch { index: 0, .. }), "{e}");
+    let mut cache = llama.new_cache();
+    let e = llama.forward(&params, &mut [SeqInput { tokens: &[1], cache: &mut cache, logits: 2 }]).unwrap_err();
+    assert!(matches!(e, Error::ForwardInput { index: 0, .. }), "{e}");
     // Zero new tokens and empty batches are fine.
     assert_eq!(generate(&llama, &params, &[vec![1]], &greedy(0)).unwrap(), vec![Vec::<u32>::new()]);
     assert!(generate(&llama, &params, &[], &greedy(4)).unwrap().is_empty());

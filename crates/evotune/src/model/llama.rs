@@ -231,7 +231,7 @@ impl Llama {
                 return Err(Error::TokenOutOfRange { index: i, token: t, vocab: v });
             }
             if s.logits > s.tokens.len() {
-                return Err(Error::KvCacheMismatch {
+                return Err(Error::ForwardInput {
                     index: i,
                     problem: format!("logits asked for {} positions but only {} are new", s.logits, s.tokens.len()),
                 });
