@@ -47,6 +47,8 @@ pub enum Error {
     TokenOutOfRange { index: usize, token: u32, vocab: usize },
     #[error("sequence {index}: KV cache {problem}")]
     KvCacheMismatch { index: usize, problem: String },
+    #[error("sequence {index}: {problem}")]
+    ForwardInput { index: usize, problem: String },
     #[error("model layout: tensor `{tensor}` is missing (the {arch} forward pass needs it)")]
     LayoutMissingTensor { tensor: String, arch: String },
     #[error("model layout: tensor `{tensor}`: shape {found:?}, expected {expected:?} from the model config")]

@@ -62,3 +62,81 @@ fn bench_matmul_shapes() {
         }
     }
 }
+
+/// Per-token cost of one prefill as the batch grows (alternating runs to share the machine's
+/// noise): forward vs the matmuls alone, on random SmolLM2-shaped weights. Timing only.
+#[test]
+#[ignore]
+fn bench_prefill_scaling() {
+    use evotune::kernels::matmul;
+    use evotune::model::llama::SeqInput;
+    use std::time::Instant;
+    let (config, params) = support::random_model(support::smollm2_config());
+    let llama = Llama::new(config.clone(), params.layout()).unwrap();
+    let (d, f) = (config.hidden, config.ffn);
+    let w1 = vec![0.01f32; f * d];
+    for round in 0..3 {
+        for b in [1usize, 4, 16] {
+            let ps: Vec<Vec<u32>> = (0..b).map(|s| (0..64).map(|i| (s * 64 + i) as u32 * 7 + 100).collect()).collect();
+            let mut caches: Vec<_> = ps.iter().map(|_| llama.new_cache()).collect();
+            let mut seqs: Vec<SeqInput> = ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+            let t = Instant::now();
+            llama.forward(&params, &mut seqs).unwrap();
+            let fwd = t.elapsed().as_secs_f64();
+            // the layer's matmuls alone: 4 of (T,576)x(576→576/192/192/576) ≈ qkvo, 3 of the MLP
+            let tt = 64 * b;
+            let x = vec![0.5f32; tt * f];
+            let mut y = vec![0.0f32; tt * f];
+            let t = Instant::now();
+            for _ in 0..config.layers {
+                matmul(&x[..tt * d], &w1[..d * d], &mut y[..tt * d], tt, d, d);
+                matmul(&x[..tt * d], &w1[..192 * d], &mut y[..tt * 192], tt, d, 192);
+                matmul(&x[..tt * d], &w1[..192 * d], &mut y[..tt * 192], tt, d, 192);
+                matmul(&x[..tt * d], &w1[..d * d], &mut y[..tt * d], tt, d, d);
+                matmul(&x[..tt * d], &w1, &mut y[..tt * f], tt, d, f);
+                matmul(&x[..tt * d], &w1, &mut y[..tt * f], tt, d, f);
+                matmul(&x[..tt * f], &w1, &mut y[..tt * d], tt, f, d);
+            }
+            let mm = t.elapsed().as_secs_f64();
+            println!("round {round} b={b:2} T={tt:4}: forward {:7.1} tok/s, matmuls alone {:7.1} tok/s ({:.0}% of forward time)", tt as f64 / fwd, tt as f64 / mm, 100.0 * mm / fwd);
+        }
+    }
+}
+
+/// Our matmul against the `gemm` crate (what candle's f32 matmul runs on), one thread each,
+/// alternating, per CPU-second of the process (robust to a shared machine). Timing only.
+#[test]
+#[ignore]
+fn bench_matmul_vs_gemm_crate() {
+    use evotune::kernels::{matmul_at, simd_level};
+    fn cpu_s() -> f64 {
+        let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<&str> = s[s.rfind(')').unwrap() + 2..].split_whitespace().collect();
+        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    for (b, k, o) in [(1024, 576, 1536), (1024, 1536, 576), (16, 576, 1536), (16, 576, 49152)] {
+        let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let w: Vec<f32> = (0..o * k).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let mut y = vec![0.0; b * o];
+        let reps = (4e9 / (2.0 * (b * k * o) as f64)).clamp(2.0, 100.0) as usize;
+        let (mut ours, mut theirs) = (0.0, 0.0);
+        for _ in 0..3 {
+            let t = cpu_s();
+            for _ in 0..reps {
+                pool.install(|| matmul_at(simd_level(), &x, &w, &mut y, b, k, o));
+            }
+            ours += cpu_s() - t;
+            let t = cpu_s();
+            for _ in 0..reps {
+                // SAFETY: dst (b, o) row-major, lhs x (b, k) row-major, rhs = wᵀ (k, o) read from w (o, k).
+                unsafe {
+                    gemm::gemm(b, o, k, y.as_mut_ptr(), 1, o as isize, false, x.as_ptr(), 1, k as isize, w.as_ptr(), k as isize, 1, 0.0f32, 1.0f32, false, false, false, gemm::Parallelism::None);
+                }
+            }
+            theirs += cpu_s() - t;
+        }
+        let gf = |s: f64| 2.0 * (b * k * o) as f64 * reps as f64 * 3.0 / s / 1e9;
+        println!("b={b:5} k={k:5} o={o:6}: ours {:6.1} GFLOP/cpu-s, gemm crate {:6.1} GFLOP/cpu-s ({:.2}x)", gf(ours), gf(theirs), theirs / ours);
+    }
+}

@@ -177,6 +177,9 @@ fn input_errors() {
     let mut other = evotune::model::kv_cache::KvCache::new(&evotune::model::ModelConfig { layers: 2, ..c2 });
     let e = llama.forward(&params, &mut [SeqInput { tokens: &[1], cache: &mut other, logits: 1 }]).unwrap_err();
     assert!(matches!(e, Error::KvCacheMismatch { index: 0, .. }), "{e}");
+    let mut cache = llama.new_cache();
+    let e = llama.forward(&params, &mut [SeqInput { tokens: &[1], cache: &mut cache, logits: 2 }]).unwrap_err();
+    assert!(matches!(e, Error::ForwardInput { index: 0, .. }), "{e}");
     // Zero new tokens and empty batches are fine.
     assert_eq!(generate(&llama, &params, &[vec![1]], &greedy(0)).unwrap(), vec![Vec::<u32>::new()]);
     assert!(generate(&llama, &params, &[], &greedy(4)).unwrap().is_empty());
@@ -203,4 +206,15 @@ fn stop_tokens_and_sampling() {
     assert_ne!(a, free, "temperature 1.5 departs from greedy");
     let t0 = GenerateOptions { max_new_tokens: 12, sampling: Sampling::Sample { temperature: 0.0, top_p: 1.0, seed: 3 }, stop_tokens: vec![] };
     assert_eq!(generate(&llama, &params, &ps, &t0).unwrap(), free, "temperature 0 is greedy");
+}
+
+#[test]
+fn params_of_another_layout_are_refused() {
+    let (config, params) = tiny_model(false, true);
+    let llama = Llama::new(config, params.layout()).unwrap();
+    let (_, with_bias) = tiny_model(true, true); // q/k/v biases shift every later tensor id
+    let mut cache = llama.new_cache();
+    let e = llama.forward(&with_bias, &mut [SeqInput { tokens: &[1, 2], cache: &mut cache, logits: 1 }]).unwrap_err();
+    assert!(matches!(e, Error::LayoutMissingTensor { .. }), "{e}");
+    assert_eq!(cache.len(), 0, "a refused forward leaves the cache untouched");
 }

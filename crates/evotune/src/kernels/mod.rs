@@ -9,6 +9,7 @@
 //!   by one thread in a fixed order, so they share those guarantees.
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
 
+pub mod exp;
 pub mod lanes;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
@@ -144,19 +145,29 @@ pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], heads: usize, dh: usize) {
     reference::rope(x, cos, sin, heads, dh)
 }
 
-/// softmax in place (max subtracted for numerical stability only).
+/// softmax in place: x ← exp(x − max x) / Σ exp(x − max x), the max subtracted for numerical
+/// stability only; [`exp::exp`] instead of libm (vectorised), the sum in index order.
 pub fn softmax(x: &mut [f32]) {
-    reference::softmax(x)
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for v in x.iter_mut() {
+        *v = exp::exp(*v - m);
+    }
+    let s: f32 = x.iter().sum();
+    for v in x.iter_mut() {
+        *v /= s;
+    }
 }
 
-/// SwiGLU gate: out[i] = silu(g[i])·u[i], silu(g) = g / (1 + e^(−g)); parallel over chunks.
+/// SwiGLU gate: out[i] = silu(g[i])·u[i], silu(g) = g / (1 + e^(−g)) with [`exp::exp`]; parallel
+/// over fixed chunks.
 pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
     assert!(out.len() == g.len() && g.len() == u.len(), "silu_mul: bad lengths");
     const CHUNK: usize = 1 << 14;
-    out.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(u.par_chunks(CHUNK))
-        .for_each(|((o, g), u)| reference::silu_mul(o, g, u));
+    out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
+        for i in 0..o.len() {
+            o[i] = g[i] / (1.0 + exp::exp(-g[i])) * u[i];
+        }
+    });
 }
 
 /// Σᵢ a[i]·b[i] in a fixed order (16 lanes, then a fixed tree).

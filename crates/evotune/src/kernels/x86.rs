@@ -32,7 +32,25 @@ fn block_sizes(k: usize) -> (usize, usize) {
 /// The CPU must support AVX2 and FMA; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn matmul_avx2(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
-    super::lanes::matmul(x, w, y, b, k, o)
+    for r in 0..b {
+        let mut c = 0;
+        while c + 4 <= o {
+            tile_avx2::<1, 4>(&x[r * k..], &w[c * k..], k, &mut y[r * o + c..], o);
+            c += 4;
+        }
+        while c < o {
+            tile_avx2::<1, 1>(&x[r * k..], &w[c * k..], k, &mut y[r * o + c..], o);
+            c += 1;
+        }
+    }
+}
+
+/// The portable lane tile compiled with AVX2+FMA (`mul_add` becomes `vfmadd`); kept out of line
+/// so that its accumulators get the registers to themselves.
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn tile_avx2<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], k: usize, y: &mut [f32], ldy: usize) {
+    super::lanes::tile::<MR, NR>(x, w, k, y, ldy)
 }
 
 /// Sums each of 16 accumulators across its lanes; lane e of the result is Σ acc[e], added in the
@@ -66,8 +84,10 @@ unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
 }
 
 /// One MR×NR tile: y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k.
+// Not inlined: as its own small function each tile keeps its accumulators in registers (inlined
+// into the blocking loops, LLVM spilled them to the stack on every FMA).
 #[target_feature(enable = "avx512f")]
-#[inline]
+#[inline(never)]
 unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k: usize, y: *mut f32, ldy: usize) {
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
     let mut kk = 0;

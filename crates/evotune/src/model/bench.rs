@@ -4,6 +4,10 @@
 //! only, as generation needs), then `decode_steps` greedy steps of B tokens. Throughput is
 //! tokens per second: B·prompt_len / t_prefill and B·decode_steps / t_decode, median of `repeats`
 //! runs after one warm-up. Prompts are fixed pseudo-random token ids (no tokenizer needed).
+//!
+//! On a shared machine wall-clock figures depend on how much CPU the process got, so on Linux
+//! the report also gives throughput per CPU-second of the whole process (user + system time from
+//! `/proc/self/stat`, 10 ms ticks): tokens / CPU-seconds, summed over all threads.
 
 use std::time::Instant;
 
@@ -37,6 +41,9 @@ pub struct BenchRow {
     pub batch: usize,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
+    /// Tokens per CPU-second (all threads), when the OS reports process CPU time.
+    pub prefill_tok_cpu_s: Option<f64>,
+    pub decode_tok_cpu_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +64,46 @@ impl BenchReport {
     }
 }
 
+impl BenchReport {
+    /// Like [`BenchReport::ratio`], per CPU-second.
+    pub fn cpu_ratio(&self, b: usize) -> Option<(f64, f64)> {
+        let ours = self.rows.iter().find(|r| r.engine == "evotune" && r.batch == b)?;
+        let theirs = self.rows.iter().find(|r| r.engine == "candle" && r.batch == b)?;
+        Some((ours.prefill_tok_cpu_s? / theirs.prefill_tok_cpu_s?, ours.decode_tok_cpu_s? / theirs.decode_tok_cpu_s?))
+    }
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`.
+fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Wall and CPU seconds of one phase.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+struct Timer(Instant, Option<f64>);
+impl Timer {
+    fn start() -> Self {
+        Timer(Instant::now(), process_cpu_seconds())
+    }
+    fn stop(&self) -> Timing {
+        let cpu = match (self.1, process_cpu_seconds()) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        Timing { wall: self.0.elapsed().as_secs_f64(), cpu }
+    }
+}
+
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
@@ -64,15 +111,28 @@ impl std::fmt::Display for BenchReport {
             "generate benchmark: {}-token prompts, {} decode steps, {} threads, matmul {}",
             self.prompt_len, self.decode_steps, self.threads, self.simd
         )?;
-        writeln!(f, "{:<8} {:>5} {:>14} {:>14}", "engine", "batch", "prefill tok/s", "decode tok/s")?;
+        writeln!(f, "{:<8} {:>5} {:>14} {:>14} {:>18} {:>18}", "engine", "batch", "prefill tok/s", "decode tok/s", "prefill tok/cpu-s", "decode tok/cpu-s")?;
+        let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
         for r in &self.rows {
-            writeln!(f, "{:<8} {:>5} {:>14.1} {:>14.1}", r.engine, r.batch, r.prefill_tok_s, r.decode_tok_s)?;
+            writeln!(
+                f,
+                "{:<8} {:>5} {:>14.1} {:>14.1} {:>18} {:>18}",
+                r.engine,
+                r.batch,
+                r.prefill_tok_s,
+                r.decode_tok_s,
+                opt(r.prefill_tok_cpu_s),
+                opt(r.decode_tok_cpu_s)
+            )?;
         }
         let mut bs: Vec<usize> = self.rows.iter().map(|r| r.batch).collect();
         bs.dedup();
         for b in bs {
             if let Some((p, d)) = self.ratio(b) {
-                writeln!(f, "batch {b}: evotune/candle prefill {p:.2}x, decode {d:.2}x")?;
+                writeln!(f, "batch {b}: evotune/candle wall-clock prefill {p:.2}x, decode {d:.2}x")?;
+                if let Some((p, d)) = self.cpu_ratio(b) {
+                    writeln!(f, "batch {b}: evotune/candle per CPU-second prefill {p:.2}x, decode {d:.2}x")?;
+                }
             }
         }
         Ok(())
@@ -102,37 +162,37 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One timed run of our engine: (prefill seconds, decode seconds).
-fn run_ours(llama: &Llama, params: &Params, ps: &[Vec<u32>], steps: usize) -> Result<(f64, f64)> {
+fn run_ours(llama: &Llama, params: &Params, ps: &[Vec<u32>], steps: usize) -> Result<(Timing, Timing)> {
     let mut caches: Vec<_> = ps.iter().map(|p| crate::model::kv_cache::KvCache::with_capacity(&llama.config, p.len() + steps)).collect();
-    let t0 = Instant::now();
+    let t0 = Timer::start();
     let logits = {
         let mut seqs: Vec<SeqInput> = ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
         llama.forward(params, &mut seqs)?
     };
-    let prefill = t0.elapsed().as_secs_f64();
+    let prefill = t0.stop();
     let mut next: Vec<[u32; 1]> = (0..ps.len()).map(|i| [argmax(logits.row(i, 0))]).collect();
-    let t1 = Instant::now();
+    let t1 = Timer::start();
     for _ in 0..steps {
         let mut seqs: Vec<SeqInput> = next.iter().zip(caches.iter_mut()).map(|(t, c)| SeqInput { tokens: t, cache: c, logits: 1 }).collect();
         let l = llama.forward(params, &mut seqs)?;
         next = (0..ps.len()).map(|i| [argmax(l.row(i, 0))]).collect();
     }
-    Ok((prefill, t1.elapsed().as_secs_f64()))
+    Ok((prefill, t1.stop()))
 }
 
-fn run_candle(m: &CandleLlama, ps: &[Vec<u32>], steps: usize, vocab: usize) -> Result<(f64, f64)> {
+fn run_candle(m: &CandleLlama, ps: &[Vec<u32>], steps: usize, vocab: usize) -> Result<(Timing, Timing)> {
     let mut cache = m.new_cache()?;
-    let t0 = Instant::now();
+    let t0 = Timer::start();
     let mut logits = m.forward(ps, 0, &mut cache)?;
-    let prefill = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let prefill = t0.stop();
+    let t1 = Timer::start();
     let mut pos = ps[0].len();
     for _ in 0..steps {
         let next: Vec<Vec<u32>> = logits.chunks(vocab).map(|r| vec![argmax(r)]).collect();
         logits = m.forward(&next, pos, &mut cache)?;
         pos += 1;
     }
-    Ok((prefill, t1.elapsed().as_secs_f64()))
+    Ok((prefill, t1.stop()))
 }
 
 /// Measures prefill and decode throughput of our forward and (optionally) candle's llama on the
@@ -168,13 +228,20 @@ pub fn bench_generate(llama: &Llama, params: &Params, opts: &BenchOptions) -> Re
     })
 }
 
-fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(f64, f64)]) -> BenchRow {
-    let p = median(times.iter().map(|t| t.0).collect());
-    let d = median(times.iter().map(|t| t.1).collect());
+fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Timing)]) -> BenchRow {
+    let p = median(times.iter().map(|t| t.0.wall).collect());
+    let d = median(times.iter().map(|t| t.1.wall).collect());
+    let cpu = |sel: fn(&(Timing, Timing)) -> Option<f64>| -> Option<f64> {
+        let v: Option<Vec<f64>> = times.iter().map(sel).collect();
+        v.map(median).filter(|&c| c > 0.0)
+    };
+    let (pt, dt) = ((b * opts.prompt_len) as f64, (b * opts.decode_steps) as f64);
     BenchRow {
         engine,
         batch: b,
-        prefill_tok_s: (b * opts.prompt_len) as f64 / p,
-        decode_tok_s: if opts.decode_steps == 0 { 0.0 } else { (b * opts.decode_steps) as f64 / d },
+        prefill_tok_s: pt / p,
+        decode_tok_s: if opts.decode_steps == 0 { 0.0 } else { dt / d },
+        prefill_tok_cpu_s: cpu(|t| t.0.cpu).map(|c| pt / c),
+        decode_tok_cpu_s: if opts.decode_steps == 0 { None } else { cpu(|t| t.1.cpu).map(|c| dt / c) },
     }
 }

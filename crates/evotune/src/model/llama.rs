@@ -64,6 +64,9 @@ pub struct Llama {
     lm_head: usize,
     /// Inverse RoPE frequencies theta^(−2i/Dh), i < Dh/2.
     inv_freq: Vec<f32>,
+    /// (id, name, element count) of every tensor the forward reads: an arena is checked against
+    /// this before use, so a `Params` of another layout is an error, not an out-of-bounds panic.
+    used: Vec<(usize, String, Vec<usize>)>,
 }
 
 /// One sequence's share of a batched forward.
@@ -168,7 +171,13 @@ impl Llama {
         let lm_head = if c.tied_embeddings { embed } else { find("lm_head.weight".into(), vec![c.vocab, d])? };
         let dh = c.head_dim;
         let inv_freq = (0..dh / 2).map(|i| 1.0f32 / c.rope_theta.powf((2 * i) as f32 / dh as f32)).collect();
-        Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freq })
+        let mut ids = vec![embed, final_norm, lm_head];
+        for b in &blocks {
+            ids.extend([b.attn_norm, b.q, b.k, b.v, b.o, b.mlp_norm, b.gate, b.up, b.down]);
+            ids.extend(b.qkv_bias.iter().flatten());
+        }
+        let used = ids.into_iter().map(|id| (id, layout.info(id).name.clone(), layout.info(id).shape.clone())).collect();
+        Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freq, used })
     }
 
     /// A fresh cache for one sequence of this model.
@@ -176,17 +185,18 @@ impl Llama {
         KvCache::new(&self.config)
     }
 
-    /// Checks `params` belongs to a layout this `Llama` was built for (same tensor table).
+    /// Checks `params` has, at every id the forward reads, the tensor (name and shape) this
+    /// `Llama` was built for.
     fn check_params(&self, params: &Params) -> Result<()> {
         let l = params.layout();
-        let ok = |id: usize, n: usize| id < l.len() && l.info(id).len == n;
-        let c = &self.config;
-        if !ok(self.embed, c.vocab * c.hidden) || !ok(self.lm_head, c.vocab * c.hidden) || !ok(self.final_norm, c.hidden) {
-            return Err(Error::LayoutTensorShape {
-                tensor: "model.embed_tokens.weight".into(),
-                expected: vec![c.vocab, c.hidden],
-                found: l.tensors().get(self.embed).map(|t| t.shape.clone()).unwrap_or_default(),
-            });
+        for (id, name, shape) in &self.used {
+            match l.tensors().get(*id) {
+                Some(t) if t.name == *name && t.shape == *shape => {}
+                Some(t) if t.name == *name => {
+                    return Err(Error::LayoutTensorShape { tensor: name.clone(), expected: shape.clone(), found: t.shape.clone() })
+                }
+                _ => return Err(Error::LayoutMissingTensor { tensor: name.clone(), arch: self.config.architecture.clone() }),
+            }
         }
         Ok(())
     }
@@ -221,7 +231,7 @@ impl Llama {
                 return Err(Error::TokenOutOfRange { index: i, token: t, vocab: v });
             }
             if s.logits > s.tokens.len() {
-                return Err(Error::KvCacheMismatch {
+                return Err(Error::ForwardInput {
                     index: i,
                     problem: format!("logits asked for {} positions but only {} are new", s.logits, s.tokens.len()),
                 });
