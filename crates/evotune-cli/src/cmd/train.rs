@@ -1,8 +1,10 @@
 //! `evotune train`: a new run from a TOML file and flags, or `--resume RUN`.
 
 use anyhow::Context;
+use evotune::run::comm::{Comm, SingleProcess};
 use evotune::run::config::PartialConfig;
-use evotune::run::train::{train, Start};
+use evotune::run::train::{train_with, Silent, Start};
+use evotune::run::Progress;
 
 use crate::args::TrainArgs;
 use crate::progress::{eval_summary, Terminal};
@@ -14,25 +16,42 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         None => PartialConfig::default(),
     };
     let given = file.overlay(flags);
-    let mut progress = Terminal::new(a.quiet);
+    let comm = communicator();
+    // Only the root process shows progress (and writes the run directory).
+    let mut terminal = Terminal::new(a.quiet);
+    let mut silent = Silent;
+    let progress: &mut dyn Progress = if comm.is_root() { &mut terminal } else { &mut silent };
     let summary = match a.resume {
         Some(run) => {
             if let Some(out) = &given.out {
                 anyhow::ensure!(out == &run, "--out {} differs from --resume {}", out.display(), run.display());
             }
             let cfg = PartialConfig { out: Some(run.clone()), ..given.clone() }.resolve()?;
-            train(cfg, Start::Resume { given }, &mut progress).with_context(|| format!("resuming {}", run.display()))?
+            train_with(cfg, Start::Resume { given }, progress, comm.as_ref()).with_context(|| format!("resuming {}", run.display()))?
         }
         None => {
             let cfg = given.resolve()?;
             let out = cfg.out.clone();
-            train(cfg, Start::New, &mut progress).with_context(|| format!("training into {}", out.display()))?
+            train_with(cfg, Start::New, progress, comm.as_ref()).with_context(|| format!("training into {}", out.display()))?
         }
     };
+    if !comm.is_root() {
+        return Ok(());
+    }
     println!("run: {} ({} iterations, θ checksum {:016x})", summary.dir.display(), summary.iterations, summary.checksum);
     if let (Some(first), Some(last)) = (&summary.first_eval, &summary.last_eval) {
         println!("first {}", eval_summary(first));
         println!("last  {}", eval_summary(last));
     }
     Ok(())
+}
+
+/// MPI when built with the `mpi` feature (a process started without `mpirun` is a world of one),
+/// otherwise a single process.
+fn communicator() -> Box<dyn Comm> {
+    #[cfg(feature = "mpi")]
+    if let Some(c) = evotune::run::comm::mpi::MpiComm::init() {
+        return Box::new(c);
+    }
+    Box::new(SingleProcess)
 }
