@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::es::noise::{self, NoiseKey};
+use crate::es::noise::{self, Level, NoiseKey};
 use crate::es::strategy::{Anchor, EsParams, EsState, Member, Strategy, ThetaSource};
 use crate::model::{Layout, Params};
 
@@ -25,6 +25,9 @@ pub struct EsBenchReport {
     pub level: String,
     /// Giga-normals per second, one thread.
     pub noise_gnps_1thread: f64,
+    /// Giga-normals per second of the raw generator at each vector width this CPU has, one thread
+    /// (the portable loop is what a build without runtime dispatch would get).
+    pub noise_gnps_by_level: Vec<(String, f64)>,
     /// Giga-normals per second, all threads.
     pub noise_gnps_all: f64,
     /// One `perturb_into` over d parameters (best of 3).
@@ -40,6 +43,9 @@ impl std::fmt::Display for EsBenchReport {
         writeln!(f, "ES engine, d = {}, N = {}, {} threads, noise level {}", self.d, self.population, self.threads, self.level)?;
         writeln!(f, "  noise generator   {:7.3} G normals/s (1 thread)", self.noise_gnps_1thread)?;
         writeln!(f, "  noise generator   {:7.3} G normals/s ({} threads)", self.noise_gnps_all, self.threads)?;
+        for (level, g) in &self.noise_gnps_by_level {
+            writeln!(f, "    {level:<10} loop {g:7.3} G normals/s (1 thread)")?;
+        }
         writeln!(f, "  one noise pass    {:7.3} s  (θ + σε into a second arena)", self.noise_pass_s)?;
         writeln!(f, "  one update        {:7.3} s  (N = {} members, fused)", self.update_s, self.population)?;
         write!(f, "  update / (N × noise pass) = {:.3}", self.update_vs_n_passes)
@@ -99,6 +105,24 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         std::hint::black_box(s);
     });
 
+    let levels = [Level::Portable, Level::Avx2, Level::Avx512];
+    let noise_gnps_by_level = levels
+        .iter()
+        .filter(|&&l| l == Level::Portable || (l == Level::Avx2 && noise::level() != Level::Portable) || l == noise::level())
+        .map(|&l| {
+            let keys = [1, 2, 3, 4];
+            let mut buf = [0.0f32; 4096];
+            let n = count.min(1 << 25);
+            let t = best_of(2, || {
+                for b in 0..n / buf.len() {
+                    noise::normals_at(l, keys, (b * buf.len() / 2) as u32, &mut buf);
+                    std::hint::black_box(&buf);
+                }
+            });
+            (format!("{l:?}"), (n / buf.len() * buf.len()) as f64 / t / 1e9)
+        })
+        .collect();
+
     // A model-like arena: tensors of at most 2^24 elements.
     let mut layout = Layout::new();
     let mut left = d;
@@ -135,6 +159,7 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         threads,
         level: format!("{:?}", noise::level()),
         noise_gnps_1thread: count as f64 / t1 / 1e9,
+        noise_gnps_by_level,
         noise_gnps_all: count as f64 / tall / 1e9,
         noise_pass_s,
         update_s,
