@@ -213,6 +213,13 @@ fn nonfinite_rewards_rank_worst_or_fail() {
     assert_eq!(record.coefficients[2], -0.5);
     assert!(matches!(es.tell(&mut state, &pop, &rewards), Err(Error::StepOutOfOrder { expected: 1, found: 0 })));
     assert!(matches!(es.tell(&mut EsState::new(random_params(&l, 5)), &pop, &rewards[..5]), Err(Error::RewardCount { expected: 6, got: 5 })));
+    // A record from a run with another population size is refused by apply (and by replay).
+    let mut short = record.clone();
+    short.iteration = 1;
+    short.members.pop();
+    short.coefficients.pop();
+    assert!(matches!(es.apply(&mut state, &short), Err(Error::BadStep { iteration: 1, .. })));
+    assert_eq!(state.iteration, 1);
 }
 
 #[test]
