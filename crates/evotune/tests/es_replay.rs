@@ -111,7 +111,8 @@ fn perturb_into_is_theta_plus_sigma_epsilon_and_adopts_the_layout() {
     for (id, info) in l.tensors().iter().enumerate() {
         let key = NoiseKey { seed: 12345, iteration: 5, noise_id: 0, tensor_key: id as u64 };
         for i in [0, 1, info.len / 2, info.len - 1] {
-            let want = theta.tensor(id)[i] + 0.01 * -1.0 * key.at(i as u64);
+            let sigma_times_sign = -0.01f32; // σ = 0.01, member 1 has sign −1
+            let want = theta.tensor(id)[i] + sigma_times_sign * key.at(i as u64);
             assert_eq!(out.tensor(id)[i].to_bits(), want.to_bits(), "{} element {i}", info.name);
         }
     }

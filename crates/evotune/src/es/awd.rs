@@ -22,10 +22,11 @@ pub fn check(awd: Awd, alpha: f32) -> Result<()> {
         return Err(Error::EsConfig { field: "awd.lambda", problem: format!("{lambda} is not a finite number ≥ 0") });
     }
     if let Awd::L2 { .. } = awd {
-        if !(alpha * lambda < 1.0) {
+        let alpha_lambda = alpha * lambda;
+        if alpha_lambda.is_nan() || alpha_lambda >= 1.0 {
             return Err(Error::EsConfig {
                 field: "awd.lambda",
-                problem: format!("l2 decay needs α·λ < 1, found α·λ = {alpha}·{lambda} = {}", alpha * lambda),
+                problem: format!("l2 decay needs α·λ < 1, found α·λ = {alpha}·{lambda} = {alpha_lambda}"),
             });
         }
     }
