@@ -99,7 +99,7 @@ fn awd_l1_produces_exact_zeros() {
     let (d, n, alpha) = (100_000usize, 8usize, 1e-3f32);
     // Per-step change per element ~ α/√N = 3.5e-4; threshold αλ = 5e-4 zeroes most of them.
     let params = EsParams { population: n, alpha, awd: Awd::L1 { lambda: 0.5 }, seed: 9, ..EsParams::default() };
-    let (theta, theta0) = random_walk(params, d, 20, 5);
+    let (theta, theta0) = random_walk(params.clone(), d, 20, 5);
     let zeros = theta.data().iter().zip(theta0.data()).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
     let free = EsParams { awd: Awd::None, ..params };
     let (theta_free, _) = random_walk(free, d, 20, 5);

@@ -111,7 +111,8 @@ fn perturb_into_is_theta_plus_sigma_epsilon_and_adopts_the_layout() {
     for (id, info) in l.tensors().iter().enumerate() {
         let key = NoiseKey { seed: 12345, iteration: 5, noise_id: 0, tensor_key: id as u64 };
         for i in [0, 1, info.len / 2, info.len - 1] {
-            let want = theta.tensor(id)[i] + 0.01 * -1.0 * key.at(i as u64);
+            let sigma_times_sign = -0.01f32; // σ = 0.01, member 1 has sign −1
+            let want = theta.tensor(id)[i] + sigma_times_sign * key.at(i as u64);
             assert_eq!(out.tensor(id)[i].to_bits(), want.to_bits(), "{} element {i}", info.name);
         }
     }
@@ -213,6 +214,13 @@ fn nonfinite_rewards_rank_worst_or_fail() {
     assert_eq!(record.coefficients[2], -0.5);
     assert!(matches!(es.tell(&mut state, &pop, &rewards), Err(Error::StepOutOfOrder { expected: 1, found: 0 })));
     assert!(matches!(es.tell(&mut EsState::new(random_params(&l, 5)), &pop, &rewards[..5]), Err(Error::RewardCount { expected: 6, got: 5 })));
+    // A record from a run with another population size is refused by apply (and by replay).
+    let mut short = record.clone();
+    short.iteration = 1;
+    short.members.pop();
+    short.coefficients.pop();
+    assert!(matches!(es.apply(&mut state, &short), Err(Error::BadStep { iteration: 1, .. })));
+    assert_eq!(state.iteration, 1);
 }
 
 #[test]

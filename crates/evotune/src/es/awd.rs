@@ -2,7 +2,12 @@
 //!   l2:  δ ← (1 − αλ)·δ                 requires αλ < 1 (checked by [`check`])
 //!   l1:  δ ← sign(δ)·max(|δ| − αλ, 0)    proximal soft-threshold: exact zeros, never crosses 0
 //! The decay is scaled by the learning rate α (decoupled, as AdamW's lr·wd) and anchored at θ0.
-//! Arithmetic is f32: δ = θ − θ0 is rounded once, the shrunk δ once, and θ0 + δ once.
+//!
+//! In f32, with τ = αλ, the rules are evaluated as
+//!   l2:  θ ← θ − τ·(θ − θ0)                          (the paper's θ − αλ·l′(θ − θ0), l′(x) = x)
+//!   l1:  θ ← θ0 if |θ − θ0| ≤ τ, else θ − τ·sign(θ − θ0)
+//! which equal the δ forms in exact arithmetic, make λ = 0 an exact no-op, put an l1-zeroed
+//! element exactly on θ0, and never carry θ across θ0 (rounding is monotone).
 
 use crate::error::{Error, Result};
 use crate::es::strategy::Awd;
@@ -17,21 +22,22 @@ pub fn check(awd: Awd, alpha: f32) -> Result<()> {
         return Err(Error::EsConfig { field: "awd.lambda", problem: format!("{lambda} is not a finite number ≥ 0") });
     }
     if let Awd::L2 { .. } = awd {
-        if !(alpha * lambda < 1.0) {
+        let alpha_lambda = alpha * lambda;
+        if alpha_lambda.is_nan() || alpha_lambda >= 1.0 {
             return Err(Error::EsConfig {
                 field: "awd.lambda",
-                problem: format!("l2 decay needs α·λ < 1, found α·λ = {alpha}·{lambda} = {}", alpha * lambda),
+                problem: format!("l2 decay needs α·λ < 1, found α·λ = {alpha}·{lambda} = {alpha_lambda}"),
             });
         }
     }
     Ok(())
 }
 
-/// The per-element rule, with its constant precomputed: ρ = 1 − αλ (l2) or τ = αλ (l1).
+/// The per-element rule, with its constant τ = αλ precomputed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rule {
     None,
-    L2 { rho: f32 },
+    L2 { tau: f32 },
     L1 { tau: f32 },
 }
 
@@ -39,7 +45,7 @@ impl Rule {
     pub fn new(awd: Awd, alpha: f32) -> Rule {
         match awd {
             Awd::None => Rule::None,
-            Awd::L2 { lambda } => Rule::L2 { rho: 1.0 - alpha * lambda },
+            Awd::L2 { lambda } => Rule::L2 { tau: alpha * lambda },
             Awd::L1 { lambda } => Rule::L1 { tau: alpha * lambda },
         }
     }
@@ -49,11 +55,14 @@ impl Rule {
     pub fn decay(self, theta: f32, theta0: f32) -> f32 {
         match self {
             Rule::None => theta,
-            Rule::L2 { rho } => theta0 + rho * (theta - theta0),
+            Rule::L2 { tau } => theta - tau * (theta - theta0),
             Rule::L1 { tau } => {
                 let delta = theta - theta0;
-                let shrunk = (delta.abs() - tau).max(0.0);
-                theta0 + shrunk.copysign(delta)
+                if delta.abs() <= tau {
+                    theta0
+                } else {
+                    theta - tau.copysign(delta)
+                }
             }
         }
     }
@@ -82,7 +91,7 @@ mod tests {
 
     #[test]
     fn by_hand() {
-        // l2, αλ = 0.5: δ = 2 → 1.
+        // l2, αλ = 0.5: δ = 2 → 1 (θ = 3 − 0.5·2).
         assert_eq!(Rule::new(Awd::L2 { lambda: 5.0 }, 0.1).decay(3.0, 1.0), 2.0);
         // l1, αλ = 0.25: δ = 1 → 0.75, δ = −0.125 → 0 exactly.
         assert_eq!(Rule::new(Awd::L1 { lambda: 2.5 }, 0.1).decay(2.0, 1.0), 1.75);
@@ -91,8 +100,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn l2_with_zero_lambda_is_a_no_op(t in -10f32..10.0, t0 in -10f32..10.0) {
-            prop_assert_eq!(Rule::new(Awd::L2 { lambda: 0.0 }, 0.01).decay(t, t0), t);
+        fn zero_lambda_is_a_no_op(t in -10f32..10.0, t0 in -10f32..10.0) {
+            prop_assert_eq!(Rule::new(Awd::L2 { lambda: 0.0 }, 0.01).decay(t, t0).to_bits(), t.to_bits());
+            prop_assert_eq!(Rule::new(Awd::L1 { lambda: 0.0 }, 0.01).decay(t, t0).to_bits(), t.to_bits());
         }
 
         #[test]

@@ -101,7 +101,7 @@ impl NoiseKey {
         let mut i = start;
         let mut rest = out;
         // A leading odd element is the sine half of its pair.
-        if i % 2 == 1 && !rest.is_empty() {
+        if i & 1 == 1 && !rest.is_empty() {
             rest[0] = self.pair(i / 2).1;
             rest = &mut rest[1..];
             i += 1;
@@ -132,7 +132,7 @@ impl NoiseKey {
     /// ε[i] alone.
     pub fn at(&self, i: u64) -> f32 {
         let (c, s) = self.pair(i / 2);
-        if i % 2 == 0 {
+        if i & 1 == 0 {
             c
         } else {
             s
@@ -233,7 +233,7 @@ pub fn normals(k: [u32; 4], l0: u32, out: &mut [f32]) {
 
 /// [`normals`] at a given level; a level the CPU lacks falls back to the portable loop.
 pub fn normals_at(level: Level, k: [u32; 4], l0: u32, out: &mut [f32]) {
-    debug_assert!(out.len() % 2 == 0);
+    debug_assert!(out.len() & 1 == 0, "an odd length cannot hold whole pairs");
     #[cfg(target_arch = "x86_64")]
     {
         match level {

@@ -18,7 +18,7 @@ pub fn check_size(population: usize, mirrored: bool) -> Result<()> {
             problem: format!("{population} members; at least 2 are needed to shape rewards"),
         });
     }
-    if mirrored && population % 2 != 0 {
+    if mirrored && population & 1 == 1 {
         return Err(Error::EsConfig {
             field: "population",
             problem: format!("{population} members with mirrored sampling; mirrored pairs need an even number"),

@@ -90,6 +90,8 @@ mod tests {
     const ERR: NonFinitePolicy = NonFinitePolicy::Error;
     const WORST: NonFinitePolicy = NonFinitePolicy::Worst;
 
+    use std::f64::consts::{FRAC_1_SQRT_2 as H, SQRT_2 as S};
+
     fn close(a: &[f32], b: &[f64]) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
@@ -102,9 +104,9 @@ mod tests {
         // r = [1, 2, 3]: mean 2, population std √(2/3) = 0.816497 → z = ∓1.224745, 0.
         let z = shape(Z, ERR, &[1.0, 2.0, 3.0]).unwrap();
         close(&z, &[-1.224_744_87, 0.0, 1.224_744_87]);
-        // r = [0, 0, 3]: mean 1, std √2 → z = −0.707107, −0.707107, 1.414214.
+        // r = [0, 0, 3]: mean 1, std √2 → z = −1/√2, −1/√2, √2.
         let z = shape(Z, ERR, &[0.0, 0.0, 3.0]).unwrap();
-        close(&z, &[-0.707_106_78, -0.707_106_78, 1.414_213_56]);
+        close(&z, &[-H, -H, S]);
     }
 
     #[test]
@@ -137,8 +139,8 @@ mod tests {
         close(&shape(Z, WORST, &[1.0, f32::NAN, 2.0]).unwrap(), &[0.0, -1.224_744_87, 1.224_744_87]);
         // +inf is a failure too, and two non-finite members tie: ranks 0.5, 0.5, 2 → /2 − ½.
         close(&shape(R, WORST, &[f32::INFINITY, 4.0, f32::NAN]).unwrap(), &[-0.25, 0.5, -0.25]);
-        // All finite rewards equal: NaN → r − 1; z([3, 3, 2]) = [0.7071, 0.7071, −1.4142].
-        close(&shape(Z, WORST, &[3.0, 3.0, f32::NAN]).unwrap(), &[0.707_106_78, 0.707_106_78, -1.414_213_56]);
+        // All finite rewards equal: NaN → r − 1; z([3, 3, 2]) = [1/√2, 1/√2, −√2].
+        close(&shape(Z, WORST, &[3.0, 3.0, f32::NAN]).unwrap(), &[H, H, -S]);
     }
 
     #[test]

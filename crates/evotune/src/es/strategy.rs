@@ -222,8 +222,8 @@ impl Strategy {
     }
 
     /// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{id(n)}, then AWD toward θ0; iteration += 1. This is the only
-    /// code that moves θ. The record must be the state's iteration, with one finite coefficient
-    /// per member; such errors leave θ untouched. An error from a θ0 source part-way through the
+    /// code that moves θ. The record must be the state's iteration, with N members and one finite
+    /// coefficient per member; such errors leave θ untouched. An error from a θ0 source part-way through the
     /// AWD pass leaves θ partly updated (and the iteration unchanged): resume by replaying the
     /// trajectory.
     pub fn apply(&self, state: &mut EsState, step: &StepRecord) -> Result<()> {
@@ -231,6 +231,9 @@ impl Strategy {
             return Err(Error::StepOutOfOrder { expected: state.iteration, found: step.iteration });
         }
         let bad = |problem: String| Err(Error::BadStep { iteration: step.iteration, problem });
+        if step.members.len() != self.params.population {
+            return bad(format!("{} members, but this run's population is {}", step.members.len(), self.params.population));
+        }
         if step.members.len() != step.coefficients.len() {
             return bad(format!("{} members but {} coefficients", step.members.len(), step.coefficients.len()));
         }
