@@ -94,6 +94,23 @@ fn train_writes_run_directory_and_replay_matches_checkpoint() {
     run_ok(evotune().arg("replay").arg(&run).args(["--to", "2", "--out"]).arg(&replayed));
     assert_eq!(std::fs::read(&ckpt).unwrap(), std::fs::read(&replayed).unwrap(), "replay differs from the live checkpoint");
 
+    // Export θ0 (iteration 0) as F32 GGUF: llama.cpp's own Python reader must see the source
+    // model's tensors exactly (checked when the `gguf` package is installed, as in CI).
+    let gguf0 = tmp.path().join("theta0.gguf");
+    run_ok(evotune().arg("export").arg(&run).args(["--iter", "0", "--format", "gguf", "--dtype", "f32", "--out"]).arg(&gguf0));
+    let has_gguf_py = Command::new("python3").args(["-c", "import gguf, numpy"]).status().map(|s| s.success()).unwrap_or(false);
+    if has_gguf_py {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_gguf_export.py");
+        run_ok(Command::new("python3").arg(script).arg(&model).arg(&gguf0).arg("--exact"));
+    } else {
+        eprintln!("note: python3 `gguf` package not installed; skipping llama.cpp-reader check of the export");
+    }
+    // A Q8_0 export of the trained weights loads back and answers.
+    let q8 = tmp.path().join("tuned-q8.gguf");
+    run_ok(evotune().arg("export").arg(&run).args(["--format", "gguf", "--dtype", "q8_0", "--out"]).arg(&q8));
+    let out = run_ok(evotune().args(["eval", "--task", "capitals", "--limit", "8", "--model"]).arg(&q8));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("capitals: accuracy"), "{}", String::from_utf8_lossy(&out.stdout));
+
     // The report draws PNGs and a summary table.
     let report = tmp.path().join("report");
     run_ok(evotune().arg("report").arg(&run).arg("--out").arg(&report));
