@@ -43,6 +43,18 @@ pub enum Error {
     EmptyPrompt { index: usize },
     #[error("sequence {index}: {len} tokens exceed the model's context of {max}")]
     ContextOverflow { index: usize, len: usize, max: usize },
+    #[error("sequence {index}: token id {token} is outside the vocabulary (size {vocab})")]
+    TokenOutOfRange { index: usize, token: u32, vocab: usize },
+    #[error("sequence {index}: KV cache {problem}")]
+    KvCacheMismatch { index: usize, problem: String },
+    #[error("model layout: tensor `{tensor}` is missing (the {arch} forward pass needs it)")]
+    LayoutMissingTensor { tensor: String, arch: String },
+    #[error("model layout: tensor `{tensor}`: shape {found:?}, expected {expected:?} from the model config")]
+    LayoutTensorShape { tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("model config: `{field}`: {problem}")]
+    BadModelConfig { field: &'static str, problem: String },
+    #[error("candle reference model: {problem}")]
+    CandleRef { problem: String },
 
     // === Evolution strategies ===
     #[error("member {member}: reward is {value} (not finite); set `nonfinite_reward = \"worst\"` to rank such members last instead")]
@@ -61,6 +73,10 @@ pub enum Error {
     Task { task: String, problem: String },
     #[error("reward command `{command}`: {problem}")]
     RewardCommand { command: String, problem: String },
+
+    // === Distributed runs ===
+    #[error("iteration {iteration}: rank {rank}'s weights differ from rank 0's, first in tensor `{tensor}` (replicated updates diverged)")]
+    RankDivergence { iteration: u64, rank: usize, tensor: String },
 
     // === Runs ===
     #[error("{path}: config: {problem}")]

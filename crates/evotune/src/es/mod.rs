@@ -6,6 +6,8 @@
 //!
 //! STUB: filled in by the ES work. The public API below is the contract `run/train.rs` uses.
 
+pub mod drift;
 pub mod strategy;
+pub mod trajectory;
 
 pub use strategy::{Anchor, Awd, EsParams, EsState, Member, NoiseMode, NonFinitePolicy, Population, Shaping, StepRecord, Strategy, ThetaSource};

@@ -1,1 +1,169 @@
-//! STUB: compute kernels (filled in by the forward work).
+//! Compute kernels behind safe, slice-based entry points.
+//!
+//! - [`matmul`]: y[b, o] = Σₖ x[b, k]·w[o, k] (w row-major out × in, as HF stores it). Dispatches
+//!   once per process to the best level the CPU has ([`Level`]): AVX-512 (hand-written, `x86.rs`),
+//!   AVX2+FMA, or portable code. All levels compute the same bits (the order of every sum is fixed
+//!   by [`lanes`]), and threads split output columns only, never a sum: results are identical for
+//!   any thread count, any batch size and any tiling.
+//! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]): each row is computed
+//!   by one thread in a fixed order, so they share those guarantees.
+//! - [`reference`]: plain loops, the twin every fast path is tested against.
+
+pub mod lanes;
+pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// SIMD level of the matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Portable lane code (FMA through `f32::mul_add`, software on CPUs without FMA).
+    Portable,
+    Avx2Fma,
+    Avx512,
+}
+
+impl Level {
+    /// Whether this CPU can run `self`.
+    pub fn supported(self) -> bool {
+        match self {
+            Level::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// The best level this CPU supports (detected once). `EVOTUNE_SIMD=portable|avx2|avx512` caps it.
+pub fn simd_level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("EVOTUNE_SIMD").as_deref() {
+            Ok("portable") => Level::Portable,
+            Ok("avx2") => Level::Avx2Fma,
+            _ => Level::Avx512,
+        };
+        [Level::Avx512, Level::Avx2Fma, Level::Portable]
+            .into_iter()
+            .filter(|l| rank(*l) <= rank(cap))
+            .find(|l| l.supported())
+            .unwrap_or(Level::Portable)
+    })
+}
+
+fn rank(l: Level) -> u8 {
+    match l {
+        Level::Portable => 0,
+        Level::Avx2Fma => 1,
+        Level::Avx512 => 2,
+    }
+}
+
+/// y[b, o] = Σₖ x[b, k]·w[o, k]   (x: (B, K), w: (O, K), y: (B, O), all row-major).
+///
+/// Multi-threaded over output columns. Each element's sum runs in the fixed order of [`lanes`].
+///
+/// # Panics
+/// If a slice length does not match its shape (a programming error, not bad input).
+pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+    matmul_at(simd_level(), x, w, y, b, k, o)
+}
+
+/// [`matmul`] at a given level (tests and benchmarks); falls back to portable if unsupported.
+pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+    assert!(x.len() == b * k && w.len() == o * k && y.len() == b * o, "matmul: slice lengths do not match (b={b}, k={k}, o={o})");
+    if b == 0 || o == 0 {
+        return;
+    }
+    let level = if level.supported() { level } else { Level::Portable };
+    let threads = rayon::current_num_threads();
+    // Split columns into ≈4 chunks per thread (a multiple of 16 wide); tiny products run inline.
+    let chunk = o.div_ceil(4 * threads).next_multiple_of(16).max(16);
+    if threads == 1 || b * k * o < (1 << 16) || chunk >= o {
+        matmul_serial(level, x, w, y, b, k, o);
+        return;
+    }
+    let parts: Vec<(usize, Vec<f32>)> = (0..o.div_ceil(chunk))
+        .into_par_iter()
+        .map(|ci| {
+            let (c0, c1) = (ci * chunk, ((ci + 1) * chunk).min(o));
+            let mut buf = vec![0.0f32; b * (c1 - c0)];
+            matmul_serial(level, x, &w[c0 * k..c1 * k], &mut buf, b, k, c1 - c0);
+            (c0, buf)
+        })
+        .collect();
+    for (c0, buf) in parts {
+        let nc = buf.len() / b;
+        for (row, src) in y.chunks_mut(o).zip(buf.chunks(nc)) {
+            row[c0..c0 + nc].copy_from_slice(src);
+        }
+    }
+}
+
+/// One thread's matmul at `level` (assumed supported).
+fn matmul_serial(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+    match level {
+        // SAFETY: `matmul_at` checked lengths and that the CPU supports the level.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::matmul_avx512(x, w, y, b, k, o) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { x86::matmul_avx2(x, w, y, b, k, o) },
+        _ => lanes::matmul(x, w, y, b, k, o),
+    }
+}
+
+/// Rows per parallel task for row-wise ops over (T, D) buffers.
+fn rows_per_task(t: usize) -> usize {
+    t.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
+/// RMSNorm per row: out[t, :] = x[t, :] / sqrt(mean(x[t, :]²) + eps) · weight.   x, out: (T, D).
+pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
+    assert!(out.len() == x.len() && weight.len() == d && d > 0 && x.len() % d == 0, "rmsnorm: bad lengths");
+    let rows = rows_per_task(x.len() / d);
+    out.par_chunks_mut(rows * d).zip(x.par_chunks(rows * d)).for_each(|(o, xs)| {
+        for (orow, xrow) in o.chunks_mut(d).zip(xs.chunks(d)) {
+            let inv = 1.0 / (lanes::dot(xrow, xrow) / d as f32 + eps).sqrt();
+            for i in 0..d {
+                orow[i] = xrow[i] * inv * weight[i];
+            }
+        }
+    });
+}
+
+/// Rotary embedding (half-split "neox" pairing) in place on one row of `heads` heads of size Dh;
+/// `cos`, `sin` (length Dh/2) belong to the row's position. See [`reference::rope`].
+pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], heads: usize, dh: usize) {
+    reference::rope(x, cos, sin, heads, dh)
+}
+
+/// softmax in place (max subtracted for numerical stability only).
+pub fn softmax(x: &mut [f32]) {
+    reference::softmax(x)
+}
+
+/// SwiGLU gate: out[i] = silu(g[i])·u[i], silu(g) = g / (1 + e^(−g)); parallel over chunks.
+pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
+    assert!(out.len() == g.len() && g.len() == u.len(), "silu_mul: bad lengths");
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(u.par_chunks(CHUNK))
+        .for_each(|((o, g), u)| reference::silu_mul(o, g, u));
+}
+
+/// Σᵢ a[i]·b[i] in a fixed order (16 lanes, then a fixed tree).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: lengths differ");
+    lanes::dot(a, b)
+}
+
+#[cfg(test)]
+mod tests;

@@ -30,3 +30,123 @@ pub struct ModelConfig {
     /// q/k/v projections carry a bias (Qwen2).
     pub qkv_bias: bool,
 }
+
+use crate::error::{Error, Result};
+use crate::model::gguf::GgufFile;
+
+/// Architectures whose GGUF this loader understands, and whether llama.cpp's converter permuted
+/// their Q/K rows for interleaved RoPE (see [`crate::model::loader`]).
+pub const GGUF_ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false)];
+
+impl ModelConfig {
+    /// Reads the config from GGUF metadata (`{arch}.*` keys) and the tensor index:
+    /// `tied_embeddings` ⇔ no `output.weight`; `qkv_bias` ⇔ `blk.0.attn_q.bias` exists;
+    /// `vocab` = length of `tokenizer.ggml.tokens` (or the embedding's row count without one).
+    /// Optional keys and their llama.cpp defaults: `head_count_kv` = heads, `rope.freq_base` =
+    /// 10000, `attention.key_length` = hidden / heads.
+    pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
+        let arch = g.architecture()?.to_string();
+        if !GGUF_ARCHITECTURES.iter().any(|(a, _)| *a == arch) {
+            return Err(Error::UnsupportedArchitecture { path: g.path.clone(), found: arch });
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let positive = |k: &str| -> Result<usize> {
+            let v = g.get_usize(&key(k))?;
+            if v == 0 {
+                return Err(Error::BadMetadata { path: g.path.clone(), key: key(k), problem: "is 0".into() });
+            }
+            Ok(v)
+        };
+        let hidden = positive("embedding_length")?;
+        let ffn = positive("feed_forward_length")?;
+        let layers = positive("block_count")?;
+        let heads = positive("attention.head_count")?;
+        let kv_heads = if g.get(&key("attention.head_count_kv")).is_some() { positive("attention.head_count_kv")? } else { heads };
+        if heads % kv_heads != 0 {
+            return Err(Error::BadMetadata {
+                path: g.path.clone(),
+                key: key("attention.head_count_kv"),
+                problem: format!("{kv_heads} does not divide the {heads} query heads"),
+            });
+        }
+        let head_dim = if g.get(&key("attention.key_length")).is_some() {
+            positive("attention.key_length")?
+        } else {
+            if hidden % heads != 0 {
+                return Err(Error::BadMetadata {
+                    path: g.path.clone(),
+                    key: key("embedding_length"),
+                    problem: format!("{hidden} is not divisible by the {heads} heads"),
+                });
+            }
+            hidden / heads
+        };
+        if head_dim % 2 != 0 {
+            return Err(Error::BadMetadata { path: g.path.clone(), key: key("attention.key_length"), problem: format!("head dim {head_dim} is odd; RoPE needs pairs") });
+        }
+        for k in ["attention.value_length", "rope.dimension_count"] {
+            if g.get(&key(k)).is_some() && g.get_usize(&key(k))? != head_dim {
+                return Err(Error::BadMetadata {
+                    path: g.path.clone(),
+                    key: key(k),
+                    problem: format!("{}, expected the head dim {head_dim} (partial RoPE / distinct V size are not supported)", g.get_usize(&key(k))?),
+                });
+            }
+        }
+        // Llama-3.1-style frequency scaling ships as a `rope_freqs.weight` tensor; linear/YaRN
+        // scaling as `rope.scaling.type`. Neither fits this config, so refuse rather than run a
+        // silently different model.
+        if g.tensor("rope_freqs.weight").is_some() {
+            return Err(Error::BadMetadata {
+                path: g.path.clone(),
+                key: "rope_freqs.weight".into(),
+                problem: "RoPE frequency scaling (Llama-3.1 style) is not supported".into(),
+            });
+        }
+        if let Some(v) = g.get(&key("rope.scaling.type")) {
+            let t = g.get_str(&key("rope.scaling.type"))?;
+            if t != "none" {
+                return Err(Error::BadMetadata { path: g.path.clone(), key: key("rope.scaling.type"), problem: format!("{v:?}: RoPE scaling is not supported") });
+            }
+        }
+        let context = positive("context_length")?;
+        let rope_theta = if g.get(&key("rope.freq_base")).is_some() { g.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
+        let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
+        if !(rope_theta.is_finite() && rope_theta > 0.0) {
+            return Err(Error::BadMetadata { path: g.path.clone(), key: key("rope.freq_base"), problem: format!("{rope_theta}, expected a positive number") });
+        }
+        if !(rms_eps.is_finite() && rms_eps > 0.0) {
+            return Err(Error::BadMetadata {
+                path: g.path.clone(),
+                key: key("attention.layer_norm_rms_epsilon"),
+                problem: format!("{rms_eps}, expected a positive number"),
+            });
+        }
+        let vocab = if g.get("tokenizer.ggml.tokens").is_some() {
+            g.get_array("tokenizer.ggml.tokens")?.len()
+        } else {
+            let embd = g.tensor("token_embd.weight").ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: "token_embd.weight".into() })?;
+            embd.shape()[0]
+        };
+        Ok(ModelConfig {
+            architecture: arch,
+            hidden,
+            ffn,
+            layers,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab,
+            context,
+            rope_theta,
+            rms_eps,
+            tied_embeddings: g.tensor("output.weight").is_none(),
+            qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
+        })
+    }
+
+    /// Whether this architecture's GGUF Q/K rows are in llama.cpp's interleaved-RoPE order.
+    pub fn gguf_qk_permuted(&self) -> bool {
+        GGUF_ARCHITECTURES.iter().any(|&(a, p)| a == self.architecture && p)
+    }
+}

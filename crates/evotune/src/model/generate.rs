@@ -1,8 +1,17 @@
-//! Batched generation: prefill all prompts, then decode step by step with a per-sequence KV cache.
+//! Batched generation: prefill all prompts in one forward, then decode step by step with a
+//! per-sequence KV cache, one batched forward per step over the sequences still running.
 //!
-//! STUB: filled in by the forward work.
+//! Greedy decoding takes the argmax (ties → lowest token id). Sampling divides the logits by the
+//! temperature, keeps the smallest set of most likely tokens whose probability reaches `top_p`
+//! (nucleus), and draws from it with a uniform number that is a pure function of
+//! (seed, sequence index, step) — so a run is reproducible and independent of thread count.
+//!
+//! Batch invariance: the forward computes each sequence's rows from its own tokens and cache only
+//! (see [`crate::model::llama`]), so a prompt's greedy output is the same alone or in any batch.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::kv_cache::KvCache;
+use crate::model::llama::SeqInput;
 use crate::model::{Llama, Params};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +31,183 @@ pub struct GenerateOptions {
 
 /// Generates continuations of every prompt in one batch. Returns the new tokens of each sequence
 /// (without the stop token). A prompt's greedy output does not depend on the rest of the batch.
+///
+/// Errors: an empty prompt ([`Error::EmptyPrompt`]); a prompt whose length plus `max_new_tokens`
+/// exceeds the model's context ([`Error::ContextOverflow`], checked up front so that no sequence is
+/// cut short silently); a token id outside the vocabulary.
 pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
-    let _ = (llama, params, prompts, opts);
-    todo!("forward")
+    if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
+        if !(temperature >= 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(Error::BadModelConfig {
+                field: "sampling",
+                problem: format!("temperature {temperature} must be ≥ 0 and top_p {top_p} in (0, 1]"),
+            });
+        }
+    }
+    let max = llama.config.context;
+    for (i, p) in prompts.iter().enumerate() {
+        if p.is_empty() {
+            return Err(Error::EmptyPrompt { index: i });
+        }
+        if p.len() + opts.max_new_tokens > max {
+            return Err(Error::ContextOverflow { index: i, len: p.len() + opts.max_new_tokens, max });
+        }
+    }
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    if opts.max_new_tokens == 0 || prompts.is_empty() {
+        return Ok(out);
+    }
+    let mut caches: Vec<KvCache> =
+        prompts.iter().map(|p| KvCache::with_capacity(&llama.config, p.len() + opts.max_new_tokens)).collect();
+
+    // Prefill: every prompt in one forward, logits at each prompt's last position.
+    let mut next: Vec<u32> = {
+        let mut seqs: Vec<SeqInput> =
+            prompts.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+        let logits = llama.forward(params, &mut seqs)?;
+        (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect()
+    };
+    let mut active: Vec<usize> = (0..prompts.len()).collect();
+    for step in 1..=opts.max_new_tokens {
+        // Record the tokens chosen at the previous step; retire finished sequences.
+        active.retain(|&i| {
+            let t = next[i];
+            if opts.stop_tokens.contains(&t) {
+                return false;
+            }
+            out[i].push(t);
+            out[i].len() < opts.max_new_tokens
+        });
+        if active.is_empty() || step == opts.max_new_tokens {
+            break;
+        }
+        // Decode: one token per active sequence, one batched forward.
+        let toks: Vec<[u32; 1]> = active.iter().map(|&i| [next[i]]).collect();
+        let mut seqs: Vec<SeqInput> = Vec::with_capacity(active.len());
+        let mut rest: &mut [KvCache] = &mut caches;
+        let mut base = 0;
+        for (a, &i) in active.iter().enumerate() {
+            let (_, tail) = rest.split_at_mut(i - base);
+            let (c, tail) = tail.split_first_mut().expect("active index within caches");
+            seqs.push(SeqInput { tokens: &toks[a], cache: c, logits: 1 });
+            rest = tail;
+            base = i + 1;
+        }
+        let logits = llama.forward(params, &mut seqs)?;
+        for (a, &i) in active.iter().enumerate() {
+            next[i] = pick(logits.row(a, 0), &opts.sampling, i, step);
+        }
+    }
+    Ok(out)
+}
+
+/// Index of the largest logit; ties go to the lowest id. NaNs never win.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut bv = f32::NEG_INFINITY;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > bv {
+            bv = x;
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Chooses the next token of sequence `seq` at decoding step `step`.
+fn pick(logits: &[f32], sampling: &Sampling, seq: usize, step: usize) -> u32 {
+    match *sampling {
+        Sampling::Greedy => argmax(logits),
+        Sampling::Sample { temperature, top_p, seed } => {
+            if temperature == 0.0 {
+                return argmax(logits);
+            }
+            let u = uniform(seed, seq as u64, step as u64);
+            sample_top_p(logits, temperature, top_p, u)
+        }
+    }
+}
+
+/// Nucleus sampling with uniform u ∈ [0, 1): p ∝ exp((logit − max)/temperature); sort by p
+/// descending (ties by id), keep the shortest prefix with Σp ≥ top_p, and return the token where
+/// the renormalised cumulative sum first exceeds u. Sums in f64, in sorted order (deterministic).
+pub fn sample_top_p(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
+    let m = logits.iter().copied().filter(|x| !x.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    let t = temperature as f64;
+    let mut p: Vec<(f64, u32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (if x.is_nan() { 0.0 } else { ((x - m) as f64 / t).exp() }, i as u32))
+        .collect();
+    p.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let total: f64 = p.iter().map(|e| e.0).sum();
+    let mut keep = 0.0;
+    let mut n = 0;
+    for e in &p {
+        keep += e.0;
+        n += 1;
+        if keep >= top_p as f64 * total {
+            break;
+        }
+    }
+    let target = u * keep;
+    let mut acc = 0.0;
+    for e in &p[..n] {
+        acc += e.0;
+        if acc > target {
+            return e.1;
+        }
+    }
+    p[n - 1].1
+}
+
+/// A uniform number in [0, 1) from (seed, sequence, step): SplitMix64 finalisers over the mixed
+/// key, 53 bits of mantissa.
+fn uniform(seed: u64, seq: u64, step: u64) -> f64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let z = mix(mix(mix(seed) ^ seq) ^ step);
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_ties_go_to_lowest_id() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.5, 0.5]), 1);
+        assert_eq!(argmax(&[-1.0]), 0);
+    }
+
+    #[test]
+    fn nucleus_keeps_only_the_top_mass() {
+        // probabilities ∝ e^(logit): [0.665, 0.245, 0.090]; top_p 0.5 keeps only token 0.
+        let l = [2.0, 1.0, 0.0];
+        for k in 0..100 {
+            assert_eq!(sample_top_p(&l, 1.0, 0.5, k as f64 / 100.0), 0);
+        }
+        // top_p 0.8 keeps tokens 0 and 1: u below 0.665/0.910 picks 0, above picks 1, never 2.
+        assert_eq!(sample_top_p(&l, 1.0, 0.8, 0.70), 0);
+        assert_eq!(sample_top_p(&l, 1.0, 0.8, 0.75), 1);
+        assert_eq!(sample_top_p(&l, 1.0, 0.8, 0.999), 1);
+        // top_p 1: the last token is reachable.
+        assert_eq!(sample_top_p(&l, 1.0, 1.0, 0.999), 2);
+    }
+
+    #[test]
+    fn uniform_is_a_pure_function_in_unit_interval() {
+        let a: Vec<f64> = (0..1000).map(|i| uniform(7, i % 13, i / 13)).collect();
+        let b: Vec<f64> = (0..1000).map(|i| uniform(7, i % 13, i / 13)).collect();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|&u| (0.0..1.0).contains(&u)));
+        let mean = a.iter().sum::<f64>() / 1000.0;
+        assert!((mean - 0.5).abs() < 0.05, "mean {mean}");
+        assert_ne!(uniform(7, 0, 0), uniform(8, 0, 0));
+    }
 }

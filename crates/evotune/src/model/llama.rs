@@ -1,20 +1,391 @@
-//! The llama-family forward pass.
+//! The llama-family forward pass (Llama, SmolLM2, Qwen2), batched over sequences of any lengths.
 //!
-//! STUB: filled in by the forward work.
+//! Legend (llm.c style): `B` sequences, `T` new tokens of all sequences together (`Ttot`), `D`
+//! hidden, `H`/`Hkv` query/key-value heads, `Dh` head dim, `F` MLP inner size, `V` vocab, `L` layers,
+//! `R` rows that get logits.
+//!
+//! ```text
+//! x = embed[tokens]                                   (Ttot, D)   all new tokens of all sequences
+//! per block l:
+//!   xn = rmsnorm(x) · attn_norm
+//!   q, k, v = xn·Wqᵀ (+bq), xn·Wkᵀ (+bk), xn·Wvᵀ (+bv)  (Ttot, H·Dh), (Ttot, Hkv·Dh) ×2
+//!   q, k = rope(q, pos), rope(k, pos)                  half-split ("neox") pairs (i, i + Dh/2)
+//!   cache[s].append(k, v)                              per sequence s
+//!   a = softmax(q·Kᵀ/√Dh, causal) · V                  per sequence, query head h reads kv head
+//!                                                      h / (H/Hkv) (GQA)
+//!   x += a·Woᵀ
+//!   xn = rmsnorm(x) · mlp_norm
+//!   x += (silu(xn·Wgateᵀ) ⊙ xn·Wupᵀ)·Wdownᵀ             SwiGLU
+//! logits = rmsnorm(x[rows]) · final_norm · Wheadᵀ       (R, V); Whead = embed when tied
+//! ```
+//!
+//! All new tokens of all sequences are flattened into one (Ttot, D) activation, so each projection
+//! is one large matmul; positions and caches stay per sequence. Every kernel computes a row from
+//! that row's inputs alone in a fixed order (see [`crate::kernels`]), so a sequence's logits are
+//! bit-identical whatever else is in the batch, whatever the thread count, and whether its prefix
+//! came from the cache or was recomputed. Logits are computed only for the rows asked for.
+//!
+//! RoPE pairing: HF checkpoints (and therefore our arena, after the GGUF loader undoes llama.cpp's
+//! interleaving permutation of Wq/Wk) rotate pairs (i, i + Dh/2) — the "neox" layout of candle's
+//! `rope` and HF's `rotate_half`. Angles θᵢ = pos · theta^(−2i/Dh) are computed in f32 exactly as
+//! candle and HF do (inverse frequency first, then one product), so cos/sin match theirs.
 
-use crate::error::Result;
-use crate::model::{Layout, ModelConfig};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::model::kv_cache::KvCache;
+use crate::model::{Layout, ModelConfig, Params};
+
+/// Tensor ids of one transformer block.
+#[derive(Clone, Debug, PartialEq)]
+struct BlockIds {
+    attn_norm: usize,
+    q: usize,
+    k: usize,
+    v: usize,
+    o: usize,
+    qkv_bias: Option<[usize; 3]>,
+    mlp_norm: usize,
+    gate: usize,
+    up: usize,
+    down: usize,
+}
 
 /// The model structure: config plus tensor ids into a [`crate::model::Params`] arena. Weights are
 /// never stored here, so one `Llama` serves every member's arena.
+#[derive(Clone, Debug)]
 pub struct Llama {
     pub config: ModelConfig,
+    embed: usize,
+    blocks: Vec<BlockIds>,
+    final_norm: usize,
+    /// `lm_head.weight`, or the embedding when tied.
+    lm_head: usize,
+    /// Inverse RoPE frequencies theta^(−2i/Dh), i < Dh/2.
+    inv_freq: Vec<f32>,
+}
+
+/// One sequence's share of a batched forward.
+pub struct SeqInput<'a> {
+    /// New tokens, placed at positions `cache.len()..cache.len() + tokens.len()`.
+    pub tokens: &'a [u32],
+    /// This sequence's cache; the new positions are appended to it.
+    pub cache: &'a mut KvCache,
+    /// How many of the last new positions get logits: 0 none, 1 next-token (generation),
+    /// `tokens.len()` all (scoring).
+    pub logits: usize,
+}
+
+/// Logits of a batched forward: (R, V), rows grouped by sequence in input order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logits {
+    pub data: Vec<f32>,
+    pub vocab: usize,
+    /// Row range of each sequence: sequence s owns rows `starts[s]..starts[s + 1]`.
+    pub starts: Vec<usize>,
+}
+
+impl Logits {
+    /// Number of rows sequence `s` has.
+    pub fn rows(&self, s: usize) -> usize {
+        self.starts[s + 1] - self.starts[s]
+    }
+    /// Logits of sequence `s`, row `i` (i-th of its requested positions, in order): length V.
+    pub fn row(&self, s: usize, i: usize) -> &[f32] {
+        let r = self.starts[s] + i;
+        debug_assert!(r < self.starts[s + 1]);
+        &self.data[r * self.vocab..(r + 1) * self.vocab]
+    }
+    /// All rows of sequence `s`: (rows(s), V).
+    pub fn seq(&self, s: usize) -> &[f32] {
+        &self.data[self.starts[s] * self.vocab..self.starts[s + 1] * self.vocab]
+    }
+}
+
+fn check_config(c: &ModelConfig) -> Result<()> {
+    let bad = |field, problem: String| Err(Error::BadModelConfig { field, problem });
+    if c.hidden == 0 || c.ffn == 0 || c.layers == 0 || c.vocab == 0 || c.heads == 0 || c.kv_heads == 0 {
+        return bad("hidden/ffn/layers/vocab/heads/kv_heads", "must all be positive".into());
+    }
+    if c.head_dim == 0 || c.head_dim % 2 != 0 {
+        return bad("head_dim", format!("{} must be positive and even (RoPE rotates pairs)", c.head_dim));
+    }
+    if c.heads % c.kv_heads != 0 {
+        return bad("kv_heads", format!("{} does not divide heads = {}", c.kv_heads, c.heads));
+    }
+    if !(c.rope_theta > 0.0) || !(c.rms_eps >= 0.0) {
+        return bad("rope_theta/rms_eps", format!("theta {} must be > 0 and eps {} ≥ 0", c.rope_theta, c.rms_eps));
+    }
+    Ok(())
 }
 
 impl Llama {
-    /// Resolves the tensor ids of every weight in `layout` (HF names); errors name a missing tensor.
+    /// Resolves the tensor ids of every weight in `layout` (HF names); errors name a missing tensor
+    /// or a tensor whose shape disagrees with `config`.
     pub fn new(config: ModelConfig, layout: &Layout) -> Result<Self> {
-        let _ = layout;
-        Ok(Llama { config })
+        check_config(&config)?;
+        let c = &config;
+        let find = |name: String, shape: Vec<usize>| -> Result<usize> {
+            let id = layout
+                .id(&name)
+                .ok_or_else(|| Error::LayoutMissingTensor { tensor: name.clone(), arch: c.architecture.clone() })?;
+            let found = &layout.info(id).shape;
+            // Norms and biases may be stored as (n,) or (1, n); compare element layout strictly.
+            if *found != shape {
+                return Err(Error::LayoutTensorShape { tensor: name, expected: shape, found: found.clone() });
+            }
+            Ok(id)
+        };
+        let (d, qd, kvd, f) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim, c.ffn);
+        let embed = find("model.embed_tokens.weight".into(), vec![c.vocab, d])?;
+        let mut blocks = Vec::with_capacity(c.layers);
+        for l in 0..c.layers {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            let qkv_bias = if c.qkv_bias {
+                Some([
+                    find(p("self_attn.q_proj.bias"), vec![qd])?,
+                    find(p("self_attn.k_proj.bias"), vec![kvd])?,
+                    find(p("self_attn.v_proj.bias"), vec![kvd])?,
+                ])
+            } else {
+                None
+            };
+            blocks.push(BlockIds {
+                attn_norm: find(p("input_layernorm.weight"), vec![d])?,
+                q: find(p("self_attn.q_proj.weight"), vec![qd, d])?,
+                k: find(p("self_attn.k_proj.weight"), vec![kvd, d])?,
+                v: find(p("self_attn.v_proj.weight"), vec![kvd, d])?,
+                o: find(p("self_attn.o_proj.weight"), vec![d, qd])?,
+                qkv_bias,
+                mlp_norm: find(p("post_attention_layernorm.weight"), vec![d])?,
+                gate: find(p("mlp.gate_proj.weight"), vec![f, d])?,
+                up: find(p("mlp.up_proj.weight"), vec![f, d])?,
+                down: find(p("mlp.down_proj.weight"), vec![d, f])?,
+            });
+        }
+        let final_norm = find("model.norm.weight".into(), vec![d])?;
+        let lm_head = if c.tied_embeddings { embed } else { find("lm_head.weight".into(), vec![c.vocab, d])? };
+        let dh = c.head_dim;
+        let inv_freq = (0..dh / 2).map(|i| 1.0f32 / c.rope_theta.powf((2 * i) as f32 / dh as f32)).collect();
+        Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freq })
+    }
+
+    /// A fresh cache for one sequence of this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.config)
+    }
+
+    /// Checks `params` belongs to a layout this `Llama` was built for (same tensor table).
+    fn check_params(&self, params: &Params) -> Result<()> {
+        let l = params.layout();
+        let ok = |id: usize, n: usize| id < l.len() && l.info(id).len == n;
+        let c = &self.config;
+        if !ok(self.embed, c.vocab * c.hidden) || !ok(self.lm_head, c.vocab * c.hidden) || !ok(self.final_norm, c.hidden) {
+            return Err(Error::LayoutTensorShape {
+                tensor: "model.embed_tokens.weight".into(),
+                expected: vec![c.vocab, c.hidden],
+                found: l.tensors().get(self.embed).map(|t| t.shape.clone()).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Batched forward over `seqs`: appends every sequence's new tokens to its cache and returns
+    /// logits for the last `seq.logits` new positions of each sequence.
+    pub fn forward(&self, params: &Params, seqs: &mut [SeqInput<'_>]) -> Result<Logits> {
+        let c = &self.config;
+        self.check_params(params)?;
+        let (d, h, hkv, dh, f, v) = (c.hidden, c.heads, c.kv_heads, c.head_dim, c.ffn, c.vocab);
+        let (qd, kvd) = (h * dh, hkv * dh);
+
+        // Validate every sequence before touching any cache.
+        for (i, s) in seqs.iter().enumerate() {
+            if s.cache.layers() != c.layers || s.cache.kv_dim() != kvd {
+                return Err(Error::KvCacheMismatch {
+                    index: i,
+                    problem: format!(
+                        "has {} layers of width {}, the model needs {} of width {}",
+                        s.cache.layers(),
+                        s.cache.kv_dim(),
+                        c.layers,
+                        kvd
+                    ),
+                });
+            }
+            let len = s.cache.len() + s.tokens.len();
+            if len > c.context {
+                return Err(Error::ContextOverflow { index: i, len, max: c.context });
+            }
+            if let Some(&t) = s.tokens.iter().find(|&&t| t as usize >= v) {
+                return Err(Error::TokenOutOfRange { index: i, token: t, vocab: v });
+            }
+            if s.logits > s.tokens.len() {
+                return Err(Error::KvCacheMismatch {
+                    index: i,
+                    problem: format!("logits asked for {} positions but only {} are new", s.logits, s.tokens.len()),
+                });
+            }
+        }
+
+        // Row t of the flattened batch: its sequence and absolute position.
+        let mut row_seq = Vec::new();
+        let mut row_pos = Vec::new();
+        let mut seq_start = Vec::with_capacity(seqs.len() + 1);
+        for (i, s) in seqs.iter().enumerate() {
+            seq_start.push(row_seq.len());
+            for j in 0..s.tokens.len() {
+                row_seq.push(i);
+                row_pos.push(s.cache.len() + j);
+            }
+        }
+        seq_start.push(row_seq.len());
+        let tt = row_seq.len();
+
+        // RoPE tables for the batch's positions: (Ttot, Dh/2) each.
+        let half = dh / 2;
+        let mut cos = vec![0.0f32; tt * half];
+        let mut sin = vec![0.0f32; tt * half];
+        for t in 0..tt {
+            for i in 0..half {
+                let angle = row_pos[t] as f32 * self.inv_freq[i];
+                cos[t * half + i] = angle.cos();
+                sin[t * half + i] = angle.sin();
+            }
+        }
+
+        // x = embed[tokens]                                    (Ttot, D)
+        let emb = params.tensor(self.embed);
+        let mut x = Vec::with_capacity(tt * d);
+        for s in seqs.iter() {
+            for &tok in s.tokens {
+                x.extend_from_slice(&emb[tok as usize * d..(tok as usize + 1) * d]);
+            }
+        }
+
+        let mut xn = vec![0.0f32; tt * d]; // (Ttot, D)
+        let mut q = vec![0.0f32; tt * qd]; // (Ttot, H·Dh)
+        let mut k = vec![0.0f32; tt * kvd]; // (Ttot, Hkv·Dh)
+        let mut vv = vec![0.0f32; tt * kvd]; // (Ttot, Hkv·Dh)
+        let mut att = vec![0.0f32; tt * qd]; // (Ttot, H·Dh)
+        let mut proj = vec![0.0f32; tt * d]; // (Ttot, D)
+        let mut g = vec![0.0f32; tt * f]; // (Ttot, F)
+        let mut u = vec![0.0f32; tt * f]; // (Ttot, F)
+        let mut hmid = vec![0.0f32; tt * f]; // (Ttot, F)
+
+        for (l, blk) in self.blocks.iter().enumerate() {
+            // --- attention ---
+            kernels::rmsnorm(&mut xn, &x, params.tensor(blk.attn_norm), d, c.rms_eps);
+            kernels::matmul(&xn, params.tensor(blk.q), &mut q, tt, d, qd);
+            kernels::matmul(&xn, params.tensor(blk.k), &mut k, tt, d, kvd);
+            kernels::matmul(&xn, params.tensor(blk.v), &mut vv, tt, d, kvd);
+            if let Some([bq, bk, bv]) = blk.qkv_bias {
+                add_bias(&mut q, params.tensor(bq));
+                add_bias(&mut k, params.tensor(bk));
+                add_bias(&mut vv, params.tensor(bv));
+            }
+            for t in 0..tt {
+                let (cs, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+                kernels::rope(&mut q[t * qd..(t + 1) * qd], cs, sn, h, dh);
+                kernels::rope(&mut k[t * kvd..(t + 1) * kvd], cs, sn, hkv, dh);
+            }
+            for (i, s) in seqs.iter_mut().enumerate() {
+                let (r0, r1) = (seq_start[i], seq_start[i + 1]);
+                s.cache.append(l, &k[r0 * kvd..r1 * kvd], &vv[r0 * kvd..r1 * kvd]);
+            }
+            {
+                let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
+                let q = &q;
+                let (row_seq, row_pos) = (&row_seq, &row_pos);
+                att.par_chunks_mut(qd).enumerate().for_each_init(Vec::new, |scores, (t, out)| {
+                    let (kc, vc) = caches[row_seq[t]].layer(l);
+                    attend(out, &q[t * qd..(t + 1) * qd], kc, vc, row_pos[t] + 1, h, hkv, dh, scores);
+                });
+            }
+            kernels::matmul(&att, params.tensor(blk.o), &mut proj, tt, qd, d);
+            add_in_place(&mut x, &proj);
+
+            // --- MLP (SwiGLU) ---
+            kernels::rmsnorm(&mut xn, &x, params.tensor(blk.mlp_norm), d, c.rms_eps);
+            kernels::matmul(&xn, params.tensor(blk.gate), &mut g, tt, d, f);
+            kernels::matmul(&xn, params.tensor(blk.up), &mut u, tt, d, f);
+            kernels::silu_mul(&mut hmid, &g, &u);
+            kernels::matmul(&hmid, params.tensor(blk.down), &mut proj, tt, f, d);
+            add_in_place(&mut x, &proj);
+        }
+        for s in seqs.iter_mut() {
+            let n = s.tokens.len();
+            s.cache.commit(n);
+        }
+
+        // Rows that get logits: the last `logits` new positions of each sequence.
+        let mut starts = Vec::with_capacity(seqs.len() + 1);
+        let mut xr = Vec::new(); // (R, D)
+        let mut nrows = 0;
+        for (i, s) in seqs.iter().enumerate() {
+            starts.push(nrows);
+            let r1 = seq_start[i + 1];
+            xr.extend_from_slice(&x[(r1 - s.logits) * d..r1 * d]);
+            nrows += s.logits;
+        }
+        starts.push(nrows);
+        let mut xrn = vec![0.0f32; nrows * d];
+        let mut data = vec![0.0f32; nrows * v];
+        if nrows > 0 {
+            kernels::rmsnorm(&mut xrn, &xr, params.tensor(self.final_norm), d, c.rms_eps);
+            kernels::matmul(&xrn, params.tensor(self.lm_head), &mut data, nrows, d, v);
+        }
+        Ok(Logits { data, vocab: v, starts })
+    }
+
+    /// Convenience: logits at every position of one token list, from an empty cache: (T, V).
+    pub fn logits_all(&self, params: &Params, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut cache = self.new_cache();
+        let mut seqs = [SeqInput { tokens, cache: &mut cache, logits: tokens.len() }];
+        Ok(self.forward(params, &mut seqs)?.data)
+    }
+}
+
+/// Causal attention of one query row over `n` cached positions (this row's position + 1):
+/// for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv).
+/// q: (H·Dh); kc, vc: (≥n, Hkv·Dh); out: (H·Dh). This is the only op that mixes positions.
+#[allow(clippy::too_many_arguments)]
+fn attend(out: &mut [f32], q: &[f32], kc: &[f32], vc: &[f32], n: usize, h: usize, hkv: usize, dh: usize, scores: &mut Vec<f32>) {
+    let kvd = hkv * dh;
+    let group = h / hkv;
+    let scale = 1.0 / (dh as f32).sqrt();
+    scores.resize(n, 0.0);
+    for hi in 0..h {
+        let g = hi / group;
+        let qh = &q[hi * dh..(hi + 1) * dh];
+        for j in 0..n {
+            scores[j] = kernels::dot(qh, &kc[j * kvd + g * dh..j * kvd + (g + 1) * dh]) * scale;
+        }
+        kernels::softmax(&mut scores[..n]);
+        let o = &mut out[hi * dh..(hi + 1) * dh];
+        o.fill(0.0);
+        for j in 0..n {
+            let p = scores[j];
+            let vj = &vc[j * kvd + g * dh..j * kvd + (g + 1) * dh];
+            for e in 0..dh {
+                o[e] += p * vj[e];
+            }
+        }
+    }
+}
+
+/// x[t, :] += b for every row t.
+fn add_bias(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_mut(b.len()) {
+        for (a, &bb) in row.iter_mut().zip(b) {
+            *a += bb;
+        }
+    }
+}
+
+/// x += y (the residual connection).
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
     }
 }

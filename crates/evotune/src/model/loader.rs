@@ -1,11 +1,43 @@
 //! One entry point for every model source: a GGUF file, a HF directory, or a known name.
 //!
-//! STUB: filled in by the model-io work. The signatures below are the contract other modules use.
+//! A GGUF model becomes an f32 arena in HF order and HF names:
+//! ```text
+//! model.embed_tokens.weight                          ← token_embd.weight              (V, D)
+//! per layer i, prefix model.layers.i.:
+//!   input_layernorm.weight                           ← blk.i.attn_norm.weight         (D)
+//!   self_attn.{q,k,v}_proj.weight                    ← blk.i.attn_{q,k,v}.weight      (H·Dh | Hkv·Dh, D)
+//!   self_attn.{q,k,v}_proj.bias      (qwen2)         ← blk.i.attn_{q,k,v}.bias        (H·Dh | Hkv·Dh)
+//!   self_attn.o_proj.weight                          ← blk.i.attn_output.weight       (D, H·Dh)
+//!   post_attention_layernorm.weight                  ← blk.i.ffn_norm.weight          (D)
+//!   mlp.{gate,up}_proj.weight                        ← blk.i.ffn_{gate,up}.weight     (F, D)
+//!   mlp.down_proj.weight                             ← blk.i.ffn_down.weight          (D, F)
+//! model.norm.weight                                  ← output_norm.weight             (D)
+//! lm_head.weight                    (untied only)    ← output.weight                  (V, D)
+//! ```
+//! A missing `output.weight` means tied embeddings; a present one that cannot be read is an error.
+//!
+//! **Q/K permutation.** For arch `llama`, llama.cpp's converter reorders the rows of q_proj and
+//! k_proj (and their biases) so that ggml's interleaved RoPE, which rotates pairs (2j, 2j+1), sees
+//! the pairs HF's half-split ("neox") RoPE rotates, (j, j + Dh/2). Per head, HF rows viewed as
+//! (2, Dh/2) were transposed to (Dh/2, 2). [`unpermute_rows`] transposes them back, so the arena
+//! holds exactly the HF checkpoint's layout. qwen2 files are written unpermuted (llama.cpp runs
+//! them with neox RoPE), so they are copied as they are.
+//!
+//! **θ0 re-derivation.** The loaded [`Model`] keeps the source open ([`Theta0`]): any tensor of θ0
+//! can be produced again, bit-identical, from the compressed file, so the AWD anchor need not be a
+//! second f32 copy of the model.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::Result;
+use memmap2::Mmap;
+use rayon::prelude::*;
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::es::ThetaSource;
+use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
+use crate::model::gguf::GgufFile;
+use crate::model::quant;
 use crate::model::{Layout, Llama, ModelConfig, Params};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -26,24 +58,384 @@ pub struct Model {
     pub llama: Llama,
     pub tokenizer: Tokenizer,
     pub chat: ChatTemplate,
+    /// The open source file(s), from which θ0 is re-derived tensor by tensor.
+    pub theta0: Arc<Theta0>,
 }
 
 /// Loads `spec`: a GGUF path, a HF model directory, or the name `smollm2-135m` (fetched on first use).
 pub fn load(spec: &str) -> Result<(Model, Params)> {
-    let _ = spec;
-    todo!("model-io")
+    if spec == DEFAULT_MODEL {
+        let path = fetch_default_model()?;
+        return load_path(&path);
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        return Err(Error::ModelFetch {
+            name: spec.to_string(),
+            problem: format!(
+                "no such file or directory; give a GGUF file, a HF model directory (config.json, \
+                 *.safetensors, tokenizer.json) or the name `{DEFAULT_MODEL}`"
+            ),
+        });
+    }
+    load_path(path)
 }
 
 impl Model {
     /// Re-reads tensor `id` of θ0 from the source file into `out` (dequantizing if needed).
     pub fn read_theta0_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
-        let _ = (id, out);
-        todo!("model-io")
+        self.theta0.read_tensor(id, out)
+    }
+
+    /// θ0 as a [`ThetaSource`] for the AWD anchor (`Anchor::Source`).
+    pub fn theta0_source(&self) -> Arc<dyn ThetaSource> {
+        self.theta0.clone()
     }
 }
 
-/// Loads only the model file at `path` (no name resolution).
+/// Loads only the model file at `path` (no name resolution): a directory is read as a HF model,
+/// anything else as GGUF.
 pub fn load_path(path: &Path) -> Result<(Model, Params)> {
-    let _ = path;
-    todo!("model-io")
+    let meta = std::fs::metadata(path).with_path(path)?;
+    if meta.is_dir() {
+        load_hf_dir(path)
+    } else {
+        load_gguf(path)
+    }
+}
+
+/// Loads a GGUF file: config, θ0 (dequantized, un-permuted, HF order), tokenizer, chat template.
+pub fn load_gguf(path: &Path) -> Result<(Model, Params)> {
+    let (config, theta0, params) = load_gguf_weights(path)?;
+    let metadata = &theta0.gguf().expect("a GGUF source").metadata;
+    let tokenizer = Tokenizer::from_gguf(path, metadata)?;
+    let chat = ChatTemplate::from_gguf(path, metadata)?;
+    let layout = theta0.layout().clone();
+    let llama = Llama::new(config.clone(), &layout)?;
+    let model = Model {
+        path: path.to_path_buf(),
+        format: ModelFormat::Gguf,
+        config,
+        layout,
+        llama,
+        tokenizer,
+        chat,
+        theta0,
+    };
+    Ok((model, params))
+}
+
+/// The weights of a GGUF file alone (no tokenizer): its config, the open θ0 source, and θ0.
+pub fn load_gguf_weights(path: &Path) -> Result<(ModelConfig, Arc<Theta0>, Params)> {
+    let gguf = GgufFile::open(path)?;
+    let config = ModelConfig::from_gguf(&gguf)?;
+    let (layout, sources) = gguf_layout(&gguf, &config)?;
+    let theta0 = Arc::new(Theta0 { layout: Arc::new(layout), source: Source::Gguf { file: gguf, tensors: sources } });
+    let params = theta0.read_all()?;
+    Ok((config, theta0, params))
+}
+
+/// Loads a HF model directory (config.json, *.safetensors, tokenizer.json).
+pub fn load_hf_dir(dir: &Path) -> Result<(Model, Params)> {
+    let (config, layout, data) = crate::model::safetensors::read_dir(dir)?;
+    let layout = Arc::new(layout);
+    let params = Params::from_vec(layout.clone(), data);
+    let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"), dir)?;
+    let chat = ChatTemplate::from_hf_dir(dir)?;
+    let theta0 = Arc::new(Theta0 { layout: layout.clone(), source: Source::HfDir(SafetensorsShards::open(dir)?) });
+    let llama = Llama::new(config.clone(), &layout)?;
+    let model = Model {
+        path: dir.to_path_buf(),
+        format: ModelFormat::HfDir,
+        config,
+        layout,
+        llama,
+        tokenizer,
+        chat,
+        theta0,
+    };
+    Ok((model, params))
+}
+
+/// Where one arena tensor lives in a GGUF file.
+#[derive(Clone, Debug)]
+struct GgufSource {
+    /// Index into `GgufFile::tensors`.
+    index: usize,
+    /// `Some(heads)`: rows are in llama.cpp's interleaved-RoPE order, undo with this head count.
+    unpermute_heads: Option<usize>,
+}
+
+/// Builds the HF-order layout of `config` and, for each tensor, its GGUF source; checks every
+/// shape and that the file holds no tensor this loader would ignore.
+fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>)> {
+    let (d, f, v) = (c.hidden, c.ffn, c.vocab);
+    let (q_rows, kv_rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+    let permuted = c.gguf_qk_permuted();
+    let (q_perm, k_perm) = if permuted { (Some(c.heads), Some(c.kv_heads)) } else { (None, None) };
+
+    let index: std::collections::HashMap<&str, usize> =
+        g.tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
+    let mut layout = Layout::new();
+    let mut sources = Vec::new();
+    // Each tensor is checked as it is added, so a corrupt layer count fails at the first missing
+    // tensor instead of planning billions of them.
+    let mut add = |hf: String, gg: String, shape: Vec<usize>, unpermute_heads: Option<usize>| -> Result<()> {
+        let &i = index
+            .get(gg.as_str())
+            .ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: gg.clone() })?;
+        let t = &g.tensors[i];
+        if t.shape() != shape {
+            return Err(Error::TensorShape { path: g.path.clone(), tensor: gg, expected: shape, found: t.shape() });
+        }
+        if !t.ggml_type.is_dequantizable() {
+            return Err(Error::UnsupportedTensorType { path: g.path.clone(), tensor: gg, found: t.ggml_type.name() });
+        }
+        layout.push(hf, shape);
+        sources.push(GgufSource { index: i, unpermute_heads });
+        Ok(())
+    };
+    add("model.embed_tokens.weight".into(), "token_embd.weight".into(), vec![v, d], None)?;
+    for i in 0..c.layers {
+        let hf = |s: &str| format!("model.layers.{i}.{s}");
+        let gg = |s: &str| format!("blk.{i}.{s}");
+        add(hf("input_layernorm.weight"), gg("attn_norm.weight"), vec![d], None)?;
+        add(hf("self_attn.q_proj.weight"), gg("attn_q.weight"), vec![q_rows, d], q_perm)?;
+        add(hf("self_attn.k_proj.weight"), gg("attn_k.weight"), vec![kv_rows, d], k_perm)?;
+        add(hf("self_attn.v_proj.weight"), gg("attn_v.weight"), vec![kv_rows, d], None)?;
+        if c.qkv_bias {
+            add(hf("self_attn.q_proj.bias"), gg("attn_q.bias"), vec![q_rows], q_perm)?;
+            add(hf("self_attn.k_proj.bias"), gg("attn_k.bias"), vec![kv_rows], k_perm)?;
+            add(hf("self_attn.v_proj.bias"), gg("attn_v.bias"), vec![kv_rows], None)?;
+        }
+        add(hf("self_attn.o_proj.weight"), gg("attn_output.weight"), vec![d, q_rows], None)?;
+        add(hf("post_attention_layernorm.weight"), gg("ffn_norm.weight"), vec![d], None)?;
+        add(hf("mlp.gate_proj.weight"), gg("ffn_gate.weight"), vec![f, d], None)?;
+        add(hf("mlp.up_proj.weight"), gg("ffn_up.weight"), vec![f, d], None)?;
+        add(hf("mlp.down_proj.weight"), gg("ffn_down.weight"), vec![d, f], None)?;
+    }
+    add("model.norm.weight".into(), "output_norm.weight".into(), vec![d], None)?;
+    if !c.tied_embeddings {
+        add("lm_head.weight".into(), "output.weight".into(), vec![v, d], None)?;
+    }
+    if sources.len() != g.tensors.len() {
+        let used: std::collections::HashSet<usize> = sources.iter().map(|s| s.index).collect();
+        let extra: Vec<&str> =
+            g.tensors.iter().enumerate().filter(|(i, _)| !used.contains(i)).map(|(_, t)| t.name.as_str()).take(5).collect();
+        return Err(Error::CorruptModel {
+            path: g.path.clone(),
+            problem: format!(
+                "{} tensor(s) this {} loader does not know, e.g. {extra:?}; refusing to drop weights silently",
+                g.tensors.len() - sources.len(),
+                c.architecture
+            ),
+        });
+    }
+    Ok((layout, sources))
+}
+
+/// Undoes llama.cpp's Q/K row permutation: `src` is a (heads·Dh, cols) row-major matrix (cols = 1
+/// for a bias) whose rows, per head, are ordered (Dh/2, 2); `dst` gets them ordered (2, Dh/2),
+/// i.e. HF row `h·Dh + s·Dh/2 + j` = GGUF row `h·Dh + 2j + s` (s ∈ {0, 1}, j < Dh/2).
+/// Requires `src.len() == dst.len()`, divisible into `heads` heads of an even number of rows.
+pub fn unpermute_rows(src: &[f32], dst: &mut [f32], heads: usize, cols: usize) {
+    assert_eq!(src.len(), dst.len());
+    let rows = src.len() / cols;
+    assert!(rows * cols == src.len() && rows % heads == 0 && (rows / heads) % 2 == 0, "bad un-permute shape");
+    let dh = rows / heads;
+    let half = dh / 2;
+    // (heads, Dh/2, 2, cols) → (heads, 2, Dh/2, cols)
+    dst.par_chunks_mut(dh * cols).zip(src.par_chunks(dh * cols)).for_each(|(dst, src)| {
+        for j in 0..half {
+            for s in 0..2 {
+                let from = (2 * j + s) * cols;
+                let to = (s * half + j) * cols;
+                dst[to..to + cols].copy_from_slice(&src[from..from + cols]);
+            }
+        }
+    });
+}
+
+/// θ0's source, kept open after loading: re-derives any tensor of the initial arena.
+pub struct Theta0 {
+    layout: Arc<Layout>,
+    source: Source,
+}
+
+enum Source {
+    Gguf { file: GgufFile, tensors: Vec<GgufSource> },
+    HfDir(SafetensorsShards),
+}
+
+impl Theta0 {
+    pub fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// Writes tensor `id` of θ0 into `out` (`out.len()` must be the tensor's length).
+    pub fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
+        if id >= self.layout.len() {
+            return Err(Error::MissingTensor { path: self.path().to_path_buf(), tensor: format!("#{id}") });
+        }
+        let info = self.layout.info(id);
+        if out.len() != info.len {
+            return Err(Error::TensorShape {
+                path: self.path().to_path_buf(),
+                tensor: info.name.clone(),
+                expected: info.shape.clone(),
+                found: vec![out.len()],
+            });
+        }
+        match &self.source {
+            Source::Gguf { file, tensors } => {
+                let src = &tensors[id];
+                let t = &file.tensors[src.index];
+                match src.unpermute_heads {
+                    None => file.dequantize_into(t, out),
+                    Some(heads) => {
+                        let mut tmp = vec![0.0f32; out.len()];
+                        file.dequantize_into(t, &mut tmp)?;
+                        let cols = if info.shape.len() == 2 { info.shape[1] } else { 1 };
+                        unpermute_rows(&tmp, out, heads, cols);
+                        Ok(())
+                    }
+                }
+            }
+            Source::HfDir(shards) => shards.read(&info.name, out),
+        }
+    }
+
+    /// The whole arena, tensors read in parallel (each tensor's values do not depend on the split).
+    pub fn read_all(&self) -> Result<Params> {
+        let mut params = Params::zeros(self.layout.clone());
+        params
+            .tensors_mut()
+            .into_par_iter()
+            .enumerate()
+            .try_for_each(|(id, (_, out))| self.read_tensor(id, out))?;
+        Ok(params)
+    }
+
+    /// The GGUF file θ0 comes from (`None` for a HF directory).
+    pub fn gguf(&self) -> Option<&GgufFile> {
+        match &self.source {
+            Source::Gguf { file, .. } => Some(file),
+            Source::HfDir(_) => None,
+        }
+    }
+
+    /// The file (GGUF) or directory (HF) θ0 comes from.
+    pub fn path(&self) -> &Path {
+        match &self.source {
+            Source::Gguf { file, .. } => &file.path,
+            Source::HfDir(s) => &s.dir,
+        }
+    }
+}
+
+impl ThetaSource for Theta0 {
+    fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
+        Theta0::read_tensor(self, id, out)
+    }
+}
+
+/// The `*.safetensors` files of a HF directory, memory-mapped, with the shard of every tensor.
+struct SafetensorsShards {
+    dir: PathBuf,
+    shards: Vec<(PathBuf, Mmap)>,
+    /// tensor name → shard index
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl SafetensorsShards {
+    fn open(dir: &Path) -> Result<Self> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_path(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        let mut shards = Vec::with_capacity(files.len());
+        let mut index = std::collections::HashMap::new();
+        for (i, path) in files.into_iter().enumerate() {
+            let file = std::fs::File::open(&path).with_path(&path)?;
+            // SAFETY: read-only private map; the checkpoint is assumed not to change while open.
+            let mmap = unsafe { Mmap::map(&file) }.with_path(&path)?;
+            let st = safetensors::SafeTensors::deserialize(&mmap)
+                .map_err(|e| Error::CorruptModel { path: path.clone(), problem: format!("safetensors: {e}") })?;
+            for name in st.names() {
+                index.insert(name.to_string(), i);
+            }
+            shards.push((path, mmap));
+        }
+        Ok(SafetensorsShards { dir: dir.to_path_buf(), shards, index })
+    }
+
+    fn read(&self, name: &str, out: &mut [f32]) -> Result<()> {
+        let &i = self
+            .index
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { path: self.dir.clone(), tensor: name.to_string() })?;
+        let (path, mmap) = &self.shards[i];
+        let corrupt = |problem: String| Error::CorruptModel { path: path.clone(), problem };
+        let st = safetensors::SafeTensors::deserialize(mmap).map_err(|e| corrupt(format!("safetensors: {e}")))?;
+        let view = st.tensor(name).map_err(|e| corrupt(format!("tensor `{name}`: {e}")))?;
+        let elements: usize = view.shape().iter().product();
+        if elements != out.len() {
+            return Err(Error::TensorShape {
+                path: path.clone(),
+                tensor: name.to_string(),
+                expected: vec![out.len()],
+                found: view.shape().to_vec(),
+            });
+        }
+        let ty = match view.dtype() {
+            safetensors::Dtype::F32 => quant::GgmlType::F32,
+            safetensors::Dtype::F16 => quant::GgmlType::F16,
+            safetensors::Dtype::BF16 => quant::GgmlType::BF16,
+            other => {
+                return Err(Error::UnsupportedTensorType { path: path.clone(), tensor: name.to_string(), found: format!("{other:?}") })
+            }
+        };
+        quant::dequantize(ty, view.data(), out, path, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies llama.cpp's permutation (HF → GGUF), written independently of `unpermute_rows`
+    /// from the converter's numpy: reshape(heads, 2, Dh/2, cols).swapaxes(1, 2).
+    fn permute_like_llama_cpp(hf: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+        let rows = hf.len() / cols;
+        let dh = rows / heads;
+        let mut out = vec![0.0; hf.len()];
+        for h in 0..heads {
+            for j in 0..dh / 2 {
+                for s in 0..2 {
+                    for c in 0..cols {
+                        // out[h, j, s, c] = hf[h, s, j, c]
+                        out[((h * dh / 2 + j) * 2 + s) * cols + c] = hf[((h * 2 + s) * dh / 2 + j) * cols + c];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permutation() {
+        for (heads, dh, cols) in [(1, 2, 1), (3, 4, 5), (2, 64, 3), (9, 8, 1)] {
+            let hf: Vec<f32> = (0..heads * dh * cols).map(|x| x as f32).collect();
+            let gguf = permute_like_llama_cpp(&hf, heads, cols);
+            let mut back = vec![0.0; hf.len()];
+            unpermute_rows(&gguf, &mut back, heads, cols);
+            assert_eq!(back, hf, "heads {heads} dh {dh} cols {cols}");
+        }
+        // Hand-checked: one head, Dh = 4, cols = 1: HF [a0 a1 b0 b1] → GGUF [a0 b0 a1 b1].
+        let mut back = [0.0; 4];
+        unpermute_rows(&[10.0, 20.0, 11.0, 21.0], &mut back, 1, 1);
+        assert_eq!(back, [10.0, 11.0, 20.0, 21.0]);
+    }
 }

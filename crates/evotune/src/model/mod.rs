@@ -7,6 +7,8 @@
 //! The weights live in a [`Params`] arena (f32, HF names); the model structure ([`Llama`]) holds only
 //! tensor ids, so one `Llama` runs any number of arenas (θ, or a member's θ + σε) without copying.
 
+pub mod bench;
+pub mod candle_ref;
 pub mod config;
 pub mod fetch;
 pub mod generate;

@@ -201,15 +201,26 @@ impl Params {
         out
     }
 
-    /// Order-independent FNV-style checksum of the raw bits (for bit-identity checks across ranks).
-    pub fn checksum(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &x in &self.data {
-            h ^= x.to_bits() as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
+    /// One FNV-1a checksum of the raw bits per tensor, in tensor-id order (to name the first
+    /// tensor where two copies of θ differ).
+    pub fn tensor_checksums(&self) -> Vec<u64> {
+        (0..self.layout.len()).map(|id| fnv1a(self.tensor(id))).collect()
     }
+
+    /// FNV-1a checksum of the raw bits of the whole arena (for bit-identity checks across ranks).
+    pub fn checksum(&self) -> u64 {
+        fnv1a(&self.data)
+    }
+}
+
+/// FNV-1a over the f32 bit patterns.
+fn fnv1a(xs: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &x in xs {
+        h ^= x.to_bits() as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 #[cfg(test)]

@@ -1,1 +1,489 @@
-//! STUB
+//! GGML tensor types and their dequantization to f32.
+//!
+//! One plain function per supported type, each with its block layout in the doc comment and the
+//! formula it applies. Blocks are read from little-endian bytes with safe code (no transmutes);
+//! the `#[repr(C)]` structs exist to document the layout and to pin its size at compile time.
+//! Every element is computed independently, so splitting a tensor over threads gives bit-identical
+//! results. The arithmetic order matches ggml's `dequantize_row_*` (and candle's `to_float`), so
+//! results are bit-identical to theirs, not merely close.
+
+use std::path::Path;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// A ggml tensor type, as numbered in `ggml.h` (`enum ggml_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
+    Q8K,
+    I8,
+    I16,
+    I32,
+    I64,
+    F64,
+    BF16,
+    /// Any other id (IQ* types, future types): readable in the index, not dequantizable.
+    Other(u32),
+}
+
+impl GgmlType {
+    /// Maps a `ggml_type` id; ids this crate does not know become [`GgmlType::Other`].
+    pub fn from_u32(id: u32) -> GgmlType {
+        match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
+            8 => GgmlType::Q8_0,
+            9 => GgmlType::Q8_1,
+            10 => GgmlType::Q2K,
+            11 => GgmlType::Q3K,
+            12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
+            14 => GgmlType::Q6K,
+            15 => GgmlType::Q8K,
+            24 => GgmlType::I8,
+            25 => GgmlType::I16,
+            26 => GgmlType::I32,
+            27 => GgmlType::I64,
+            28 => GgmlType::F64,
+            30 => GgmlType::BF16,
+            other => GgmlType::Other(other),
+        }
+    }
+
+    /// The `ggml_type` id.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
+            GgmlType::Q8_0 => 8,
+            GgmlType::Q8_1 => 9,
+            GgmlType::Q2K => 10,
+            GgmlType::Q3K => 11,
+            GgmlType::Q4K => 12,
+            GgmlType::Q5K => 13,
+            GgmlType::Q6K => 14,
+            GgmlType::Q8K => 15,
+            GgmlType::I8 => 24,
+            GgmlType::I16 => 25,
+            GgmlType::I32 => 26,
+            GgmlType::I64 => 27,
+            GgmlType::F64 => 28,
+            GgmlType::BF16 => 30,
+            GgmlType::Other(id) => id,
+        }
+    }
+
+    /// The name ggml uses (`Q4_K`, `BF16`, …).
+    pub fn name(self) -> String {
+        let s = match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q5_0 => "Q5_0",
+            GgmlType::Q5_1 => "Q5_1",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q8_1 => "Q8_1",
+            GgmlType::Q2K => "Q2_K",
+            GgmlType::Q3K => "Q3_K",
+            GgmlType::Q4K => "Q4_K",
+            GgmlType::Q5K => "Q5_K",
+            GgmlType::Q6K => "Q6_K",
+            GgmlType::Q8K => "Q8_K",
+            GgmlType::I8 => "I8",
+            GgmlType::I16 => "I16",
+            GgmlType::I32 => "I32",
+            GgmlType::I64 => "I64",
+            GgmlType::F64 => "F64",
+            GgmlType::BF16 => "BF16",
+            GgmlType::Other(id) => return format!("ggml type #{id}"),
+        };
+        s.to_string()
+    }
+
+    /// (elements per block, bytes per block), or `None` for an unknown type (its size cannot be
+    /// computed, so such a tensor can be indexed but never read).
+    pub fn block_layout(self) -> Option<(usize, usize)> {
+        Some(match self {
+            GgmlType::F32 | GgmlType::I32 => (1, 4),
+            GgmlType::F16 | GgmlType::BF16 | GgmlType::I16 => (1, 2),
+            GgmlType::I8 => (1, 1),
+            GgmlType::I64 | GgmlType::F64 => (1, 8),
+            GgmlType::Q4_0 => (QK, std::mem::size_of::<BlockQ4_0>()),
+            GgmlType::Q4_1 => (QK, std::mem::size_of::<BlockQ4_1>()),
+            GgmlType::Q5_0 => (QK, 22),
+            GgmlType::Q5_1 => (QK, 24),
+            GgmlType::Q8_0 => (QK, std::mem::size_of::<BlockQ8_0>()),
+            GgmlType::Q8_1 => (QK, 36),
+            GgmlType::Q2K => (QK_K, 84),
+            GgmlType::Q3K => (QK_K, 110),
+            GgmlType::Q4K => (QK_K, std::mem::size_of::<BlockQ4K>()),
+            GgmlType::Q5K => (QK_K, 176),
+            GgmlType::Q6K => (QK_K, std::mem::size_of::<BlockQ6K>()),
+            GgmlType::Q8K => (QK_K, 292),
+            GgmlType::Other(_) => return None,
+        })
+    }
+
+    /// Bytes taken by `elements` values, `None` if the type is unknown, `elements` is not a whole
+    /// number of blocks, or the size overflows.
+    pub fn bytes_for(self, elements: usize) -> Option<usize> {
+        let (block, bytes) = self.block_layout()?;
+        if elements % block != 0 {
+            return None;
+        }
+        (elements / block).checked_mul(bytes)
+    }
+
+    /// Whether [`dequantize`] handles this type.
+    pub fn is_dequantizable(self) -> bool {
+        matches!(
+            self,
+            GgmlType::F32
+                | GgmlType::F16
+                | GgmlType::BF16
+                | GgmlType::Q8_0
+                | GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q4K
+                | GgmlType::Q6K
+        )
+    }
+}
+
+/// Elements per block of the legacy quants (Q4_0, Q4_1, Q8_0).
+pub const QK: usize = 32;
+/// Elements per super-block of the k-quants (Q4_K, Q6_K).
+pub const QK_K: usize = 256;
+
+/// Q4_0: 32 weights, one f16 scale, 4-bit codes centred on 8.
+#[repr(C)]
+pub struct BlockQ4_0 {
+    /// scale d
+    pub d: f16,
+    /// byte j holds code j (low nibble) and code j+16 (high nibble)
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
+
+/// Q4_1: 32 weights, f16 scale and offset, 4-bit codes.
+#[repr(C)]
+pub struct BlockQ4_1 {
+    /// scale d
+    pub d: f16,
+    /// offset m (the block minimum)
+    pub m: f16,
+    /// byte j holds code j (low nibble) and code j+16 (high nibble)
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
+
+/// Q8_0: 32 weights, one f16 scale, signed 8-bit codes.
+#[repr(C)]
+pub struct BlockQ8_0 {
+    /// scale d
+    pub d: f16,
+    pub qs: [i8; QK],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+
+/// Q4_K: 256 weights in 8 sub-blocks of 32; each sub-block has a 6-bit scale and a 6-bit min,
+/// themselves scaled by the super-block's f16 `d` and `dmin`.
+#[repr(C)]
+pub struct BlockQ4K {
+    pub d: f16,
+    pub dmin: f16,
+    /// 8 (scale, min) pairs of 6 bits packed in 12 bytes, see [`q4k_scale_min`].
+    pub scales: [u8; 12],
+    /// 4-bit codes: bytes 32c..32c+32 hold sub-block 2c (low nibbles) and 2c+1 (high nibbles).
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+
+/// Q6_K: 256 weights in 16 sub-blocks of 16, each with a signed 8-bit scale, times the f16 `d`.
+#[repr(C)]
+pub struct BlockQ6K {
+    /// low 4 bits of the 6-bit codes
+    pub ql: [u8; QK_K / 2],
+    /// high 2 bits of the codes, four codes per byte
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: f16,
+}
+const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// F32: little-endian IEEE single, copied.
+pub fn dequantize_f32(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.iter_mut().zip(data.chunks_exact(4)) {
+        *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
+
+/// F16: little-endian IEEE half, widened exactly.
+pub fn dequantize_f16(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+        *y = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    }
+}
+
+/// BF16: the top 16 bits of an f32, widened exactly.
+pub fn dequantize_bf16(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+        *y = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+    }
+}
+
+/// Q8_0 ([`BlockQ8_0`], 34 bytes: `d: f16, qs: [i8; 32]`): `y[j] = qs[j]·d`.
+pub fn dequantize_q8_0(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(QK).zip(data.chunks_exact(34)) {
+        let d = f16_at(b, 0);
+        for (j, y) in y.iter_mut().enumerate() {
+            *y = (b[2 + j] as i8) as f32 * d;
+        }
+    }
+}
+
+/// Q4_0 ([`BlockQ4_0`], 18 bytes: `d: f16, qs: [u8; 16]`):
+/// `y[j] = (lo(qs[j]) − 8)·d`, `y[j+16] = (hi(qs[j]) − 8)·d` for j < 16.
+pub fn dequantize_q4_0(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(QK).zip(data.chunks_exact(18)) {
+        let d = f16_at(b, 0);
+        let qs = &b[2..18];
+        for j in 0..QK / 2 {
+            y[j] = ((qs[j] & 0x0F) as i16 - 8) as f32 * d;
+            y[j + QK / 2] = ((qs[j] >> 4) as i16 - 8) as f32 * d;
+        }
+    }
+}
+
+/// Q4_1 ([`BlockQ4_1`], 20 bytes: `d: f16, m: f16, qs: [u8; 16]`):
+/// `y[j] = lo(qs[j])·d + m`, `y[j+16] = hi(qs[j])·d + m` for j < 16.
+pub fn dequantize_q4_1(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(QK).zip(data.chunks_exact(20)) {
+        let d = f16_at(b, 0);
+        let m = f16_at(b, 2);
+        let qs = &b[4..20];
+        for j in 0..QK / 2 {
+            y[j] = (qs[j] & 0x0F) as f32 * d + m;
+            y[j + QK / 2] = (qs[j] >> 4) as f32 * d + m;
+        }
+    }
+}
+
+/// The 6-bit (scale, min) of sub-block `j` (0..8) of a Q4_K/Q5_K block, from its 12 packed bytes:
+/// sub-blocks 0..4 sit in the low 6 bits of bytes j and j+4; sub-blocks 4..8 take their low 4 bits
+/// from byte j+4 (low/high nibble) and their top 2 bits from the spare top bits of bytes j−4 / j.
+pub fn q4k_scale_min(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        let sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        let m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        (sc, m)
+    }
+}
+
+/// Q4_K ([`BlockQ4K`], 144 bytes: `d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128]`).
+/// For each pair of sub-blocks c = 0..4 (64 weights, codes in bytes `qs[32c..32c+32]`), with
+/// (sc, m) = [`q4k_scale_min`]:
+/// `y[64c + l]      = (d·sc₂c)·lo(q[l]) − dmin·m₂c`,
+/// `y[64c + 32 + l] = (d·sc₂c₊₁)·hi(q[l]) − dmin·m₂c₊₁`, l < 32.
+pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(144)) {
+        let d = f16_at(b, 0);
+        let dmin = f16_at(b, 2);
+        let scales = &b[4..16];
+        let qs = &b[16..144];
+        for c in 0..4 {
+            let q = &qs[32 * c..32 * c + 32];
+            let (sc1, m1) = q4k_scale_min(2 * c, scales);
+            let (sc2, m2) = q4k_scale_min(2 * c + 1, scales);
+            let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+            let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+            let y = &mut y[64 * c..64 * c + 64];
+            for l in 0..32 {
+                y[l] = d1 * (q[l] & 0x0F) as f32 - m1;
+                y[32 + l] = d2 * (q[l] >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// Q6_K ([`BlockQ6K`], 210 bytes: `ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16`).
+/// Each half h = 0..2 (128 weights) uses `ql[64h..64h+64]`, `qh[32h..32h+32]`, `scales[8h..8h+8]`;
+/// for l < 32, with the 6-bit code minus 32 built from a nibble of `ql` and two bits of `qh[l]`:
+/// ```text
+/// q0 = lo(ql[l])    | bits 0-1 of qh[l] << 4   →  y[l]      = (d·sc[l/16])·(q0 − 32)
+/// q1 = lo(ql[l+32]) | bits 2-3 of qh[l] << 4   →  y[l + 32] = (d·sc[l/16 + 2])·(q1 − 32)
+/// q2 = hi(ql[l])    | bits 4-5 of qh[l] << 4   →  y[l + 64] = (d·sc[l/16 + 4])·(q2 − 32)
+/// q3 = hi(ql[l+32]) | bits 6-7 of qh[l] << 4   →  y[l + 96] = (d·sc[l/16 + 6])·(q3 − 32)
+/// ```
+pub fn dequantize_q6k(data: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(210)) {
+        let d = f16_at(b, 208);
+        for h in 0..2 {
+            let ql = &b[64 * h..64 * h + 64];
+            let qh = &b[128 + 32 * h..128 + 32 * h + 32];
+            let sc = &b[192 + 8 * h..192 + 8 * h + 8];
+            let y = &mut y[128 * h..128 * h + 128];
+            for l in 0..32 {
+                let is = l / 16;
+                let q0 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i8 - 32;
+                let q1 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+                let q2 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+                let q3 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+                y[l] = d * (sc[is] as i8) as f32 * q0 as f32;
+                y[l + 32] = d * (sc[is + 2] as i8) as f32 * q1 as f32;
+                y[l + 64] = d * (sc[is + 4] as i8) as f32 * q2 as f32;
+                y[l + 96] = d * (sc[is + 6] as i8) as f32 * q3 as f32;
+            }
+        }
+    }
+}
+
+/// Blocks per parallel task: large enough to amortise scheduling, small enough to balance 2..64
+/// threads. Results do not depend on it (every element is computed independently).
+const BLOCKS_PER_TASK: usize = 1024;
+
+/// Dequantizes `data` (tensor `tensor` of file `path`, type `ty`) into `out`, in parallel over
+/// blocks. Errors: [`Error::UnsupportedTensorType`] for a type without a dequantizer, and
+/// [`Error::CorruptModel`] when `out.len()` is not a whole number of blocks or `data` is not exactly
+/// the bytes those blocks need.
+pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32], path: &Path, tensor: &str) -> Result<()> {
+    if !ty.is_dequantizable() {
+        return Err(Error::UnsupportedTensorType {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            found: ty.name(),
+        });
+    }
+    let (block, block_bytes) = ty.block_layout().expect("dequantizable types have a block layout");
+    let expected = ty.bytes_for(out.len());
+    if expected != Some(data.len()) {
+        return Err(Error::CorruptModel {
+            path: path.to_path_buf(),
+            problem: format!(
+                "tensor `{tensor}`: {} values of type {} need {} bytes (whole blocks of {block}), found {} bytes",
+                out.len(),
+                ty.name(),
+                expected.map_or("an invalid number of".to_string(), |b| b.to_string()),
+                data.len()
+            ),
+        });
+    }
+    let kernel: fn(&[u8], &mut [f32]) = match ty {
+        GgmlType::F32 => dequantize_f32,
+        GgmlType::F16 => dequantize_f16,
+        GgmlType::BF16 => dequantize_bf16,
+        GgmlType::Q8_0 => dequantize_q8_0,
+        GgmlType::Q4_0 => dequantize_q4_0,
+        GgmlType::Q4_1 => dequantize_q4_1,
+        GgmlType::Q4K => dequantize_q4k,
+        GgmlType::Q6K => dequantize_q6k,
+        _ => unreachable!("checked by is_dequantizable"),
+    };
+    let per_task = BLOCKS_PER_TASK * block;
+    out.par_chunks_mut(per_task)
+        .zip(data.par_chunks(BLOCKS_PER_TASK * block_bytes))
+        .for_each(|(y, b)| kernel(b, y));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("test.gguf")
+    }
+
+    #[test]
+    fn q4_0_hand_computed_block() {
+        // d = 0.5; code j (low nibble) = j % 16, code j+16 (high nibble) = 15 - j % 16.
+        let mut b = f16::from_f32(0.5).to_le_bytes().to_vec();
+        for j in 0..16u8 {
+            b.push(j | ((15 - j) << 4));
+        }
+        let mut y = [0.0f32; 32];
+        dequantize(GgmlType::Q4_0, &b, &mut y, p(), "t").unwrap();
+        for j in 0..16 {
+            assert_eq!(y[j], (j as f32 - 8.0) * 0.5);
+            assert_eq!(y[j + 16], (15.0 - j as f32 - 8.0) * 0.5);
+        }
+    }
+
+    #[test]
+    fn q4_1_and_q8_0_hand_computed_blocks() {
+        let mut b = f16::from_f32(0.25).to_le_bytes().to_vec();
+        b.extend(f16::from_f32(-1.0).to_le_bytes());
+        b.extend((0..16u8).map(|j| j | (3 << 4)));
+        let mut y = [0.0f32; 32];
+        dequantize(GgmlType::Q4_1, &b, &mut y, p(), "t").unwrap();
+        assert_eq!(y[5], 5.0 * 0.25 - 1.0);
+        assert_eq!(y[21], 3.0 * 0.25 - 1.0);
+
+        let mut b = f16::from_f32(2.0).to_le_bytes().to_vec();
+        b.extend((0..32).map(|j| (j as i8 - 16) as u8));
+        dequantize(GgmlType::Q8_0, &b, &mut y, p(), "t").unwrap();
+        assert_eq!(y[0], -32.0);
+        assert_eq!(y[31], 30.0);
+    }
+
+    #[test]
+    fn q4k_scale_min_unpacks_high_sub_blocks() {
+        // Sub-block 5: low 4 bits of scale in byte 9 low nibble (0xA), top 2 bits in byte 1 (0b11);
+        // low 4 bits of min in byte 9 high nibble (0x3), top 2 bits in byte 5 (0b01).
+        let mut s = [0u8; 12];
+        s[9] = 0x3A;
+        s[1] = 0b1100_0000 | 7;
+        s[5] = 0b0100_0000 | 9;
+        assert_eq!(q4k_scale_min(5, &s), (0x3A & 0x0F | (3 << 4), 0x3 | (1 << 4)));
+        assert_eq!(q4k_scale_min(1, &s), (7, 9));
+    }
+
+    #[test]
+    fn unsupported_and_wrong_sizes_are_errors() {
+        let mut y = [0.0f32; 32];
+        let e = dequantize(GgmlType::Q5_0, &[0u8; 22], &mut y, p(), "blk.0.attn_q.weight").unwrap_err();
+        assert!(matches!(e, Error::UnsupportedTensorType { ref found, .. } if found == "Q5_0"), "{e}");
+        assert!(e.to_string().contains("blk.0.attn_q.weight"));
+        let e = dequantize(GgmlType::Q8_0, &[0u8; 33], &mut y, p(), "x").unwrap_err();
+        assert!(matches!(e, Error::CorruptModel { .. }), "{e}");
+        let mut y = [0.0f32; 31];
+        assert!(dequantize(GgmlType::Q8_0, &[0u8; 34], &mut y, p(), "x").is_err());
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        for id in 0..40 {
+            assert_eq!(GgmlType::from_u32(id).to_u32(), id);
+        }
+    }
+}

@@ -1,1 +1,603 @@
-//! STUB
+//! HF model directories in (config.json + *.safetensors) and safetensors checkpoints out.
+//!
+//! Tensors keep their HF names (`model.layers.3.self_attn.q_proj.weight`) and HF layout (matrices
+//! (out, in), row-major; Q/K rows in HF's rotate-half order), which is also the arena's layout, so
+//! no tensor is permuted on the way in or out. F32, F16 and BF16 files are read (to f32); files are
+//! written as F32, the master precision.
+//!
+//! Writes are atomic: the bytes go to a temporary file in the target's directory, which is fsynced
+//! and renamed over the target, so a reader (or a resumed run) never sees half a checkpoint.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::model::{Layout, ModelConfig, Params};
+use crate::tokenizer::{ChatTemplate, Tokenizer};
+
+/// `config.json` as HF writes it for llama-family models; every field optional until
+/// [`HfConfig::resolve`] fills in HF's defaults.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct HfConfig {
+    pub model_type: Option<String>,
+    pub hidden_size: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub num_hidden_layers: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub vocab_size: Option<usize>,
+    pub max_position_embeddings: Option<usize>,
+    pub rope_theta: Option<f64>,
+    pub rms_norm_eps: Option<f64>,
+    pub tie_word_embeddings: Option<bool>,
+    pub attention_bias: Option<bool>,
+    pub hidden_act: Option<String>,
+    pub rope_scaling: Option<serde_json::Value>,
+}
+
+impl HfConfig {
+    /// Reads and parses `path` (a `config.json`).
+    pub fn read(path: &Path) -> Result<HfConfig> {
+        let text = std::fs::read_to_string(path).with_path(path)?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::CorruptModel { path: path.to_path_buf(), problem: format!("config.json is not valid: {e}") })
+    }
+
+    /// Fills in HF's defaults (LlamaConfig/Qwen2Config): `num_key_value_heads` = heads,
+    /// `head_dim` = hidden / heads, `rope_theta` = 10000, `rms_norm_eps` = 1e-6, context 2048;
+    /// Qwen2 has q/k/v biases, Llama has them when `attention_bias`. `has_lm_head` says whether the
+    /// weights contain `lm_head.weight`: without it the head is tied to the embedding.
+    pub fn resolve(&self, path: &Path, has_lm_head: bool) -> Result<ModelConfig> {
+        let model_type = self.model_type.clone().unwrap_or_else(|| "llama".to_string());
+        if model_type != "llama" && model_type != "qwen2" {
+            return Err(Error::UnsupportedArchitecture { path: path.to_path_buf(), found: model_type });
+        }
+        if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Err(Error::BadMetadata {
+                path: path.to_path_buf(),
+                key: "hidden_act".into(),
+                problem: format!("`{act}`: only `silu` (SwiGLU) is supported"),
+            });
+        }
+        if let Some(scaling) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            return Err(Error::BadMetadata {
+                path: path.to_path_buf(),
+                key: "rope_scaling".into(),
+                problem: format!("{scaling}: RoPE scaling is not supported"),
+            });
+        }
+        let need = |v: Option<usize>, key: &str| {
+            v.filter(|&x| x > 0).ok_or_else(|| Error::BadMetadata {
+                path: path.to_path_buf(),
+                key: key.to_string(),
+                problem: "missing or zero".into(),
+            })
+        };
+        let hidden = need(self.hidden_size, "hidden_size")?;
+        let heads = need(self.num_attention_heads, "num_attention_heads")?;
+        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(Error::BadMetadata {
+                path: path.to_path_buf(),
+                key: "num_key_value_heads".into(),
+                problem: format!("{kv_heads} does not divide num_attention_heads = {heads}"),
+            });
+        }
+        let head_dim = match self.head_dim {
+            Some(d) => d,
+            None if hidden % heads == 0 => hidden / heads,
+            None => {
+                return Err(Error::BadMetadata {
+                    path: path.to_path_buf(),
+                    key: "head_dim".into(),
+                    problem: format!("missing, and hidden_size {hidden} is not a multiple of {heads} heads"),
+                })
+            }
+        };
+        let qkv_bias = model_type == "qwen2" || self.attention_bias.unwrap_or(false);
+        Ok(ModelConfig {
+            architecture: model_type,
+            hidden,
+            ffn: need(self.intermediate_size, "intermediate_size")?,
+            layers: need(self.num_hidden_layers, "num_hidden_layers")?,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab: need(self.vocab_size, "vocab_size")?,
+            context: self.max_position_embeddings.unwrap_or(2048),
+            rope_theta: self.rope_theta.unwrap_or(10_000.0) as f32,
+            rms_eps: self.rms_norm_eps.unwrap_or(1e-6) as f32,
+            tied_embeddings: !has_lm_head || self.tie_word_embeddings == Some(true),
+            qkv_bias,
+        })
+    }
+}
+
+/// Every trainable tensor of `config` in the arena's canonical order, with HF names and shapes:
+/// the embedding, then per block (norm, q, [q bias], k, [k bias], v, [v bias], o, norm, gate, up,
+/// down), the final norm, and `lm_head.weight` unless tied.
+pub fn hf_tensor_specs(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, f, v) = (config.hidden, config.ffn, config.vocab);
+    let (q_rows, kv_rows) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
+    for l in 0..config.layers {
+        let p = format!("model.layers.{l}");
+        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
+        for (name, rows) in [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)] {
+            out.push((format!("{p}.self_attn.{name}.weight"), vec![rows, d]));
+            if config.qkv_bias {
+                out.push((format!("{p}.self_attn.{name}.bias"), vec![rows]));
+            }
+        }
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q_rows]));
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        out.push((format!("{p}.mlp.gate_proj.weight"), vec![f, d]));
+        out.push((format!("{p}.mlp.up_proj.weight"), vec![f, d]));
+        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, f]));
+    }
+    out.push(("model.norm.weight".to_string(), vec![d]));
+    if !config.tied_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, d]));
+    }
+    out
+}
+
+/// The arena layout of `config` (see [`hf_tensor_specs`] for the order).
+pub fn hf_layout(config: &ModelConfig) -> Layout {
+    let mut layout = Layout::new();
+    for (name, shape) in hf_tensor_specs(config) {
+        layout.push(name, shape);
+    }
+    layout
+}
+
+/// Reads a HF model directory: `config.json` → [`ModelConfig`], every `*.safetensors` file
+/// (one file or shards) → one f32 arena in [`hf_layout`] order. Tensors the model does not use
+/// (e.g. `rotary_emb.inv_freq`) are ignored; a missing one is an error, as is a shape that
+/// disagrees with the config.
+pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
+    let config_path = dir.join("config.json");
+    let hf = HfConfig::read(&config_path)?;
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_path(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::CorruptModel {
+            path: dir.to_path_buf(),
+            problem: "no *.safetensors file in this directory".into(),
+        });
+    }
+    let maps = files
+        .iter()
+        .map(|p| {
+            let file = File::open(p).with_path(p)?;
+            // SAFETY: the map is read-only and lives only during this function; a file changed by
+            // another process while we read it would give wrong numbers, not memory unsafety in Rust
+            // terms beyond what every mmap-based reader accepts.
+            unsafe { memmap2::Mmap::map(&file) }.with_path(p)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parsed = files
+        .iter()
+        .zip(&maps)
+        .map(|(p, m)| {
+            safetensors::SafeTensors::deserialize(m).map_err(|e| Error::CorruptModel {
+                path: p.clone(),
+                problem: format!("not a valid safetensors file: {e}"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // name → (file index, view); a name in two shards is corrupt.
+    let mut index: BTreeMap<String, (usize, safetensors::tensor::TensorView<'_>)> = BTreeMap::new();
+    for (i, st) in parsed.iter().enumerate() {
+        for (name, view) in st.iter() {
+            if let Some((j, _)) = index.insert(name.to_string(), (i, view)) {
+                return Err(Error::CorruptModel {
+                    path: files[i].clone(),
+                    problem: format!("tensor `{name}` also appears in {}", files[j].display()),
+                });
+            }
+        }
+    }
+
+    let config = hf.resolve(&config_path, index.contains_key("lm_head.weight"))?;
+    let layout = hf_layout(&config);
+    let mut data = vec![0f32; layout.total()];
+    let mut rest: &mut [f32] = &mut data;
+    for info in layout.tensors() {
+        let (out, tail) = std::mem::take(&mut rest).split_at_mut(info.len);
+        rest = tail;
+        let Some((file, view)) = index.get(&info.name) else {
+            return Err(Error::MissingTensor { path: dir.to_path_buf(), tensor: info.name.clone() });
+        };
+        let path = &files[*file];
+        if view.shape() != info.shape.as_slice() {
+            return Err(Error::TensorShape {
+                path: path.clone(),
+                tensor: info.name.clone(),
+                expected: info.shape.clone(),
+                found: view.shape().to_vec(),
+            });
+        }
+        decode_into(path, &info.name, view, out)?;
+    }
+    Ok((config, layout, data))
+}
+
+/// Converts one stored tensor to f32 (little-endian F32, F16 or BF16).
+fn decode_into(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>, out: &mut [f32]) -> Result<()> {
+    use safetensors::Dtype;
+    let bytes = view.data();
+    let width = match view.dtype() {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        other => {
+            return Err(Error::UnsupportedTensorType {
+                path: path.to_path_buf(),
+                tensor: name.to_string(),
+                found: format!("{other:?}"),
+            })
+        }
+    };
+    if bytes.len() != out.len() * width {
+        return Err(Error::CorruptModel {
+            path: path.to_path_buf(),
+            problem: format!("tensor `{name}`: {} bytes for {} elements of {width} bytes", bytes.len(), out.len()),
+        });
+    }
+    const CHUNK: usize = 1 << 16;
+    let dtype = view.dtype();
+    out.par_chunks_mut(CHUNK).zip(bytes.par_chunks(CHUNK * width)).for_each(|(o, b)| match dtype {
+        Dtype::F32 => o.iter_mut().zip(b.chunks_exact(4)).for_each(|(x, c)| *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        Dtype::F16 => o
+            .iter_mut()
+            .zip(b.chunks_exact(2))
+            .for_each(|(x, c)| *x = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        _ => o
+            .iter_mut()
+            .zip(b.chunks_exact(2))
+            .for_each(|(x, c)| *x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+    });
+    Ok(())
+}
+
+/// Writes `params` as a safetensors file of F32 tensors with HF names and metadata
+/// `{"format": "pt"}`; `lm_head.weight` is left out when `tied`. Tensors appear in arena order and
+/// the header is built in that order too, so the same θ always gives the same bytes. Atomic.
+pub fn write(path: &Path, params: &Params, tied: bool) -> Result<()> {
+    let layout = params.layout();
+    let tensors: Vec<usize> =
+        (0..layout.len()).filter(|&id| !(tied && layout.info(id).name == "lm_head.weight")).collect();
+
+    // Header: {"__metadata__":{"format":"pt"},"<name>":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},..}
+    let mut header = String::from(r#"{"__metadata__":{"format":"pt"}"#);
+    let mut offset = 0usize;
+    for &id in &tensors {
+        let info = layout.info(id);
+        let end = offset + 4 * info.len;
+        let name = serde_json::to_string(&info.name).expect("a string serialises");
+        let shape: Vec<String> = info.shape.iter().map(|d| d.to_string()).collect();
+        header.push_str(&format!(r#",{name}:{{"dtype":"F32","shape":[{}],"data_offsets":[{offset},{end}]}}"#, shape.join(",")));
+        offset = end;
+    }
+    header.push('}');
+    // The data must start 8-byte aligned: pad the header with spaces.
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+
+    write_atomic(path, |w| {
+        w.write_all(&(header.len() as u64).to_le_bytes())?;
+        w.write_all(header.as_bytes())?;
+        for &id in &tensors {
+            write_f32_le(w, params.tensor(id))?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes `xs` as little-endian f32 bytes.
+pub(crate) fn write_f32_le(w: &mut impl Write, xs: &[f32]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(4 * 8192);
+    for chunk in xs.chunks(8192) {
+        buf.clear();
+        for x in chunk {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// Atomic file write: `fill` writes into `path`'s temporary sibling, which is flushed, fsynced
+/// and renamed onto `path`; the directory is fsynced so the rename survives a crash. On any error
+/// the temporary file is removed and `path` is untouched.
+pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))
+    })?;
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Best effort: not every platform lets a directory be opened and synced.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_path(path)
+}
+
+/// `config.json` for `config`, as transformers' LlamaConfig / Qwen2Config read it.
+pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) -> serde_json::Value {
+    let class = match config.architecture.as_str() {
+        "qwen2" => "Qwen2ForCausalLM",
+        _ => "LlamaForCausalLM",
+    };
+    let mut v = serde_json::json!({
+        "architectures": [class],
+        "model_type": config.architecture,
+        "hidden_size": config.hidden,
+        "intermediate_size": config.ffn,
+        "num_hidden_layers": config.layers,
+        "num_attention_heads": config.heads,
+        "num_key_value_heads": config.kv_heads,
+        "head_dim": config.head_dim,
+        "vocab_size": config.vocab,
+        "max_position_embeddings": config.context,
+        "rope_theta": config.rope_theta as f64,
+        "rms_norm_eps": config.rms_eps as f64,
+        "tie_word_embeddings": config.tied_embeddings,
+        "hidden_act": "silu",
+        "torch_dtype": "float32",
+        "rope_scaling": null,
+    });
+    let obj = v.as_object_mut().expect("an object");
+    if config.architecture == "llama" {
+        obj.insert("attention_bias".into(), config.qkv_bias.into());
+        obj.insert("mlp_bias".into(), false.into());
+    } else {
+        obj.insert("use_sliding_window".into(), false.into());
+    }
+    if let Some(b) = bos {
+        obj.insert("bos_token_id".into(), b.into());
+    }
+    if let Some(e) = eos {
+        obj.insert("eos_token_id".into(), e.into());
+    }
+    v
+}
+
+/// Writes a directory that HF `transformers` loads with `from_pretrained(dir)`:
+/// `model.safetensors` (F32), `config.json`, and, when given, `tokenizer.json`,
+/// `tokenizer_config.json` (special tokens, `add_bos_token`, `chat_template`) and
+/// `generation_config.json` (BOS/EOS, stop tokens as `eos_token_id`). Every file is written
+/// atomically; the directory is created if needed.
+pub fn write_hf_dir(
+    dir: &Path,
+    params: &Params,
+    config: &ModelConfig,
+    tokenizer: Option<&Tokenizer>,
+    chat: Option<&ChatTemplate>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_path(dir)?;
+    check_layout(dir, params.layout(), config)?;
+    write(&dir.join("model.safetensors"), params, config.tied_embeddings)?;
+    let (bos, eos) = tokenizer.map(|t| (t.bos, Some(t.eos))).unwrap_or((None, None));
+    write_json(&dir.join("config.json"), &hf_config_json(config, bos, eos))?;
+
+    if let Some(tok) = tokenizer {
+        let json = tok
+            .hf()
+            .to_string(false)
+            .map_err(|e| Error::Tokenizer { path: dir.join("tokenizer.json"), problem: format!("serialising: {e}") })?;
+        write_atomic(&dir.join("tokenizer.json"), |w| w.write_all(json.as_bytes()))?;
+
+        let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+        let mut tc = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "add_bos_token": tok.add_bos,
+            "add_eos_token": false,
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": config.context,
+        });
+        let obj = tc.as_object_mut().expect("an object");
+        if let Some(b) = name(tok.bos) {
+            obj.insert("bos_token".into(), b.into());
+        }
+        if let Some(e) = name(Some(tok.eos)) {
+            obj.insert("eos_token".into(), e.clone().into());
+            obj.insert("pad_token".into(), e.into());
+        }
+        if let Some(c) = chat {
+            obj.insert("chat_template".into(), c.source.clone().into());
+        }
+        write_json(&dir.join("tokenizer_config.json"), &tc)?;
+
+        let mut gc = serde_json::json!({ "eos_token_id": tok.stop_tokens, "pad_token_id": tok.eos });
+        if let Some(b) = tok.bos {
+            gc.as_object_mut().expect("an object").insert("bos_token_id".into(), b.into());
+        }
+        write_json(&dir.join("generation_config.json"), &gc)?;
+    }
+    Ok(())
+}
+
+/// `params` must hold exactly the tensors [`hf_tensor_specs`] lists for `config` (any order).
+fn check_layout(dir: &Path, layout: &Arc<Layout>, config: &ModelConfig) -> Result<()> {
+    for (name, shape) in hf_tensor_specs(config) {
+        let Some(id) = layout.id(&name) else {
+            return Err(Error::MissingTensor { path: dir.to_path_buf(), tensor: name });
+        };
+        if layout.info(id).shape != shape {
+            return Err(Error::TensorShape {
+                path: dir.to_path_buf(),
+                tensor: name,
+                expected: shape,
+                found: layout.info(id).shape.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    write_atomic(path, |w| {
+        w.write_all(text.as_bytes())?;
+        w.write_all(b"\n")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny_config(tied: bool, bias: bool) -> ModelConfig {
+        ModelConfig {
+            architecture: if bias { "qwen2" } else { "llama" }.into(),
+            hidden: 8,
+            ffn: 12,
+            layers: 2,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            vocab: 10,
+            context: 64,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-5,
+            tied_embeddings: tied,
+            qkv_bias: bias,
+        }
+    }
+
+    fn filled(config: &ModelConfig) -> Params {
+        let layout = Arc::new(hf_layout(config));
+        let n = layout.total();
+        Params::from_vec(layout, (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect())
+    }
+
+    #[test]
+    fn write_then_read_round_trips_bit_exactly() {
+        for (tied, bias) in [(true, false), (false, true)] {
+            let config = tiny_config(tied, bias);
+            let params = filled(&config);
+            let dir = tempfile::tempdir().unwrap();
+            write_hf_dir(dir.path(), &params, &config, None, None).unwrap();
+            let (c2, l2, d2) = read_dir(dir.path()).unwrap();
+            assert_eq!(c2, config);
+            assert_eq!(&l2, params.layout().as_ref());
+            assert_eq!(d2, params.data());
+        }
+    }
+
+    #[test]
+    fn same_params_same_bytes_and_header_is_aligned() {
+        let config = tiny_config(false, false);
+        let params = filled(&config);
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        write(&a, &params, false).unwrap();
+        write(&b, &params, false).unwrap();
+        let (ba, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(ba, bb);
+        let n = u64::from_le_bytes(ba[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        assert_eq!(ba.len(), 8 + n + 4 * params.layout().total());
+        let st = safetensors::SafeTensors::deserialize(&ba).unwrap();
+        assert_eq!(st.len(), params.layout().len());
+        // Tied: the head is not written.
+        write(&a, &params, true).unwrap();
+        let ba = std::fs::read(&a).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&ba).unwrap();
+        assert!(st.tensor("lm_head.weight").is_err());
+        assert_eq!(st.len(), params.layout().len() - 1);
+        // No temporary file left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn f16_and_bf16_shards_are_read_and_errors_name_the_tensor() {
+        let config = tiny_config(true, false);
+        let specs = hf_tensor_specs(&config);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), hf_config_json(&config, None, None).to_string()).unwrap();
+        // Two shards: the first half of the tensors in F16, the rest in BF16; value 0.25 · (i % 8).
+        let value = |i: usize| 0.25 * (i % 8) as f32;
+        let half_n = specs.len() / 2;
+        let shard = |range: std::ops::Range<usize>, bf16: bool| -> Vec<u8> {
+            let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = specs[range]
+                .iter()
+                .map(|(name, shape)| {
+                    let n: usize = shape.iter().product();
+                    let bytes = (0..n)
+                        .flat_map(|i| {
+                            if bf16 { half::bf16::from_f32(value(i)).to_le_bytes() } else { half::f16::from_f32(value(i)).to_le_bytes() }
+                        })
+                        .collect();
+                    (name.clone(), shape.clone(), bytes)
+                })
+                .collect();
+            let dtype = if bf16 { safetensors::Dtype::BF16 } else { safetensors::Dtype::F16 };
+            let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bufs
+                .iter()
+                .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap()))
+                .collect();
+            safetensors::serialize(views, None).unwrap()
+        };
+        std::fs::write(dir.path().join("model-00001-of-00002.safetensors"), shard(0..half_n, false)).unwrap();
+        std::fs::write(dir.path().join("model-00002-of-00002.safetensors"), shard(half_n..specs.len(), true)).unwrap();
+        let (c, layout, data) = read_dir(dir.path()).unwrap();
+        assert!(c.tied_embeddings);
+        for info in layout.tensors() {
+            for (i, &x) in data[info.range()].iter().enumerate() {
+                assert_eq!(x, value(i), "{}[{i}]", info.name);
+            }
+        }
+        // Drop the second shard: a tensor goes missing, and the error names it.
+        std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+        let e = read_dir(dir.path()).unwrap_err();
+        assert!(matches!(e, Error::MissingTensor { .. }), "{e}");
+    }
+
+    #[test]
+    fn config_defaults_and_rejections() {
+        let p = Path::new("config.json");
+        let hf: HfConfig = serde_json::from_str(
+            r#"{"model_type":"llama","hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,
+                "num_attention_heads":9,"num_key_value_heads":3,"vocab_size":49152,"rope_theta":100000.0,
+                "rms_norm_eps":1e-5,"max_position_embeddings":8192,"tie_word_embeddings":true}"#,
+        )
+        .unwrap();
+        let c = hf.resolve(p, false).unwrap();
+        assert_eq!((c.head_dim, c.kv_heads, c.context, c.qkv_bias, c.tied_embeddings), (64, 3, 8192, false, true));
+        assert_eq!(c.rope_theta, 100000.0);
+        let hf: HfConfig = serde_json::from_str(r#"{"model_type":"gpt_neox","hidden_size":8}"#).unwrap();
+        assert!(matches!(hf.resolve(p, true), Err(Error::UnsupportedArchitecture { .. })));
+        let hf: HfConfig = serde_json::from_str(r#"{"model_type":"llama","num_attention_heads":2}"#).unwrap();
+        let e = hf.resolve(p, true).unwrap_err().to_string();
+        assert!(e.contains("hidden_size"), "{e}");
+    }
+}

@@ -1,1 +1,22 @@
-//! STUB: the run loop (filled in by the run work).
+//! A training run: its configuration, its directory, the loop, resume, replay and the report data.
+//!
+//! ```text
+//! RUN/config.toml       resolved configuration (every default written out)
+//! RUN/trajectory.jsonl  one line per iteration: member noise ids, rewards, coefficients
+//! RUN/metrics.jsonl     one line per iteration (reward stats, timings, drift) + eval lines
+//! RUN/checkpoints/      optional safetensors snapshots (HF tensor names)
+//! RUN/plots/            PNGs made by `evotune report`
+//! ```
+
+pub mod comm;
+pub mod config;
+pub mod dir;
+pub mod metrics;
+pub mod replay;
+pub mod report;
+pub mod train;
+
+pub use config::{AwdKind, PartialConfig, RunConfig};
+pub use dir::RunDir;
+pub use metrics::{EvalLine, IterationLine, MetricsLine};
+pub use train::{train, Progress, RunSummary};

@@ -1,0 +1,314 @@
+//! Command-line flags (clap). Validation only; `cmd/*` turns them into real work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use evotune::es::{NoiseMode, NonFinitePolicy, Shaping};
+use evotune::run::{AwdKind, PartialConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "evotune", version, about = "Fine-tune LLMs with Evolution Strategies, and keep what they knew")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fetch the default model (SmolLM2-135M-Instruct Q4_1) into the cache and print its path.
+    FetchModel,
+    /// Generate a completion (or one per line of a JSONL prompt file).
+    Generate(GenerateArgs),
+    /// Fine-tune a model with ES (or resume a run with --resume RUN).
+    Train(TrainArgs),
+    /// Evaluate a model on a task (target test split or prior suite) and print the accuracy.
+    Eval(EvalArgs),
+    /// Rebuild θ_K of a run from its trajectory and write it as safetensors.
+    Replay(ReplayArgs),
+    /// Export a run's weights (at the end or at iteration K) as safetensors or GGUF.
+    Export(ExportArgs),
+    /// Plot one or more runs (PNG) and write a Markdown summary table.
+    Report(ReportArgs),
+    /// Benchmarks that print figures.
+    Bench(BenchArgs),
+    /// The newcomer's tour: fetch the default model, train on `arith` with and without AWD, report.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// GGUF path, HF model directory, or `smollm2-135m`.
+    #[arg(long, default_value = "smollm2-135m")]
+    pub model: String,
+    /// The user message (rendered with the model's chat template unless --raw).
+    #[arg(long, required_unless_present = "prompt_file")]
+    pub prompt: Option<String>,
+    /// JSONL file with one {"prompt": …, "system"?: …} per line; all are generated in one batch.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    /// Write JSONL results here instead of stdout (with --prompt-file).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// System message (default: the template's own).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Use the prompt as raw text, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// TOML file with any of the settings below (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this directory (kill -9 safe; same trajectory as an uninterrupted run).
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
+    /// No progress bar: one line per evaluation (for logs).
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub settings: SettingArgs,
+}
+
+/// Every run setting as a flag; each one is also a TOML key (`--awd-lambda` ↔ `awd_lambda`).
+#[derive(Args, Debug, Default, Clone)]
+pub struct SettingArgs {
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Built-in target task (arith, countdown, conciseness) or a JSONL task file.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Prior task to track (repeatable): built-in suite, JSONL file, or `kl`.
+    #[arg(long = "prior")]
+    pub priors: Vec<String>,
+    #[arg(long)]
+    pub population: Option<usize>,
+    #[arg(long)]
+    pub sigma: Option<f32>,
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum)]
+    pub noise: Option<NoiseArg>,
+    #[arg(long)]
+    pub mirrored: bool,
+    #[arg(long, value_enum)]
+    pub shaping: Option<ShapingArg>,
+    #[arg(long, value_enum)]
+    pub awd: Option<AwdArg>,
+    #[arg(long)]
+    pub awd_lambda: Option<f32>,
+    #[arg(long, value_enum)]
+    pub nonfinite_reward: Option<NonFiniteArg>,
+    /// Evaluate every k iterations (0 = no evaluation).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Safetensors snapshot every k iterations (0 = none).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Worker threads (0 = all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Task option KEY=VALUE (TOML value), repeatable, e.g. `--task-opt minibatch=8`.
+    #[arg(long = "task-opt", value_name = "KEY=VALUE")]
+    pub task_opts: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum NoiseArg {
+    Iid,
+    SharedShape,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ShapingArg {
+    Zscore,
+    CentredRank,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum AwdArg {
+    None,
+    L2,
+    L1,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum NonFiniteArg {
+    Error,
+    Worst,
+}
+
+impl SettingArgs {
+    /// The flags as a partial config (unset flags stay `None`, so the TOML file or defaults apply).
+    pub fn to_partial(&self) -> anyhow::Result<PartialConfig> {
+        let task_options = if self.task_opts.is_empty() {
+            None
+        } else {
+            let mut table = toml::Table::new();
+            for kv in &self.task_opts {
+                let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--task-opt `{kv}`: expected KEY=VALUE"))?;
+                let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {v}")) {
+                    Ok(mut t) => t.remove("v").unwrap(),
+                    Err(_) => toml::Value::String(v.to_string()),
+                };
+                table.insert(k.trim().to_string(), value);
+            }
+            Some(table)
+        };
+        Ok(PartialConfig {
+            model: self.model.clone(),
+            task: self.task.clone(),
+            priors: if self.priors.is_empty() { None } else { Some(self.priors.clone()) },
+            population: self.population,
+            sigma: self.sigma,
+            alpha: self.alpha,
+            iterations: self.iterations,
+            seed: self.seed,
+            noise: self.noise.map(|n| match n {
+                NoiseArg::Iid => NoiseMode::Iid,
+                NoiseArg::SharedShape => NoiseMode::SharedShape,
+            }),
+            mirrored: if self.mirrored { Some(true) } else { None },
+            shaping: self.shaping.map(|s| match s {
+                ShapingArg::Zscore => Shaping::Zscore,
+                ShapingArg::CentredRank => Shaping::CentredRank,
+            }),
+            awd: self.awd.map(|a| match a {
+                AwdArg::None => AwdKind::None,
+                AwdArg::L2 => AwdKind::L2,
+                AwdArg::L1 => AwdKind::L1,
+            }),
+            awd_lambda: self.awd_lambda,
+            nonfinite_reward: self.nonfinite_reward.map(|n| match n {
+                NonFiniteArg::Error => NonFinitePolicy::Error,
+                NonFiniteArg::Worst => NonFinitePolicy::Worst,
+            }),
+            eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every,
+            threads: self.threads,
+            out: self.out.clone(),
+            task_options,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long, default_value = "smollm2-135m")]
+    pub model: String,
+    /// Target task (its test split is scored) or prior suite / JSONL file / `kl`.
+    #[arg(long, required = true)]
+    pub task: Vec<String>,
+    /// Use a run's weights at its end (or at --iter K) instead of the model's own.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<PathBuf>,
+    #[arg(long)]
+    pub iter: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    pub run: PathBuf,
+    /// Iteration K to rebuild (default: the last logged).
+    #[arg(long)]
+    pub to: Option<u64>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Safetensors,
+    Gguf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportDtype {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub run: PathBuf,
+    #[arg(long)]
+    pub iter: Option<u64>,
+    #[arg(long, value_enum, default_value = "safetensors")]
+    pub format: ExportFormat,
+    /// GGUF tensor type for matrices.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: ExportDtype,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories to plot together.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchWhich,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhich {
+    /// Prefill and decode tokens/s at batch 1 and 16, ours vs candle's llama.
+    Generate {
+        #[arg(long, default_value = "smollm2-135m")]
+        model: String,
+    },
+    /// Noise throughput and the time of one update at d = 135M, N = 30.
+    Es {
+        #[arg(long, default_value_t = 134_515_008)]
+        dim: usize,
+        #[arg(long, default_value_t = 30)]
+        population: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the two runs and the report go.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Iterations per run.
+    #[arg(long, default_value_t = 30)]
+    pub iterations: u64,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Start over even if the demo's runs already exist (otherwise they are resumed).
+    #[arg(long)]
+    pub fresh: bool,
+}

@@ -1,0 +1,31 @@
+//! `evotune export RUN [--iter K] --format safetensors|gguf --out PATH`.
+
+use anyhow::{bail, Context};
+use evotune::model::gguf_write::{write_gguf, ExportType};
+
+use crate::args::{ExportArgs, ExportDtype, ExportFormat};
+use crate::cmd::with_threads;
+
+pub fn run(a: ExportArgs) -> anyhow::Result<()> {
+    let (model, theta, k) = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
+        .with_context(|| format!("replaying {}", a.run.display()))?;
+    match a.format {
+        ExportFormat::Safetensors => {
+            if a.dtype != ExportDtype::F32 {
+                bail!("safetensors export is f32 only (the master weights); use --format gguf for f16 / q8_0");
+            }
+            evotune::model::safetensors::write(&a.out, &theta, model.config.tied_embeddings)
+        }
+        ExportFormat::Gguf => {
+            let dtype = match a.dtype {
+                ExportDtype::F32 => ExportType::F32,
+                ExportDtype::F16 => ExportType::F16,
+                ExportDtype::Q8_0 => ExportType::Q8_0,
+            };
+            write_gguf(&a.out, &theta, &model, dtype)
+        }
+    }
+    .with_context(|| format!("writing {}", a.out.display()))?;
+    println!("θ_{k} of {} → {}", a.run.display(), a.out.display());
+    Ok(())
+}

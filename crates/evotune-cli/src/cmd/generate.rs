@@ -1,0 +1,72 @@
+//! `evotune generate`: one prompt, or a JSONL file of prompts generated in one batch.
+
+use std::io::Write;
+
+use anyhow::{bail, Context};
+use evotune::model::generate::{generate, GenerateOptions, Sampling};
+use evotune::tokenizer::Prompt;
+
+use crate::args::GenerateArgs;
+use crate::cmd::with_threads;
+
+#[derive(serde::Deserialize)]
+struct PromptLine {
+    prompt: String,
+    #[serde(default)]
+    system: Option<String>,
+}
+
+pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
+    let (model, theta) = evotune::model::load(&a.model).with_context(|| format!("loading model {}", a.model))?;
+    let prompts: Vec<Prompt> = match (&a.prompt, &a.prompt_file) {
+        (Some(p), _) => vec![to_prompt(p.clone(), a.system.clone(), a.raw)],
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let mut out = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let pl: PromptLine = serde_json::from_str(line).with_context(|| format!("{}:{}: not a {{\"prompt\": …}} line", file.display(), i + 1))?;
+                out.push(to_prompt(pl.prompt, pl.system.or_else(|| a.system.clone()), a.raw));
+            }
+            out
+        }
+        (None, None) => bail!("give --prompt TEXT or --prompt-file F.jsonl"),
+    };
+    let mut ids = Vec::with_capacity(prompts.len());
+    for p in &prompts {
+        let text = model.chat.render_prompt(p)?;
+        ids.push(model.tokenizer.encode(&text)?);
+    }
+    let sampling = if a.temperature > 0.0 {
+        Sampling::Sample { temperature: a.temperature, top_p: a.top_p, seed: a.seed }
+    } else {
+        Sampling::Greedy
+    };
+    let opts = GenerateOptions { max_new_tokens: a.max_new_tokens, sampling, stop_tokens: model.tokenizer.stop_tokens.clone() };
+    let outputs = with_threads(a.threads, || generate(&model.llama, &theta, &ids, &opts))??;
+    let texts: Vec<String> = outputs.iter().map(|o| model.tokenizer.decode(o, true)).collect::<Result<_, _>>()?;
+
+    if a.prompt.is_some() {
+        println!("{}", texts[0]);
+        return Ok(());
+    }
+    let mut sink: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    for (p, t) in prompts.iter().zip(&texts) {
+        let prompt = match p {
+            Prompt::Chat { user, .. } => user.clone(),
+            Prompt::Raw(r) => r.clone(),
+        };
+        writeln!(sink, "{}", serde_json::json!({ "prompt": prompt, "completion": t }))?;
+    }
+    Ok(())
+}
+
+fn to_prompt(text: String, system: Option<String>, raw: bool) -> Prompt {
+    if raw {
+        Prompt::Raw(text)
+    } else {
+        Prompt::Chat { system, user: text }
+    }
+}

@@ -1,0 +1,99 @@
+//! `evotune report RUN [RUN…] --out DIR`: PNG line plots against iteration (runs overlaid, with a
+//! legend) and `summary.md` with start / end / min per task.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Context;
+use evotune::run::report::{summary_table, RunSeries, Series};
+use plotters::prelude::*;
+
+use crate::args::ReportArgs;
+
+pub fn run(a: ReportArgs) -> anyhow::Result<()> {
+    let runs: Vec<RunSeries> =
+        a.runs.iter().map(|r| RunSeries::read(r).with_context(|| format!("reading run {}", r.display()))).collect::<Result<_, _>>()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let written = write_report(&runs, &a.out)?;
+    for w in &written {
+        println!("{}", w);
+    }
+    Ok(())
+}
+
+/// Writes every plot and the summary; returns the paths written.
+pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String>> {
+    let mut written = Vec::new();
+    let mut plot = |file: &str, title: &str, y: &str, pick: &dyn Fn(&RunSeries) -> Option<Series>| -> anyhow::Result<()> {
+        let lines: Vec<(String, Series)> = runs.iter().filter_map(|r| pick(r).map(|s| (r.label.clone(), s))).filter(|(_, s)| !s.is_empty()).collect();
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let path = out.join(file);
+        line_chart(&path, title, y, &lines).with_context(|| format!("drawing {}", path.display()))?;
+        written.push(path.display().to_string());
+        Ok(())
+    };
+    let target = runs.first().map(|r| r.target_task.clone()).unwrap_or_default();
+    plot("target_reward.png", &format!("{target}: population mean reward"), "reward", &|r| Some(r.reward_mean.clone()))?;
+    plot("target_accuracy.png", &format!("{target}: test accuracy"), "accuracy", &|r| Some(r.target_accuracy.clone()))?;
+    plot("drift.png", "‖θ − θ0‖₂", "L2 norm", &|r| Some(r.drift.clone()))?;
+    let priors: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_accuracy.keys().cloned()).collect();
+    for p in &priors {
+        plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| r.prior_accuracy.get(p).cloned())?;
+    }
+    let metrics: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_metrics.keys().cloned()).collect();
+    for m in &metrics {
+        plot(&format!("metric_{}.png", sanitize(m)), &format!("prior {m}"), m.rsplit('/').next().unwrap_or(m), &|r| r.prior_metrics.get(m).cloned())?;
+    }
+    let md = out.join("summary.md");
+    let mut text = String::from("# evotune report\n\n");
+    for r in runs {
+        text.push_str(&format!("- {}\n", r.label));
+    }
+    text.push('\n');
+    text.push_str(&summary_table(runs));
+    text.push_str("\nPlots: ");
+    text.push_str(&written.iter().map(|w| Path::new(w).file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", "));
+    text.push('\n');
+    evotune::run::dir::write_atomic(&md, text.as_bytes())?;
+    written.push(md.display().to_string());
+    Ok(written)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn line_chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Series)]) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let x_max = lines.iter().flat_map(|(_, s)| s.iter().map(|p| p.0)).max().unwrap_or(1).max(1);
+    let ys = lines.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).filter(|v| v.is_finite());
+    let (mut lo, mut hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        lo = 0.0;
+        hi = 1.0;
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-9);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u64..x_max, lo..hi)?;
+    chart.configure_mesh().x_desc("iteration").y_desc(y_label).draw()?;
+    for (i, (label, series)) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(u64, f64)> = series.iter().copied().filter(|p| p.1.is_finite()).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Training progress on the terminal: an indicatif bar, or one plain line per evaluation (--quiet).
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use evotune::run::{EvalLine, IterationLine, Progress, RunConfig};
+
+pub struct Terminal {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    last_accuracy: Option<f64>,
+    last: Option<IterationLine>,
+}
+
+impl Terminal {
+    pub fn new(quiet: bool) -> Self {
+        Terminal { bar: None, quiet, last_accuracy: None, last: None }
+    }
+
+    fn say(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn refresh(&self) {
+        if let (Some(bar), Some(l)) = (&self.bar, &self.last) {
+            let acc = self.last_accuracy.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "–".into());
+            bar.set_message(format!("reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}  {:.1}s/it", l.reward_mean, l.drift, l.seconds));
+        }
+    }
+}
+
+/// "arith 12.5% | capitals 93.0% | kl 0.0012"
+pub fn eval_summary(line: &EvalLine) -> String {
+    let mut parts = vec![format!("{} {:.1}% (reward {:.3})", line.target.task, 100.0 * line.target.accuracy, line.target.mean_reward)];
+    for p in &line.priors {
+        match p.metrics.get("kl") {
+            Some(kl) => parts.push(format!("{} {:.5}", p.task, kl)),
+            None => parts.push(format!("{} {:.1}%", p.task, 100.0 * p.accuracy)),
+        }
+    }
+    format!("eval @ {:>4}: {} | ‖θ−θ0‖ {:.4}", line.iteration, parts.join(" | "), line.drift.total)
+}
+
+impl Progress for Terminal {
+    fn start(&mut self, cfg: &RunConfig, start_iteration: u64) {
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::new(cfg.iterations);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} it {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
+                .expect("valid template"),
+        );
+        bar.set_position(start_iteration);
+        self.bar = Some(bar);
+    }
+    fn iteration(&mut self, line: &IterationLine) {
+        self.last = Some(line.clone());
+        if let Some(bar) = &self.bar {
+            bar.set_position(line.iteration);
+        }
+        self.refresh();
+    }
+    fn eval(&mut self, line: &EvalLine) {
+        self.last_accuracy = Some(line.target.accuracy);
+        self.say(&eval_summary(line));
+        self.refresh();
+    }
+    fn message(&mut self, text: &str) {
+        self.say(text);
+    }
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! End-to-end tests of the real binary on the real default model, each in a temp directory.
+//! Sizes are tiny (a few members, a few prompts, a few iterations) so the whole file runs in
+//! minutes on 2 cores; what they check is exact: files, line counts, byte-identical weights.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn evotune() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_evotune"))
+}
+
+/// The default model: $EVOTUNE_MODEL, else fetched into the cache by `evotune fetch-model`.
+fn model() -> PathBuf {
+    if let Ok(p) = std::env::var("EVOTUNE_MODEL") {
+        return PathBuf::from(p);
+    }
+    let out = evotune().arg("fetch-model").output().expect("run evotune fetch-model");
+    assert!(out.status.success(), "fetch-model failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn evotune");
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small but real training configuration.
+fn train_cmd(model: &Path, out: &Path, iterations: u64) -> Command {
+    let mut c = evotune();
+    c.args(["train", "--quiet", "--task", "arith", "--population", "4", "--sigma", "0.001", "--alpha", "0.0005"])
+        .args(["--seed", "11", "--eval-every", "2", "--checkpoint-every", "2", "--threads", "2"])
+        .args(["--prior", "capitals", "--prior", "kl"])
+        .args(["--task-opt", "train_size=4", "--task-opt", "test_size=4", "--task-opt", "prior_limit=8"])
+        .arg("--iterations")
+        .arg(iterations.to_string())
+        .arg("--model")
+        .arg(model)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line {l}: {e}", path.display())))
+        .collect()
+}
+
+#[test]
+fn train_writes_run_directory_and_replay_matches_checkpoint() {
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    run_ok(&mut train_cmd(&model, &run, 2));
+
+    // Resolved config: every default spelled out.
+    let cfg: toml::Table = toml::from_str(&std::fs::read_to_string(run.join("config.toml")).unwrap()).unwrap();
+    for key in ["population", "sigma", "alpha", "awd", "awd_lambda", "noise", "shaping", "mirrored", "seed", "task_options"] {
+        assert!(cfg.contains_key(key), "config.toml lacks {key}");
+    }
+    assert_eq!(cfg["population"].as_integer(), Some(4));
+
+    let traj = lines(&run.join("trajectory.jsonl"));
+    assert_eq!(traj.len(), 2);
+    for (i, rec) in traj.iter().enumerate() {
+        assert_eq!(rec["iteration"].as_u64(), Some(i as u64));
+        assert_eq!(rec["rewards"].as_array().unwrap().len(), 4);
+        assert_eq!(rec["coefficients"].as_array().unwrap().len(), 4);
+    }
+    let metrics = lines(&run.join("metrics.jsonl"));
+    let evals: Vec<_> = metrics.iter().filter(|m| m["type"] == "eval").collect();
+    let iters: Vec<_> = metrics.iter().filter(|m| m["type"] == "iteration").collect();
+    assert_eq!(iters.len(), 2);
+    assert_eq!(evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
+    // At iteration 0 θ = θ0 exactly; after two steps it has moved.
+    assert_eq!(evals[0]["drift"]["total"].as_f64(), Some(0.0));
+    assert!(iters[1]["drift"].as_f64().unwrap() > 0.0);
+    let priors: Vec<String> = evals[1]["priors"].as_array().unwrap().iter().map(|p| p["task"].as_str().unwrap().to_string()).collect();
+    assert_eq!(priors.len(), 2, "{priors:?}");
+
+    // Replay to 2 reproduces the checkpoint of iteration 2 byte for byte.
+    let ckpt = run.join("checkpoints/iter-000002.safetensors");
+    let replayed = tmp.path().join("replayed.safetensors");
+    run_ok(evotune().arg("replay").arg(&run).args(["--to", "2", "--out"]).arg(&replayed));
+    assert_eq!(std::fs::read(&ckpt).unwrap(), std::fs::read(&replayed).unwrap(), "replay differs from the live checkpoint");
+
+    // The report draws PNGs and a summary table.
+    let report = tmp.path().join("report");
+    run_ok(evotune().arg("report").arg(&run).arg("--out").arg(&report));
+    assert!(report.join("target_reward.png").metadata().unwrap().len() > 1000);
+    let md = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    assert!(md.contains("arith test accuracy"), "{md}");
+}
+
+#[test]
+fn killed_run_resumes_bit_identically() {
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight");
+    run_ok(&mut train_cmd(&model, &straight, 4));
+
+    // Same run, killed with SIGKILL once it has logged at least one iteration, then resumed.
+    let killed = tmp.path().join("killed");
+    let mut child = train_cmd(&model, &killed, 4).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let n = std::fs::read_to_string(killed.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+        if n >= 1 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap().lines().count();
+    assert!(logged < 4, "the run finished before it could be killed");
+
+    run_ok(evotune().args(["train", "--quiet", "--resume"]).arg(&killed));
+    assert_eq!(
+        std::fs::read_to_string(straight.join("trajectory.jsonl")).unwrap(),
+        std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap(),
+        "resumed trajectory differs"
+    );
+    for ckpt in ["iter-000002.safetensors", "iter-000004.safetensors"] {
+        assert_eq!(
+            std::fs::read(straight.join("checkpoints").join(ckpt)).unwrap(),
+            std::fs::read(killed.join("checkpoints").join(ckpt)).unwrap(),
+            "{ckpt} differs after resume"
+        );
+    }
+}
+
+#[test]
+fn resume_with_conflicting_flags_is_refused() {
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    run_ok(&mut train_cmd(&model, &run, 1));
+    let out = evotune().args(["train", "--resume"]).arg(&run).args(["--sigma", "0.002"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sigma") && err.contains("config.toml"), "{err}");
+}
+
+#[test]
+fn corrupt_model_file_is_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("broken.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00trunc").unwrap();
+    let out = evotune().args(["generate", "--prompt", "hi", "--model"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.gguf"), "{err}");
+}
+
+#[test]
+fn generate_answers_a_chat_prompt() {
+    let model = model();
+    let out = run_ok(evotune().args(["generate", "--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--model"]).arg(&model));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.trim().is_empty());
+}

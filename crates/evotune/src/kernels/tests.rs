@@ -1,0 +1,164 @@
+//! Every kernel level against `reference` over an edge-shape grid (gemm-style: 0, 1, tails of 7 and
+//! 63/65 around the 16-lane and 64-column blocks, and the default model's sizes).
+
+use super::*;
+
+/// Deterministic uniform(−1, 1) numbers (xorshift64*).
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            2.0 * u - 1.0
+        })
+        .collect()
+}
+
+fn levels() -> Vec<Level> {
+    [Level::Portable, Level::Avx2Fma, Level::Avx512].into_iter().filter(|l| l.supported()).collect()
+}
+
+const DIMS: [usize; 6] = [0, 1, 7, 63, 64, 65];
+
+fn shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for &b in &DIMS {
+        for &k in DIMS.iter().chain(&[576, 1536]) {
+            for &o in DIMS.iter().chain(&[192, 576]) {
+                v.push((b, k, o));
+            }
+        }
+    }
+    v.extend([(3, 576, 49152), (17, 1536, 576), (5, 576, 1536), (16, 64, 7)]);
+    v
+}
+
+/// Tolerance against the sequential reference: both sums are of the same K products, in different
+/// orders (reference: sequential, unfused; fast: 16 fused lanes + tree). The classical bound for
+/// recursive summation is |Δ| ≤ γ_K Σ|xₖwₖ| with γ_K ≈ K·u, u = 2⁻²⁴; both orders obey it, so their
+/// difference is ≤ 2·K·u·Σ|xₖwₖ| ≤ K·ε_f32·Σ|xₖwₖ| (ε = 2u), plus a tiny absolute floor.
+#[test]
+fn matmul_matches_reference_on_edge_shapes() {
+    for (si, &(b, k, o)) in shapes().iter().enumerate() {
+        let x = rand_vec(b * k, 1 + si as u64);
+        let w = rand_vec(o * k, 1000 + si as u64);
+        let mut yr = vec![0.0; b * o];
+        reference::matmul(&x, &w, &mut yr, b, k, o);
+        for level in levels() {
+            let mut y = vec![f32::NAN; b * o];
+            matmul_at(level, &x, &w, &mut y, b, k, o);
+            let mut worst = 0.0f32;
+            for bi in 0..b {
+                for oi in 0..o {
+                    let abs: f32 = (0..k).map(|ki| (x[bi * k + ki] * w[oi * k + ki]).abs()).sum();
+                    let tol = k as f32 * f32::EPSILON * abs + 1e-30;
+                    let d = (y[bi * o + oi] - yr[bi * o + oi]).abs();
+                    assert!(d <= tol, "{level:?} b={b} k={k} o={o} at ({bi},{oi}): {} vs {} (tol {tol})", y[bi * o + oi], yr[bi * o + oi]);
+                    worst = worst.max(d / tol.max(1e-30));
+                }
+            }
+            if k >= 576 && b * o > 0 {
+                println!("{level:?} b={b} k={k} o={o}: max |Δ|/tol = {worst:.3}");
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_levels_are_bit_identical() {
+    for (si, &(b, k, o)) in shapes().iter().enumerate() {
+        let x = rand_vec(b * k, 7 + si as u64);
+        let w = rand_vec(o * k, 9000 + si as u64);
+        let mut y0 = vec![0.0; b * o];
+        matmul_at(Level::Portable, &x, &w, &mut y0, b, k, o);
+        for level in levels() {
+            let mut y = vec![0.0; b * o];
+            matmul_at(level, &x, &w, &mut y, b, k, o);
+            let same = y.iter().zip(&y0).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{level:?} differs from portable at b={b} k={k} o={o}");
+        }
+    }
+}
+
+/// A row's result must not depend on the other rows (batch invariance) nor on the thread count.
+#[test]
+fn matmul_rows_independent_of_batch_and_threads() {
+    let (k, o) = (576, 1536);
+    let w = rand_vec(o * k, 5);
+    let x = rand_vec(70 * k, 6);
+    for level in levels() {
+        let mut alone = vec![0.0; 70 * o];
+        for r in 0..70 {
+            matmul_at(level, &x[r * k..(r + 1) * k], &w, &mut alone[r * o..(r + 1) * o], 1, k, o);
+        }
+        for b in [2, 3, 4, 5, 16, 33, 70] {
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut y = vec![0.0; b * o];
+                pool.install(|| matmul_at(level, &x[..b * k], &w, &mut y, b, k, o));
+                assert!(y.iter().zip(&alone).all(|(p, q)| p.to_bits() == q.to_bits()), "{level:?} b={b} threads={threads}");
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_reduction_follows_tree16() {
+    if !Level::Avx512.supported() {
+        println!("skipped: no AVX-512 on this CPU");
+        return;
+    }
+    for seed in 0..20u64 {
+        let v = rand_vec(256, seed);
+        let mut a = [[0.0f32; 16]; 16];
+        for (e, row) in a.iter_mut().enumerate() {
+            for (l, x) in row.iter_mut().enumerate() {
+                // widely varying magnitudes so that any change of order changes the bits
+                *x = v[e * 16 + l] * 10f32.powi((l as i32 * 7 + e as i32) % 9 - 4);
+            }
+        }
+        // SAFETY: AVX-512F checked above.
+        let got = unsafe { x86::reduce16_arrays(&a) };
+        for e in 0..16 {
+            assert_eq!(got[e].to_bits(), lanes::tree16(&a[e]).to_bits(), "element {e}");
+        }
+    }
+}
+
+#[test]
+fn rowwise_ops_match_reference() {
+    for &t in &[1usize, 7, 65] {
+        for &d in &[1usize, 7, 64, 576] {
+            let x = rand_vec(t * d, 11);
+            let wt = rand_vec(d, 12);
+            let (mut a, mut r) = (vec![0.0; t * d], vec![0.0; t * d]);
+            rmsnorm(&mut a, &x, &wt, d, 1e-5);
+            reference::rmsnorm(&mut r, &x, &wt, d, 1e-5);
+            // sum of squares in a different order: relative error ≤ d·ε on the mean, halved by sqrt.
+            for (p, q) in a.iter().zip(&r) {
+                assert!((p - q).abs() <= d as f32 * f32::EPSILON * q.abs() + 1e-6, "rmsnorm t={t} d={d}: {p} vs {q}");
+            }
+            let g = rand_vec(t * d, 13);
+            let (mut s1, mut s2) = (vec![0.0; t * d], vec![0.0; t * d]);
+            silu_mul(&mut s1, &g, &x);
+            reference::silu_mul(&mut s2, &g, &x);
+            assert_eq!(s1, s2, "silu_mul is the reference per element");
+            let dd = dot(&x[..d], &g[..d]);
+            let dr: f32 = x[..d].iter().zip(&g[..d]).map(|(p, q)| p * q).sum();
+            let abs: f32 = x[..d].iter().zip(&g[..d]).map(|(p, q)| (p * q).abs()).sum();
+            assert!((dd - dr).abs() <= d as f32 * f32::EPSILON * abs, "dot d={d}");
+        }
+    }
+    // softmax: sums to 1, order preserved, and stable for large inputs.
+    let mut s = vec![1000.0, 1001.0, 999.0, -1e30];
+    softmax(&mut s);
+    assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-6 && s[1] > s[0] && s[0] > s[2] && s[3] == 0.0);
+    // rope at angle 0 is the identity, at 90° maps (a, b) ↦ (−b, a).
+    let mut v = vec![1.0, 2.0, 3.0, 4.0];
+    rope(&mut v, &[1.0, 0.0], &[0.0, 1.0], 1, 4);
+    assert_eq!(v, vec![1.0, -4.0, 3.0, 2.0]);
+}

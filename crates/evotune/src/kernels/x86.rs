@@ -1,0 +1,191 @@
+//! x86-64 fast paths (all of the crate's `unsafe` SIMD lives here).
+//!
+//! Kernel versions of the matmul (each bit-identical to [`super::lanes::matmul`]):
+//! 1. `matmul_avx2`: the portable lane code compiled with AVX2+FMA enabled (2 ymm per 16 lanes).
+//! 2. `matmul_avx512`: hand-written AVX-512: one zmm accumulator per output element, 6×4 register
+//!    tiles (3×8, then 1×16 for leftover rows), L2 cache blocks of x rows and w columns, masked
+//!    loads for the k-tail, and a transposing reduction that sums 16 accumulators at once along
+//!    the same halving tree as [`super::lanes::tree16`].
+//!
+//! The caller ([`super::matmul`]) checks slice lengths and CPU features before calling in.
+
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use std::arch::x86_64::*;
+
+/// Register tile: MR rows × NR columns = 24 zmm accumulators, plus MR x vectors and one w vector
+/// (31 of 32 registers). Per 16-wide k step: 6 loads of x (from L1), 4 of w (from L2), 24 FMAs.
+const MR: usize = 6;
+const NR: usize = 4;
+
+/// Cache blocks (rows of x, columns of w) for inner size k: an x block of ≤ 512 KiB and a w block
+/// of ≤ 256 KiB stay in the 2 MiB L2 while the tiles sweep them; x rows of one tile (≤ 6·K·4 B)
+/// stay in L1 across the w block's columns.
+fn block_sizes(k: usize) -> (usize, usize) {
+    let kb = 4 * k.max(1);
+    let mc = ((512 << 10) / kb / MR * MR).max(MR);
+    let nc = ((256 << 10) / kb / NR * NR).max(NR);
+    (mc, nc)
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn matmul_avx2(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+    super::lanes::matmul(x, w, y, b, k, o)
+}
+
+/// Sums each of 16 accumulators across its lanes; lane e of the result is Σ acc[e], added in the
+/// order of `tree16`: step 1 l + l+8, step 2 +4, step 3 +2, step 4 +1, done for 16 vectors at once
+/// with 128-bit-block and in-block shuffles (2 shuffles per element instead of 8).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
+    // Step 1: v[p] = [a₂ₚ(i) + a₂ₚ(i+8) for i < 8 | a₂ₚ₊₁(i) + a₂ₚ₊₁(i+8) for i < 8]
+    let mut v = [_mm512_setzero_ps(); 8];
+    for p in 0..8 {
+        let (s, t) = (a[2 * p], a[2 * p + 1]);
+        v[p] = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(s, t), _mm512_shuffle_f32x4::<0xEE>(s, t));
+    }
+    // Step 2: 128-bit block q of w[r] holds 4 partials of element 4r + q.
+    let mut w = [_mm512_setzero_ps(); 4];
+    for r in 0..4 {
+        let (s, t) = (v[2 * r], v[2 * r + 1]);
+        w[r] = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(s, t), _mm512_shuffle_f32x4::<0xDD>(s, t));
+    }
+    // Step 3: block q of u[s] = [2 partials of element 8s + q, 2 partials of element 8s + 4 + q].
+    let mut u = [_mm512_setzero_ps(); 2];
+    for s in 0..2 {
+        let (p, q) = (w[2 * s], w[2 * s + 1]);
+        u[s] = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(p, q), _mm512_shuffle_ps::<0xEE>(p, q));
+    }
+    // Step 4: lane 4q + j holds element 4j + q; a final permutation puts element e in lane e.
+    let z = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(u[0], u[1]), _mm512_shuffle_ps::<0xDD>(u[0], u[1]));
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(idx, z)
+}
+
+/// One MR×NR tile: y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k: usize, y: *mut f32, ldy: usize) {
+    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let mut kk = 0;
+    while kk + 16 <= k {
+        let mut xv = [_mm512_setzero_ps(); MR];
+        for i in 0..MR {
+            xv[i] = _mm512_loadu_ps(x.add(i * k + kk));
+        }
+        for j in 0..NR {
+            let wv = _mm512_loadu_ps(w.add(j * k + kk));
+            for i in 0..MR {
+                acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+            }
+        }
+        kk += 16;
+    }
+    if kk < k {
+        // Masked loads read zeros past k: the same 0·0 + acc steps as the lane code's padding.
+        let m: __mmask16 = ((1u32 << (k - kk)) - 1) as u16;
+        let mut xv = [_mm512_setzero_ps(); MR];
+        for i in 0..MR {
+            xv[i] = _mm512_maskz_loadu_ps(m, x.add(i * k + kk));
+        }
+        for j in 0..NR {
+            let wv = _mm512_maskz_loadu_ps(m, w.add(j * k + kk));
+            for i in 0..MR {
+                acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+            }
+        }
+    }
+    // Reduce 16 accumulators at a time (zero-padded: padding never mixes into real elements).
+    let mut e0 = 0;
+    while e0 < MR * NR {
+        let mut all = [_mm512_setzero_ps(); 16];
+        for e in e0..(e0 + 16).min(MR * NR) {
+            all[e - e0] = acc[e / NR][e % NR];
+        }
+        let mut out = [0.0f32; 16];
+        _mm512_storeu_ps(out.as_mut_ptr(), reduce16(&all));
+        for e in e0..(e0 + 16).min(MR * NR) {
+            *y.add((e / NR) * ldy + e % NR) = out[e - e0];
+        }
+        e0 += 16;
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn matmul_avx512(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+    debug_assert!(x.len() >= b * k && w.len() >= o * k && y.len() >= b * o);
+    let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y.as_mut_ptr());
+    let (mc, nc) = block_sizes(k);
+    let mut r0 = 0;
+    while r0 < b {
+        let r1 = (r0 + mc).min(b);
+        let mut c0 = 0;
+        while c0 < o {
+            let c1 = (c0 + nc).min(o);
+            let mut r = r0;
+            while r + MR <= r1 {
+                let mut c = c0;
+                while c + NR <= c1 {
+                    tile::<MR, NR>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += NR;
+                }
+                while c < c1 {
+                    tile::<MR, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 1;
+                }
+                r += MR;
+            }
+            while r + 3 <= r1 {
+                let mut c = c0;
+                while c + 8 <= c1 {
+                    tile::<3, 8>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 8;
+                }
+                while c < c1 {
+                    tile::<3, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 1;
+                }
+                r += 3;
+            }
+            while r < r1 {
+                let mut c = c0;
+                while c + 16 <= c1 {
+                    tile::<1, 16>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 16;
+                }
+                while c + 4 <= c1 {
+                    tile::<1, 4>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 4;
+                }
+                while c < c1 {
+                    tile::<1, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
+                    c += 1;
+                }
+                r += 1;
+            }
+            c0 = c1;
+        }
+        r0 = r1;
+    }
+}
+
+#[cfg(test)]
+/// Test hook: [`reduce16`] on 16 accumulators given as arrays.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn reduce16_arrays(a: &[[f32; 16]; 16]) -> [f32; 16] {
+    let mut v = [_mm512_setzero_ps(); 16];
+    for i in 0..16 {
+        v[i] = _mm512_loadu_ps(a[i].as_ptr());
+    }
+    let mut out = [0.0f32; 16];
+    _mm512_storeu_ps(out.as_mut_ptr(), reduce16(&v));
+    out
+}

@@ -1,0 +1,180 @@
+//! Generation throughput: our forward against candle's llama on the same weights, same process.
+//!
+//! For each batch size B: prefill B prompts of `prompt_len` tokens (logits at the last position
+//! only, as generation needs), then `decode_steps` greedy steps of B tokens. Throughput is
+//! tokens per second: B·prompt_len / t_prefill and B·decode_steps / t_decode, median of `repeats`
+//! runs after one warm-up. Prompts are fixed pseudo-random token ids (no tokenizer needed).
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::model::candle_ref::CandleLlama;
+use crate::model::generate::argmax;
+use crate::model::llama::SeqInput;
+use crate::model::{Llama, Params};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchOptions {
+    pub batches: Vec<usize>,
+    pub prompt_len: usize,
+    pub decode_steps: usize,
+    pub repeats: usize,
+    /// Also time candle's llama (copies the weights once more).
+    pub candle: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions { batches: vec![1, 16], prompt_len: 64, decode_steps: 32, repeats: 3, candle: true }
+    }
+}
+
+/// Throughput of one engine at one batch size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    /// `evotune` or `candle`.
+    pub engine: &'static str,
+    pub batch: usize,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchReport {
+    pub threads: usize,
+    pub simd: String,
+    pub prompt_len: usize,
+    pub decode_steps: usize,
+    pub rows: Vec<BenchRow>,
+}
+
+impl BenchReport {
+    /// (prefill, decode) throughput ratio evotune / candle at batch `b`, when both were measured.
+    pub fn ratio(&self, b: usize) -> Option<(f64, f64)> {
+        let ours = self.rows.iter().find(|r| r.engine == "evotune" && r.batch == b)?;
+        let theirs = self.rows.iter().find(|r| r.engine == "candle" && r.batch == b)?;
+        Some((ours.prefill_tok_s / theirs.prefill_tok_s, ours.decode_tok_s / theirs.decode_tok_s))
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "generate benchmark: {}-token prompts, {} decode steps, {} threads, matmul {}",
+            self.prompt_len, self.decode_steps, self.threads, self.simd
+        )?;
+        writeln!(f, "{:<8} {:>5} {:>14} {:>14}", "engine", "batch", "prefill tok/s", "decode tok/s")?;
+        for r in &self.rows {
+            writeln!(f, "{:<8} {:>5} {:>14.1} {:>14.1}", r.engine, r.batch, r.prefill_tok_s, r.decode_tok_s)?;
+        }
+        let mut bs: Vec<usize> = self.rows.iter().map(|r| r.batch).collect();
+        bs.dedup();
+        for b in bs {
+            if let Some((p, d)) = self.ratio(b) {
+                writeln!(f, "batch {b}: evotune/candle prefill {p:.2}x, decode {d:.2}x")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fixed pseudo-random prompts: B rows of `len` ids in [100, V).
+fn prompts(b: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    let mut s: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..b)
+        .map(|_| {
+            (0..len)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (100 + s % (vocab.max(101) as u64 - 100)) as u32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One timed run of our engine: (prefill seconds, decode seconds).
+fn run_ours(llama: &Llama, params: &Params, ps: &[Vec<u32>], steps: usize) -> Result<(f64, f64)> {
+    let mut caches: Vec<_> = ps.iter().map(|p| crate::model::kv_cache::KvCache::with_capacity(&llama.config, p.len() + steps)).collect();
+    let t0 = Instant::now();
+    let logits = {
+        let mut seqs: Vec<SeqInput> = ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+        llama.forward(params, &mut seqs)?
+    };
+    let prefill = t0.elapsed().as_secs_f64();
+    let mut next: Vec<[u32; 1]> = (0..ps.len()).map(|i| [argmax(logits.row(i, 0))]).collect();
+    let t1 = Instant::now();
+    for _ in 0..steps {
+        let mut seqs: Vec<SeqInput> = next.iter().zip(caches.iter_mut()).map(|(t, c)| SeqInput { tokens: t, cache: c, logits: 1 }).collect();
+        let l = llama.forward(params, &mut seqs)?;
+        next = (0..ps.len()).map(|i| [argmax(l.row(i, 0))]).collect();
+    }
+    Ok((prefill, t1.elapsed().as_secs_f64()))
+}
+
+fn run_candle(m: &CandleLlama, ps: &[Vec<u32>], steps: usize, vocab: usize) -> Result<(f64, f64)> {
+    let mut cache = m.new_cache()?;
+    let t0 = Instant::now();
+    let mut logits = m.forward(ps, 0, &mut cache)?;
+    let prefill = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut pos = ps[0].len();
+    for _ in 0..steps {
+        let next: Vec<Vec<u32>> = logits.chunks(vocab).map(|r| vec![argmax(r)]).collect();
+        logits = m.forward(&next, pos, &mut cache)?;
+        pos += 1;
+    }
+    Ok((prefill, t1.elapsed().as_secs_f64()))
+}
+
+/// Measures prefill and decode throughput of our forward and (optionally) candle's llama on the
+/// same weights, at each batch size in `opts.batches`.
+pub fn bench_generate(llama: &Llama, params: &Params, opts: &BenchOptions) -> Result<BenchReport> {
+    let candle = if opts.candle { Some(CandleLlama::new(&llama.config, params)?) } else { None };
+    let v = llama.config.vocab;
+    let mut rows = Vec::new();
+    let reps = opts.repeats.max(1);
+    for &b in &opts.batches {
+        let ps = prompts(b, opts.prompt_len, v);
+        let mut ours = Vec::new();
+        run_ours(llama, params, &ps, opts.decode_steps)?; // warm-up
+        for _ in 0..reps {
+            ours.push(run_ours(llama, params, &ps, opts.decode_steps)?);
+        }
+        rows.push(row("evotune", b, opts, &ours));
+        if let Some(m) = &candle {
+            let mut theirs = Vec::new();
+            run_candle(m, &ps, opts.decode_steps, v)?;
+            for _ in 0..reps {
+                theirs.push(run_candle(m, &ps, opts.decode_steps, v)?);
+            }
+            rows.push(row("candle", b, opts, &theirs));
+        }
+    }
+    Ok(BenchReport {
+        threads: rayon::current_num_threads(),
+        simd: format!("{:?}", crate::kernels::simd_level()),
+        prompt_len: opts.prompt_len,
+        decode_steps: opts.decode_steps,
+        rows,
+    })
+}
+
+fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(f64, f64)]) -> BenchRow {
+    let p = median(times.iter().map(|t| t.0).collect());
+    let d = median(times.iter().map(|t| t.1).collect());
+    BenchRow {
+        engine,
+        batch: b,
+        prefill_tok_s: (b * opts.prompt_len) as f64 / p,
+        decode_tok_s: if opts.decode_steps == 0 { 0.0 } else { (b * opts.decode_steps) as f64 / d },
+    }
+}

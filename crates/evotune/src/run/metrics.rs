@@ -1,0 +1,67 @@
+//! The lines of `metrics.jsonl`: one `iteration` line per ES step and one `eval` line per
+//! evaluation (at iteration 0, every `eval_every`, and at the end).
+
+use serde::{Deserialize, Serialize};
+
+use crate::es::drift::Drift;
+use crate::tasks::eval::TaskScore;
+
+/// Summary of one ES iteration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IterationLine {
+    /// Iteration number after the step (1-based: θ_t was produced by this step).
+    pub iteration: u64,
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    pub reward_min: f64,
+    pub reward_max: f64,
+    /// ‖θ_t − θ0‖₂.
+    pub drift: f64,
+    /// Wall time of member evaluation, of the update (+AWD), and of the whole iteration.
+    pub eval_seconds: f64,
+    pub update_seconds: f64,
+    pub seconds: f64,
+}
+
+impl IterationLine {
+    /// Mean, population std, min and max of the rewards (finite ones only).
+    pub fn reward_stats(rewards: &[f32]) -> (f64, f64, f64, f64) {
+        let finite: Vec<f64> = rewards.iter().filter(|r| r.is_finite()).map(|&r| r as f64).collect();
+        if finite.is_empty() {
+            return (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+        }
+        let n = finite.len() as f64;
+        let mean = finite.iter().sum::<f64>() / n;
+        let var = finite.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+        let min = finite.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        (mean, var.sqrt(), min, max)
+    }
+}
+
+/// An evaluation of θ_t: target test score, every prior task, and the drift breakdown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalLine {
+    pub iteration: u64,
+    pub target: TaskScore,
+    pub priors: Vec<TaskScore>,
+    pub drift: Drift,
+    pub seconds: f64,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetricsLine {
+    Iteration(IterationLine),
+    Eval(EvalLine),
+}
+
+impl MetricsLine {
+    pub fn iteration(&self) -> u64 {
+        match self {
+            MetricsLine::Iteration(l) => l.iteration,
+            MetricsLine::Eval(l) => l.iteration,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The data behind `evotune report`: series per run read from `metrics.jsonl`, and the Markdown
+//! table of start / end / min values per task. Drawing is the CLI's job.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::run::dir::{self, RunDir};
+use crate::run::metrics::MetricsLine;
+use crate::run::train::stored_config;
+
+/// (iteration, value) points.
+pub type Series = Vec<(u64, f64)>;
+
+/// Everything plotted for one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunSeries {
+    /// Legend label: the directory name and its AWD setting.
+    pub label: String,
+    pub target_task: String,
+    pub reward_mean: Series,
+    pub drift: Series,
+    pub target_accuracy: Series,
+    pub target_reward: Series,
+    /// Prior task → accuracy over iterations.
+    pub prior_accuracy: BTreeMap<String, Series>,
+    /// "task/metric" → value (e.g. `kl/kl`, `capitals/logprob_margin`).
+    pub prior_metrics: BTreeMap<String, Series>,
+}
+
+impl RunSeries {
+    pub fn read(run: &Path) -> Result<Self> {
+        let dir = RunDir::open(run)?;
+        let cfg = stored_config(&dir)?;
+        let name = run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.display().to_string());
+        let awd = match cfg.awd {
+            crate::run::AwdKind::None => "no AWD".to_string(),
+            kind => format!("AWD-{:?} λ={}", kind, cfg.awd_lambda).to_lowercase(),
+        };
+        let mut s = RunSeries { label: format!("{name} ({awd})"), target_task: cfg.task.clone(), ..Default::default() };
+        let path = dir.path(dir::METRICS);
+        for (line_no, line) in dir.read_lines(dir::METRICS)? {
+            let m: MetricsLine = serde_json::from_str(&line)
+                .map_err(|e| Error::RunDir { path: path.clone(), problem: format!("line {line_no}: {e}") })?;
+            match m {
+                MetricsLine::Iteration(l) => {
+                    s.reward_mean.push((l.iteration, l.reward_mean));
+                    s.drift.push((l.iteration, l.drift));
+                }
+                MetricsLine::Eval(e) => {
+                    s.target_accuracy.push((e.iteration, e.target.accuracy));
+                    s.target_reward.push((e.iteration, e.target.mean_reward));
+                    if e.iteration == 0 {
+                        s.drift.insert(0, (0, e.drift.total));
+                    }
+                    for p in &e.priors {
+                        s.prior_accuracy.entry(p.task.clone()).or_default().push((e.iteration, p.accuracy));
+                        for (k, v) in &p.metrics {
+                            s.prior_metrics.entry(format!("{}/{k}", p.task)).or_default().push((e.iteration, *v));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn start_end_min(series: &Series) -> Option<(f64, f64, f64)> {
+    let first = series.first()?.1;
+    let last = series.last()?.1;
+    let min = series.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    Some((first, last, min))
+}
+
+/// Markdown: one row per (run, task) with the value at the start, at the end, and the minimum.
+pub fn summary_table(runs: &[RunSeries]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| run | measure | start | end | min |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for r in runs {
+        let mut rows: Vec<(String, &Series)> = vec![
+            (format!("{} test accuracy", r.target_task), &r.target_accuracy),
+            (format!("{} train reward (population mean)", r.target_task), &r.reward_mean),
+            ("‖θ−θ0‖₂".to_string(), &r.drift),
+        ];
+        for (task, s) in &r.prior_accuracy {
+            if !r.prior_metrics.contains_key(&format!("{task}/kl")) {
+                rows.push((format!("prior {task} accuracy"), s));
+            }
+        }
+        for (key, s) in &r.prior_metrics {
+            rows.push((format!("prior {key}"), s));
+        }
+        for (measure, s) in rows {
+            if let Some((a, b, m)) = start_end_min(s) {
+                let _ = writeln!(out, "| {} | {measure} | {a:.4} | {b:.4} | {m:.4} |", r.label);
+            }
+        }
+    }
+    out
+}
