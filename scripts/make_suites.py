@@ -381,7 +381,8 @@ def main():
     write("capitals", capitals(random.Random(101)))
     write("opposites", opposites(random.Random(102)))
     write("plurals", plurals(random.Random(103)))
-    write("compare", compare(random.Random(104)))
+    # compare(random.Random(104)) is not shipped: by log-likelihood the default model scored 0.48 on it
+    # (chance 0.50), see data/PROVENANCE.md.
     write("science", science(random.Random(105)))
     write("kl_prompts", [{"prompt": p} for p in KL_PROMPTS])
 

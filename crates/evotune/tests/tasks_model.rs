@@ -49,7 +49,7 @@ fn loglik_picks_the_right_choice_on_known_items() {
         mc("What is the capital of Japan?", &["Tokyo", "Beijing", "Seoul", "Bangkok"], 0),
         mc("What is the capital of Italy?", &["Madrid", "Athens", "Rome", "Lisbon"], 2),
         mc("What is the opposite of \"hot\"?", &["warm", "big", "fast", "cold"], 3),
-        mc("How many legs does a spider have?", &["six", "eight", "four", "ten"], 1),
+        mc("What is the capital of Germany?", &["Vienna", "Munich", "Berlin", "Warsaw"], 2),
     ];
     let lls = choice_logliks(&model, &params, &items).unwrap();
     for (it, ll) in items.iter().zip(&lls) {

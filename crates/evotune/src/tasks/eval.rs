@@ -14,8 +14,18 @@ use crate::model::generate::generate;
 use crate::model::score::score;
 use crate::model::{GenerateOptions, Model, Params, Sampling};
 use crate::tasks::multiple_choice::{loglik_stats, McItem};
-use crate::tasks::{Item, PriorTask, Reward, Task};
+use crate::tasks::{registry, Item, Reward, Task, TaskOptions};
 use crate::tokenizer::Prompt;
+
+pub use crate::tasks::registry::PriorTask;
+
+/// Builds the prior task named by `spec` ([`registry::prior_task`]) and prepares it on the base
+/// weights `theta0` (the KL probe samples its continuations and caches their distributions here).
+pub fn prior_task(spec: &str, model: &Model, theta0: &Params, opts: &TaskOptions) -> Result<PriorTask> {
+    let mut prior = registry::prior_task(spec, opts)?;
+    prior.prepare(model, theta0)?;
+    Ok(prior)
+}
 
 /// One task's evaluation, as written to `metrics.jsonl`.
 ///

@@ -77,3 +77,8 @@ pub trait Task: Send + Sync {
         0
     }
 }
+
+/// True for the names of built-in target tasks (`countdown`, `arith`, `conciseness`).
+pub fn is_target_task(spec: &str) -> bool {
+    matches!(spec, "arith" | "countdown" | "conciseness")
+}

@@ -4,7 +4,7 @@
 //! `{"prompt", "answer", "system"?}` lines scored by `opts.reward`.
 //!
 //! Prior (`prior_task`), optionally suffixed with `:loglik` or `:gen`:
-//! - a built-in multiple-choice suite (`capitals`, `opposites`, `plurals`, `compare`, `science`):
+//! - a built-in multiple-choice suite (`capitals`, `opposites`, `plurals`, `science`):
 //!   log-likelihood scoring by default, `:gen` for generation;
 //! - `arith`, `countdown`, `conciseness`: their test split, scored by generation;
 //! - `kl` (the built-in probe prompts) or `kl:SPEC` (the questions/prompts of a suite or file);

@@ -68,7 +68,7 @@ mod tests {
         let (train, test) = split_items(items.clone(), 7, 0.25, 0, 0);
         assert_eq!(train.len() + test.len(), 2000);
         let frac = test.len() as f64 / 2000.0;
-        assert!((frac - 0.25).abs() < 0.03, "test fraction {frac}");
+        assert!((frac - 0.25).abs() < 0.05, "test fraction {frac}");
         // Adding items does not move existing ones.
         let mut more = items;
         more.extend((2000..2500).map(item));

@@ -39,12 +39,6 @@ pub const SUITES: &[Suite] = &[
         text: include_str!("../../../../data/plurals.jsonl"),
     },
     Suite {
-        name: "compare",
-        kind: SuiteKind::MultipleChoice,
-        about: "which of two numbers is larger, 2 choices (many near-boundary pairs)",
-        text: include_str!("../../../../data/compare.jsonl"),
-    },
-    Suite {
         name: "science",
         kind: SuiteKind::MultipleChoice,
         about: "everyday science and nature facts, 4 choices",
