@@ -130,3 +130,20 @@ fn score_matches_candle_log_probs() {
         println!("pair {i}: {} tokens, log-likelihood {total:.4} nats, max |Δ| vs candle {worst:.1e}", c.len());
     }
 }
+
+/// Prompts that share the chat template's system prompt get its keys and values computed once
+/// and forked; the greedy outputs must equal those of each prompt generated alone.
+#[test]
+fn shared_prompt_prefix_gives_identical_outputs() {
+    let Some((config, params)) = default_model() else { return };
+    let llama = Llama::new(config.clone(), params.layout()).unwrap();
+    let ps: Vec<Vec<u32>> = test_prompts().into_iter().filter(|p| p.len() > 20).collect();
+    let shared = evotune::model::generate::shared_prefix_len(&ps);
+    assert!(shared >= 8, "test prompts share only {shared} tokens");
+    let opts = GenerateOptions { max_new_tokens: 12, sampling: Sampling::Greedy, stop_tokens: vec![2] };
+    let together = generate(&llama, params, &ps, &opts).unwrap();
+    for (i, p) in ps.iter().enumerate() {
+        let alone = generate(&llama, params, std::slice::from_ref(p), &opts).unwrap();
+        assert_eq!(alone[0], together[i], "prompt {i}: shared-prefix output differs from a plain prefill");
+    }
+}

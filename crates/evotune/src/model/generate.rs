@@ -29,6 +29,23 @@ pub struct GenerateOptions {
     pub stop_tokens: Vec<u32>,
 }
 
+/// Shortest prefix worth sharing: below this the extra batch-1 forward costs more than it saves.
+const MIN_SHARED_PREFIX: usize = 8;
+
+/// Length of the token prefix common to all prompts (leaving each at least one token of its own),
+/// or 0 when there is a single prompt or the prefix is too short to be worth sharing.
+pub fn shared_prefix_len(prompts: &[Vec<u32>]) -> usize {
+    if prompts.len() < 2 {
+        return 0;
+    }
+    let first = &prompts[0];
+    let mut n = prompts.iter().map(|p| p.len()).min().unwrap_or(0).saturating_sub(1);
+    for p in &prompts[1..] {
+        n = n.min(first.iter().zip(p).take_while(|(a, b)| a == b).count());
+    }
+    if n >= MIN_SHARED_PREFIX { n } else { 0 }
+}
+
 /// Generates continuations of every prompt in one batch. Returns the new tokens of each sequence
 /// (without the stop token). A prompt's greedy output does not depend on the rest of the batch.
 ///
@@ -57,13 +74,26 @@ pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &Gen
     if opts.max_new_tokens == 0 || prompts.is_empty() {
         return Ok(out);
     }
-    let mut caches: Vec<KvCache> =
-        prompts.iter().map(|p| KvCache::with_capacity(&llama.config, p.len() + opts.max_new_tokens)).collect();
+    // Shared prefix (the chat template's system prompt, typically): its keys and values are
+    // computed once and forked into every sequence's cache. Rows of the forward do not depend on
+    // the batch and a cached prefix equals a recomputed one bit for bit, so the outputs are
+    // identical to a plain prefill.
+    let shared = shared_prefix_len(prompts);
+    let mut caches: Vec<KvCache> = if shared > 0 {
+        let mut prefix = KvCache::with_capacity(&llama.config, shared);
+        llama.forward(params, &mut [SeqInput { tokens: &prompts[0][..shared], cache: &mut prefix, logits: 0 }])?;
+        prompts.iter().map(|p| prefix.fork(p.len() + opts.max_new_tokens)).collect()
+    } else {
+        prompts.iter().map(|p| KvCache::with_capacity(&llama.config, p.len() + opts.max_new_tokens)).collect()
+    };
 
-    // Prefill: every prompt in one forward, logits at each prompt's last position.
+    // Prefill: every prompt (after the shared prefix) in one forward, logits at each prompt's last position.
     let mut next: Vec<u32> = {
-        let mut seqs: Vec<SeqInput> =
-            prompts.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+        let mut seqs: Vec<SeqInput> = prompts
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(p, c)| SeqInput { tokens: &p[shared..], cache: c, logits: 1 })
+            .collect();
         let logits = llama.forward(params, &mut seqs)?;
         (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect()
     };

@@ -53,6 +53,17 @@ impl KvCache {
         self.layers.len()
     }
 
+    /// A copy of this cache with room for `tokens` positions in all (for sharing a prompt prefix
+    /// between sequences: compute it once, fork it per sequence).
+    pub fn fork(&self, tokens: usize) -> KvCache {
+        let mut c = self.clone();
+        for l in &mut c.layers {
+            l.k.reserve_exact((tokens * c.kv_dim).saturating_sub(l.k.len()));
+            l.v.reserve_exact((tokens * c.kv_dim).saturating_sub(l.v.len()));
+        }
+        c
+    }
+
     /// Forgets everything from position `len` on (keeps the allocation).
     pub fn truncate(&mut self, len: usize) {
         let len = len.min(self.len);
