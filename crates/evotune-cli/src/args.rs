@@ -319,7 +319,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// Iterations per run.
-    #[arg(long, default_value_t = 18)]
+    #[arg(long, default_value_t = 16)]
     pub iterations: u64,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

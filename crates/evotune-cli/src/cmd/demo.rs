@@ -36,7 +36,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             seed: Some(7),
             awd: Some(awd),
             awd_lambda: if awd == AwdKind::L2 { Some(10.0) } else { None },
-            eval_every: Some((a.iterations / 3).max(1)),
+            eval_every: Some((a.iterations / 2).max(1)),
             threads: Some(a.threads),
             out: Some(out.clone()),
             task_options: Some(table),
