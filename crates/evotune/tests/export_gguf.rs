@@ -243,16 +243,7 @@ fn tied_model_has_no_output_tensor_and_output_is_deterministic() {
 // ---- the real default model ------------------------------------------------------------------
 
 fn model_path() -> Option<PathBuf> {
-    let p = match std::env::var_os("EVOTUNE_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("note: {} not found; skipping (set EVOTUNE_MODEL or run `evotune fetch-model`)", p.display());
-        None
-    }
+    evotune::model::fetch::default_model_for_tests()
 }
 
 fn config_from_meta(m: &BTreeMap<String, MetaValue>, has_output: bool) -> ModelConfig {

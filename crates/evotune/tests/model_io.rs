@@ -451,15 +451,7 @@ fn missing_tensor_and_bad_metadata_are_named() {
 // === The real default model ===
 
 fn default_model() -> Option<PathBuf> {
-    let p = std::env::var_os("EVOTUNE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    if p.is_file() {
-        Some(p)
-    } else {
-        println!("SKIP: default model not found at {} (set EVOTUNE_MODEL)", p.display());
-        None
-    }
+    evotune::model::fetch::default_model_for_tests()
 }
 
 #[test]

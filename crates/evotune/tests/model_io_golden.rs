@@ -21,15 +21,7 @@ use std::path::PathBuf;
 use evotune::model::loader::load_gguf_weights;
 
 fn default_model() -> Option<PathBuf> {
-    let p = std::env::var_os("EVOTUNE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    if p.is_file() {
-        Some(p)
-    } else {
-        println!("SKIP: default model not found at {} (set EVOTUNE_MODEL)", p.display());
-        None
-    }
+    evotune::model::fetch::default_model_for_tests()
 }
 
 #[test]

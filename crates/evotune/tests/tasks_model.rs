@@ -9,12 +9,7 @@ use evotune::tasks::multiple_choice::McItem;
 use evotune::tasks::{prior_task, suites, target_task, Item, PriorTask, TaskOptions};
 
 fn model_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("EVOTUNE_MODEL") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home).join(".cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf");
-    p.is_file().then_some(p)
+    evotune::model::fetch::default_model_for_tests()
 }
 
 /// The default model, or `None` (with a note) when the file or the runtime is missing.

@@ -13,16 +13,7 @@ use evotune::model::gguf::MetaValue;
 use evotune::tokenizer::{ChatTemplate, Message, Prompt, Tokenizer};
 
 fn model_path() -> Option<PathBuf> {
-    let p = match std::env::var_os("EVOTUNE_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("note: {} not found; skipping (set EVOTUNE_MODEL or run `evotune fetch-model`)", p.display());
-        None
-    }
+    evotune::model::fetch::default_model_for_tests()
 }
 
 fn to_meta(v: &gguf_file::Value) -> MetaValue {

@@ -215,3 +215,27 @@ mod tests {
         assert!(fetch_default_model_into(dir.path(), "/nonexistent/python3").is_err());
     }
 }
+
+/// The default model for tests and benchmarks: `$EVOTUNE_MODEL` if set, else the cached copy,
+/// fetched on first use. `None` — after printing why, so a caller can skip — only when it can
+/// neither be found nor fetched (CI fetches it up front, so there nothing is skipped).
+pub fn default_model_for_tests() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("EVOTUNE_MODEL") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Some(p);
+        }
+        eprintln!("SKIP: EVOTUNE_MODEL={} is not a file", p.display());
+        return None;
+    }
+    // Tests run in parallel threads: one download per process is enough.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    match fetch_default_model() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("SKIP: default model unavailable: {e}");
+            None
+        }
+    }
+}

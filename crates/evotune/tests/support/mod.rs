@@ -11,15 +11,7 @@ use evotune::model::{Layout, ModelConfig, Params};
 
 /// The default model, from `EVOTUNE_MODEL` or the cache; `None` (with a printed note) if absent.
 pub fn model_path() -> Option<PathBuf> {
-    let p = std::env::var_os("EVOTUNE_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("skipped: model {} not found (set EVOTUNE_MODEL or run `evotune fetch-model`)", p.display());
-        None
-    }
+    evotune::model::fetch::default_model_for_tests()
 }
 
 /// Loads a llama GGUF into an f32 arena with HF names, undoing llama.cpp's Q/K row permutation.
