@@ -17,9 +17,10 @@ impl Terminal {
     }
 
     fn say(&self, text: &str) {
+        // A hidden bar (stderr is not a terminal) would swallow `println`.
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => eprintln!("{text}"),
         }
     }
 
