@@ -27,14 +27,22 @@ impl Terminal {
     fn refresh(&self) {
         if let (Some(bar), Some(l)) = (&self.bar, &self.last) {
             let acc = self.last_accuracy.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "–".into());
-            bar.set_message(format!("reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}  {:.1}s/it", l.reward_mean, l.drift, l.seconds));
+            bar.set_message(format!(
+                "reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}  {:.1}s/it",
+                l.reward_mean, l.drift, l.seconds
+            ));
         }
     }
 }
 
 /// "arith 12.5% | capitals 93.0% | kl 0.0012"
 pub fn eval_summary(line: &EvalLine) -> String {
-    let mut parts = vec![format!("{} {:.1}% (reward {:.3})", line.target.task, 100.0 * line.target.accuracy, line.target.mean_reward)];
+    let mut parts = vec![format!(
+        "{} {:.1}% (reward {:.3})",
+        line.target.task,
+        100.0 * line.target.accuracy,
+        line.target.mean_reward
+    )];
     for p in &line.priors {
         match p.metrics.get("kl") {
             Some(kl) => parts.push(format!("{} {:.5}", p.task, kl)),

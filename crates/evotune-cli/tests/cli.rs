@@ -38,7 +38,16 @@ fn train_cmd(model: &Path, out: &Path, iterations: u64) -> Command {
     c.args(["train", "--quiet", "--task", "arith", "--population", "4", "--sigma", "0.01", "--alpha", "0.005"])
         .args(["--seed", "11", "--eval-every", "2", "--checkpoint-every", "2", "--threads", "2"])
         .args(["--prior", "capitals", "--prior", "kl"])
-        .args(["--task-opt", "train_size=4", "--task-opt", "test_size=4", "--task-opt", "kl_prompts=2", "--prior-limit", "8"])
+        .args([
+            "--task-opt",
+            "train_size=4",
+            "--task-opt",
+            "test_size=4",
+            "--task-opt",
+            "kl_prompts=2",
+            "--prior-limit",
+            "8",
+        ])
         .arg("--iterations")
         .arg(iterations.to_string())
         .arg("--model")
@@ -65,7 +74,9 @@ fn train_writes_run_directory_and_replay_matches_checkpoint() {
 
     // Resolved config: every default spelled out.
     let cfg: toml::Table = toml::from_str(&std::fs::read_to_string(run.join("config.toml")).unwrap()).unwrap();
-    for key in ["population", "sigma", "alpha", "awd", "awd_lambda", "noise", "shaping", "mirrored", "seed", "task_options"] {
+    for key in
+        ["population", "sigma", "alpha", "awd", "awd_lambda", "noise", "shaping", "mirrored", "seed", "task_options"]
+    {
         assert!(cfg.contains_key(key), "config.toml lacks {key}");
     }
     assert_eq!(cfg["population"].as_integer(), Some(4));
@@ -90,20 +101,32 @@ fn train_writes_run_directory_and_replay_matches_checkpoint() {
         rs.iter().any(|&x| x != rs[0])
     });
     assert_eq!(iters[1]["drift"].as_f64().unwrap() > 0.0, rewards_differ, "{traj:?}");
-    let priors: Vec<String> = evals[1]["priors"].as_array().unwrap().iter().map(|p| p["task"].as_str().unwrap().to_string()).collect();
+    let priors: Vec<String> =
+        evals[1]["priors"].as_array().unwrap().iter().map(|p| p["task"].as_str().unwrap().to_string()).collect();
     assert_eq!(priors.len(), 2, "{priors:?}");
 
     // Replay to 2 reproduces the checkpoint of iteration 2 byte for byte.
     let ckpt = run.join("checkpoints/iter-000002.safetensors");
     let replayed = tmp.path().join("replayed.safetensors");
     run_ok(evotune().arg("replay").arg(&run).args(["--to", "2", "--out"]).arg(&replayed));
-    assert_eq!(std::fs::read(&ckpt).unwrap(), std::fs::read(&replayed).unwrap(), "replay differs from the live checkpoint");
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        std::fs::read(&replayed).unwrap(),
+        "replay differs from the live checkpoint"
+    );
 
     // Export θ0 (iteration 0) as F32 GGUF: llama.cpp's own Python reader must see the source
     // model's tensors exactly (checked when the `gguf` package is installed, as in CI).
     let gguf0 = tmp.path().join("theta0.gguf");
-    run_ok(evotune().arg("export").arg(&run).args(["--iter", "0", "--format", "gguf", "--dtype", "f32", "--out"]).arg(&gguf0));
-    let has_gguf_py = Command::new("python3").args(["-c", "import gguf, numpy"]).status().map(|s| s.success()).unwrap_or(false);
+    run_ok(
+        evotune()
+            .arg("export")
+            .arg(&run)
+            .args(["--iter", "0", "--format", "gguf", "--dtype", "f32", "--out"])
+            .arg(&gguf0),
+    );
+    let has_gguf_py =
+        Command::new("python3").args(["-c", "import gguf, numpy"]).status().map(|s| s.success()).unwrap_or(false);
     if has_gguf_py {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_gguf_export.py");
         run_ok(Command::new("python3").arg(script).arg(&model).arg(&gguf0).arg("--exact"));
@@ -114,7 +137,11 @@ fn train_writes_run_directory_and_replay_matches_checkpoint() {
     let q8 = tmp.path().join("tuned-q8.gguf");
     run_ok(evotune().arg("export").arg(&run).args(["--format", "gguf", "--dtype", "q8_0", "--out"]).arg(&q8));
     let out = run_ok(evotune().args(["eval", "--task", "capitals", "--limit", "8", "--model"]).arg(&q8));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("capitals: accuracy"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("capitals: accuracy"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // The report draws PNGs and a summary table.
     let report = tmp.path().join("report");
@@ -188,7 +215,11 @@ fn corrupt_model_file_is_named_in_the_error() {
 #[test]
 fn generate_answers_a_chat_prompt() {
     let model = model();
-    let out = run_ok(evotune().args(["generate", "--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--model"]).arg(&model));
+    let out = run_ok(
+        evotune()
+            .args(["generate", "--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--model"])
+            .arg(&model),
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.trim().is_empty());
 }

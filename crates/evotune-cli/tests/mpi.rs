@@ -17,10 +17,11 @@ fn model() -> PathBuf {
 }
 
 fn train_args(model: &Path, out: &Path) -> Vec<String> {
-    let mut v: Vec<String> = ["train", "--quiet", "--task", "arith", "--population", "8", "--iterations", "2", "--seed", "5"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut v: Vec<String> =
+        ["train", "--quiet", "--task", "arith", "--population", "8", "--iterations", "2", "--seed", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     v.extend(["--eval-every", "0", "--checkpoint-every", "2", "--threads", "1"].iter().map(|s| s.to_string()));
     v.extend(["--task-opt", "train_size=3", "--task-opt", "max_new_tokens=6"].iter().map(|s| s.to_string()));
     v.push("--model".into());
@@ -53,6 +54,10 @@ fn ranks_match_a_single_process_bit_for_bit() {
             std::fs::read_to_string(out.join("trajectory.jsonl")).unwrap(),
             "{ranks} ranks: trajectory differs"
         );
-        assert_eq!(reference, std::fs::read(out.join("checkpoints/iter-000002.safetensors")).unwrap(), "{ranks} ranks: weights differ");
+        assert_eq!(
+            reference,
+            std::fs::read(out.join("checkpoints/iter-000002.safetensors")).unwrap(),
+            "{ranks} ranks: weights differ"
+        );
     }
 }

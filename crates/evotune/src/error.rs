@@ -65,7 +65,9 @@ pub enum Error {
     RewardCount { expected: usize, got: usize },
     #[error("invalid ES setting `{field}`: {problem}")]
     EsConfig { field: &'static str, problem: String },
-    #[error("ES step for iteration {found} applied to a state at iteration {expected} (steps must be applied in order)")]
+    #[error(
+        "ES step for iteration {found} applied to a state at iteration {expected} (steps must be applied in order)"
+    )]
     StepOutOfOrder { expected: u64, found: u64 },
     #[error("ES step of iteration {iteration}: {problem}")]
     BadStep { iteration: u64, problem: String },

@@ -125,7 +125,8 @@ fn es_climbs_a_quadratic() {
     let params = EsParams { population: 64, sigma: 0.01, alpha: 0.2, seed: 1, ..EsParams::default() };
     let es = Strategy::new(params, Anchor::InMemory(Arc::new(theta0.clone()))).unwrap();
     let mut state = EsState::new(theta0);
-    let dist = |p: &Params| p.data().iter().zip(&target).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>().sqrt();
+    let dist =
+        |p: &Params| p.data().iter().zip(&target).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>().sqrt();
     let start = dist(&state.theta);
     let mut member = Params::zeros(l);
     for _ in 0..400 {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use evotune::es::noise::NoiseKey;
-use evotune::es::{trajectory, Anchor, Awd, EsParams, EsState, NoiseMode, NonFinitePolicy, Shaping, StepRecord, Strategy};
+use evotune::es::{
+    trajectory, Anchor, Awd, EsParams, EsState, NoiseMode, NonFinitePolicy, Shaping, StepRecord, Strategy,
+};
 use evotune::model::{Layout, Params};
 use evotune::Error;
 
@@ -123,7 +125,9 @@ fn replay_through_the_log_equals_live_training() {
     let l = layout();
     let theta0 = random_params(&l, 4);
     let dir = tempfile::tempdir().unwrap();
-    for (awd, mirrored, source) in [(Awd::None, false, false), (Awd::L2 { lambda: 10.0 }, true, true), (Awd::L1 { lambda: 0.2 }, false, true)] {
+    for (awd, mirrored, source) in
+        [(Awd::None, false, false), (Awd::L2 { lambda: 10.0 }, true, true), (Awd::L1 { lambda: 0.2 }, false, true)]
+    {
         let anchor = || {
             if source {
                 Anchor::Source(Arc::new(theta0.clone()))
@@ -171,7 +175,9 @@ fn floats_round_trip_exactly_through_json() {
     for chunk in values.chunks(1000) {
         let record = StepRecord {
             iteration: 7,
-            members: (0..chunk.len()).map(|i| evotune::es::Member { index: i, noise_id: i as u32, sign: 1.0 }).collect(),
+            members: (0..chunk.len())
+                .map(|i| evotune::es::Member { index: i, noise_id: i as u32, sign: 1.0 })
+                .collect(),
             rewards: chunk.to_vec(),
             coefficients: chunk.to_vec(),
         };
@@ -208,12 +214,16 @@ fn nonfinite_rewards_rank_worst_or_fail() {
     }
     assert_eq!(bits(&state.theta), bits(&theta0), "θ moved on a failed tell");
     assert_eq!(state.iteration, 0);
-    let lenient = EsParams { nonfinite: NonFinitePolicy::Worst, shaping: Shaping::CentredRank, ..params(Awd::None, false) };
+    let lenient =
+        EsParams { nonfinite: NonFinitePolicy::Worst, shaping: Shaping::CentredRank, ..params(Awd::None, false) };
     let es = Strategy::new(lenient, Anchor::InMemory(Arc::new(theta0))).unwrap();
     let record = es.tell(&mut state, &pop, &rewards).unwrap();
     assert_eq!(record.coefficients[2], -0.5);
     assert!(matches!(es.tell(&mut state, &pop, &rewards), Err(Error::StepOutOfOrder { expected: 1, found: 0 })));
-    assert!(matches!(es.tell(&mut EsState::new(random_params(&l, 5)), &pop, &rewards[..5]), Err(Error::RewardCount { expected: 6, got: 5 })));
+    assert!(matches!(
+        es.tell(&mut EsState::new(random_params(&l, 5)), &pop, &rewards[..5]),
+        Err(Error::RewardCount { expected: 6, got: 5 })
+    ));
     // A record from a run with another population size is refused by apply (and by replay).
     let mut short = record.clone();
     short.iteration = 1;
@@ -237,14 +247,16 @@ fn bad_configs_are_rejected() {
 fn trajectory_errors_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.jsonl");
-    let good = trajectory::to_line(&StepRecord { iteration: 0, members: vec![], rewards: vec![], coefficients: vec![] });
+    let good =
+        trajectory::to_line(&StepRecord { iteration: 0, members: vec![], rewards: vec![], coefficients: vec![] });
     std::fs::write(&path, format!("{good}\n\n{{\"iteration\": 1, \"members\": \n")).unwrap();
     let err = trajectory::read(&path).unwrap_err();
     assert!(matches!(err, Error::Trajectory { line: 3, .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("t.jsonl:3: trajectory"), "{msg}");
     // A gap in the iterations is reported on its line too.
-    let skip = trajectory::to_line(&StepRecord { iteration: 2, members: vec![], rewards: vec![], coefficients: vec![] });
+    let skip =
+        trajectory::to_line(&StepRecord { iteration: 2, members: vec![], rewards: vec![], coefficients: vec![] });
     std::fs::write(&path, format!("{good}\n{skip}\n")).unwrap();
     let msg = trajectory::read(&path).unwrap_err().to_string();
     assert!(msg.contains("t.jsonl:2:") && msg.contains("expected 1"), "{msg}");

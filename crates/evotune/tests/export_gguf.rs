@@ -90,7 +90,8 @@ fn synthetic_params(config: &ModelConfig) -> Params {
     for (t, (info, xs)) in p.tensors_mut().into_iter().enumerate() {
         let scale = 0.02 * (1 + t % 5) as f32;
         for (i, x) in xs.iter_mut().enumerate() {
-            let h = ((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((t as u64) << 32)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let h = ((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((t as u64) << 32))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
             *x = ((h >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale;
         }
         if info.kind == TensorKind::AttnNorm {
@@ -137,7 +138,9 @@ fn read_back_hf(g: &mut Gguf, gguf_name: &str, kind: TensorKind, config: &ModelC
     let llama = config.architecture == "llama";
     let x = match kind {
         TensorKind::Q | TensorKind::QBias if llama => unpermute_qk_from_gguf(&x, config.heads, config.head_dim, cols),
-        TensorKind::K | TensorKind::KBias if llama => unpermute_qk_from_gguf(&x, config.kv_heads, config.head_dim, cols),
+        TensorKind::K | TensorKind::KBias if llama => {
+            unpermute_qk_from_gguf(&x, config.kv_heads, config.head_dim, cols)
+        }
         _ => x,
     };
     (x, shape)
@@ -218,7 +221,10 @@ fn synthetic_round_trip(config: &ModelConfig) {
                 other => panic!("{name}: unexpected type {other:?}"),
             }
         }
-        println!("{ty:?}: {} bytes, max |Q8_0 error| {max_err:.3e} (0 when no tensor is Q8_0)", std::fs::metadata(&path).unwrap().len());
+        println!(
+            "{ty:?}: {} bytes, max |Q8_0 error| {max_err:.3e} (0 when no tensor is Q8_0)",
+            std::fs::metadata(&path).unwrap().len()
+        );
     }
 }
 
@@ -326,7 +332,11 @@ fn real_model_f32_export_is_bit_exact_and_keeps_metadata() {
         assert_eq!(sa, sb, "{name}");
         assert!(a == b, "{name}: values differ");
     }
-    println!("F32 export: {} bytes, {} tensors bit-exact", std::fs::metadata(&out).unwrap().len(), src.content.tensor_infos.len());
+    println!(
+        "F32 export: {} bytes, {} tensors bit-exact",
+        std::fs::metadata(&out).unwrap().len(),
+        src.content.tensor_infos.len()
+    );
 
     // Q8_0: within half a step of the f32 values everywhere.
     let out_q = out_dir.join("smollm2-q8_0.gguf");
@@ -363,7 +373,10 @@ fn real_model_f32_export_is_bit_exact_and_keeps_metadata() {
     assert_eq!(&l2, params.layout().as_ref());
     assert!(d2 == params.data(), "HF directory weights differ");
     let tok2 = Tokenizer::from_file(&hf_dir.join("tokenizer.json"), &hf_dir).unwrap();
-    assert_eq!((tok2.bos, tok2.eos, tok2.add_bos, &tok2.stop_tokens), (tok.bos, tok.eos, tok.add_bos, &tok.stop_tokens));
+    assert_eq!(
+        (tok2.bos, tok2.eos, tok2.add_bos, &tok2.stop_tokens),
+        (tok.bos, tok.eos, tok.add_bos, &tok.stop_tokens)
+    );
     let text = "<|im_start|>user\nWhat is 12 + 30?<|im_end|>\n";
     assert_eq!(tok2.encode(text).unwrap(), tok.encode(text).unwrap());
     let chat2 = ChatTemplate::from_hf_dir(&hf_dir).unwrap();

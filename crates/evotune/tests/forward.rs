@@ -85,13 +85,17 @@ fn batch_invariance_and_cached_decode_on_real_weights() {
         ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: p.len() }).collect();
     let batched = llama.forward(params, &mut seqs).unwrap();
     for (i, p) in ps.iter().enumerate() {
-        assert!(bit_equal(batched.seq(i), &llama.logits_all(params, p).unwrap()), "prompt {i}: logits not bit-identical");
+        assert!(
+            bit_equal(batched.seq(i), &llama.logits_all(params, p).unwrap()),
+            "prompt {i}: logits not bit-identical"
+        );
     }
     // Cached decode == full recompute, bitwise, at every generated position.
     let p = &ps[0];
     let gen = &together[0];
     let mut cache = llama.new_cache();
-    let mut rows = vec![llama.forward(params, &mut [SeqInput { tokens: p, cache: &mut cache, logits: 1 }]).unwrap().data];
+    let mut rows =
+        vec![llama.forward(params, &mut [SeqInput { tokens: p, cache: &mut cache, logits: 1 }]).unwrap().data];
     for &t in &gen[..gen.len() - 1] {
         rows.push(llama.forward(params, &mut [SeqInput { tokens: &[t], cache: &mut cache, logits: 1 }]).unwrap().data);
     }
@@ -102,7 +106,10 @@ fn batch_invariance_and_cached_decode_on_real_weights() {
     for (j, r) in rows.iter().enumerate() {
         assert!(bit_equal(r, &all[(p.len() - 1 + j) * v..(p.len() + j) * v]), "step {j}");
     }
-    println!("batch invariance: tokens identical, logits bit-identical; cached decode bit-identical to recompute ({} steps)", rows.len());
+    println!(
+        "batch invariance: tokens identical, logits bit-identical; cached decode bit-identical to recompute ({} steps)",
+        rows.len()
+    );
 }
 
 #[test]
@@ -111,7 +118,8 @@ fn score_matches_candle_log_probs() {
     let llama = Llama::new(config.clone(), params.layout()).unwrap();
     let cand = CandleLlama::new(config, params).unwrap();
     let g = golden();
-    let pairs: Vec<(Vec<u32>, Vec<u32>)> = g.iter().take(3).map(|g| (g.input_ids.clone(), g.output_ids.clone())).collect();
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> =
+        g.iter().take(3).map(|g| (g.input_ids.clone(), g.output_ids.clone())).collect();
     let s = score(&llama, params, &pairs).unwrap();
     for (i, (p, c)) in pairs.iter().enumerate() {
         let mut full = p.clone();

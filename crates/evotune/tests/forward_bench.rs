@@ -47,7 +47,15 @@ fn bench_matmul_shapes() {
     let level = simd_level();
     for threads in [1, rayon::current_num_threads()] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        for (b, k, o) in [(16, 576, 1536), (64, 576, 1536), (1024, 576, 1536), (1024, 1536, 576), (1024, 576, 192), (16, 576, 49152), (1, 576, 49152)] {
+        for (b, k, o) in [
+            (16, 576, 1536),
+            (64, 576, 1536),
+            (1024, 576, 1536),
+            (1024, 1536, 576),
+            (1024, 576, 192),
+            (16, 576, 49152),
+            (1, 576, 49152),
+        ] {
             let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
             let w: Vec<f32> = (0..o * k).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
             let mut y = vec![0.0; b * o];
@@ -58,7 +66,11 @@ fn bench_matmul_shapes() {
                 pool.install(|| matmul_at(level, &x, &w, &mut y, b, k, o));
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!("{level:?} threads={threads} b={b:5} k={k:5} o={o:6}: {:7.1} GFLOP/s ({:.2} ms)", 2.0 * (b * k * o) as f64 / s / 1e9, s * 1e3);
+            println!(
+                "{level:?} threads={threads} b={b:5} k={k:5} o={o:6}: {:7.1} GFLOP/s ({:.2} ms)",
+                2.0 * (b * k * o) as f64 / s / 1e9,
+                s * 1e3
+            );
         }
     }
 }
@@ -79,7 +91,8 @@ fn bench_prefill_scaling() {
         for b in [1usize, 4, 16] {
             let ps: Vec<Vec<u32>> = (0..b).map(|s| (0..64).map(|i| (s * 64 + i) as u32 * 7 + 100).collect()).collect();
             let mut caches: Vec<_> = ps.iter().map(|_| llama.new_cache()).collect();
-            let mut seqs: Vec<SeqInput> = ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+            let mut seqs: Vec<SeqInput> =
+                ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
             let t = Instant::now();
             llama.forward(&params, &mut seqs).unwrap();
             let fwd = t.elapsed().as_secs_f64();
@@ -131,12 +144,37 @@ fn bench_matmul_vs_gemm_crate() {
             for _ in 0..reps {
                 // SAFETY: dst (b, o) row-major, lhs x (b, k) row-major, rhs = wᵀ (k, o) read from w (o, k).
                 unsafe {
-                    gemm::gemm(b, o, k, y.as_mut_ptr(), 1, o as isize, false, x.as_ptr(), 1, k as isize, w.as_ptr(), k as isize, 1, 0.0f32, 1.0f32, false, false, false, gemm::Parallelism::None);
+                    gemm::gemm(
+                        b,
+                        o,
+                        k,
+                        y.as_mut_ptr(),
+                        1,
+                        o as isize,
+                        false,
+                        x.as_ptr(),
+                        1,
+                        k as isize,
+                        w.as_ptr(),
+                        k as isize,
+                        1,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
                 }
             }
             theirs += cpu_s() - t;
         }
         let gf = |s: f64| 2.0 * (b * k * o) as f64 * reps as f64 * 3.0 / s / 1e9;
-        println!("b={b:5} k={k:5} o={o:6}: ours {:6.1} GFLOP/cpu-s, gemm crate {:6.1} GFLOP/cpu-s ({:.2}x)", gf(ours), gf(theirs), theirs / ours);
+        println!(
+            "b={b:5} k={k:5} o={o:6}: ours {:6.1} GFLOP/cpu-s, gemm crate {:6.1} GFLOP/cpu-s ({:.2}x)",
+            gf(ours),
+            gf(theirs),
+            theirs / ours
+        );
     }
 }

@@ -20,8 +20,12 @@ fn greedy_matches_transformers_golden() {
     let mut failures = Vec::new();
     for (gi, (g, o)) in g.iter().zip(&ours).enumerate() {
         if *o == g.output_ids {
-            println!("prompt {gi} {:?}: {} tokens identical (min torch margin {:.3})", g.text, o.len(),
-                g.margins.iter().copied().fold(f32::INFINITY, f32::min));
+            println!(
+                "prompt {gi} {:?}: {} tokens identical (min torch margin {:.3})",
+                g.text,
+                o.len(),
+                g.margins.iter().copied().fold(f32::INFINITY, f32::min)
+            );
             continue;
         }
         let step = o.iter().zip(&g.output_ids).position(|(a, b)| a != b).unwrap_or(o.len().min(g.output_ids.len()));
@@ -31,7 +35,8 @@ fn greedy_matches_transformers_golden() {
         let all = llama.logits_all(params, &ctx).unwrap();
         let row = &all[(ctx.len() - 1) * config.vocab..];
         let top = argmax(row);
-        let second = row.iter().enumerate().filter(|(i, _)| *i as u32 != top).map(|(_, &x)| x).fold(f32::NEG_INFINITY, f32::max);
+        let second =
+            row.iter().enumerate().filter(|(i, _)| *i as u32 != top).map(|(_, &x)| x).fold(f32::NEG_INFINITY, f32::max);
         let msg = format!(
             "prompt {gi} {:?}: first difference at step {step}: ours {:?} vs torch {:?}; torch margin {:.4}, ours {:.4}",
             g.text, o.get(step), g.output_ids.get(step), g.margins.get(step).copied().unwrap_or(f32::NAN), row[top as usize] - second

@@ -16,7 +16,12 @@ fn greedy(n: usize) -> GenerateOptions {
 }
 
 fn prompts() -> Vec<Vec<u32>> {
-    vec![vec![5, 17, 3, 88, 42, 1, 9], vec![60], vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23], vec![96, 0, 50]]
+    vec![
+        vec![5, 17, 3, 88, 42, 1, 9],
+        vec![60],
+        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23],
+        vec![96, 0, 50],
+    ]
 }
 
 #[test]
@@ -38,15 +43,20 @@ fn missing_and_misshapen_tensors_are_named() {
         l.push(t.name.clone(), shape);
     }
     let e = Llama::new(config.clone(), &l).err().expect("shape error");
-    assert!(matches!(&e, Error::LayoutTensorShape { tensor, expected, found }
-        if tensor == "model.layers.2.self_attn.k_proj.weight" && expected == &vec![16, 48] && found == &vec![48, 48]), "{e}");
+    assert!(
+        matches!(&e, Error::LayoutTensorShape { tensor, expected, found }
+        if tensor == "model.layers.2.self_attn.k_proj.weight" && expected == &vec![16, 48] && found == &vec![48, 48]),
+        "{e}"
+    );
     // untied model without lm_head
     let (config, params) = tiny_model(false, false);
     let mut l = Layout::new();
     for t in params.layout().tensors().iter().filter(|t| t.name != "lm_head.weight") {
         l.push(t.name.clone(), t.shape.clone());
     }
-    assert!(matches!(Llama::new(config, &l), Err(Error::LayoutMissingTensor { tensor, .. }) if tensor == "lm_head.weight"));
+    assert!(
+        matches!(Llama::new(config, &l), Err(Error::LayoutMissingTensor { tensor, .. }) if tensor == "lm_head.weight")
+    );
 }
 
 #[test]
@@ -120,8 +130,11 @@ fn results_do_not_depend_on_thread_count() {
         pool.install(|| {
             let mut caches: Vec<_> = prompts().iter().map(|_| llama.new_cache()).collect();
             let ps = prompts();
-            let mut seqs: Vec<SeqInput> =
-                ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: p.len() }).collect();
+            let mut seqs: Vec<SeqInput> = ps
+                .iter()
+                .zip(caches.iter_mut())
+                .map(|(p, c)| SeqInput { tokens: p, cache: c, logits: p.len() })
+                .collect();
             llama.forward(&params, &mut seqs).unwrap().data
         })
     };
@@ -199,12 +212,20 @@ fn stop_tokens_and_sampling() {
         let cut = f.iter().position(|&t| t == stop).unwrap_or(f.len());
         assert_eq!(s, &f[..cut].to_vec());
     }
-    let samp = |seed| GenerateOptions { max_new_tokens: 12, sampling: Sampling::Sample { temperature: 1.5, top_p: 0.95, seed }, stop_tokens: vec![] };
+    let samp = |seed| GenerateOptions {
+        max_new_tokens: 12,
+        sampling: Sampling::Sample { temperature: 1.5, top_p: 0.95, seed },
+        stop_tokens: vec![],
+    };
     let a = generate(&llama, &params, &ps, &samp(1)).unwrap();
     assert_eq!(a, generate(&llama, &params, &ps, &samp(1)).unwrap(), "same seed, same tokens");
     assert_ne!(a, generate(&llama, &params, &ps, &samp(2)).unwrap(), "another seed, other tokens");
     assert_ne!(a, free, "temperature 1.5 departs from greedy");
-    let t0 = GenerateOptions { max_new_tokens: 12, sampling: Sampling::Sample { temperature: 0.0, top_p: 1.0, seed: 3 }, stop_tokens: vec![] };
+    let t0 = GenerateOptions {
+        max_new_tokens: 12,
+        sampling: Sampling::Sample { temperature: 0.0, top_p: 1.0, seed: 3 },
+        stop_tokens: vec![],
+    };
     assert_eq!(generate(&llama, &params, &ps, &t0).unwrap(), free, "temperature 0 is greedy");
 }
 

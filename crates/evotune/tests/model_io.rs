@@ -241,7 +241,10 @@ fn tiny_llama_loads_in_hf_order_with_unpermuted_qk() {
     let gguf_q = candle_values(&path, "blk.0.attn_q.weight");
     assert_eq!(params.get("model.layers.0.self_attn.q_proj.weight").unwrap()[8..16], gguf_q[16..24]);
     // Everything else is copied unchanged.
-    assert_eq!(params.get("model.layers.1.mlp.down_proj.weight").unwrap(), candle_values(&path, "blk.1.ffn_down.weight"));
+    assert_eq!(
+        params.get("model.layers.1.mlp.down_proj.weight").unwrap(),
+        candle_values(&path, "blk.1.ffn_down.weight")
+    );
     assert_eq!(params.get("model.embed_tokens.weight").unwrap(), candle_values(&path, "token_embd.weight"));
 
     // θ0 re-derivation gives the same bits.
@@ -258,11 +261,22 @@ fn tiny_qwen2_keeps_qk_order_and_loads_biases_and_untied_head() {
     let path = tiny_model("qwen2", true, true).write(dir.path(), "qwen.gguf");
     let (config, _, params) = load_gguf_weights(&path).unwrap();
     assert!(config.qkv_bias && !config.tied_embeddings);
-    assert_eq!(params.get("model.layers.0.self_attn.q_proj.weight").unwrap(), candle_values(&path, "blk.0.attn_q.weight"));
+    assert_eq!(
+        params.get("model.layers.0.self_attn.q_proj.weight").unwrap(),
+        candle_values(&path, "blk.0.attn_q.weight")
+    );
     assert_eq!(params.get("model.layers.1.self_attn.k_proj.bias").unwrap(), candle_values(&path, "blk.1.attn_k.bias"));
     assert_eq!(params.get("lm_head.weight").unwrap(), candle_values(&path, "output.weight"));
     let names: Vec<&str> = params.layout().tensors().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names[4..8], ["model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias", "model.layers.0.self_attn.v_proj.bias"]);
+    assert_eq!(
+        names[4..8],
+        [
+            "model.layers.0.self_attn.v_proj.weight",
+            "model.layers.0.self_attn.q_proj.bias",
+            "model.layers.0.self_attn.k_proj.bias",
+            "model.layers.0.self_attn.v_proj.bias"
+        ]
+    );
     assert_eq!(names.last(), Some(&"lm_head.weight"));
 }
 
@@ -369,7 +383,9 @@ fn tensor_data_out_of_bounds_is_an_error() {
 #[test]
 fn unknown_architecture_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tiny_model("llama", false, false).kv("general.architecture", Val::Str("gpt2".into())).write(dir.path(), "gpt2.gguf");
+    let path = tiny_model("llama", false, false)
+        .kv("general.architecture", Val::Str("gpt2".into()))
+        .write(dir.path(), "gpt2.gguf");
     let e = load_gguf_weights(&path).unwrap_err();
     assert!(matches!(e, Error::UnsupportedArchitecture { ref found, .. } if found == "gpt2"), "{e}");
     assert_names_file(&e, &path);
@@ -408,18 +424,25 @@ fn unsupported_tensor_type_is_named() {
     let path = GgufBuilder::new().raw_tensor("x.weight", &[32, 3], 6, vec![0u8; 3 * 22]).write(dir.path(), "q5c.gguf");
     let g = GgufFile::open(&path).unwrap();
     let e = g.dequantize("x.weight").unwrap_err();
-    assert!(matches!(e, Error::UnsupportedTensorType { ref tensor, ref found, .. } if tensor == "x.weight" && found == "Q5_0"), "{e}");
+    assert!(
+        matches!(e, Error::UnsupportedTensorType { ref tensor, ref found, .. } if tensor == "x.weight" && found == "Q5_0"),
+        "{e}"
+    );
     assert!(e.to_string().contains("q5c.gguf"), "{e}");
 }
 
 #[test]
 fn present_but_broken_output_is_an_error_not_tied() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tiny_model("llama", false, true).f32_tensor("output.weight", &[8, 9], &[0.5; 72]).write(dir.path(), "badhead.gguf");
+    let path = tiny_model("llama", false, true)
+        .f32_tensor("output.weight", &[8, 9], &[0.5; 72])
+        .write(dir.path(), "badhead.gguf");
     // (the builder now has two `output.weight` entries: a duplicate name is corrupt)
     let e = GgufFile::open(&path).unwrap_err();
     assert!(e.to_string().contains("appears twice"), "{e}");
-    let path = tiny_model("llama", false, false).f32_tensor("output.weight", &[8, 9], &[0.5; 72]).write(dir.path(), "badhead2.gguf");
+    let path = tiny_model("llama", false, false)
+        .f32_tensor("output.weight", &[8, 9], &[0.5; 72])
+        .write(dir.path(), "badhead2.gguf");
     let e = load_gguf_weights(&path).unwrap_err();
     assert!(matches!(e, Error::TensorShape { ref tensor, .. } if tensor == "output.weight"), "{e}");
 }
@@ -433,7 +456,9 @@ fn missing_tensor_and_bad_metadata_are_named() {
     let e = load_gguf_weights(&path).unwrap_err();
     assert!(matches!(e, Error::MissingTensor { ref tensor, .. } if tensor == "blk.1.ffn_norm.weight"), "{e}");
 
-    let path = tiny_model("llama", false, false).kv("llama.block_count", Val::Str("two".into())).write(dir.path(), "meta.gguf");
+    let path = tiny_model("llama", false, false)
+        .kv("llama.block_count", Val::Str("two".into()))
+        .write(dir.path(), "meta.gguf");
     let e = load_gguf_weights(&path).unwrap_err();
     assert!(matches!(e, Error::BadMetadata { ref key, .. } if key == "llama.block_count"), "{e}");
 
@@ -459,12 +484,21 @@ fn default_model_config_count_and_every_tensor_vs_candle() {
     let Some(path) = default_model() else { return };
     let t = Instant::now();
     let g = GgufFile::open(&path).unwrap();
-    println!("GgufFile::open (header, {} metadata keys, {} tensors): {:.3} s", g.metadata.len(), g.tensors.len(), t.elapsed().as_secs_f64());
+    println!(
+        "GgufFile::open (header, {} metadata keys, {} tensors): {:.3} s",
+        g.metadata.len(),
+        g.tensors.len(),
+        t.elapsed().as_secs_f64()
+    );
     drop(g);
     let t = Instant::now();
     let (config, theta0, params) = load_gguf_weights(&path).unwrap();
     let load_s = t.elapsed().as_secs_f64();
-    println!("load_gguf_weights: {load_s:.3} s for {} parameters ({} threads)", params.layout().total(), rayon::current_num_threads());
+    println!(
+        "load_gguf_weights: {load_s:.3} s for {} parameters ({} threads)",
+        params.layout().total(),
+        rayon::current_num_threads()
+    );
 
     assert_eq!(config.architecture, "llama");
     assert_eq!((config.hidden, config.ffn, config.layers), (576, 1536, 30));
@@ -485,7 +519,15 @@ fn default_model_config_count_and_every_tensor_vs_candle() {
     let gguf = theta0.gguf().unwrap();
     let mut checked = 0;
     for (info, g) in layout.tensors().iter().zip(hf_to_gguf_names(config.layers)) {
-        let theirs: Vec<f32> = content.tensor(&mut f, &g, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let theirs: Vec<f32> = content
+            .tensor(&mut f, &g, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let ours = params.get(&info.name).unwrap();
         let ours_in_file_order = match info.kind {
             evotune::model::TensorKind::Q => llama_cpp_permute(ours, 9, 576),
@@ -493,7 +535,13 @@ fn default_model_config_count_and_every_tensor_vs_candle() {
             _ => ours.to_vec(),
         };
         let bad = ours_in_file_order.iter().zip(&theirs).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-        assert_eq!(bad, 0, "{} ({g}, {}): {bad} elements differ from candle", info.name, gguf.tensor(&g).unwrap().ggml_type.name());
+        assert_eq!(
+            bad,
+            0,
+            "{} ({g}, {}): {bad} elements differ from candle",
+            info.name,
+            gguf.tensor(&g).unwrap().ggml_type.name()
+        );
         assert_eq!(ours.len(), theirs.len());
         checked += 1;
     }
@@ -504,16 +552,20 @@ fn default_model_config_count_and_every_tensor_vs_candle() {
     assert_ne!(q, &file_q[..]);
     assert_eq!(q[576..1152], file_q[2 * 576..3 * 576]); // HF row 1 = GGUF row 2 (head 0, s = 0, j = 1)
     assert_eq!(q[32 * 576..33 * 576], file_q[576..1152]); // HF row 32 = GGUF row 1 (head 0, s = 1, j = 0)
-    // Known values: token_embd is Q8_0, blk.0.ffn_down Q4_1, norms F32.
-    let types: Vec<String> =
-        ["token_embd.weight", "blk.0.ffn_down.weight", "blk.0.attn_norm.weight"].iter().map(|n| gguf.tensor(n).unwrap().ggml_type.name()).collect();
+                                                          // Known values: token_embd is Q8_0, blk.0.ffn_down Q4_1, norms F32.
+    let types: Vec<String> = ["token_embd.weight", "blk.0.ffn_down.weight", "blk.0.attn_norm.weight"]
+        .iter()
+        .map(|n| gguf.tensor(n).unwrap().ggml_type.name())
+        .collect();
     assert_eq!(types, ["Q8_0", "Q4_1", "F32"]);
 }
 
 fn hf_to_gguf_names(layers: usize) -> Vec<String> {
     let mut v = vec!["token_embd.weight".to_string()];
     for i in 0..layers {
-        for s in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"] {
+        for s in
+            ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
+        {
             v.push(format!("blk.{i}.{s}.weight"));
         }
     }
@@ -559,7 +611,20 @@ fn default_model_truncated_copies_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.gguf");
     let g = GgufFile::open(&path).unwrap();
-    for n in [0, 3, 4, 8, 23, 100, 10_000, 1_000_000, g.data_offset - 1, g.data_offset + 1000, bytes.len() / 2, bytes.len() - 1] {
+    for n in [
+        0,
+        3,
+        4,
+        8,
+        23,
+        100,
+        10_000,
+        1_000_000,
+        g.data_offset - 1,
+        g.data_offset + 1000,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
         std::fs::write(&cut, &bytes[..n]).unwrap();
         let e = load_path(&cut).err().unwrap_or_else(|| panic!("{n}-byte prefix loaded"));
         assert!(matches!(e, Error::NotGguf { .. } | Error::CorruptModel { .. }), "{n}: {e}");
@@ -606,7 +671,8 @@ fn fetch_downloads_and_verifies_the_default_model() {
     println!("fetched {} in {:.1} s", p.display(), t.elapsed().as_secs_f64());
     assert_eq!(evotune::model::fetch::sha256_file(&p).unwrap(), evotune::model::fetch::DEFAULT_MODEL_SHA256);
     // No scratch directory is left behind, and a second call is a no-op.
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with(".fetch")), "{names:?}");
     assert_eq!(evotune::model::fetch::fetch_default_model_into(dir.path(), "/nonexistent/python3").unwrap(), p);
 }

@@ -41,7 +41,12 @@ fn countdown_reward_partial_format_and_wrong_answers() {
     let r = countdown::reward("</think>\n<answer>2 + 3 + 4</answer>", &[2, 3, 4], 24);
     assert!(!r.correct && close(r.value, 0.1), "{r:?}");
     // Right value, numbers misused (missing one, extra one, bare target).
-    for bad in ["<answer>6 * 4</answer>", "<answer>2 * 3 * 4 * 1</answer>", "<answer>24</answer>", "<answer>2 * 3 * 4 = 24</answer>"] {
+    for bad in [
+        "<answer>6 * 4</answer>",
+        "<answer>2 * 3 * 4 * 1</answer>",
+        "<answer>24</answer>",
+        "<answer>2 * 3 * 4 = 24</answer>",
+    ] {
         let r = countdown::reward(bad, &[2, 3, 4], 24);
         assert!(!r.correct, "{bad}: {r:?}");
     }
@@ -64,7 +69,8 @@ fn countdown_reward_adversarial() {
     // Huge numbers and huge products: no panic, no reward.
     let huge = format!("<answer>{} * 2</answer>", "9".repeat(40));
     assert!(!countdown::reward(&huge, &[2, 3, 4], 24).correct);
-    let big = countdown::reward("<answer>999999999 * 999999999 * 999999999</answer>", &[999999999, 999999999, 999999999], 1);
+    let big =
+        countdown::reward("<answer>999999999 * 999999999 * 999999999</answer>", &[999999999, 999999999, 999999999], 1);
     assert!(!big.correct);
     // Division by zero with the right multiset of numbers.
     let r = countdown::reward("<answer>6 / (4 - 4)</answer>", &[4, 4, 6], 2);
@@ -147,7 +153,8 @@ fn arith_task_generation() {
     let test_q: Vec<_> = task.test().iter().map(|i| i.prompt.clone()).collect();
     assert!(task.train().iter().all(|i| !test_q.contains(&i.prompt)), "train and test overlap");
     // Too many questions for the range is an error, not a hang.
-    let err = target_task("arith", &TaskOptions { arith_min: 1, arith_max: 2, ..TaskOptions::default() }).err().unwrap();
+    let err =
+        target_task("arith", &TaskOptions { arith_min: 1, arith_max: 2, ..TaskOptions::default() }).err().unwrap();
     assert!(err.to_string().contains("distinct"), "{err}");
 }
 
@@ -288,7 +295,11 @@ fn jsonl_errors_name_file_line_and_field() {
         assert_eq!((l, f), (*line, *field), "{problem}");
     }
     // A letter answer is accepted.
-    let p = write_file(dir.path(), "ok.jsonl", "{\"question\": \"q\", \"choices\": [\"a\", \"b\", \"c\"], \"answer\": \"C\"}\n");
+    let p = write_file(
+        dir.path(),
+        "ok.jsonl",
+        "{\"question\": \"q\", \"choices\": [\"a\", \"b\", \"c\"], \"answer\": \"C\"}\n",
+    );
     match prior_task(p.to_str().unwrap(), &opts).unwrap() {
         PriorTask::MultipleChoice { items, .. } => assert_eq!(items[0].answer, 2),
         _ => panic!("expected multiple choice"),
@@ -301,7 +312,11 @@ fn jsonl_errors_name_file_line_and_field() {
 // === external command ===
 
 fn records() -> Vec<(String, String, String)> {
-    vec![("p1".into(), "hello".into(), "a".into()), ("p2".into(), "hi".into(), "b".into()), ("p3".into(), "".into(), "c".into())]
+    vec![
+        ("p1".into(), "hello".into(), "a".into()),
+        ("p2".into(), "hi".into(), "b".into()),
+        ("p3".into(), "".into(), "c".into()),
+    ]
 }
 
 fn run(cmd: &str, timeout: f64) -> evotune::Result<Vec<f32>> {
@@ -325,10 +340,15 @@ fn command_reward_works() {
     assert_eq!(run(py, 30.0).unwrap(), vec![5.0, 2.5, 0.0]);
     // Through the JSONL task and the reward kind.
     let dir = tempfile::tempdir().unwrap();
-    let p = write_file(dir.path(), "cmd.jsonl", "{\"prompt\": \"x\", \"answer\": \"yes\"}\n{\"prompt\": \"y\", \"answer\": \"no\"}\n");
+    let p = write_file(
+        dir.path(),
+        "cmd.jsonl",
+        "{\"prompt\": \"x\", \"answer\": \"yes\"}\n{\"prompt\": \"y\", \"answer\": \"no\"}\n",
+    );
     let opts = TaskOptions {
         reward: "command".into(),
-        command: "while read -r line; do case \"$line\" in *'\"completion\":\"yes\"'*) echo 1;; *) echo 0;; esac; done".into(),
+        command: "while read -r line; do case \"$line\" in *'\"completion\":\"yes\"'*) echo 1;; *) echo 0;; esac; done"
+            .into(),
         test_fraction: 0.0,
         ..TaskOptions::default()
     };
@@ -423,7 +443,8 @@ fn mc_generation_scoring() {
     let mc: multiple_choice::McItem = serde_json::from_str(&it.answer).unwrap();
     let letter = (b'A' + mc.answer as u8) as char;
     let wrong = (b'A' + ((mc.answer + 1) % 4) as u8) as char;
-    let r = task.rewards(&[it, it, it], &[format!("{letter}"), format!("The answer is ({wrong})."), "".into()]).unwrap();
+    let r =
+        task.rewards(&[it, it, it], &[format!("{letter}"), format!("The answer is ({wrong})."), "".into()]).unwrap();
     assert_eq!(r.iter().map(|r| r.correct).collect::<Vec<_>>(), vec![true, false, false]);
     assert_eq!(parse_choice("answer is b", &mc.choices), Some(1));
 }
@@ -438,7 +459,12 @@ fn options_and_scores_serialise() {
     let text = toml::to_string(&TaskOptions::default()).unwrap();
     assert_eq!(toml::from_str::<TaskOptions>(&text).unwrap(), TaskOptions::default());
 
-    let s = TaskScore { task: "kl".into(), accuracy: f64::NAN, mean_reward: 0.5, metrics: [("kl".to_string(), 0.01)].into() };
+    let s = TaskScore {
+        task: "kl".into(),
+        accuracy: f64::NAN,
+        mean_reward: 0.5,
+        metrics: [("kl".to_string(), 0.01)].into(),
+    };
     let json = serde_json::to_string(&s).unwrap();
     assert!(json.contains("\"accuracy\":null"), "{json}");
     let back: TaskScore = serde_json::from_str(&json).unwrap();

@@ -49,7 +49,12 @@ fn loglik_picks_the_right_choice_on_known_items() {
     let lls = choice_logliks(&model, &params, &items).unwrap();
     for (it, ll) in items.iter().zip(&lls) {
         let best = ll.iter().enumerate().fold(0, |b, (j, &v)| if v > ll[b] { j } else { b });
-        eprintln!("{:<45} {:?} -> {}", it.question, ll.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>(), it.choices[best]);
+        eprintln!(
+            "{:<45} {:?} -> {}",
+            it.question,
+            ll.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>(),
+            it.choices[best]
+        );
         assert_eq!(best, it.answer, "{}: log-likelihoods {ll:?}", it.question);
         assert!(ll.iter().all(|v| v.is_finite() && *v < 0.0));
     }
@@ -84,7 +89,10 @@ fn arith_rewards_and_kl_probe_on_the_base_model() {
     assert_eq!(r.len(), 8);
     assert!(r.iter().all(|r| r.value.is_finite() && (0.0..=1.1 + 1e-6).contains(&r.value)));
     let s = evaluate_target(&model, &params, task.as_ref()).unwrap();
-    eprintln!("arith base: accuracy {:.3}, mean reward {:.3} on {} items", s.accuracy, s.mean_reward, s.metrics["items"]);
+    eprintln!(
+        "arith base: accuracy {:.3}, mean reward {:.3} on {} items",
+        s.accuracy, s.mean_reward, s.metrics["items"]
+    );
 
     let mut kl = prior_task("kl", &TaskOptions { kl_prompts: 4, kl_tokens: 8, ..TaskOptions::default() }).unwrap();
     kl.prepare(&model, &params).unwrap();

@@ -107,7 +107,8 @@ fn tokenizer_matches_transformers_exactly() {
             mismatches.push(format!("decode {:?}: expected {:?}, got {:?}", c.ids, c.decoded, decoded));
         }
         if skipped != c.decoded_skip_special {
-            mismatches.push(format!("decode(skip) {:?}: expected {:?}, got {:?}", c.ids, c.decoded_skip_special, skipped));
+            mismatches
+                .push(format!("decode(skip) {:?}: expected {:?}, got {:?}", c.ids, c.decoded_skip_special, skipped));
         }
     }
     for c in &g.chats {

@@ -8,7 +8,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
         BenchWhich::Generate { model } => {
             let (m, theta) = evotune::model::load(&model).with_context(|| format!("loading model {model}"))?;
-            let report = evotune::model::bench::bench_generate(&m.llama, &theta, &evotune::model::bench::BenchOptions::default())?;
+            let report = evotune::model::bench::bench_generate(
+                &m.llama,
+                &theta,
+                &evotune::model::bench::BenchOptions::default(),
+            )?;
             println!("{report}");
         }
         BenchWhich::Es { dim, population } => {

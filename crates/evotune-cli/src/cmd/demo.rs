@@ -45,9 +45,13 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             ..Default::default()
         };
         let cfg = partial.clone().resolve()?;
-        eprintln!("\n== run {name}: {} iterations, N = {}, σ = {}, α = {}, AWD {:?} ==", cfg.iterations, cfg.population, cfg.sigma, cfg.alpha, cfg.awd);
+        eprintln!(
+            "\n== run {name}: {} iterations, N = {}, σ = {}, α = {}, AWD {:?} ==",
+            cfg.iterations, cfg.population, cfg.sigma, cfg.alpha, cfg.awd
+        );
         let start = if out.join("config.toml").exists() { Start::Resume { given: partial } } else { Start::New };
-        let summary = train(cfg, start, &mut Terminal::new(false)).with_context(|| format!("demo run {}", out.display()))?;
+        let summary =
+            train(cfg, start, &mut Terminal::new(false)).with_context(|| format!("demo run {}", out.display()))?;
         if let (Some(f), Some(l)) = (&summary.first_eval, &summary.last_eval) {
             eprintln!("first {}\nlast  {}", eval_summary(f), eval_summary(l));
         }

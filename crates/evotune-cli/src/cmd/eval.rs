@@ -32,7 +32,13 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         })?
         .with_context(|| format!("evaluating {spec}"))?;
         let extra: Vec<String> = score.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        println!("{}: accuracy {:.1}%  mean reward {:.4}  {}", score.task, 100.0 * score.accuracy, score.mean_reward, extra.join("  "));
+        println!(
+            "{}: accuracy {:.1}%  mean reward {:.4}  {}",
+            score.task,
+            100.0 * score.accuracy,
+            score.mean_reward,
+            extra.join("  ")
+        );
     }
     Ok(())
 }

@@ -24,7 +24,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             let mut out = Vec::new();
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let pl: PromptLine = serde_json::from_str(line).with_context(|| format!("{}:{}: not a {{\"prompt\": …}} line", file.display(), i + 1))?;
+                let pl: PromptLine = serde_json::from_str(line)
+                    .with_context(|| format!("{}:{}: not a {{\"prompt\": …}} line", file.display(), i + 1))?;
                 out.push(to_prompt(pl.prompt, pl.system.or_else(|| a.system.clone()), a.raw));
             }
             out
@@ -41,7 +42,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     } else {
         Sampling::Greedy
     };
-    let opts = GenerateOptions { max_new_tokens: a.max_new_tokens, sampling, stop_tokens: model.tokenizer.stop_tokens.clone() };
+    let opts = GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        sampling,
+        stop_tokens: model.tokenizer.stop_tokens.clone(),
+    };
     let outputs = with_threads(a.threads, || generate(&model.llama, &theta, &ids, &opts))??;
     let texts: Vec<String> = outputs.iter().map(|o| model.tokenizer.decode(o, true)).collect::<Result<_, _>>()?;
 

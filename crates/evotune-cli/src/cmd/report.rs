@@ -11,8 +11,11 @@ use plotters::prelude::*;
 use crate::args::ReportArgs;
 
 pub fn run(a: ReportArgs) -> anyhow::Result<()> {
-    let runs: Vec<RunSeries> =
-        a.runs.iter().map(|r| RunSeries::read(r).with_context(|| format!("reading run {}", r.display()))).collect::<Result<_, _>>()?;
+    let runs: Vec<RunSeries> = a
+        .runs
+        .iter()
+        .map(|r| RunSeries::read(r).with_context(|| format!("reading run {}", r.display())))
+        .collect::<Result<_, _>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let written = write_report(&runs, &a.out)?;
     for w in &written {
@@ -24,8 +27,13 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
 /// Writes every plot and the summary; returns the paths written.
 pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String>> {
     let mut written = Vec::new();
-    let mut plot = |file: &str, title: &str, y: &str, pick: &dyn Fn(&RunSeries) -> Option<Series>| -> anyhow::Result<()> {
-        let lines: Vec<(String, Series)> = runs.iter().filter_map(|r| pick(r).map(|s| (r.label.clone(), s))).filter(|(_, s)| !s.is_empty()).collect();
+    let mut plot = |file: &str,
+                    title: &str,
+                    y: &str,
+                    pick: &dyn Fn(&RunSeries) -> Option<Series>|
+     -> anyhow::Result<()> {
+        let lines: Vec<(String, Series)> =
+            runs.iter().filter_map(|r| pick(r).map(|s| (r.label.clone(), s))).filter(|(_, s)| !s.is_empty()).collect();
         if lines.is_empty() {
             return Ok(());
         }
@@ -35,16 +43,22 @@ pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String
         Ok(())
     };
     let target = runs.first().map(|r| r.target_task.clone()).unwrap_or_default();
-    plot("target_reward.png", &format!("{target}: population mean reward"), "reward", &|r| Some(r.reward_mean.clone()))?;
+    plot("target_reward.png", &format!("{target}: population mean reward"), "reward", &|r| {
+        Some(r.reward_mean.clone())
+    })?;
     plot("target_accuracy.png", &format!("{target}: test accuracy"), "accuracy", &|r| Some(r.target_accuracy.clone()))?;
     plot("drift.png", "‖θ − θ0‖₂", "L2 norm", &|r| Some(r.drift.clone()))?;
     let priors: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_accuracy.keys().cloned()).collect();
     for p in &priors {
-        plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| r.prior_accuracy.get(p).cloned())?;
+        plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| {
+            r.prior_accuracy.get(p).cloned()
+        })?;
     }
     let metrics: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_metrics.keys().cloned()).collect();
     for m in &metrics {
-        plot(&format!("metric_{}.png", sanitize(m)), &format!("prior {m}"), m.rsplit('/').next().unwrap_or(m), &|r| r.prior_metrics.get(m).cloned())?;
+        plot(&format!("metric_{}.png", sanitize(m)), &format!("prior {m}"), m.rsplit('/').next().unwrap_or(m), &|r| {
+            r.prior_metrics.get(m).cloned()
+        })?;
     }
     let md = out.join("summary.md");
     let mut text = String::from("# evotune report\n\n");
@@ -54,7 +68,13 @@ pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String
     text.push('\n');
     text.push_str(&summary_table(runs));
     text.push_str("\nPlots: ");
-    text.push_str(&written.iter().map(|w| Path::new(w).file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", "));
+    text.push_str(
+        &written
+            .iter()
+            .map(|w| Path::new(w).file_name().unwrap().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     text.push('\n');
     evotune::run::dir::write_atomic(&md, text.as_bytes())?;
     written.push(md.display().to_string());
@@ -93,7 +113,12 @@ fn line_chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Series)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
     root.present()?;
     Ok(())
 }

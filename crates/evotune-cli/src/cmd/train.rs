@@ -27,18 +27,25 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
                 anyhow::ensure!(out == &run, "--out {} differs from --resume {}", out.display(), run.display());
             }
             let cfg = PartialConfig { out: Some(run.clone()), ..given.clone() }.resolve()?;
-            train_with(cfg, Start::Resume { given }, progress, comm.as_ref()).with_context(|| format!("resuming {}", run.display()))?
+            train_with(cfg, Start::Resume { given }, progress, comm.as_ref())
+                .with_context(|| format!("resuming {}", run.display()))?
         }
         None => {
             let cfg = given.resolve()?;
             let out = cfg.out.clone();
-            train_with(cfg, Start::New, progress, comm.as_ref()).with_context(|| format!("training into {}", out.display()))?
+            train_with(cfg, Start::New, progress, comm.as_ref())
+                .with_context(|| format!("training into {}", out.display()))?
         }
     };
     if !comm.is_root() {
         return Ok(());
     }
-    println!("run: {} ({} iterations, θ checksum {:016x})", summary.dir.display(), summary.iterations, summary.checksum);
+    println!(
+        "run: {} ({} iterations, θ checksum {:016x})",
+        summary.dir.display(),
+        summary.iterations,
+        summary.checksum
+    );
     if let (Some(first), Some(last)) = (&summary.first_eval, &summary.last_eval) {
         println!("first {}", eval_summary(first));
         println!("last  {}", eval_summary(last));

@@ -47,7 +47,11 @@ pub struct EsBenchReport {
 
 impl std::fmt::Display for EsBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "ES engine, d = {}, N = {}, {} threads, noise level {}", self.d, self.population, self.threads, self.level)?;
+        writeln!(
+            f,
+            "ES engine, d = {}, N = {}, {} threads, noise level {}",
+            self.d, self.population, self.threads, self.level
+        )?;
         writeln!(f, "  noise generator   {:7.3} G normals/s (1 thread)", self.noise_gnps_1thread)?;
         writeln!(f, "  noise generator   {:7.3} G normals/s per CPU second (1 thread)", self.noise_gnps_1thread_cpu)?;
         writeln!(f, "  noise generator   {:7.3} G normals/s ({} threads)", self.noise_gnps_all, self.threads)?;
@@ -55,7 +59,11 @@ impl std::fmt::Display for EsBenchReport {
             writeln!(f, "    {level:<10} loop {g:7.3} G normals/s per CPU second (1 thread)")?;
         }
         writeln!(f, "  one noise pass    {:7.3} s  (θ + σε into a second arena)", self.noise_pass_s)?;
-        writeln!(f, "  one update        {:7.3} s  (N = {} members, fused; {:.3} CPU s)", self.update_s, self.population, self.update_cpu_s)?;
+        writeln!(
+            f,
+            "  one update        {:7.3} s  (N = {} members, fused; {:.3} CPU s)",
+            self.update_s, self.population, self.update_cpu_s
+        )?;
         write!(f, "  update / (N × noise pass) = {:.3}", self.update_vs_n_passes)
     }
 }
@@ -138,7 +146,9 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
     let levels = [Level::Portable, Level::Avx2, Level::Avx512];
     let noise_gnps_by_level = levels
         .iter()
-        .filter(|&&l| l == Level::Portable || (l == Level::Avx2 && noise::level() != Level::Portable) || l == noise::level())
+        .filter(|&&l| {
+            l == Level::Portable || (l == Level::Avx2 && noise::level() != Level::Portable) || l == noise::level()
+        })
         .map(|&l| {
             let keys = [1, 2, 3, 4];
             let mut buf = [0.0f32; 4096];

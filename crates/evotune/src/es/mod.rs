@@ -31,5 +31,8 @@ pub mod trajectory;
 pub mod update;
 
 pub use drift::Drift;
-pub use strategy::{Anchor, Awd, EsParams, EsState, Member, NoiseMode, NonFinitePolicy, Population, Shaping, StepRecord, Strategy, ThetaSource};
+pub use strategy::{
+    Anchor, Awd, EsParams, EsState, Member, NoiseMode, NonFinitePolicy, Population, Shaping, StepRecord, Strategy,
+    ThetaSource,
+};
 pub use trajectory::replay;

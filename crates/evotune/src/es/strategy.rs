@@ -232,7 +232,11 @@ impl Strategy {
         }
         let bad = |problem: String| Err(Error::BadStep { iteration: step.iteration, problem });
         if step.members.len() != self.params.population {
-            return bad(format!("{} members, but this run's population is {}", step.members.len(), self.params.population));
+            return bad(format!(
+                "{} members, but this run's population is {}",
+                step.members.len(),
+                self.params.population
+            ));
         }
         if step.members.len() != step.coefficients.len() {
             return bad(format!("{} members but {} coefficients", step.members.len(), step.coefficients.len()));
@@ -247,7 +251,15 @@ impl Strategy {
         let scale = self.params.alpha / self.params.population as f32;
         let rule = awd::Rule::new(self.params.awd, self.params.alpha);
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        update::update(&mut state.theta, &self.noise(step.iteration), &passes, scale, rule, &self.anchor, &mut scratch)?;
+        update::update(
+            &mut state.theta,
+            &self.noise(step.iteration),
+            &passes,
+            scale,
+            rule,
+            &self.anchor,
+            &mut scratch,
+        )?;
         state.iteration += 1;
         Ok(())
     }

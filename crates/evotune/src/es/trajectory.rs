@@ -41,7 +41,10 @@ pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
             return Err(Error::Trajectory {
                 path: path.to_path_buf(),
                 line: i + 1,
-                problem: format!("iteration {}, expected {expected} (records must be consecutive from 0)", record.iteration),
+                problem: format!(
+                    "iteration {}, expected {expected} (records must be consecutive from 0)",
+                    record.iteration
+                ),
             });
         }
         out.push(record);
@@ -112,7 +115,9 @@ pub mod lossless_f32s {
                     "NaN" => Ok(f32::NAN),
                     "inf" => Ok(f32::INFINITY),
                     "-inf" => Ok(f32::NEG_INFINITY),
-                    other => Err(serde::de::Error::custom(format!("reward `{other}`: expected a number, \"NaN\", \"inf\" or \"-inf\""))),
+                    other => Err(serde::de::Error::custom(format!(
+                        "reward `{other}`: expected a number, \"NaN\", \"inf\" or \"-inf\""
+                    ))),
                 },
             })
             .collect()

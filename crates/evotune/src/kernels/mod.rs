@@ -79,7 +79,10 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize)
 
 /// [`matmul`] at a given level (tests and benchmarks); falls back to portable if unsupported.
 pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
-    assert!(x.len() == b * k && w.len() == o * k && y.len() == b * o, "matmul: slice lengths do not match (b={b}, k={k}, o={o})");
+    assert!(
+        x.len() == b * k && w.len() == o * k && y.len() == b * o,
+        "matmul: slice lengths do not match (b={b}, k={k}, o={o})"
+    );
     if b == 0 || o == 0 {
         return;
     }

@@ -56,7 +56,12 @@ fn matmul_matches_reference_on_edge_shapes() {
                     let abs: f32 = (0..k).map(|ki| (x[bi * k + ki] * w[oi * k + ki]).abs()).sum();
                     let tol = k as f32 * f32::EPSILON * abs + 1e-30;
                     let d = (y[bi * o + oi] - yr[bi * o + oi]).abs();
-                    assert!(d <= tol, "{level:?} b={b} k={k} o={o} at ({bi},{oi}): {} vs {} (tol {tol})", y[bi * o + oi], yr[bi * o + oi]);
+                    assert!(
+                        d <= tol,
+                        "{level:?} b={b} k={k} o={o} at ({bi},{oi}): {} vs {} (tol {tol})",
+                        y[bi * o + oi],
+                        yr[bi * o + oi]
+                    );
                     worst = worst.max(d / tol.max(1e-30));
                 }
             }
@@ -99,7 +104,10 @@ fn matmul_rows_independent_of_batch_and_threads() {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![0.0; b * o];
                 pool.install(|| matmul_at(level, &x[..b * k], &w, &mut y, b, k, o));
-                assert!(y.iter().zip(&alone).all(|(p, q)| p.to_bits() == q.to_bits()), "{level:?} b={b} threads={threads}");
+                assert!(
+                    y.iter().zip(&alone).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{level:?} b={b} threads={threads}"
+                );
             }
         }
     }

@@ -111,7 +111,11 @@ impl std::fmt::Display for BenchReport {
             "generate benchmark: {}-token prompts, {} decode steps, {} threads, matmul {}",
             self.prompt_len, self.decode_steps, self.threads, self.simd
         )?;
-        writeln!(f, "{:<8} {:>5} {:>14} {:>14} {:>18} {:>18}", "engine", "batch", "prefill tok/s", "decode tok/s", "prefill tok/cpu-s", "decode tok/cpu-s")?;
+        writeln!(
+            f,
+            "{:<8} {:>5} {:>14} {:>14} {:>18} {:>18}",
+            "engine", "batch", "prefill tok/s", "decode tok/s", "prefill tok/cpu-s", "decode tok/cpu-s"
+        )?;
         let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
         for r in &self.rows {
             writeln!(
@@ -163,17 +167,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// One timed run of our engine: (prefill seconds, decode seconds).
 fn run_ours(llama: &Llama, params: &Params, ps: &[Vec<u32>], steps: usize) -> Result<(Timing, Timing)> {
-    let mut caches: Vec<_> = ps.iter().map(|p| crate::model::kv_cache::KvCache::with_capacity(&llama.config, p.len() + steps)).collect();
+    let mut caches: Vec<_> =
+        ps.iter().map(|p| crate::model::kv_cache::KvCache::with_capacity(&llama.config, p.len() + steps)).collect();
     let t0 = Timer::start();
     let logits = {
-        let mut seqs: Vec<SeqInput> = ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
+        let mut seqs: Vec<SeqInput> =
+            ps.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: 1 }).collect();
         llama.forward(params, &mut seqs)?
     };
     let prefill = t0.stop();
     let mut next: Vec<[u32; 1]> = (0..ps.len()).map(|i| [argmax(logits.row(i, 0))]).collect();
     let t1 = Timer::start();
     for _ in 0..steps {
-        let mut seqs: Vec<SeqInput> = next.iter().zip(caches.iter_mut()).map(|(t, c)| SeqInput { tokens: t, cache: c, logits: 1 }).collect();
+        let mut seqs: Vec<SeqInput> =
+            next.iter().zip(caches.iter_mut()).map(|(t, c)| SeqInput { tokens: t, cache: c, logits: 1 }).collect();
         let l = llama.forward(params, &mut seqs)?;
         next = (0..ps.len()).map(|i| [argmax(l.row(i, 0))]).collect();
     }

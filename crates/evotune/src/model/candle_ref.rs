@@ -30,11 +30,16 @@ impl CandleLlama {
     /// are copied into candle tensors.
     pub fn new(config: &ModelConfig, params: &Params) -> Result<Self> {
         if config.qkv_bias {
-            return Err(Error::CandleRef { problem: "candle's llama has no q/k/v bias (qwen2 is not supported here)".into() });
+            return Err(Error::CandleRef {
+                problem: "candle's llama has no q/k/v bias (qwen2 is not supported here)".into(),
+            });
         }
         if config.head_dim * config.heads != config.hidden {
             return Err(Error::CandleRef {
-                problem: format!("candle's llama needs head_dim = hidden / heads, got {} ≠ {} / {}", config.head_dim, config.hidden, config.heads),
+                problem: format!(
+                    "candle's llama needs head_dim = hidden / heads, got {} ≠ {} / {}",
+                    config.head_dim, config.hidden, config.heads
+                ),
             });
         }
         // Validate names and shapes first: candle's loader unwraps per block.

@@ -61,7 +61,8 @@ impl ModelConfig {
         let ffn = positive("feed_forward_length")?;
         let layers = positive("block_count")?;
         let heads = positive("attention.head_count")?;
-        let kv_heads = if g.get(&key("attention.head_count_kv")).is_some() { positive("attention.head_count_kv")? } else { heads };
+        let kv_heads =
+            if g.get(&key("attention.head_count_kv")).is_some() { positive("attention.head_count_kv")? } else { heads };
         if heads % kv_heads != 0 {
             return Err(Error::BadMetadata {
                 path: g.path.clone(),
@@ -82,14 +83,21 @@ impl ModelConfig {
             hidden / heads
         };
         if head_dim % 2 != 0 {
-            return Err(Error::BadMetadata { path: g.path.clone(), key: key("attention.key_length"), problem: format!("head dim {head_dim} is odd; RoPE needs pairs") });
+            return Err(Error::BadMetadata {
+                path: g.path.clone(),
+                key: key("attention.key_length"),
+                problem: format!("head dim {head_dim} is odd; RoPE needs pairs"),
+            });
         }
         for k in ["attention.value_length", "rope.dimension_count"] {
             if g.get(&key(k)).is_some() && g.get_usize(&key(k))? != head_dim {
                 return Err(Error::BadMetadata {
                     path: g.path.clone(),
                     key: key(k),
-                    problem: format!("{}, expected the head dim {head_dim} (partial RoPE / distinct V size are not supported)", g.get_usize(&key(k))?),
+                    problem: format!(
+                        "{}, expected the head dim {head_dim} (partial RoPE / distinct V size are not supported)",
+                        g.get_usize(&key(k))?
+                    ),
                 });
             }
         }
@@ -106,14 +114,23 @@ impl ModelConfig {
         if let Some(v) = g.get(&key("rope.scaling.type")) {
             let t = g.get_str(&key("rope.scaling.type"))?;
             if t != "none" {
-                return Err(Error::BadMetadata { path: g.path.clone(), key: key("rope.scaling.type"), problem: format!("{v:?}: RoPE scaling is not supported") });
+                return Err(Error::BadMetadata {
+                    path: g.path.clone(),
+                    key: key("rope.scaling.type"),
+                    problem: format!("{v:?}: RoPE scaling is not supported"),
+                });
             }
         }
         let context = positive("context_length")?;
-        let rope_theta = if g.get(&key("rope.freq_base")).is_some() { g.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
+        let rope_theta =
+            if g.get(&key("rope.freq_base")).is_some() { g.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
         let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
         if !(rope_theta.is_finite() && rope_theta > 0.0) {
-            return Err(Error::BadMetadata { path: g.path.clone(), key: key("rope.freq_base"), problem: format!("{rope_theta}, expected a positive number") });
+            return Err(Error::BadMetadata {
+                path: g.path.clone(),
+                key: key("rope.freq_base"),
+                problem: format!("{rope_theta}, expected a positive number"),
+            });
         }
         if !(rms_eps.is_finite() && rms_eps > 0.0) {
             return Err(Error::BadMetadata {
@@ -125,7 +142,9 @@ impl ModelConfig {
         let vocab = if g.get("tokenizer.ggml.tokens").is_some() {
             g.get_array("tokenizer.ggml.tokens")?.len()
         } else {
-            let embd = g.tensor("token_embd.weight").ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: "token_embd.weight".into() })?;
+            let embd = g
+                .tensor("token_embd.weight")
+                .ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: "token_embd.weight".into() })?;
             embd.shape()[0]
         };
         Ok(ModelConfig {

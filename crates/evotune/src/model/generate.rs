@@ -18,7 +18,11 @@ use crate::model::{Llama, Params};
 pub enum Sampling {
     Greedy,
     /// Temperature + nucleus sampling, seeded per sequence (deterministic).
-    Sample { temperature: f32, top_p: f32, seed: u64 },
+    Sample {
+        temperature: f32,
+        top_p: f32,
+        seed: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -43,7 +47,11 @@ pub fn shared_prefix_len(prompts: &[Vec<u32>]) -> usize {
     for p in &prompts[1..] {
         n = n.min(first.iter().zip(p).take_while(|(a, b)| a == b).count());
     }
-    if n >= MIN_SHARED_PREFIX { n } else { 0 }
+    if n >= MIN_SHARED_PREFIX {
+        n
+    } else {
+        0
+    }
 }
 
 /// Generates continuations of every prompt in one batch. Returns the new tokens of each sequence

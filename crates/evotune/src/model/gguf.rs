@@ -201,9 +201,8 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, what: &str, min_bytes_each: usize) -> Result<usize> {
         let at = self.pos;
         let n = self.u64(what)?;
-        let fits = usize::try_from(n)
-            .ok()
-            .filter(|&n| n.checked_mul(min_bytes_each).is_some_and(|b| b <= self.remaining()));
+        let fits =
+            usize::try_from(n).ok().filter(|&n| n.checked_mul(min_bytes_each).is_some_and(|b| b <= self.remaining()));
         fits.ok_or_else(|| {
             self.corrupt(format!(
                 "{what} at offset {at} is {n}, but only {} bytes remain in the file",
@@ -360,7 +359,9 @@ impl GgufFile {
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .filter(|&n| n <= bytes.len().saturating_mul(8))
-                .ok_or_else(|| c.corrupt(format!("tensor `{name}`: dims {dims:?} are absurd for a {}-byte file", bytes.len())))?;
+                .ok_or_else(|| {
+                    c.corrupt(format!("tensor `{name}`: dims {dims:?} are absurd for a {}-byte file", bytes.len()))
+                })?;
             let n_bytes = match ggml_type.block_layout() {
                 None => None,
                 Some((block, _)) => {
@@ -376,7 +377,9 @@ impl GgufFile {
             };
             let offset = usize::try_from(offset).unwrap_or(usize::MAX);
             if offset % alignment != 0 {
-                return Err(c.corrupt(format!("tensor `{name}`: data offset {offset} is not a multiple of the alignment {alignment}")));
+                return Err(c.corrupt(format!(
+                    "tensor `{name}`: data offset {offset} is not a multiple of the alignment {alignment}"
+                )));
             }
             if !names.insert(name.clone()) {
                 return Err(c.corrupt(format!("tensor `{name}` appears twice in the index")));

@@ -176,7 +176,8 @@ impl Llama {
             ids.extend([b.attn_norm, b.q, b.k, b.v, b.o, b.mlp_norm, b.gate, b.up, b.down]);
             ids.extend(b.qkv_bias.iter().flatten());
         }
-        let used = ids.into_iter().map(|id| (id, layout.info(id).name.clone(), layout.info(id).shape.clone())).collect();
+        let used =
+            ids.into_iter().map(|id| (id, layout.info(id).name.clone(), layout.info(id).shape.clone())).collect();
         Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freq, used })
     }
 
@@ -193,9 +194,18 @@ impl Llama {
             match l.tensors().get(*id) {
                 Some(t) if t.name == *name && t.shape == *shape => {}
                 Some(t) if t.name == *name => {
-                    return Err(Error::LayoutTensorShape { tensor: name.clone(), expected: shape.clone(), found: t.shape.clone() })
+                    return Err(Error::LayoutTensorShape {
+                        tensor: name.clone(),
+                        expected: shape.clone(),
+                        found: t.shape.clone(),
+                    })
                 }
-                _ => return Err(Error::LayoutMissingTensor { tensor: name.clone(), arch: self.config.architecture.clone() }),
+                _ => {
+                    return Err(Error::LayoutMissingTensor {
+                        tensor: name.clone(),
+                        arch: self.config.architecture.clone(),
+                    })
+                }
             }
         }
         Ok(())
@@ -360,7 +370,17 @@ impl Llama {
 /// for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv).
 /// q: (H·Dh); kc, vc: (≥n, Hkv·Dh); out: (H·Dh). This is the only op that mixes positions.
 #[allow(clippy::too_many_arguments)]
-fn attend(out: &mut [f32], q: &[f32], kc: &[f32], vc: &[f32], n: usize, h: usize, hkv: usize, dh: usize, scores: &mut Vec<f32>) {
+fn attend(
+    out: &mut [f32],
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    n: usize,
+    h: usize,
+    hkv: usize,
+    dh: usize,
+    scores: &mut Vec<f32>,
+) {
     let kvd = hkv * dh;
     let group = h / hkv;
     let scale = 1.0 / (dh as f32).sqrt();

@@ -112,16 +112,8 @@ pub fn load_gguf(path: &Path) -> Result<(Model, Params)> {
     let chat = ChatTemplate::from_gguf(path, metadata)?;
     let layout = theta0.layout().clone();
     let llama = Llama::new(config.clone(), &layout)?;
-    let model = Model {
-        path: path.to_path_buf(),
-        format: ModelFormat::Gguf,
-        config,
-        layout,
-        llama,
-        tokenizer,
-        chat,
-        theta0,
-    };
+    let model =
+        Model { path: path.to_path_buf(), format: ModelFormat::Gguf, config, layout, llama, tokenizer, chat, theta0 };
     Ok((model, params))
 }
 
@@ -150,16 +142,8 @@ pub fn load_hf_dir(dir: &Path) -> Result<(Model, Params)> {
     let chat = ChatTemplate::from_hf_dir(dir)?;
     let theta0 = Arc::new(Theta0 { layout: layout.clone(), source: Source::HfDir(SafetensorsShards::open(dir)?) });
     let llama = Llama::new(config.clone(), &layout)?;
-    let model = Model {
-        path: dir.to_path_buf(),
-        format: ModelFormat::HfDir,
-        config,
-        layout,
-        llama,
-        tokenizer,
-        chat,
-        theta0,
-    };
+    let model =
+        Model { path: dir.to_path_buf(), format: ModelFormat::HfDir, config, layout, llama, tokenizer, chat, theta0 };
     Ok((model, params))
 }
 
@@ -187,9 +171,8 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
     // Each tensor is checked as it is added, so a corrupt layer count fails at the first missing
     // tensor instead of planning billions of them.
     let mut add = |hf: String, gg: String, shape: Vec<usize>, unpermute_heads: Option<usize>| -> Result<()> {
-        let &i = index
-            .get(gg.as_str())
-            .ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: gg.clone() })?;
+        let &i =
+            index.get(gg.as_str()).ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: gg.clone() })?;
         let t = &g.tensors[i];
         if t.shape() != shape {
             return Err(Error::TensorShape { path: g.path.clone(), tensor: gg, expected: shape, found: t.shape() });
@@ -226,8 +209,14 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
     }
     if sources.len() != g.tensors.len() {
         let used: std::collections::HashSet<usize> = sources.iter().map(|s| s.index).collect();
-        let extra: Vec<&str> =
-            g.tensors.iter().enumerate().filter(|(i, _)| !used.contains(i)).map(|(_, t)| t.name.as_str()).take(5).collect();
+        let extra: Vec<&str> = g
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used.contains(i))
+            .map(|(_, t)| t.name.as_str())
+            .take(5)
+            .collect();
         return Err(Error::CorruptModel {
             path: g.path.clone(),
             problem: format!(
@@ -247,7 +236,10 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
 pub fn unpermute_rows(src: &[f32], dst: &mut [f32], heads: usize, cols: usize) {
     assert_eq!(src.len(), dst.len());
     let rows = src.len() / cols;
-    assert!(rows * cols == src.len() && rows.is_multiple_of(heads) && (rows / heads).is_multiple_of(2), "bad un-permute shape");
+    assert!(
+        rows * cols == src.len() && rows.is_multiple_of(heads) && (rows / heads).is_multiple_of(2),
+        "bad un-permute shape"
+    );
     let dh = rows / heads;
     let half = dh / 2;
     // (heads, Dh/2, 2, cols) → (heads, 2, Dh/2, cols)
@@ -314,11 +306,7 @@ impl Theta0 {
     /// The whole arena, tensors read in parallel (each tensor's values do not depend on the split).
     pub fn read_all(&self) -> Result<Params> {
         let mut params = Params::zeros(self.layout.clone());
-        params
-            .tensors_mut()
-            .into_par_iter()
-            .enumerate()
-            .try_for_each(|(id, (_, out))| self.read_tensor(id, out))?;
+        params.tensors_mut().into_par_iter().enumerate().try_for_each(|(id, (_, out))| self.read_tensor(id, out))?;
         Ok(params)
     }
 
@@ -406,7 +394,11 @@ impl SafetensorsShards {
             safetensors::Dtype::F16 => quant::GgmlType::F16,
             safetensors::Dtype::BF16 => quant::GgmlType::BF16,
             other => {
-                return Err(Error::UnsupportedTensorType { path: path.clone(), tensor: name.to_string(), found: format!("{other:?}") })
+                return Err(Error::UnsupportedTensorType {
+                    path: path.clone(),
+                    tensor: name.to_string(),
+                    found: format!("{other:?}"),
+                })
             }
         };
         quant::dequantize(ty, view.data(), out, path, name)
@@ -449,8 +441,16 @@ mod tests {
             ("b.weight", TensorView::new(Dtype::F16, vec![1, 2], &f16s).unwrap()),
         ];
         let shard2 = vec![("c.weight", TensorView::new(Dtype::BF16, vec![2], &bf16s).unwrap())];
-        std::fs::write(dir.path().join("model-00001-of-00002.safetensors"), safetensors::serialize(shard1, None).unwrap()).unwrap();
-        std::fs::write(dir.path().join("model-00002-of-00002.safetensors"), safetensors::serialize(shard2, None).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("model-00001-of-00002.safetensors"),
+            safetensors::serialize(shard1, None).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("model-00002-of-00002.safetensors"),
+            safetensors::serialize(shard2, None).unwrap(),
+        )
+        .unwrap();
         let shards = SafetensorsShards::open(dir.path()).unwrap();
         let mut out = [0.0f32; 3];
         shards.read("a.weight", &mut out).unwrap();

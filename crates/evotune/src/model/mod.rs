@@ -17,10 +17,10 @@ pub mod gguf_write;
 pub mod kv_cache;
 pub mod llama;
 pub mod loader;
+pub mod params;
 pub mod quant;
 pub mod safetensors;
 pub mod score;
-pub mod params;
 
 pub use config::ModelConfig;
 pub use generate::{GenerateOptions, Sampling};

@@ -112,10 +112,8 @@ impl Layout {
     pub fn push(&mut self, name: impl Into<String>, shape: Vec<usize>) -> usize {
         let name = name.into();
         let len = shape.iter().product();
-        let layer = name
-            .strip_prefix("model.layers.")
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|i| i.parse().ok());
+        let layer =
+            name.strip_prefix("model.layers.").and_then(|rest| rest.split('.').next()).and_then(|i| i.parse().ok());
         let kind = TensorKind::from_hf_name(&name);
         self.tensors.push(TensorInfo { name, shape, offset: self.total, len, layer, kind });
         self.total += len;

@@ -410,9 +410,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32], path: &Path, tenso
         _ => unreachable!("checked by is_dequantizable"),
     };
     let per_task = BLOCKS_PER_TASK * block;
-    out.par_chunks_mut(per_task)
-        .zip(data.par_chunks(BLOCKS_PER_TASK * block_bytes))
-        .for_each(|(y, b)| kernel(b, y));
+    out.par_chunks_mut(per_task).zip(data.par_chunks(BLOCKS_PER_TASK * block_bytes)).for_each(|(y, b)| kernel(b, y));
     Ok(())
 }
 

@@ -45,8 +45,10 @@ impl HfConfig {
     /// Reads and parses `path` (a `config.json`).
     pub fn read(path: &Path) -> Result<HfConfig> {
         let text = std::fs::read_to_string(path).with_path(path)?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::CorruptModel { path: path.to_path_buf(), problem: format!("config.json is not valid: {e}") })
+        serde_json::from_str(&text).map_err(|e| Error::CorruptModel {
+            path: path.to_path_buf(),
+            problem: format!("config.json is not valid: {e}"),
+        })
     }
 
     /// Fills in HF's defaults (LlamaConfig/Qwen2Config): `num_key_value_heads` = heads,
@@ -262,15 +264,15 @@ fn decode_into(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'
     const CHUNK: usize = 1 << 16;
     let dtype = view.dtype();
     out.par_chunks_mut(CHUNK).zip(bytes.par_chunks(CHUNK * width)).for_each(|(o, b)| match dtype {
-        Dtype::F32 => o.iter_mut().zip(b.chunks_exact(4)).for_each(|(x, c)| *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        Dtype::F16 => o
-            .iter_mut()
-            .zip(b.chunks_exact(2))
-            .for_each(|(x, c)| *x = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
-        _ => o
-            .iter_mut()
-            .zip(b.chunks_exact(2))
-            .for_each(|(x, c)| *x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        Dtype::F32 => {
+            o.iter_mut().zip(b.chunks_exact(4)).for_each(|(x, c)| *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        }
+        Dtype::F16 => {
+            o.iter_mut().zip(b.chunks_exact(2)).for_each(|(x, c)| *x = half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        }
+        _ => {
+            o.iter_mut().zip(b.chunks_exact(2)).for_each(|(x, c)| *x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+        }
     });
     Ok(())
 }
@@ -291,7 +293,10 @@ pub fn write(path: &Path, params: &Params, tied: bool) -> Result<()> {
         let end = offset + 4 * info.len;
         let name = serde_json::to_string(&info.name).expect("a string serialises");
         let shape: Vec<String> = info.shape.iter().map(|d| d.to_string()).collect();
-        header.push_str(&format!(r#",{name}:{{"dtype":"F32","shape":[{}],"data_offsets":[{offset},{end}]}}"#, shape.join(",")));
+        header.push_str(&format!(
+            r#",{name}:{{"dtype":"F32","shape":[{}],"data_offsets":[{offset},{end}]}}"#,
+            shape.join(",")
+        ));
         offset = end;
     }
     header.push('}');
@@ -331,9 +336,9 @@ pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) 
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))
-    })?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
     let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
@@ -558,7 +563,11 @@ mod tests {
                     let n: usize = shape.iter().product();
                     let bytes = (0..n)
                         .flat_map(|i| {
-                            if bf16 { half::bf16::from_f32(value(i)).to_le_bytes() } else { half::f16::from_f32(value(i)).to_le_bytes() }
+                            if bf16 {
+                                half::bf16::from_f32(value(i)).to_le_bytes()
+                            } else {
+                                half::f16::from_f32(value(i)).to_le_bytes()
+                            }
                         })
                         .collect();
                     (name.clone(), shape.clone(), bytes)

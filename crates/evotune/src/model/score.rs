@@ -12,7 +12,11 @@ use crate::model::{Llama, Params};
 
 /// Runs the teacher-forced forward of every pair with a non-empty continuation. Returns the logits
 /// and, per pair, its sequence index in them (`None` for an empty continuation).
-fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<(Logits, Vec<Option<usize>>)> {
+fn forward_pairs(
+    llama: &Llama,
+    params: &Params,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+) -> Result<(Logits, Vec<Option<usize>>)> {
     let max = llama.config.context;
     let mut inputs: Vec<Vec<u32>> = Vec::new();
     let mut index = Vec::with_capacity(pairs.len());

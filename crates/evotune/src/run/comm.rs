@@ -94,7 +94,14 @@ pub mod mpi {
             let total: usize = counts.iter().sum();
             let mut out = vec![0f32; total];
             let c: Vec<i32> = counts.iter().map(|&c| c as i32).collect();
-            let displs: Vec<i32> = c.iter().scan(0, |acc, &x| { let d = *acc; *acc += x; Some(d) }).collect();
+            let displs: Vec<i32> = c
+                .iter()
+                .scan(0, |acc, &x| {
+                    let d = *acc;
+                    *acc += x;
+                    Some(d)
+                })
+                .collect();
             let mut part = PartitionMut::new(&mut out[..], c, displs);
             self.world.all_gather_varcount_into(local, &mut part);
             out

@@ -121,8 +121,29 @@ impl PartialConfig {
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
-        take!(model, task, priors, population, sigma, alpha, iterations, seed, noise, mirrored, shaping, awd, awd_lambda,
-              nonfinite_reward, eval_every, prior_limit, checkpoint_every, threads, checksum_every, out, task_options);
+        take!(
+            model,
+            task,
+            priors,
+            population,
+            sigma,
+            alpha,
+            iterations,
+            seed,
+            noise,
+            mirrored,
+            shaping,
+            awd,
+            awd_lambda,
+            nonfinite_reward,
+            eval_every,
+            prior_limit,
+            checkpoint_every,
+            threads,
+            checksum_every,
+            out,
+            task_options
+        );
         self
     }
 
@@ -168,7 +189,10 @@ impl RunConfig {
             return Err(Self::bad("population", format!("{} (need at least 2 members)", self.population)));
         }
         if self.mirrored && self.population % 2 != 0 {
-            return Err(Self::bad("population", format!("{} is odd; mirrored sampling needs ± pairs", self.population)));
+            return Err(Self::bad(
+                "population",
+                format!("{} is odd; mirrored sampling needs ± pairs", self.population),
+            ));
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
             return Err(Self::bad("sigma", format!("{} (must be > 0)", self.sigma)));
@@ -180,7 +204,10 @@ impl RunConfig {
             return Err(Self::bad("awd_lambda", format!("{} (must be ≥ 0)", self.awd_lambda)));
         }
         if self.awd == AwdKind::L2 && self.alpha * self.awd_lambda >= 1.0 {
-            return Err(Self::bad("awd_lambda", format!("α·λ = {} ≥ 1 would flip the sign of θ−θ0", self.alpha * self.awd_lambda)));
+            return Err(Self::bad(
+                "awd_lambda",
+                format!("α·λ = {} ≥ 1 would flip the sign of θ−θ0", self.alpha * self.awd_lambda),
+            ));
         }
         Ok(())
     }
@@ -210,7 +237,8 @@ impl RunConfig {
     }
 
     /// Fields that may differ between a run and its resumption: they do not change the trajectory.
-    const RESUMABLE_CHANGES: &'static [&'static str] = &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every"];
+    const RESUMABLE_CHANGES: &'static [&'static str] =
+        &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every"];
 
     /// Compares a stored run config with the one given on resume; names every field that differs
     /// in a way that would change the trajectory.
@@ -228,7 +256,11 @@ impl RunConfig {
                 None => diffs.push(format!("{key}: not a setting of the stored run")),
             }
         }
-        if diffs.is_empty() { Ok(()) } else { Err(diffs) }
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(diffs)
+        }
     }
 }
 
@@ -257,9 +289,12 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_named() {
-        let e = PartialConfig { mirrored: Some(true), population: Some(5), ..Default::default() }.resolve().unwrap_err();
+        let e =
+            PartialConfig { mirrored: Some(true), population: Some(5), ..Default::default() }.resolve().unwrap_err();
         assert!(e.to_string().contains("population"), "{e}");
-        let e = PartialConfig { awd: Some(AwdKind::L2), awd_lambda: Some(5000.0), ..Default::default() }.resolve().unwrap_err();
+        let e = PartialConfig { awd: Some(AwdKind::L2), awd_lambda: Some(5000.0), ..Default::default() }
+            .resolve()
+            .unwrap_err();
         assert!(e.to_string().contains("awd_lambda"), "{e}");
     }
 

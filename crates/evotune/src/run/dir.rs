@@ -92,7 +92,8 @@ impl RunDir {
     /// Appends one line (serialised value + '\n') in a single write, then fsyncs.
     pub fn append_line<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let path = self.path(name);
-        let mut line = serde_json::to_string(value).map_err(|e| Error::RunDir { path: path.clone(), problem: e.to_string() })?;
+        let mut line =
+            serde_json::to_string(value).map_err(|e| Error::RunDir { path: path.clone(), problem: e.to_string() })?;
         line.push('\n');
         let mut f = OpenOptions::new().create(true).append(true).open(&path).with_path(&path)?;
         f.write_all(line.as_bytes()).with_path(&path)?;
@@ -113,7 +114,12 @@ impl RunDir {
             Some(i) => &text[..=i],
             None => "",
         };
-        Ok(complete.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l.to_string())).collect())
+        Ok(complete
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l.to_string()))
+            .collect())
     }
 
     /// Rewrites a log keeping only the lines `keep` accepts (atomically).

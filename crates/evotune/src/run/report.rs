@@ -33,7 +33,8 @@ impl RunSeries {
     pub fn read(run: &Path) -> Result<Self> {
         let dir = RunDir::open(run)?;
         let cfg = stored_config(&dir)?;
-        let name = run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.display().to_string());
+        let name =
+            run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.display().to_string());
         let awd = match cfg.awd {
             crate::run::AwdKind::None => "no AWD".to_string(),
             kind => format!("AWD-{:?} λ={}", kind, cfg.awd_lambda).to_lowercase(),

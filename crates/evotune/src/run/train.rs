@@ -85,8 +85,11 @@ pub fn read_records(dir: &RunDir) -> Result<Vec<StepRecord>> {
     let path = dir.path(dir::TRAJECTORY);
     let mut records: Vec<StepRecord> = Vec::new();
     for (line_no, line) in dir.read_lines(dir::TRAJECTORY)? {
-        let rec: StepRecord = serde_json::from_str(&line)
-            .map_err(|e| Error::Trajectory { path: path.clone(), line: line_no, problem: e.to_string() })?;
+        let rec: StepRecord = serde_json::from_str(&line).map_err(|e| Error::Trajectory {
+            path: path.clone(),
+            line: line_no,
+            problem: e.to_string(),
+        })?;
         if rec.iteration != records.len() as u64 {
             return Err(Error::Trajectory {
                 path: path.clone(),
@@ -101,11 +104,10 @@ pub fn read_records(dir: &RunDir) -> Result<Vec<StepRecord>> {
 
 /// The target task and its options as resolved for this run.
 pub fn build_target(cfg: &RunConfig) -> Result<(Box<dyn Task>, TaskOptions)> {
-    let opts: TaskOptions = cfg
-        .task_options
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| Error::Config { path: cfg.out.join(dir::CONFIG), problem: format!("task_options: {e}") })?;
+    let opts: TaskOptions = cfg.task_options.clone().try_into().map_err(|e: toml::de::Error| Error::Config {
+        path: cfg.out.join(dir::CONFIG),
+        problem: format!("task_options: {e}"),
+    })?;
     Ok((tasks::target_task(&cfg.task, &opts)?, opts))
 }
 
@@ -176,7 +178,9 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     if k0 > 0 && root {
         // Drop log lines past the replayed state (a kill between the two appends).
         dir.truncate_log(dir::TRAJECTORY, |_| true)?;
-        dir.truncate_log(dir::METRICS, |l| serde_json::from_str::<MetricsLine>(l).map(|m| m.iteration() <= k0).unwrap_or(false))?;
+        dir.truncate_log(dir::METRICS, |l| {
+            serde_json::from_str::<MetricsLine>(l).map(|m| m.iteration() <= k0).unwrap_or(false)
+        })?;
         progress.message(&format!("resumed {} at iteration {k0}", dir.root().display()));
     }
     let evaluated: Vec<u64> = dir
@@ -193,7 +197,8 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     let run_eval = |state: &EsState, progress: &mut dyn Progress| -> Result<EvalLine> {
         let t = Instant::now();
         let target = eval::evaluate_target(&model, &state.theta, task.as_ref())?;
-        let priors = priors.iter().map(|p| eval::evaluate_prior(&model, &state.theta, p)).collect::<Result<Vec<_>>>()?;
+        let priors =
+            priors.iter().map(|p| eval::evaluate_prior(&model, &state.theta, p)).collect::<Result<Vec<_>>>()?;
         let drift = drift(&state.theta, &drift_anchor, &mut Vec::new())?;
         let line = EvalLine { iteration: state.iteration, target, priors, drift, seconds: t.elapsed().as_secs_f64() };
         dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
@@ -203,7 +208,8 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     let is_eval_due = |k: u64| cfg.eval_every > 0 && root && is_due(cfg.eval_every, k, cfg.iterations);
 
     progress.start(&cfg, k0);
-    if cfg.eval_every > 0 && root && !evaluated.contains(&k0) && (k0 == 0 || is_due(cfg.eval_every, k0, cfg.iterations)) {
+    if cfg.eval_every > 0 && root && !evaluated.contains(&k0) && (k0 == 0 || is_due(cfg.eval_every, k0, cfg.iterations))
+    {
         let line = run_eval(&state, progress)?;
         first_eval.get_or_insert(line.clone());
         last_eval = Some(line);

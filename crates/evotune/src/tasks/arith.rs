@@ -57,7 +57,9 @@ impl Arith {
         let distinct = span * span * opts.arith_ops.len() as u128;
         let wanted = (opts.train_size + opts.test_size) as u128;
         if wanted > distinct {
-            return Err(bad(format!("{wanted} distinct questions wanted but the range and operations allow only {distinct}")));
+            return Err(bad(format!(
+                "{wanted} distinct questions wanted but the range and operations allow only {distinct}"
+            )));
         }
         let mut rng = Rng::new(opts.seed ^ 0xa817_0000);
         let mut seen = HashSet::new();
@@ -74,7 +76,12 @@ impl Arith {
             }
         }
         let test = all.split_off(opts.train_size);
-        Ok(Arith { train: all, test, max_new_tokens: opts.max_new_tokens_or(MAX_NEW_TOKENS), minibatch: opts.minibatch })
+        Ok(Arith {
+            train: all,
+            test,
+            max_new_tokens: opts.max_new_tokens_or(MAX_NEW_TOKENS),
+            minibatch: opts.minibatch,
+        })
     }
 }
 

@@ -95,10 +95,9 @@ impl CommandReward {
                     kill_group(pid);
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(self.err(format!(
-                        "did not finish within {:.1} s and was killed",
-                        self.timeout.as_secs_f64()
-                    )));
+                    return Err(
+                        self.err(format!("did not finish within {:.1} s and was killed", self.timeout.as_secs_f64()))
+                    );
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(2)),
                 Err(e) => return Err(self.err(format!("waiting for the program: {e}"))),

@@ -54,7 +54,10 @@ impl Conciseness {
         let items = |pairs: &[(&str, &str)]| -> Vec<Item> {
             pairs
                 .iter()
-                .map(|(q, a)| Item { prompt: Prompt::Chat { system: None, user: q.to_string() }, answer: a.to_string() })
+                .map(|(q, a)| Item {
+                    prompt: Prompt::Chat { system: None, user: q.to_string() },
+                    answer: a.to_string(),
+                })
                 .collect()
         };
         Conciseness {

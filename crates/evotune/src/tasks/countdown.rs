@@ -350,7 +350,12 @@ impl Countdown {
             }
         }
         let test = all.split_off(opts.train_size);
-        Countdown { train: all, test, max_new_tokens: opts.max_new_tokens_or(MAX_NEW_TOKENS), minibatch: opts.minibatch }
+        Countdown {
+            train: all,
+            test,
+            max_new_tokens: opts.max_new_tokens_or(MAX_NEW_TOKENS),
+            minibatch: opts.minibatch,
+        }
     }
 }
 

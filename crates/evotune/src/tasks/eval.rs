@@ -67,9 +67,19 @@ pub fn encode_continuation(model: &Model, text: &str) -> Result<Vec<u32>> {
 }
 
 /// Greedy completions of `prompts` (each followed by `prefix`), decoded without special tokens.
-pub fn complete(model: &Model, params: &Params, prompts: &[&Prompt], prefix: &str, max_new_tokens: usize) -> Result<Vec<String>> {
+pub fn complete(
+    model: &Model,
+    params: &Params,
+    prompts: &[&Prompt],
+    prefix: &str,
+    max_new_tokens: usize,
+) -> Result<Vec<String>> {
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| encode_prompt(model, p, prefix)).collect::<Result<_>>()?;
-    let opts = GenerateOptions { max_new_tokens, sampling: Sampling::Greedy, stop_tokens: model.tokenizer.stop_tokens.clone() };
+    let opts = GenerateOptions {
+        max_new_tokens,
+        sampling: Sampling::Greedy,
+        stop_tokens: model.tokenizer.stop_tokens.clone(),
+    };
     let out = generate(&model.llama, params, &ids, &opts)?;
     out.iter().map(|t| model.tokenizer.decode(t, true)).collect()
 }
@@ -134,7 +144,9 @@ pub fn choice_logliks(model: &Model, params: &Params, items: &[McItem]) -> Resul
     let mut it = logps.into_iter();
     Ok(items
         .iter()
-        .map(|item| item.choices.iter().map(|_| it.next().unwrap_or_default().iter().map(|&v| v as f64).sum()).collect())
+        .map(|item| {
+            item.choices.iter().map(|_| it.next().unwrap_or_default().iter().map(|&v| v as f64).sum()).collect()
+        })
         .collect())
 }
 

@@ -26,7 +26,9 @@ pub(crate) fn parse_object(path: &Path, line: usize, text: &str) -> Result<serde
             field: "(line)",
             problem: format!("expected a JSON object, found {}", json_kind(&other)),
         }),
-        Err(e) => Err(Error::BadTaskLine { path: path.into(), line, field: "(line)", problem: format!("invalid JSON: {e}") }),
+        Err(e) => {
+            Err(Error::BadTaskLine { path: path.into(), line, field: "(line)", problem: format!("invalid JSON: {e}") })
+        }
     }
 }
 
@@ -51,13 +53,19 @@ pub(crate) fn string_field(
 ) -> Result<String> {
     match obj.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(Error::BadTaskLine { path: path.into(), line, field, problem: "is empty".into() }),
+        Some(Value::String(_)) => {
+            Err(Error::BadTaskLine { path: path.into(), line, field, problem: "is empty".into() })
+        }
         Some(Value::Number(n)) if numbers_ok => Ok(n.to_string()),
         Some(other) => Err(Error::BadTaskLine {
             path: path.into(),
             line,
             field,
-            problem: format!("expected a string{}, found {}", if numbers_ok { " or a number" } else { "" }, json_kind(other)),
+            problem: format!(
+                "expected a string{}, found {}",
+                if numbers_ok { " or a number" } else { "" },
+                json_kind(other)
+            ),
         }),
         None => Err(Error::BadTaskLine { path: path.into(), line, field, problem: "is missing".into() }),
     }
@@ -163,7 +171,6 @@ impl JsonlTask {
     pub fn reward_kind(&self) -> &RewardKind {
         &self.kind
     }
-
 }
 
 impl Task for JsonlTask {

@@ -73,7 +73,10 @@ impl KlProbe {
         if prompts.is_empty() || tokens == 0 {
             return Err(Error::Task {
                 task: name.into(),
-                problem: format!("KL probe needs prompts and tokens > 0 (got {} prompts, {tokens} tokens)", prompts.len()),
+                problem: format!(
+                    "KL probe needs prompts and tokens > 0 (got {} prompts, {tokens} tokens)",
+                    prompts.len()
+                ),
             });
         }
         let sampling = if sample { Sampling::Sample { temperature: 1.0, top_p: 1.0, seed } } else { Sampling::Greedy };
@@ -91,7 +94,8 @@ impl KlProbe {
     /// Samples the continuations from the base weights `theta0` and caches their
     /// log-distributions. Must run once before [`KlProbe::kl`].
     pub fn prepare(&mut self, model: &Model, theta0: &Params) -> Result<()> {
-        let prompt_ids: Vec<Vec<u32>> = self.prompts.iter().map(|p| encode_prompt(model, p, "")).collect::<Result<_>>()?;
+        let prompt_ids: Vec<Vec<u32>> =
+            self.prompts.iter().map(|p| encode_prompt(model, p, "")).collect::<Result<_>>()?;
         let opts = GenerateOptions {
             max_new_tokens: self.tokens,
             sampling: self.sampling.clone(),

@@ -67,10 +67,15 @@ pub fn parse_items(path: &Path, text: &str) -> Result<Vec<McItem>> {
                 .map(|(i, v)| match v {
                     Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
                     Value::Number(n) => Ok(n.to_string()),
-                    other => Err(bad("choices", format!("choice {i} should be a non-empty string, found {}", json_kind(other)))),
+                    other => Err(bad(
+                        "choices",
+                        format!("choice {i} should be a non-empty string, found {}", json_kind(other)),
+                    )),
                 })
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(bad("choices", format!("expected an array of strings, found {}", json_kind(other)))),
+            Some(other) => {
+                return Err(bad("choices", format!("expected an array of strings, found {}", json_kind(other))))
+            }
             None => return Err(bad("choices", "is missing".into())),
         };
         if choices.len() < 2 || choices.len() > LETTERS.len() {
@@ -93,7 +98,9 @@ pub fn parse_items(path: &Path, text: &str) -> Result<Vec<McItem>> {
                     }
                 }
             }
-            Some(other) => return Err(bad("answer", format!("expected an index or a letter, found {}", json_kind(other)))),
+            Some(other) => {
+                return Err(bad("answer", format!("expected an index or a letter, found {}", json_kind(other))))
+            }
             None => return Err(bad("answer", "is missing".into())),
         };
         let system = optional_string(path, line, &obj, "system")?;
@@ -124,7 +131,8 @@ pub fn loglik_stats(items: &[McItem], lls: &[Vec<f64>]) -> LoglikStats {
         if best == item.answer {
             correct += 1;
         }
-        let other = ll.iter().enumerate().filter(|&(j, _)| j != item.answer).map(|(_, &v)| v).fold(f64::NEG_INFINITY, f64::max);
+        let other =
+            ll.iter().enumerate().filter(|&(j, _)| j != item.answer).map(|(_, &v)| v).fold(f64::NEG_INFINITY, f64::max);
         margin += ll[item.answer] - other;
         answer_lp += ll[item.answer];
     }

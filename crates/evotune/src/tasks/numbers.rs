@@ -19,14 +19,15 @@ pub fn find_numbers(text: &str) -> Vec<Found> {
     let mut i = 0;
     while i < b.len() {
         let sign_ok = |j: usize| j == 0 || !(b[j - 1].is_ascii_alphanumeric());
-        let (start, digits_at) = if (b[i] == b'-' || b[i] == b'+') && i + 1 < b.len() && b[i + 1].is_ascii_digit() && sign_ok(i) {
-            (i, i + 1)
-        } else if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()) {
-            (i, i)
-        } else {
-            i += 1;
-            continue;
-        };
+        let (start, digits_at) =
+            if (b[i] == b'-' || b[i] == b'+') && i + 1 < b.len() && b[i + 1].is_ascii_digit() && sign_ok(i) {
+                (i, i + 1)
+            } else if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()) {
+                (i, i)
+            } else {
+                i += 1;
+                continue;
+            };
         let mut j = digits_at;
         let mut plain = String::new();
         loop {

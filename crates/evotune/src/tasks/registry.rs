@@ -95,7 +95,8 @@ pub fn prior_task(spec: &str, opts: &TaskOptions) -> Result<PriorTask> {
         Some((b, m @ ("gen" | "loglik"))) => (b, Some(m)),
         _ => (spec, None),
     };
-    let bad_mode = |m: &str| Error::Task { task: spec.into(), problem: format!("`:{m}` applies only to multiple-choice suites") };
+    let bad_mode =
+        |m: &str| Error::Task { task: spec.into(), problem: format!("`:{m}` applies only to multiple-choice suites") };
     if matches!(base, "countdown" | "arith" | "conciseness") {
         if let Some(m) = mode {
             return Err(bad_mode(m));

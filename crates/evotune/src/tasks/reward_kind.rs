@@ -27,9 +27,15 @@ pub enum RewardKind {
     Exact,
     Contains,
     /// `pattern` with `{answer}` replaced by the escaped answer; empty: the answer is the pattern.
-    Regex { pattern: String },
-    Numeric { tolerance: f64 },
-    Hash { tolerance: f64 },
+    Regex {
+        pattern: String,
+    },
+    Numeric {
+        tolerance: f64,
+    },
+    Hash {
+        tolerance: f64,
+    },
     Command(CommandReward),
 }
 
@@ -37,7 +43,10 @@ impl RewardKind {
     pub fn from_options(opts: &TaskOptions) -> Result<RewardKind> {
         let tolerance = opts.tolerance;
         if !(tolerance.is_finite() && tolerance >= 0.0) {
-            return Err(Error::Task { task: "reward".into(), problem: format!("`tolerance` must be ≥ 0, got {tolerance}") });
+            return Err(Error::Task {
+                task: "reward".into(),
+                problem: format!("`tolerance` must be ≥ 0, got {tolerance}"),
+            });
         }
         Ok(match opts.reward.as_str() {
             "exact" => RewardKind::Exact,
@@ -73,7 +82,11 @@ impl RewardKind {
             let records: Vec<CommandRecord<'_>> = items
                 .iter()
                 .zip(completions)
-                .map(|(item, c)| CommandRecord { prompt: prompt_text(&item.prompt), completion: c, answer: &item.answer })
+                .map(|(item, c)| CommandRecord {
+                    prompt: prompt_text(&item.prompt),
+                    completion: c,
+                    answer: &item.answer,
+                })
                 .collect();
             let values = cmd.run(&records)?;
             return Ok(values.into_iter().map(|v| Reward { value: v, correct: v > 0.0 }).collect());
@@ -97,7 +110,11 @@ impl RewardKind {
             RewardKind::Exact => plain(completion.trim() == answer.trim()),
             RewardKind::Contains => plain(completion.to_lowercase().contains(&answer.trim().to_lowercase())),
             RewardKind::Regex { pattern } => {
-                let pat = if pattern.is_empty() { answer.to_string() } else { pattern.replace("{answer}", &regex::escape(answer)) };
+                let pat = if pattern.is_empty() {
+                    answer.to_string()
+                } else {
+                    pattern.replace("{answer}", &regex::escape(answer))
+                };
                 let re = regex::Regex::new(&pat)
                     .map_err(|e| Error::Task { task: task.into(), problem: format!("regex `{pat}`: {e}") })?;
                 plain(re.is_match(completion))

@@ -24,7 +24,13 @@ pub fn split_coordinate(item: &Item, seed: u64) -> f64 {
 
 /// Splits `items` into (train, test) with about `test_fraction` of them in test, keeping file
 /// order within each side; then keeps at most `max_train` / `max_test` of each (0 = all).
-pub fn split_items(items: Vec<Item>, seed: u64, test_fraction: f64, max_train: usize, max_test: usize) -> (Vec<Item>, Vec<Item>) {
+pub fn split_items(
+    items: Vec<Item>,
+    seed: u64,
+    test_fraction: f64,
+    max_train: usize,
+    max_test: usize,
+) -> (Vec<Item>, Vec<Item>) {
     let (mut test, mut train): (Vec<Item>, Vec<Item>) =
         items.into_iter().partition(|item| split_coordinate(item, seed) < test_fraction);
     if max_train > 0 {

@@ -112,7 +112,9 @@ impl ChatTemplate {
         let bos = token("tokenizer.ggml.bos_token_id")?;
         let eos = token("tokenizer.ggml.eos_token_id")?;
         match meta.str_opt("tokenizer.chat_template")? {
-            Some(src) => ChatTemplate::new(src, bos, eos).map_err(|e| meta.bad("tokenizer.chat_template", e.to_string())),
+            Some(src) => {
+                ChatTemplate::new(src, bos, eos).map_err(|e| meta.bad("tokenizer.chat_template", e.to_string()))
+            }
             None => {
                 let mut t = ChatTemplate::chatml();
                 t.bos_token = bos;
@@ -130,24 +132,29 @@ impl ChatTemplate {
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg = read_json_opt(&cfg_path)?;
-        let special = |field: &str| {
-            cfg.as_ref().and_then(|c| c.get(field)).and_then(special_token_name).unwrap_or_default()
-        };
+        let special =
+            |field: &str| cfg.as_ref().and_then(|c| c.get(field)).and_then(special_token_name).unwrap_or_default();
         let (bos, eos) = (special("bos_token"), special("eos_token"));
         let bad = |path: PathBuf, problem: String| Error::Tokenizer { path, problem };
 
         let jinja_path = dir.join("chat_template.jinja");
         let source = match std::fs::read_to_string(&jinja_path) {
             Ok(s) => Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match cfg.as_ref().and_then(|c| c.get("chat_template")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match cfg
+                .as_ref()
+                .and_then(|c| c.get("chat_template"))
+            {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
                 Some(serde_json::Value::Array(list)) => {
-                    let named = |want: &str| {
-                        list.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some(want))
-                    };
+                    let named = |want: &str| list.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some(want));
                     let t = named("default").or(list.first()).and_then(|t| t.get("template")).and_then(|t| t.as_str());
-                    Some(t.ok_or_else(|| bad(cfg_path.clone(), "`chat_template` list has no `default` template".into()))?.to_string())
+                    Some(
+                        t.ok_or_else(|| {
+                            bad(cfg_path.clone(), "`chat_template` list has no `default` template".into())
+                        })?
+                        .to_string(),
+                    )
                 }
                 Some(_) => return Err(bad(cfg_path.clone(), "`chat_template` is neither a string nor a list".into())),
             },
@@ -243,7 +250,9 @@ fn python_json(v: &serde_json::Value, indent: Option<usize>, depth: usize) -> St
         serde_json::Value::Object(o) if !o.is_empty() => {
             let items: Vec<String> = o
                 .iter()
-                .map(|(k, x)| format!("{}: {}", serde_json::Value::String(k.clone()), python_json(x, indent, depth + 1)))
+                .map(|(k, x)| {
+                    format!("{}: {}", serde_json::Value::String(k.clone()), python_json(x, indent, depth + 1))
+                })
                 .collect();
             format!("{{{open_sep}{}{close_sep}}}", items.join(&item_sep))
         }
@@ -253,7 +262,12 @@ fn python_json(v: &serde_json::Value, indent: Option<usize>, depth: usize) -> St
 
 /// Python methods on strings, lists and dicts that HF chat templates call and minijinja lacks.
 /// Semantics follow Python's (`split()` without a separator splits on runs of whitespace, etc.).
-pub fn python_method(state: &State, value: &Value, method: &str, args: &[Value]) -> std::result::Result<Value, minijinja::Error> {
+pub fn python_method(
+    state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> std::result::Result<Value, minijinja::Error> {
     let unknown = || Err(minijinja::Error::from(ErrorKind::UnknownMethod));
     match value.kind() {
         ValueKind::String => {
@@ -410,7 +424,10 @@ mod tests {
              <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         let p = t.render_prompt(&Prompt::Chat { system: Some("Be brief.".into()), user: "Hi".into() }).unwrap();
-        assert_eq!(p, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            p,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
         assert_eq!(t.render_prompt(&Prompt::Raw("2+2=".into())).unwrap(), "2+2=");
     }
 
@@ -424,7 +441,8 @@ mod tests {
     #[test]
     fn trim_and_lstrip_blocks_like_transformers() {
         // With trim_blocks/lstrip_blocks the block tags leave no newlines or indentation behind.
-        let src = "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}";
+        let src =
+            "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}";
         let t = ChatTemplate::new(src, "", "").unwrap();
         assert_eq!(t.render(&[Message::new("user", "a"), Message::new("user", "b")], false).unwrap(), "[a]\n[b]\n");
     }

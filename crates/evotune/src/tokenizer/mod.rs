@@ -45,7 +45,8 @@ const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Qwen2's split: as Llama 3 but every digit on its own.
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// llama.cpp's fallback (`default`) regex list, applied one after the other.
 const DEFAULT_REGEXES: [&str; 4] = [r"[\p{P}\$\+<=>\^~\|]+", GPT2_REGEX, r"\p{N}+", r"[0-9][0-9][0-9]"];
@@ -107,7 +108,8 @@ impl PreTokenizerKind {
                 PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_REGEX)?, byte_level(false)]))
             }
             PreTokenizerKind::Default => {
-                let mut steps = DEFAULT_REGEXES.iter().map(|re| split(re)).collect::<std::result::Result<Vec<_>, _>>()?;
+                let mut steps =
+                    DEFAULT_REGEXES.iter().map(|re| split(re)).collect::<std::result::Result<Vec<_>, _>>()?;
                 steps.push(byte_level(false));
                 PreTokenizerWrapper::Sequence(Sequence::new(steps))
             }
@@ -172,9 +174,9 @@ impl<'a> MetaReader<'a> {
     pub fn u64_opt(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => meta_as_u64(v).map(Some).ok_or_else(|| {
-                self.bad(key, format!("expected a non-negative integer, found {}", kind_name(v)))
-            }),
+            Some(v) => meta_as_u64(v)
+                .map(Some)
+                .ok_or_else(|| self.bad(key, format!("expected a non-negative integer, found {}", kind_name(v)))),
         }
     }
 
@@ -208,8 +210,9 @@ impl<'a> MetaReader<'a> {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    meta_as_i64(v)
-                        .ok_or_else(|| self.bad(key, format!("element {i}: expected an integer, found {}", kind_name(v))))
+                    meta_as_i64(v).ok_or_else(|| {
+                        self.bad(key, format!("element {i}: expected an integer, found {}", kind_name(v)))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
@@ -270,7 +273,9 @@ impl Tokenizer {
         if model != "gpt2" {
             return Err(meta.bad(
                 "tokenizer.ggml.model",
-                format!("`{model}` is not supported: only `gpt2` (byte-level BPE, as in Llama 3, SmolLM2 and Qwen2) is"),
+                format!(
+                    "`{model}` is not supported: only `gpt2` (byte-level BPE, as in Llama 3, SmolLM2 and Qwen2) is"
+                ),
             ));
         }
         let pre_name = meta.str_opt("tokenizer.ggml.pre")?.unwrap_or("default");
@@ -297,9 +302,9 @@ impl Tokenizer {
             .into_iter()
             .enumerate()
             .map(|(i, m)| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| meta.bad("tokenizer.ggml.merges", format!("merge {i} `{m}` is not two tokens separated by a space")))
+                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
+                    meta.bad("tokenizer.ggml.merges", format!("merge {i} `{m}` is not two tokens separated by a space"))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let bpe = BPE::builder()
@@ -341,10 +346,12 @@ impl Tokenizer {
             }
         };
         let bos = id("tokenizer.ggml.bos_token_id")?;
-        let eos = id("tokenizer.ggml.eos_token_id")?.ok_or_else(|| meta.bad("tokenizer.ggml.eos_token_id", "missing"))?;
+        let eos =
+            id("tokenizer.ggml.eos_token_id")?.ok_or_else(|| meta.bad("tokenizer.ggml.eos_token_id", "missing"))?;
         let eot = id("tokenizer.ggml.eot_token_id")?;
         // llama.cpp: the llama3 family adds BOS unless the file says otherwise; others do not.
-        let add_bos = meta.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(pre == PreTokenizerKind::Llama3) && bos.is_some();
+        let add_bos =
+            meta.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(pre == PreTokenizerKind::Llama3) && bos.is_some();
 
         let mut tok = Tokenizer { stop_tokens: Vec::new(), bos, eos, add_bos, inner, source: path.to_path_buf() };
         tok.stop_tokens = tok.collect_stop_tokens([Some(eos), eot].into_iter().flatten());
@@ -366,10 +373,9 @@ impl Tokenizer {
             let Some(name) = tok_cfg.as_ref().and_then(|c| special_token_name(c.get(field)?)) else {
                 return Ok(None);
             };
-            inner
-                .token_to_id(&name)
-                .map(Some)
-                .ok_or_else(|| err(format!("tokenizer_config.json `{field}` is `{name}`, which is not in the vocabulary")))
+            inner.token_to_id(&name).map(Some).ok_or_else(|| {
+                err(format!("tokenizer_config.json `{field}` is `{name}`, which is not in the vocabulary"))
+            })
         };
         let ids_in = |cfg: &Option<serde_json::Value>, field: &str| -> Vec<u32> {
             match cfg.as_ref().and_then(|c| c.get(field)) {
@@ -399,7 +405,8 @@ impl Tokenizer {
                 _ => false,
             },
         };
-        let mut tok = Tokenizer { stop_tokens: Vec::new(), bos, eos, add_bos, inner, source: tokenizer_json.to_path_buf() };
+        let mut tok =
+            Tokenizer { stop_tokens: Vec::new(), bos, eos, add_bos, inner, source: tokenizer_json.to_path_buf() };
         tok.stop_tokens = tok.collect_stop_tokens(std::iter::once(eos).chain(gen_eos));
         Ok(tok)
     }
@@ -421,7 +428,8 @@ impl Tokenizer {
     /// (a chat template that writes `{{ bos_token }}` does not get two).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         // `encode_fast`: the same ids without computing character offsets.
-        let enc = self.inner.encode_fast(text, false).map_err(|e| self.err(format!("encoding {:?}: {e}", preview(text))))?;
+        let enc =
+            self.inner.encode_fast(text, false).map_err(|e| self.err(format!("encoding {:?}: {e}", preview(text))))?;
         let ids = enc.get_ids();
         match self.bos {
             Some(bos) if self.add_bos && ids.first() != Some(&bos) => {
@@ -519,7 +527,10 @@ mod tests {
         m.insert("tokenizer.ggml.model".into(), s("gpt2"));
         m.insert("tokenizer.ggml.pre".into(), s(pre));
         m.insert("tokenizer.ggml.tokens".into(), MetaValue::Array(tokens.iter().map(|t| s(t)).collect()));
-        m.insert("tokenizer.ggml.token_type".into(), MetaValue::Array(types.iter().map(|&t| MetaValue::I32(t)).collect()));
+        m.insert(
+            "tokenizer.ggml.token_type".into(),
+            MetaValue::Array(types.iter().map(|&t| MetaValue::I32(t)).collect()),
+        );
         m.insert("tokenizer.ggml.merges".into(), MetaValue::Array(merges.iter().map(|t| s(t)).collect()));
         m.insert("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(1));
         m.insert("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(0));

@@ -42,9 +42,12 @@ pub fn load_gguf(path: &std::path::Path) -> (ModelConfig, Params) {
         tied_embeddings: !content.tensor_infos.contains_key("output.weight"),
         qkv_bias: false,
     };
-    let mut names: Vec<(String, String, usize)> = vec![("token_embd.weight".into(), "model.embed_tokens.weight".into(), 0)];
+    let mut names: Vec<(String, String, usize)> =
+        vec![("token_embd.weight".into(), "model.embed_tokens.weight".into(), 0)];
     for i in 0..layers {
-        let b = |g: &str, h: &str, perm: usize| (format!("blk.{i}.{g}.weight"), format!("model.layers.{i}.{h}.weight"), perm);
+        let b = |g: &str, h: &str, perm: usize| {
+            (format!("blk.{i}.{g}.weight"), format!("model.layers.{i}.{h}.weight"), perm)
+        };
         names.push(b("attn_norm", "input_layernorm", 0));
         names.push(b("attn_q", "self_attn.q_proj", heads));
         names.push(b("attn_k", "self_attn.k_proj", kv_heads));
@@ -190,7 +193,8 @@ pub struct Golden {
 pub fn golden() -> Vec<Golden> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden_completions.json");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-    let ids = |x: &serde_json::Value| x.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect::<Vec<u32>>();
+    let ids =
+        |x: &serde_json::Value| x.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect::<Vec<u32>>();
     v["prompts"]
         .as_array()
         .unwrap()
