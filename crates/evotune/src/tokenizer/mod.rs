@@ -163,7 +163,7 @@ impl<'a> MetaReader<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(MetaValue::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.bad(key, format!("expected a string, found {}", kind_name(other)))),
+            Some(other) => Err(self.bad(key, format!("expected a string, found {}", other.type_name()))),
         }
     }
 
@@ -176,7 +176,7 @@ impl<'a> MetaReader<'a> {
             None => Ok(None),
             Some(v) => meta_as_u64(v)
                 .map(Some)
-                .ok_or_else(|| self.bad(key, format!("expected a non-negative integer, found {}", kind_name(v)))),
+                .ok_or_else(|| self.bad(key, format!("expected a non-negative integer, found {}", v.type_name()))),
         }
     }
 
@@ -184,7 +184,7 @@ impl<'a> MetaReader<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(MetaValue::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.bad(key, format!("expected a bool, found {}", kind_name(other)))),
+            Some(other) => Err(self.bad(key, format!("expected a bool, found {}", other.type_name()))),
         }
     }
 
@@ -196,10 +196,10 @@ impl<'a> MetaReader<'a> {
                 .enumerate()
                 .map(|(i, v)| match v {
                     MetaValue::String(s) => Ok(s.as_str()),
-                    other => Err(self.bad(key, format!("element {i}: expected a string, found {}", kind_name(other)))),
+                    other => Err(self.bad(key, format!("element {i}: expected a string, found {}", other.type_name()))),
                 })
                 .collect(),
-            Some(other) => Err(self.bad(key, format!("expected an array of strings, found {}", kind_name(other)))),
+            Some(other) => Err(self.bad(key, format!("expected an array of strings, found {}", other.type_name()))),
         }
     }
 
@@ -211,12 +211,12 @@ impl<'a> MetaReader<'a> {
                 .enumerate()
                 .map(|(i, v)| {
                     meta_as_i64(v).ok_or_else(|| {
-                        self.bad(key, format!("element {i}: expected an integer, found {}", kind_name(v)))
+                        self.bad(key, format!("element {i}: expected an integer, found {}", v.type_name()))
                     })
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
-            Some(other) => Err(self.bad(key, format!("expected an array of integers, found {}", kind_name(other)))),
+            Some(other) => Err(self.bad(key, format!("expected an array of integers, found {}", other.type_name()))),
         }
     }
 }
@@ -237,24 +237,6 @@ fn meta_as_i64(v: &MetaValue) -> Option<i64> {
 
 fn meta_as_u64(v: &MetaValue) -> Option<u64> {
     meta_as_i64(v).and_then(|x| u64::try_from(x).ok())
-}
-
-pub(crate) fn kind_name(v: &MetaValue) -> &'static str {
-    match v {
-        MetaValue::U8(_) => "u8",
-        MetaValue::I8(_) => "i8",
-        MetaValue::U16(_) => "u16",
-        MetaValue::I16(_) => "i16",
-        MetaValue::U32(_) => "u32",
-        MetaValue::I32(_) => "i32",
-        MetaValue::U64(_) => "u64",
-        MetaValue::I64(_) => "i64",
-        MetaValue::F32(_) => "f32",
-        MetaValue::F64(_) => "f64",
-        MetaValue::Bool(_) => "bool",
-        MetaValue::String(_) => "string",
-        MetaValue::Array(_) => "array",
-    }
 }
 
 /// llama.cpp token types (`tokenizer.ggml.token_type`).
