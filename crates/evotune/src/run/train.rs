@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::drift::drift;
 use crate::es::{Anchor, EsState, StepRecord, Strategy};
 use crate::model::{self, Params};
 use crate::run::comm::{self, Comm, SingleProcess};
@@ -164,10 +163,9 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         }
         p.prepare(&model, &theta0)?;
     }
-    // θ0 is re-derived tensor by tensor from the model file: AWD and drift need no f32 copy.
+    // θ0 is re-derived tensor by tensor from the model file: AWD and drift (both through the
+    // strategy's anchor and its reusable scratch) need no f32 copy.
     let anchor = Anchor::Source(model.theta0_source());
-    let drift_anchor = Anchor::Source(model.theta0_source());
-    let mut drift_scratch = Vec::new();
     let strategy = Strategy::new(cfg.es_params(), anchor)?;
 
     // --- θ_K: replay the logged steps (resume) ---
@@ -199,7 +197,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         let target = eval::evaluate_target(&model, &state.theta, task.as_ref())?;
         let priors =
             priors.iter().map(|p| eval::evaluate_prior(&model, &state.theta, p)).collect::<Result<Vec<_>>>()?;
-        let drift = drift(&state.theta, &drift_anchor, &mut Vec::new())?;
+        let drift = strategy.drift(&state.theta)?;
         let line = EvalLine { iteration: state.iteration, target, priors, drift, seconds: t.elapsed().as_secs_f64() };
         dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
         progress.eval(&line);
@@ -242,7 +240,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         }
         dir.append_line(dir::TRAJECTORY, &step)?;
 
-        let d = drift(&state.theta, &drift_anchor, &mut drift_scratch)?;
+        let d = strategy.drift(&state.theta)?;
         let (reward_mean, reward_std, reward_min, reward_max) = IterationLine::reward_stats(&rewards);
         let line = IterationLine {
             iteration: state.iteration,
