@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use evotune::es::{NoiseMode, NonFinitePolicy, Shaping};
+use evotune::run::config::PerturbationKind;
 use evotune::run::{AwdKind, PartialConfig};
 
 #[derive(Parser, Debug)]
@@ -116,6 +117,12 @@ pub struct SettingArgs {
     pub awd_lambda: Option<f32>,
     #[arg(long, value_enum)]
     pub nonfinite_reward: Option<NonFiniteArg>,
+    /// `full` (noise on every weight) or `lowrank` (σ/√r·A·Bᵀ per matrix, whole population in one batch).
+    #[arg(long)]
+    pub perturbation: Option<PerturbationKind>,
+    /// Rank r of the low-rank perturbation.
+    #[arg(long)]
+    pub rank: Option<usize>,
     /// Evaluate every k iterations (0 = no evaluation).
     #[arg(long)]
     pub eval_every: Option<u64>,
@@ -207,6 +214,8 @@ impl SettingArgs {
                 NonFiniteArg::Error => NonFinitePolicy::Error,
                 NonFiniteArg::Worst => NonFinitePolicy::Worst,
             }),
+            perturbation: self.perturbation,
+            rank: self.rank,
             eval_every: self.eval_every,
             prior_limit: self.prior_limit,
             checksum_every: self.checksum_every,

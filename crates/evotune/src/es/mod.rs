@@ -14,6 +14,7 @@
 //! - [`population`]: members and mirrored pairs; noise passes of the update.
 //! - [`shaping`]: z-score and centred rank, non-finite reward policy.
 //! - [`update`]: the fused perturb and update passes over θ.
+//! - [`lowrank`]: low-rank (EGGROLL) perturbations, evaluated as one batch.
 //! - [`awd`], [`anchor`]: decay toward θ0, and where θ0 comes from.
 //! - [`drift`]: ‖θ − θ0‖ total, per layer, per kind.
 //! - [`trajectory`]: JSON-lines log and bit-exact replay.
@@ -23,6 +24,7 @@ pub mod anchor;
 pub mod awd;
 pub mod bench;
 pub mod drift;
+pub mod lowrank;
 pub mod noise;
 pub mod population;
 pub mod shaping;
@@ -32,7 +34,7 @@ pub mod update;
 
 pub use drift::Drift;
 pub use strategy::{
-    Anchor, Awd, EsParams, EsState, Member, NoiseMode, NonFinitePolicy, Population, Shaping, StepRecord, Strategy,
-    ThetaSource,
+    Anchor, Awd, EsParams, EsState, Member, NoiseMode, NonFinitePolicy, Perturbation, Population, Shaping, StepRecord,
+    Strategy, ThetaSource,
 };
 pub use trajectory::replay;

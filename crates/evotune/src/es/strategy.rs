@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::es::drift::Drift;
+use crate::es::lowrank::{self, LowRankPopulation};
 use crate::es::noise::IterationNoise;
 use crate::es::{awd, drift, population, shaping, update};
 use crate::model::Params;
@@ -30,6 +31,28 @@ pub enum NoiseMode {
     Iid,
     /// Tensors of equal shape get equal noise (the reference code's behaviour; comparison only).
     SharedShape,
+}
+
+/// What a member's perturbation of a matrix is: full-rank ε, or σ/√r·A·Bᵀ (EGGROLL, see
+/// [`crate::es::lowrank`]). Vectors get full-rank noise in both modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Perturbation {
+    #[default]
+    Full,
+    LowRank {
+        rank: usize,
+    },
+}
+
+impl Perturbation {
+    /// The rank r in low-rank mode.
+    pub fn rank(self) -> Option<usize> {
+        match self {
+            Perturbation::Full => None,
+            Perturbation::LowRank { rank } => Some(rank),
+        }
+    }
 }
 
 /// Rewards → coefficients, see [`crate::es::shaping`].
@@ -74,6 +97,9 @@ pub struct EsParams {
     pub nonfinite: NonFinitePolicy,
     /// The run seed, part of every noise key.
     pub seed: u64,
+    /// Full-rank or low-rank perturbations of matrices.
+    #[serde(default)]
+    pub perturbation: Perturbation,
 }
 
 impl Default for EsParams {
@@ -89,6 +115,7 @@ impl Default for EsParams {
             noise: NoiseMode::Iid,
             nonfinite: NonFinitePolicy::Error,
             seed: 0,
+            perturbation: Perturbation::Full,
         }
     }
 }
@@ -162,6 +189,11 @@ impl Strategy {
             }
         }
         awd::check(params.awd, params.alpha)?;
+        if params.perturbation.rank() == Some(0) {
+            return Err(Error::EsConfig {
+                field: "rank", problem: "the low-rank perturbation needs rank ≥ 1".into()
+            });
+        }
         Ok(Strategy { params, anchor, scratch: Mutex::new(Vec::new()) })
     }
 
@@ -183,14 +215,27 @@ impl Strategy {
         population::members(self.params.population, self.params.mirrored, state.iteration)
     }
 
-    /// out = θ + σ·sign·ε_member (out's previous contents are overwritten; θ is only read).
-    /// If `out` has another layout it is replaced by an arena of θ's layout.
+    /// out = θ + σ·sign·ε_member, materialised (out's previous contents are overwritten; θ is
+    /// only read). In low-rank mode a matrix's ε is A·Bᵀ/√r. If `out` has another layout it is
+    /// replaced by an arena of θ's layout.
     pub fn perturb_into(&self, theta: &Params, iteration: u64, member: &Member, out: &mut Params) {
         if !std::sync::Arc::ptr_eq(out.layout(), theta.layout()) && **out.layout() != **theta.layout() {
             *out = Params::zeros(theta.layout().clone());
         }
-        let s = self.params.sigma * member.sign;
-        update::perturb(theta, &self.noise(iteration), member.noise_id, s, out);
+        let noise = self.noise(iteration);
+        match self.params.perturbation {
+            Perturbation::Full => update::perturb(theta, &noise, member.noise_id, self.params.sigma * member.sign, out),
+            Perturbation::LowRank { rank } => {
+                lowrank::perturb_dense(theta, &noise, member, self.params.sigma, rank, out)
+            }
+        }
+    }
+
+    /// The low-rank perturbations of `members` around θ, for one batched forward (group g =
+    /// `members[g]`); `None` in full-rank mode.
+    pub fn low_rank_population(&self, theta: &Params, iteration: u64, members: &[Member]) -> Option<LowRankPopulation> {
+        let rank = self.params.perturbation.rank()?;
+        Some(LowRankPopulation::new(theta, &self.noise(iteration), members, self.params.sigma, rank))
     }
 
     /// Shapes `rewards` (member order) into coefficients, builds the iteration's record and
@@ -255,6 +300,7 @@ impl Strategy {
             &mut state.theta,
             &self.noise(step.iteration),
             &passes,
+            self.params.perturbation.rank(),
             scale,
             rule,
             &self.anchor,

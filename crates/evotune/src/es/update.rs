@@ -8,6 +8,9 @@
 //! boundaries, so the result is bit-identical for any thread count: rayon only decides which
 //! thread computes a chunk, never the order of any sum.
 //!
+//! In low-rank mode (`rank = Some(r)`) a matrix's εₚ is Aₚ·Bₚᵀ/√r from its factors
+//! ([`crate::es::lowrank`]), accumulated row segment by row segment; other tensors keep εₚ.
+//!
 //! Passes are members grouped by noise id ([`crate::es::population::passes`]): a mirrored pair is
 //! one pass with coefficient c⁺ − c⁻, still divided by the full N.
 
@@ -16,6 +19,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::es::anchor::Anchor;
 use crate::es::awd::Rule;
+use crate::es::lowrank::{is_matrix, Factors};
 use crate::es::noise::{IterationNoise, NoiseKey};
 use crate::es::population::Pass;
 use crate::model::{Params, TensorInfo};
@@ -67,20 +71,51 @@ pub fn perturb(theta: &Params, noise: &IterationNoise, noise_id: u32, s: f32, ou
     });
 }
 
+/// Each tensor's noise passes: (factors, cₚ/√r) per pass for a low-rank matrix, `None` for a
+/// tensor whose noise is the plain stream εₚ.
+type LowRankPasses = Vec<Option<Vec<(Factors, f32)>>>;
+
+fn low_rank_passes(theta: &Params, noise: &IterationNoise, passes: &[Pass], rank: Option<usize>) -> LowRankPasses {
+    let Some(r) = rank else { return vec![None; theta.layout().len()] };
+    let c = 1.0 / (r as f32).sqrt();
+    theta
+        .layout()
+        .tensors()
+        .par_iter()
+        .enumerate()
+        .map(|(id, info)| {
+            is_matrix(info).then(|| {
+                passes
+                    .iter()
+                    .map(|p| {
+                        let key = noise.key(p.noise_id, id, &info.shape);
+                        (Factors::new(&key, info.shape[0], info.shape[1], r), p.coefficient * c)
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+}
+
 /// θ ← θ + scale·Σₚ cₚ·εₚ (scale = α/N), then the AWD `rule` toward θ0 (read from `anchor` only
 /// when the rule is not `None`). `scratch` holds one θ0 tensor when the anchor is a source.
+/// `rank` selects low-rank noise for matrices (see the module doc).
+#[allow(clippy::too_many_arguments)]
 pub fn update(
     theta: &mut Params,
     noise: &IterationNoise,
     passes: &[Pass],
+    rank: Option<usize>,
     scale: f32,
     rule: Rule,
     anchor: &Anchor,
     scratch: &mut Vec<f32>,
 ) -> Result<()> {
+    let lr = low_rank_passes(theta, noise, passes, rank);
+    let lr = &lr;
     match (rule, anchor) {
         (Rule::None, _) => {
-            chunks(theta, None).into_par_iter().for_each(|c| update_chunk(c, None, noise, passes, scale, rule));
+            chunks(theta, None).into_par_iter().for_each(|c| update_chunk(c, None, noise, passes, lr, scale, rule));
         }
         (_, Anchor::InMemory(theta0)) => {
             anchor.check_layout(theta.layout())?;
@@ -88,7 +123,7 @@ pub fn update(
             chunks(theta, None).into_par_iter().for_each(|c| {
                 let at = c.info.offset + c.start;
                 let t0 = &t0[at..at + c.data.len()];
-                update_chunk(c, Some(t0), noise, passes, scale, rule)
+                update_chunk(c, Some(t0), noise, passes, lr, scale, rule)
             });
         }
         (_, Anchor::Source(_)) => {
@@ -98,7 +133,7 @@ pub fn update(
                 let t0 = anchor.tensor(id, info.len, scratch)?;
                 chunks(theta, Some(id)).into_par_iter().for_each(|c| {
                     let t0 = &t0[c.start..c.start + c.data.len()];
-                    update_chunk(c, Some(t0), noise, passes, scale, rule)
+                    update_chunk(c, Some(t0), noise, passes, lr, scale, rule)
                 });
             }
         }
@@ -108,7 +143,16 @@ pub fn update(
 
 /// The fused kernel on one chunk: per block, acc = Σₚ cₚ·εₚ (f32, pass order), then
 /// θ ← decay(θ + scale·acc, θ0).
-fn update_chunk(c: Chunk<'_>, theta0: Option<&[f32]>, noise: &IterationNoise, passes: &[Pass], scale: f32, rule: Rule) {
+fn update_chunk(
+    c: Chunk<'_>,
+    theta0: Option<&[f32]>,
+    noise: &IterationNoise,
+    passes: &[Pass],
+    lr: &LowRankPasses,
+    scale: f32,
+    rule: Rule,
+) {
+    let factors = lr[c.id].as_deref();
     let keys: Vec<(NoiseKey, f32)> =
         passes.iter().map(|p| (noise.key(p.noise_id, c.id, &c.info.shape), p.coefficient)).collect();
     let mut acc = [0.0f32; BLOCK];
@@ -118,10 +162,29 @@ fn update_chunk(c: Chunk<'_>, theta0: Option<&[f32]>, noise: &IterationNoise, pa
         let at = b * BLOCK;
         let acc = &mut acc[..n];
         acc.fill(0.0);
-        for (key, coef) in &keys {
-            key.fill((c.start + at) as u64, &mut eps[..n]);
-            for i in 0..n {
-                acc[i] += coef * eps[i];
+        match factors {
+            Some(factors) => {
+                // Element e of the tensor is (row e / K, column e % K); walk the block's row segments.
+                let k = c.info.shape[1];
+                let mut e = c.start + at;
+                let mut done = 0;
+                while done < n {
+                    let (row, col) = (e / k, e % k);
+                    let len = (k - col).min(n - done);
+                    for (f, coef) in factors {
+                        f.add_row_segment(*coef, row, col, &mut acc[done..done + len]);
+                    }
+                    e += len;
+                    done += len;
+                }
+            }
+            None => {
+                for (key, coef) in &keys {
+                    key.fill((c.start + at) as u64, &mut eps[..n]);
+                    for i in 0..n {
+                        acc[i] += coef * eps[i];
+                    }
+                }
             }
         }
         match (rule, theta0) {

@@ -9,7 +9,10 @@
 //! Batch invariance: the forward computes each sequence's rows from its own tokens and cache only
 //! (see [`crate::model::llama`]), so a prompt's greedy output is the same alone or in any batch.
 
+use std::time::Instant;
+
 use crate::error::{Error, Result};
+use crate::model::delta::Deltas;
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::SeqInput;
 use crate::model::{Llama, Params};
@@ -31,6 +34,33 @@ pub struct GenerateOptions {
     pub sampling: Sampling,
     /// A sequence stops after emitting any of these (the stop token is not returned).
     pub stop_tokens: Vec<u32>,
+}
+
+/// What one `generate` call computed: tokens through the forward and the time it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenerateStats {
+    /// Prompt tokens run through the forward (a shared prefix counts once per distinct group).
+    pub prefill_tokens: usize,
+    /// Tokens the prompt tokens stand for (every prompt in full, shared prefixes included).
+    pub prompt_tokens: usize,
+    /// Tokens run through decode steps.
+    pub decode_tokens: usize,
+    /// New tokens produced, stop tokens included.
+    pub generated_tokens: usize,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+impl GenerateStats {
+    /// Adds another call's counts and times.
+    pub fn add(&mut self, o: &GenerateStats) {
+        self.prefill_tokens += o.prefill_tokens;
+        self.prompt_tokens += o.prompt_tokens;
+        self.decode_tokens += o.decode_tokens;
+        self.generated_tokens += o.generated_tokens;
+        self.prefill_seconds += o.prefill_seconds;
+        self.decode_seconds += o.decode_seconds;
+    }
 }
 
 /// Shortest prefix worth sharing: below this the extra batch-1 forward costs more than it saves.
@@ -61,6 +91,20 @@ pub fn shared_prefix_len(prompts: &[Vec<u32>]) -> usize {
 /// exceeds the model's context ([`Error::ContextOverflow`], checked up front so that no sequence is
 /// cut short silently); a token id outside the vocabulary.
 pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+    generate_with(llama, params, None, prompts, opts, &mut GenerateStats::default())
+}
+
+/// [`generate`] where prompt i runs with the weights of its group `deltas.group_of[i]` (see
+/// [`crate::model::delta`]), adding what it computed to `stats`. The shared prefix is computed
+/// once per distinct group. A prompt's output equals that of a batch holding only its group.
+pub fn generate_with(
+    llama: &Llama,
+    params: &Params,
+    deltas: Option<Deltas<'_>>,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    stats: &mut GenerateStats,
+) -> Result<Vec<Vec<u32>>> {
     if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
         if !(temperature >= 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
             return Err(Error::BadModelConfig {
@@ -86,11 +130,39 @@ pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &Gen
     // computed once and forked into every sequence's cache. Rows of the forward do not depend on
     // the batch and a cached prefix equals a recomputed one bit for bit, so the outputs are
     // identical to a plain prefill.
+    let t_prefill = Instant::now();
+    let group_of: Vec<usize> = match deltas {
+        Some(dl) if dl.group_of.len() == prompts.len() => dl.group_of.to_vec(),
+        Some(dl) => {
+            return Err(Error::ForwardInput {
+                index: dl.group_of.len().min(prompts.len()),
+                problem: format!("{} group ids for {} prompts", dl.group_of.len(), prompts.len()),
+            })
+        }
+        None => vec![0; prompts.len()],
+    };
     let shared = shared_prefix_len(prompts);
     let mut caches: Vec<KvCache> = if shared > 0 {
-        let mut prefix = KvCache::with_capacity(&llama.config, shared);
-        llama.forward(params, &mut [SeqInput { tokens: &prompts[0][..shared], cache: &mut prefix, logits: 0 }])?;
-        prompts.iter().map(|p| prefix.fork(p.len() + opts.max_new_tokens)).collect()
+        // One prefix cache per distinct group, in order of first appearance.
+        let mut groups: Vec<usize> = Vec::new();
+        for &g in &group_of {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        let mut prefixes: Vec<KvCache> = groups.iter().map(|_| KvCache::with_capacity(&llama.config, shared)).collect();
+        let mut seqs: Vec<SeqInput> =
+            prefixes.iter_mut().map(|c| SeqInput { tokens: &prompts[0][..shared], cache: c, logits: 0 }).collect();
+        llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
+        stats.prefill_tokens += shared * groups.len();
+        prompts
+            .iter()
+            .zip(&group_of)
+            .map(|(p, g)| {
+                let at = groups.iter().position(|x| x == g).expect("every group has a prefix");
+                prefixes[at].fork(p.len() + opts.max_new_tokens)
+            })
+            .collect()
     } else {
         prompts.iter().map(|p| KvCache::with_capacity(&llama.config, p.len() + opts.max_new_tokens)).collect()
     };
@@ -102,14 +174,19 @@ pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &Gen
             .zip(caches.iter_mut())
             .map(|(p, c)| SeqInput { tokens: &p[shared..], cache: c, logits: 1 })
             .collect();
-        let logits = llama.forward(params, &mut seqs)?;
+        let logits = llama.forward_with(params, deltas.map(|dl| dl.with_groups(&group_of)), &mut seqs)?;
+        stats.prefill_tokens += prompts.iter().map(|p| p.len() - shared).sum::<usize>();
+        stats.prompt_tokens += prompts.iter().map(|p| p.len()).sum::<usize>();
         (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect()
     };
+    stats.prefill_seconds += t_prefill.elapsed().as_secs_f64();
+    let t_decode = Instant::now();
     let mut active: Vec<usize> = (0..prompts.len()).collect();
     for step in 1..=opts.max_new_tokens {
         // Record the tokens chosen at the previous step; retire finished sequences.
         active.retain(|&i| {
             let t = next[i];
+            stats.generated_tokens += 1;
             if opts.stop_tokens.contains(&t) {
                 return false;
             }
@@ -131,11 +208,14 @@ pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &Gen
             rest = tail;
             base = i + 1;
         }
-        let logits = llama.forward(params, &mut seqs)?;
+        let groups: Vec<usize> = active.iter().map(|&i| group_of[i]).collect();
+        let logits = llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
+        stats.decode_tokens += active.len();
         for (a, &i) in active.iter().enumerate() {
             next[i] = pick(logits.row(a, 0), &opts.sampling, i, step);
         }
     }
+    stats.decode_seconds += t_decode.elapsed().as_secs_f64();
     Ok(out)
 }
 

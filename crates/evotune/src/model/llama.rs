@@ -34,6 +34,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernels;
+use crate::model::delta::{group_runs, Deltas};
 use crate::model::kv_cache::KvCache;
 use crate::model::{Layout, ModelConfig, Params};
 
@@ -214,8 +215,33 @@ impl Llama {
     /// Batched forward over `seqs`: appends every sequence's new tokens to its cache and returns
     /// logits for the last `seq.logits` new positions of each sequence.
     pub fn forward(&self, params: &Params, seqs: &mut [SeqInput<'_>]) -> Result<Logits> {
+        self.forward_with(params, None, seqs)
+    }
+
+    /// [`Llama::forward`] where sequence s runs with weights `params` + ΔW of its group
+    /// `deltas.group_of[s]` (see [`crate::model::delta`]); `None` is the plain forward.
+    pub fn forward_with(
+        &self,
+        params: &Params,
+        deltas: Option<Deltas<'_>>,
+        seqs: &mut [SeqInput<'_>],
+    ) -> Result<Logits> {
         let c = &self.config;
         self.check_params(params)?;
+        if let Some(dl) = deltas {
+            if dl.group_of.len() != seqs.len() {
+                return Err(Error::ForwardInput {
+                    index: dl.group_of.len().min(seqs.len()),
+                    problem: format!("{} group ids for {} sequences", dl.group_of.len(), seqs.len()),
+                });
+            }
+            if let Some(i) = dl.group_of.iter().position(|&g| g >= dl.delta.groups()) {
+                return Err(Error::ForwardInput {
+                    index: i,
+                    problem: format!("group {} of {} groups", dl.group_of[i], dl.delta.groups()),
+                });
+            }
+        }
         let (d, h, hkv, dh, f, v) = (c.hidden, c.heads, c.kv_heads, c.head_dim, c.ffn, c.vocab);
         let (qd, kvd) = (h * dh, hkv * dh);
 
@@ -261,6 +287,13 @@ impl Llama {
         }
         seq_start.push(row_seq.len());
         let tt = row_seq.len();
+        // Rows of each group, as maximal runs (empty without deltas).
+        let group_of = |seq: usize| deltas.map_or(0, |dl| dl.group_of[seq]);
+        let runs = match deltas {
+            Some(_) => group_runs(&row_seq.iter().map(|&s| group_of(s)).collect::<Vec<_>>()),
+            None => Vec::new(),
+        };
+        let op = Ops { params, deltas, runs: &runs, eps: c.rms_eps };
 
         // RoPE tables for the batch's positions: (Ttot, Dh/2) each.
         let half = dh / 2;
@@ -277,9 +310,14 @@ impl Llama {
         // x = embed[tokens]                                    (Ttot, D)
         let emb = params.tensor(self.embed);
         let mut x = Vec::with_capacity(tt * d);
-        for s in seqs.iter() {
+        for (i, s) in seqs.iter().enumerate() {
             for &tok in s.tokens {
-                x.extend_from_slice(&emb[tok as usize * d..(tok as usize + 1) * d]);
+                let row = tok as usize;
+                x.extend_from_slice(&emb[row * d..(row + 1) * d]);
+                if let Some(dl) = deltas {
+                    let n = x.len();
+                    dl.delta.add_row(self.embed, dl.group_of[i], row, &mut x[n - d..]);
+                }
             }
         }
 
@@ -295,14 +333,14 @@ impl Llama {
 
         for (l, blk) in self.blocks.iter().enumerate() {
             // --- attention ---
-            kernels::rmsnorm(&mut xn, &x, params.tensor(blk.attn_norm), d, c.rms_eps);
-            kernels::matmul(&xn, params.tensor(blk.q), &mut q, tt, d, qd);
-            kernels::matmul(&xn, params.tensor(blk.k), &mut k, tt, d, kvd);
-            kernels::matmul(&xn, params.tensor(blk.v), &mut vv, tt, d, kvd);
+            op.rmsnorm(&mut xn, &x, blk.attn_norm, d);
+            op.matmul(&xn, blk.q, &mut q, d, qd);
+            op.matmul(&xn, blk.k, &mut k, d, kvd);
+            op.matmul(&xn, blk.v, &mut vv, d, kvd);
             if let Some([bq, bk, bv]) = blk.qkv_bias {
-                add_bias(&mut q, params.tensor(bq));
-                add_bias(&mut k, params.tensor(bk));
-                add_bias(&mut vv, params.tensor(bv));
+                op.add_bias(&mut q, bq, qd);
+                op.add_bias(&mut k, bk, kvd);
+                op.add_bias(&mut vv, bv, kvd);
             }
             for t in 0..tt {
                 let (cs, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
@@ -322,15 +360,15 @@ impl Llama {
                     attend(out, &q[t * qd..(t + 1) * qd], kc, vc, row_pos[t] + 1, h, hkv, dh, scores);
                 });
             }
-            kernels::matmul(&att, params.tensor(blk.o), &mut proj, tt, qd, d);
+            op.matmul(&att, blk.o, &mut proj, qd, d);
             add_in_place(&mut x, &proj);
 
             // --- MLP (SwiGLU) ---
-            kernels::rmsnorm(&mut xn, &x, params.tensor(blk.mlp_norm), d, c.rms_eps);
-            kernels::matmul(&xn, params.tensor(blk.gate), &mut g, tt, d, f);
-            kernels::matmul(&xn, params.tensor(blk.up), &mut u, tt, d, f);
+            op.rmsnorm(&mut xn, &x, blk.mlp_norm, d);
+            op.matmul(&xn, blk.gate, &mut g, d, f);
+            op.matmul(&xn, blk.up, &mut u, d, f);
             kernels::silu_mul(&mut hmid, &g, &u);
-            kernels::matmul(&hmid, params.tensor(blk.down), &mut proj, tt, f, d);
+            op.matmul(&hmid, blk.down, &mut proj, f, d);
             add_in_place(&mut x, &proj);
         }
         for s in seqs.iter_mut() {
@@ -341,19 +379,23 @@ impl Llama {
         // Rows that get logits: the last `logits` new positions of each sequence.
         let mut starts = Vec::with_capacity(seqs.len() + 1);
         let mut xr = Vec::new(); // (R, D)
+        let mut logit_group = Vec::new(); // (R)
         let mut nrows = 0;
         for (i, s) in seqs.iter().enumerate() {
             starts.push(nrows);
             let r1 = seq_start[i + 1];
             xr.extend_from_slice(&x[(r1 - s.logits) * d..r1 * d]);
+            logit_group.extend(std::iter::repeat_n(group_of(i), s.logits));
             nrows += s.logits;
         }
         starts.push(nrows);
         let mut xrn = vec![0.0f32; nrows * d];
         let mut data = vec![0.0f32; nrows * v];
         if nrows > 0 {
-            kernels::rmsnorm(&mut xrn, &xr, params.tensor(self.final_norm), d, c.rms_eps);
-            kernels::matmul(&xrn, params.tensor(self.lm_head), &mut data, nrows, d, v);
+            let runs = if deltas.is_some() { group_runs(&logit_group) } else { Vec::new() };
+            let op = Ops { runs: &runs, ..op };
+            op.rmsnorm(&mut xrn, &xr, self.final_norm, d);
+            op.matmul(&xrn, self.lm_head, &mut data, d, v);
         }
         Ok(Logits { data, vocab: v, starts })
     }
@@ -363,6 +405,62 @@ impl Llama {
         let mut cache = self.new_cache();
         let mut seqs = [SeqInput { tokens, cache: &mut cache, logits: tokens.len() }];
         Ok(self.forward(params, &mut seqs)?.data)
+    }
+}
+
+/// The weight-reading ops of one forward: plain kernels on `params`, plus each group's
+/// correction when the batch carries deltas. `runs` are the (group, first row, end row) runs of
+/// the rows the op is applied to.
+#[derive(Clone, Copy)]
+struct Ops<'a> {
+    params: &'a Params,
+    deltas: Option<Deltas<'a>>,
+    runs: &'a [(usize, usize, usize)],
+    eps: f32,
+}
+
+impl Ops<'_> {
+    /// y = x·Wᵀ, then y[rows of g] += x[rows of g]·ΔW_gᵀ.   x: (T, K), W: (O, K), y: (T, O).
+    fn matmul(&self, x: &[f32], w: usize, y: &mut [f32], k: usize, o: usize) {
+        let t = x.len() / k;
+        kernels::matmul(x, self.params.tensor(w), y, t, k, o);
+        if let Some(dl) = self.deltas {
+            let mut parts = Vec::with_capacity(self.runs.len());
+            let mut rest = y;
+            for &(g, r0, r1) in self.runs {
+                let (part, tail) = std::mem::take(&mut rest).split_at_mut((r1 - r0) * o);
+                parts.push((g, &x[r0 * k..r1 * k], part));
+                rest = tail;
+            }
+            parts.into_par_iter().for_each(|(g, xs, ys)| dl.delta.add_matmul(w, g, xs, ys));
+        }
+    }
+
+    /// RMSNorm with the norm weight of each row's group.
+    fn rmsnorm(&self, out: &mut [f32], x: &[f32], w: usize, d: usize) {
+        let base = self.params.tensor(w);
+        match self.deltas {
+            None => kernels::rmsnorm(out, x, base, d, self.eps),
+            Some(dl) => {
+                for &(g, r0, r1) in self.runs {
+                    let weight = dl.delta.vector(w, g).unwrap_or(base);
+                    kernels::rmsnorm(&mut out[r0 * d..r1 * d], &x[r0 * d..r1 * d], weight, d, self.eps);
+                }
+            }
+        }
+    }
+
+    /// x[t, :] += b for every row t, b of the row's group.   x: (T, n).
+    fn add_bias(&self, x: &mut [f32], b: usize, n: usize) {
+        let base = self.params.tensor(b);
+        match self.deltas {
+            None => add_bias(x, base),
+            Some(dl) => {
+                for &(g, r0, r1) in self.runs {
+                    add_bias(&mut x[r0 * n..r1 * n], dl.delta.vector(b, g).unwrap_or(base));
+                }
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod candle_ref;
 pub mod config;
+pub mod delta;
 pub mod fetch;
 pub mod generate;
 pub mod gguf;

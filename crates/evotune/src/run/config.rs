@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::es::{Awd, EsParams, NoiseMode, NonFinitePolicy, Shaping};
+use crate::es::{Awd, EsParams, NoiseMode, NonFinitePolicy, Perturbation, Shaping};
 
 /// Which anchored weight decay to apply after each ES step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,30 @@ impl std::str::FromStr for AwdKind {
             _ => Err(format!("`{s}` is not an AWD kind (none, l2, l1)")),
         }
     }
+}
+
+/// How members perturb matrices: full-rank noise, or rank-r products (EGGROLL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerturbationKind {
+    #[default]
+    Full,
+    Lowrank,
+}
+
+impl std::str::FromStr for PerturbationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(PerturbationKind::Full),
+            "lowrank" => Ok(PerturbationKind::Lowrank),
+            _ => Err(format!("`{s}` is not a perturbation kind (full, lowrank)")),
+        }
+    }
+}
+
+fn default_rank() -> usize {
+    1
 }
 
 /// The paper defaults for λ (Schweighofer et al.): l2 → 10, l1 → 0.01.
@@ -66,6 +90,12 @@ pub struct RunConfig {
     pub awd_lambda: f32,
     /// What a NaN/inf reward does: `error` stops the run, `worst` ranks the member last.
     pub nonfinite_reward: NonFinitePolicy,
+    /// `full` (ε per weight) or `lowrank` (σ/√r·A·Bᵀ per matrix, the population in one batch).
+    #[serde(default)]
+    pub perturbation: PerturbationKind,
+    /// r of the low-rank perturbation (ignored for `full`).
+    #[serde(default = "default_rank")]
+    pub rank: usize,
     /// Evaluate target test accuracy and prior tasks every k iterations (and at 0 and the end); 0 = never.
     pub eval_every: u64,
     /// Evaluate only the first k items of each multiple-choice prior suite (0 = all).
@@ -100,6 +130,8 @@ pub struct PartialConfig {
     pub awd: Option<AwdKind>,
     pub awd_lambda: Option<f32>,
     pub nonfinite_reward: Option<NonFinitePolicy>,
+    pub perturbation: Option<PerturbationKind>,
+    pub rank: Option<usize>,
     pub eval_every: Option<u64>,
     pub prior_limit: Option<usize>,
     pub checkpoint_every: Option<u64>,
@@ -136,6 +168,8 @@ impl PartialConfig {
             awd,
             awd_lambda,
             nonfinite_reward,
+            perturbation,
+            rank,
             eval_every,
             prior_limit,
             checkpoint_every,
@@ -165,6 +199,8 @@ impl PartialConfig {
             awd,
             awd_lambda: self.awd_lambda.unwrap_or(default_lambda(awd)),
             nonfinite_reward: self.nonfinite_reward.unwrap_or(NonFinitePolicy::Error),
+            perturbation: self.perturbation.unwrap_or_default(),
+            rank: self.rank.unwrap_or(default_rank()),
             eval_every: self.eval_every.unwrap_or(10),
             prior_limit: self.prior_limit.unwrap_or(0),
             checkpoint_every: self.checkpoint_every.unwrap_or(0),
@@ -193,6 +229,9 @@ impl RunConfig {
                 "population",
                 format!("{} is odd; mirrored sampling needs ± pairs", self.population),
             ));
+        }
+        if self.perturbation == PerturbationKind::Lowrank && self.rank == 0 {
+            return Err(Self::bad("rank", "0 (the low-rank perturbation needs rank ≥ 1)"));
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
             return Err(Self::bad("sigma", format!("{} (must be > 0)", self.sigma)));
@@ -229,6 +268,10 @@ impl RunConfig {
             noise: self.noise,
             nonfinite: self.nonfinite_reward,
             seed: self.seed,
+            perturbation: match self.perturbation {
+                PerturbationKind::Full => Perturbation::Full,
+                PerturbationKind::Lowrank => Perturbation::LowRank { rank: self.rank },
+            },
         }
     }
 

@@ -12,6 +12,7 @@ pub mod comm;
 pub mod config;
 pub mod dir;
 pub mod metrics;
+pub mod population;
 pub mod replay;
 pub mod report;
 pub mod train;

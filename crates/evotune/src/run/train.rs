@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::{Anchor, EsState, StepRecord, Strategy};
+use crate::es::{Anchor, EsState, Perturbation, StepRecord, Strategy};
+use crate::model::generate::GenerateStats;
 use crate::model::{self, Params};
 use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
+use crate::run::population;
 use crate::tasks::{self, eval, PriorTask, Task, TaskOptions};
 
 /// Callbacks for the CLI's progress display; every method has a silent default.
@@ -214,19 +216,28 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     }
 
     // --- the ES loop ---
-    let mut member_theta = Params::zeros(state.theta.layout().clone());
+    // The full-rank member arena (θ + σε); low-rank mode never fills it, so it stays empty.
+    let mut member_theta = match cfg.es_params().perturbation {
+        Perturbation::Full => Params::zeros(state.theta.layout().clone()),
+        Perturbation::LowRank { .. } => Params::zeros(Arc::new(Default::default())),
+    };
     while state.iteration < cfg.iterations {
         let t_start = Instant::now();
         let t = state.iteration;
         let items = tasks::minibatch(task.train(), task.minibatch_size(), opts.seed, t);
         let pop = strategy.ask(&state);
         let mine = comm::share(pop.members.len(), comm.rank(), comm.size());
-        let mut local = Vec::with_capacity(mine.len());
-        for member in &pop.members[mine] {
-            strategy.perturb_into(&state.theta, t, member, &mut member_theta);
-            let r = eval::target_rewards(&model, &member_theta, task.as_ref(), &items)?;
-            local.push(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32);
-        }
+        let local = population::member_rewards(
+            &model,
+            &strategy,
+            &state.theta,
+            t,
+            &pop.members[mine],
+            task.as_ref(),
+            &items,
+            &mut member_theta,
+            &mut GenerateStats::default(),
+        )?;
         let rewards = comm.all_gather_f32(&local, &comm::counts(pop.members.len(), comm.size()));
         let eval_seconds = t_start.elapsed().as_secs_f64();
         let t_update = Instant::now();

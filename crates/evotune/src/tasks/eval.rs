@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::generate::generate;
+use crate::model::delta::Deltas;
+use crate::model::generate::{generate_with, GenerateStats};
 use crate::model::score::score;
 use crate::model::{GenerateOptions, Model, Params, Sampling};
 use crate::tasks::multiple_choice::{loglik_stats, McItem};
@@ -75,12 +76,25 @@ pub fn complete(
     max_new_tokens: usize,
 ) -> Result<Vec<String>> {
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| encode_prompt(model, p, prefix)).collect::<Result<_>>()?;
+    complete_ids(model, params, None, &ids, max_new_tokens, &mut GenerateStats::default())
+}
+
+/// Greedy completions of encoded prompts, prompt i with the weights of its group in `deltas`,
+/// decoded without special tokens; adds what it computed to `stats`.
+pub fn complete_ids(
+    model: &Model,
+    params: &Params,
+    deltas: Option<Deltas<'_>>,
+    ids: &[Vec<u32>],
+    max_new_tokens: usize,
+    stats: &mut GenerateStats,
+) -> Result<Vec<String>> {
     let opts = GenerateOptions {
         max_new_tokens,
         sampling: Sampling::Greedy,
         stop_tokens: model.tokenizer.stop_tokens.clone(),
     };
-    let out = generate(&model.llama, params, &ids, &opts)?;
+    let out = generate_with(&model.llama, params, deltas, ids, &opts, stats)?;
     out.iter().map(|t| model.tokenizer.decode(t, true)).collect()
 }
 
