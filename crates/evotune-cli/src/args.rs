@@ -313,6 +313,29 @@ pub enum BenchWhich {
         #[arg(long, default_value = "smollm2-135m")]
         model: String,
     },
+    /// Seconds per ES iteration on the reference workload (16 arith prompts, N = 8, greedy, 16
+    /// new tokens), with prefill/decode rates, fraction of a GEMM probe and peak memory.
+    EsIteration {
+        #[arg(long, default_value = "smollm2-135m")]
+        model: String,
+        /// `full`, `lowrank`, or `both` (low rank first, so the peak RSS of each is its own).
+        #[arg(long, default_value = "both")]
+        perturbation: String,
+        #[arg(long, default_value_t = 1)]
+        rank: usize,
+        #[arg(long, default_value_t = 8)]
+        population: usize,
+        /// Timed iterations per mode (after one warm-up iteration).
+        #[arg(long, default_value_t = 2)]
+        iterations: usize,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Also run the PyTorch + transformers reference loop on the same prompts (needs python3
+        /// with torch and transformers) and print the speed ratio.
+        #[arg(long)]
+        vs_torch: bool,
+    },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
     Es {
         #[arg(long, default_value_t = 134_515_008)]

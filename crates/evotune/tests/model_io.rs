@@ -676,3 +676,23 @@ fn fetch_downloads_and_verifies_the_default_model() {
     assert!(names.iter().all(|n| !n.starts_with(".fetch")), "{names:?}");
     assert_eq!(evotune::model::fetch::fetch_default_model_into(dir.path(), "/nonexistent/python3").unwrap(), p);
 }
+
+#[test]
+fn theta0_pieces_equal_slices_of_whole_tensors() {
+    // The AWD/drift passes read θ0 in row pieces of ≤ PIECE elements (block ranges of the GGUF
+    // data); every piece must equal the same slice of the whole re-derived tensor, bit for bit.
+    use evotune::es::anchor::{pieces, ThetaSource};
+    let Some(path) = default_model() else { return };
+    let (_, theta0, params) = load_gguf_weights(&path).unwrap();
+    let mut pieces_read = 0;
+    for (id, info) in params.layout().tensors().iter().enumerate() {
+        for r in pieces(&info.shape, info.len) {
+            let mut out = vec![0.0f32; r.len()];
+            theta0.read_range(id, info.len, r.start, &mut out).unwrap();
+            let want = &params.tensor(id)[r];
+            assert!(out.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", info.name);
+            pieces_read += 1;
+        }
+    }
+    assert!(pieces_read > params.layout().len(), "the embedding is read in several pieces");
+}

@@ -11,6 +11,16 @@ use crate::model::{Layout, Params};
 pub trait ThetaSource: Send + Sync {
     /// Writes tensor `id` of θ0 into `out` (whose length is the tensor's element count).
     fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()>;
+
+    /// Writes elements `start .. start + out.len()` of tensor `id` into `out`, where the range is
+    /// whole rows of a tensor with `len` elements. The default reads the whole tensor; sources
+    /// that can read a part override it (to bound the scratch memory by a piece, not a tensor).
+    fn read_range(&self, id: usize, len: usize, start: usize, out: &mut [f32]) -> Result<()> {
+        let mut all = vec![0.0f32; len];
+        self.read_tensor(id, &mut all)?;
+        out.copy_from_slice(&all[start..start + out.len()]);
+        Ok(())
+    }
 }
 
 /// An in-memory arena is a source too (handy for tests and for small models).
@@ -68,6 +78,41 @@ impl Anchor {
                 }
                 src.read_tensor(id, &mut scratch[..len])?;
                 Ok(&scratch[..len])
+            }
+        }
+    }
+}
+
+/// Elements per piece when θ0 is read from a source in parts (4 MB of f32).
+pub const PIECE: usize = 1 << 20;
+
+/// Element ranges of whole rows covering a tensor of `shape`, each at most [`PIECE`] elements
+/// (or one row, if a row is longer).
+pub fn pieces(shape: &[usize], len: usize) -> Vec<std::ops::Range<usize>> {
+    let cols = if shape.len() >= 2 { shape[1..].iter().product::<usize>().max(1) } else { len.max(1) };
+    let step = (PIECE / cols).max(1) * cols;
+    (0..len).step_by(step).map(|s| s..(s + step).min(len)).collect()
+}
+
+impl Anchor {
+    /// θ0 of elements `range` of tensor `id` (of `len` elements, `range` whole rows): a view of the
+    /// in-memory arena, or read from the source into `scratch`.
+    pub fn range<'a>(
+        &'a self,
+        id: usize,
+        len: usize,
+        range: std::ops::Range<usize>,
+        scratch: &'a mut Vec<f32>,
+    ) -> Result<&'a [f32]> {
+        match self {
+            Anchor::InMemory(p) => Ok(&p.tensor(id)[range]),
+            Anchor::Source(src) => {
+                let n = range.len();
+                if scratch.len() < n {
+                    scratch.resize(n, 0.0);
+                }
+                src.read_range(id, len, range.start, &mut scratch[..n])?;
+                Ok(&scratch[..n])
             }
         }
     }

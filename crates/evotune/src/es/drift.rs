@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::es::anchor::Anchor;
+use crate::es::anchor::{pieces, Anchor};
 use crate::model::Params;
 
 /// Elements per partial sum.
@@ -45,8 +45,13 @@ pub fn drift(theta: &Params, anchor: &Anchor, scratch: &mut Vec<f32>) -> Result<
     let layout = theta.layout();
     let mut per_tensor = Vec::with_capacity(layout.len());
     for (id, info) in layout.tensors().iter().enumerate() {
-        let t0 = anchor.tensor(id, info.len, scratch)?;
-        per_tensor.push(squared_distance(theta.tensor(id), t0));
+        // Row pieces of at most `PIECE` elements: a source needs that much scratch, not a tensor.
+        let mut sq = 0.0f64;
+        for r in pieces(&info.shape, info.len) {
+            let t0 = anchor.range(id, info.len, r.clone(), scratch)?;
+            sq += squared_distance(&theta.tensor(id)[r], t0);
+        }
+        per_tensor.push(sq);
     }
     let layers = layout.tensors().iter().filter_map(|t| t.layer).max().map_or(0, |l| l + 1);
     let mut per_layer = vec![0.0f64; layers];

@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::es::anchor::Anchor;
+use crate::es::anchor::{pieces, Anchor};
 use crate::es::awd::Rule;
 use crate::es::lowrank::{is_matrix, Factors};
 use crate::es::noise::{IterationNoise, NoiseKey};
@@ -127,14 +127,25 @@ pub fn update(
             });
         }
         (_, Anchor::Source(_)) => {
-            // One tensor of θ0 at a time: read it, then update that tensor in parallel.
+            // One piece of θ0 at a time (whole rows, ≤ `PIECE` elements): read it, then update
+            // that piece of θ in parallel. Scratch memory is one piece, not one tensor.
             let layout = theta.layout().clone();
             for (id, info) in layout.tensors().iter().enumerate() {
-                let t0 = anchor.tensor(id, info.len, scratch)?;
-                chunks(theta, Some(id)).into_par_iter().for_each(|c| {
-                    let t0 = &t0[c.start..c.start + c.data.len()];
-                    update_chunk(c, Some(t0), noise, passes, lr, scale, rule)
-                });
+                let data = theta.tensor_mut(id);
+                for r in pieces(&info.shape, info.len) {
+                    let t0 = anchor.range(id, info.len, r.clone(), scratch)?;
+                    let piece = &mut data[r.clone()];
+                    let chunks: Vec<Chunk> = piece
+                        .chunks_mut(TASK)
+                        .enumerate()
+                        .map(|(k, d)| Chunk { id, info, start: r.start + k * TASK, data: d })
+                        .collect();
+                    chunks.into_par_iter().for_each(|c| {
+                        let at = c.start - r.start;
+                        let t0 = &t0[at..at + c.data.len()];
+                        update_chunk(c, Some(t0), noise, passes, lr, scale, rule)
+                    });
+                }
             }
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod exp;
 pub mod lanes;
+pub mod probe;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -528,6 +528,32 @@ impl GgufFile {
         quant::dequantize(t.ggml_type, self.tensor_bytes(t)?, out, &self.path, &t.name)
     }
 
+    /// Dequantizes elements `start .. start + out.len()` of `t` (flat, row-major) into `out`;
+    /// `Ok(false)` when the range does not fall on whole quantization blocks (read it whole).
+    pub fn dequantize_range_into(&self, t: &GgufTensor, start: usize, out: &mut [f32]) -> Result<bool> {
+        let Some((block, block_bytes)) = t.ggml_type.block_layout() else { return Ok(false) };
+        if !start.is_multiple_of(block) || !out.len().is_multiple_of(block) || start + out.len() > t.elements() {
+            return Ok(false);
+        }
+        let bytes = self.tensor_bytes(t)?;
+        let b0 = start / block * block_bytes;
+        let b1 = b0 + out.len() / block * block_bytes;
+        quant::dequantize(t.ggml_type, &bytes[b0..b1], out, &self.path, &t.name)?;
+        Ok(true)
+    }
+
+    /// Lets the OS drop the resident pages of `t`'s data (they are re-read from the page cache
+    /// on the next access), so that re-deriving θ0 does not keep the file in this process's RSS.
+    pub fn release(&self, t: &GgufTensor) {
+        if let Some(n) = t.n_bytes {
+            // SAFETY: the map is read-only and file-backed: dropping its pages loses nothing, a
+            // later read faults them back in from the file. A failure only leaves pages resident.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.data_offset + t.offset, n)
+            };
+        }
+    }
+
     /// Dequantizes the tensor named `name` into a new vector.
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>> {
         let t = self

@@ -288,7 +288,7 @@ impl Theta0 {
             Source::Gguf { file, tensors } => {
                 let src = &tensors[id];
                 let t = &file.tensors[src.index];
-                match src.unpermute_heads {
+                let read = match src.unpermute_heads {
                     None => file.dequantize_into(t, out),
                     Some(heads) => {
                         let mut tmp = vec![0.0f32; out.len()];
@@ -297,7 +297,9 @@ impl Theta0 {
                         unpermute_rows(&tmp, out, heads, cols);
                         Ok(())
                     }
-                }
+                };
+                file.release(t);
+                read
             }
             Source::HfDir(shards) => shards.read(&info.name, out),
         }
@@ -336,6 +338,24 @@ impl std::fmt::Debug for Theta0 {
 impl ThetaSource for Theta0 {
     fn read_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
         Theta0::read_tensor(self, id, out)
+    }
+
+    /// A GGUF tensor stored in HF row order is dequantized block range by block range; other
+    /// tensors (permuted Q/K rows, safetensors) are read whole.
+    fn read_range(&self, id: usize, len: usize, start: usize, out: &mut [f32]) -> Result<()> {
+        if let Source::Gguf { file, tensors } = &self.source {
+            if let Some(src) = tensors.get(id).filter(|s| s.unpermute_heads.is_none()) {
+                let t = &file.tensors[src.index];
+                if t.elements() == len && file.dequantize_range_into(t, start, out)? {
+                    file.release(t);
+                    return Ok(());
+                }
+            }
+        }
+        let mut all = vec![0.0f32; len];
+        self.read_tensor(id, &mut all)?;
+        out.copy_from_slice(&all[start..start + out.len()]);
+        Ok(())
     }
 }
 

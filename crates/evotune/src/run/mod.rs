@@ -8,6 +8,7 @@
 //! RUN/plots/            PNGs made by `evotune report`
 //! ```
 
+pub mod bench;
 pub mod comm;
 pub mod config;
 pub mod dir;

@@ -1,0 +1,74 @@
+//! A measured f32 GEMM peak for this machine: the best wall-clock GFLOP/s of our matmul and of the
+//! `gemm` crate (candle's GEMM) on a prefill-sized product, with the current rayon pool's threads.
+//! Benchmarks divide their achieved FLOP rate by it ("fraction of peak").
+
+use std::time::Instant;
+
+use crate::kernels;
+
+/// GFLOP/s of the probe, per engine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmPeak {
+    pub ours: f64,
+    pub gemm_crate: f64,
+    /// The product measured: (B, K, O).
+    pub shape: (usize, usize, usize),
+}
+
+impl GemmPeak {
+    /// The higher of the two.
+    pub fn best(&self) -> f64 {
+        self.ours.max(self.gemm_crate)
+    }
+}
+
+/// Best of `repeats` timed runs of y = x·Wᵀ at (B, K, O) = (512, 576, 1536) for both engines.
+pub fn gemm_peak(repeats: usize) -> GemmPeak {
+    let (b, k, o) = (512, 576, 1536);
+    let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let w: Vec<f32> = (0..o * k).map(|i| ((i * 104_729) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let mut y = vec![0.0f32; b * o];
+    let flop = 2.0 * (b * k * o) as f64;
+    let threads = rayon::current_num_threads();
+    let best = |f: &mut dyn FnMut()| {
+        f(); // warm-up
+        (0..repeats.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..4 {
+                    f();
+                }
+                4.0 * flop / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0.0, f64::max)
+    };
+    let ours = best(&mut || kernels::matmul(&x, &w, &mut y, b, k, o));
+    let gemm_crate = best(&mut || {
+        // SAFETY: dst y (b, o) row-major; lhs x (b, k) row-major; rhs Wᵀ (k, o) read from w (o, k)
+        // with column stride k and row stride 1. All buffers have exactly these sizes.
+        unsafe {
+            gemm::gemm(
+                b,
+                o,
+                k,
+                y.as_mut_ptr(),
+                1,
+                o as isize,
+                false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
+            )
+        }
+    });
+    GemmPeak { ours, gemm_crate, shape: (b, k, o) }
+}

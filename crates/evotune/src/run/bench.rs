@@ -1,0 +1,239 @@
+//! `evotune bench es-iteration`: seconds per ES iteration on the reference workload, with the
+//! figures that say where the time goes and how far it is from the machine's limits.
+//!
+//! Reference workload (the issue's, fixed): the default model with f32 weights; 16 prompts
+//! "What is A + B? Answer with only the number." (A, B uniform in 10..99, seed 0) in the model's
+//! chat template with only a user message; greedy; up to 16 new tokens, stop at end-of-turn;
+//! N = 8 i.i.d. Gaussian members, σ = 1e-3, α = 5e-4. One iteration = evaluating every member
+//! (the same code path as `evotune train`, [`crate::run::population`]) + the update.
+//!
+//! FLOPs counted: 2 per weight of every block matrix per forward token, plus 2·V·D per row that
+//! gets logits; attention scores (≈ 2% here) are not counted. Fraction of peak = achieved
+//! prefill FLOP/s ÷ the GEMM probe's best ([`crate::kernels::probe`]), in the same process.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::es::{Anchor, EsParams, EsState, Perturbation, Strategy};
+use crate::kernels::probe::{gemm_peak, GemmPeak};
+use crate::model::generate::GenerateStats;
+use crate::model::{Model, Params};
+use crate::run::population::member_rewards;
+use crate::tasks::{self, Item, TaskOptions};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IterationBenchOptions {
+    pub perturbation: Perturbation,
+    pub population: usize,
+    pub prompts: usize,
+    pub max_new_tokens: usize,
+    pub sigma: f32,
+    pub alpha: f32,
+    /// Timed iterations (after one untimed warm-up iteration).
+    pub iterations: usize,
+}
+
+impl Default for IterationBenchOptions {
+    fn default() -> Self {
+        IterationBenchOptions {
+            perturbation: Perturbation::Full,
+            population: 8,
+            prompts: 16,
+            max_new_tokens: 16,
+            sigma: 1e-3,
+            alpha: 5e-4,
+            iterations: 2,
+        }
+    }
+}
+
+/// Figures of one mode, averaged over the timed iterations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IterationBench {
+    pub perturbation: Perturbation,
+    pub threads: usize,
+    pub seconds_per_iteration: f64,
+    pub eval_seconds: f64,
+    pub update_seconds: f64,
+    pub stats: GenerateStats,
+    pub prefill_gflop: f64,
+    pub decode_gflop: f64,
+    pub peak: GemmPeak,
+    /// Peak resident set of the process so far (VmHWM), bytes.
+    pub peak_rss: Option<u64>,
+    /// f32 size of the model's parameters, bytes.
+    pub model_bytes: u64,
+    pub mean_reward: f32,
+    pub members: usize,
+}
+
+impl IterationBench {
+    pub fn per_member(&self) -> f64 {
+        self.seconds_per_iteration / self.members as f64
+    }
+}
+
+/// The 16 reference prompts (exposed so that a PyTorch reference can run the same ones).
+pub fn reference_items(n: usize, max_new_tokens: usize) -> Result<(Box<dyn tasks::Task>, Vec<Item>)> {
+    let opts = TaskOptions { train_size: n, test_size: 1, max_new_tokens, ..TaskOptions::default() };
+    let task = tasks::target_task("arith", &opts)?;
+    let items = task.train().to_vec();
+    Ok((task, items))
+}
+
+/// Peak resident set size of this process (VmHWM in /proc/self/status), if the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Matrix FLOPs of one forward token through the blocks, and of one logits row.
+fn flops_per_token(model: &Model) -> (f64, f64) {
+    let c = &model.config;
+    let (d, qd, kvd, f) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim, c.ffn);
+    let block = d * qd + 2 * d * kvd + qd * d + 3 * d * f;
+    (2.0 * (c.layers * block) as f64, 2.0 * (c.vocab * d) as f64)
+}
+
+/// Runs 1 + `opts.iterations` iterations of the reference workload from θ0 and reports the
+/// timed ones. The anchor is the model file and θ0 becomes θ (as in `evotune train`), so the
+/// peak RSS is that of a training run.
+pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOptions) -> Result<IterationBench> {
+    let (task, items) = reference_items(opts.prompts, opts.max_new_tokens)?;
+    let refs: Vec<&Item> = items.iter().collect();
+    let params = EsParams {
+        population: opts.population,
+        sigma: opts.sigma,
+        alpha: opts.alpha,
+        perturbation: opts.perturbation,
+        ..EsParams::default()
+    };
+    let strategy = Strategy::new(params, Anchor::Source(model.theta0_source()))?;
+    let model_bytes = 4 * theta0.layout().total() as u64;
+    let mut state = EsState::new(theta0);
+    let mut scratch = match opts.perturbation {
+        Perturbation::Full => Params::zeros(state.theta.layout().clone()),
+        Perturbation::LowRank { .. } => Params::zeros(std::sync::Arc::new(Default::default())),
+    };
+    let (mut eval_s, mut update_s) = (0.0, 0.0);
+    let mut stats = GenerateStats::default();
+    let mut reward_sum = 0.0;
+    for it in 0..=opts.iterations {
+        let timed = it > 0;
+        let pop = strategy.ask(&state);
+        let t = Instant::now();
+        let mut s = GenerateStats::default();
+        let rewards = member_rewards(
+            model,
+            &strategy,
+            &state.theta,
+            state.iteration,
+            &pop.members,
+            task.as_ref(),
+            &refs,
+            &mut scratch,
+            &mut s,
+        )?;
+        let e = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        strategy.tell(&mut state, &pop, &rewards)?;
+        let u = t.elapsed().as_secs_f64();
+        if timed {
+            eval_s += e;
+            update_s += u;
+            stats.add(&s);
+            reward_sum += rewards.iter().sum::<f32>() / rewards.len() as f32;
+        }
+    }
+    let n = opts.iterations.max(1) as f64;
+    let (per_token, per_row) = flops_per_token(model);
+    // Prefill: every forwarded prompt token through the blocks + one logits row per prompt.
+    let prompts_run = (opts.prompts * opts.population * opts.iterations) as f64;
+    let prefill_gflop = (stats.prefill_tokens as f64 * per_token + prompts_run * per_row) / 1e9 / n;
+    let decode_gflop = stats.decode_tokens as f64 * (per_token + per_row) / 1e9 / n;
+    let per_iter = |x: usize| (x as f64 / n).round() as usize;
+    let stats = GenerateStats {
+        prefill_tokens: per_iter(stats.prefill_tokens),
+        prompt_tokens: per_iter(stats.prompt_tokens),
+        decode_tokens: per_iter(stats.decode_tokens),
+        generated_tokens: per_iter(stats.generated_tokens),
+        prefill_seconds: stats.prefill_seconds / n,
+        decode_seconds: stats.decode_seconds / n,
+    };
+    Ok(IterationBench {
+        perturbation: opts.perturbation,
+        threads: rayon::current_num_threads(),
+        seconds_per_iteration: (eval_s + update_s) / n,
+        eval_seconds: eval_s / n,
+        update_seconds: update_s / n,
+        stats,
+        prefill_gflop,
+        decode_gflop,
+        peak: gemm_peak(3),
+        peak_rss: peak_rss_bytes(),
+        model_bytes,
+        mean_reward: reward_sum / n as f32,
+        members: opts.population,
+    })
+}
+
+impl std::fmt::Display for IterationBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stats;
+        let mode = match self.perturbation {
+            Perturbation::Full => "full rank".to_string(),
+            Perturbation::LowRank { rank } => format!("low rank (r = {rank})"),
+        };
+        writeln!(f, "{mode}, N = {}, {} thread(s):", self.members, self.threads)?;
+        writeln!(
+            f,
+            "  {:.2} s/iteration = {:.2} s evaluating + {:.2} s update; {:.3} s per member",
+            self.seconds_per_iteration,
+            self.eval_seconds,
+            self.update_seconds,
+            self.per_member()
+        )?;
+        writeln!(
+            f,
+            "  prefill {:.2} s: {} prompt tokens ({} through the forward after prefix sharing), {:.0} tok/s, \
+             {:.1} GFLOP/s = {:.0}% of the GEMM probe ({:.1} GFLOP/s: ours {:.1}, gemm crate {:.1})",
+            s.prefill_seconds,
+            s.prompt_tokens,
+            s.prefill_tokens,
+            s.prefill_tokens as f64 / s.prefill_seconds,
+            self.prefill_gflop / s.prefill_seconds,
+            100.0 * self.prefill_gflop / s.prefill_seconds / self.peak.best(),
+            self.peak.best(),
+            self.peak.ours,
+            self.peak.gemm_crate
+        )?;
+        writeln!(
+            f,
+            "  decode {:.2} s: {} tokens, {:.1} GFLOP/s; {} tokens generated, {:.0} generated tok/s overall",
+            s.decode_seconds,
+            s.decode_tokens,
+            self.decode_gflop / s.decode_seconds,
+            s.generated_tokens,
+            s.generated_tokens as f64 / self.eval_seconds
+        )?;
+        let bound = (self.prefill_gflop + self.decode_gflop) / self.peak.best();
+        writeln!(
+            f,
+            "  FLOP bound at the probe's peak: {:.2} s of evaluation ({:.0}% of the measured evaluation time)",
+            bound,
+            100.0 * bound / self.eval_seconds
+        )?;
+        if let Some(rss) = self.peak_rss {
+            writeln!(
+                f,
+                "  peak RSS {:.0} MB = {:.2}× the f32 model ({:.0} MB)",
+                rss as f64 / 1e6,
+                rss as f64 / self.model_bytes as f64,
+                self.model_bytes as f64 / 1e6
+            )?;
+        }
+        write!(f, "  mean population reward {:.3}", self.mean_reward)
+    }
+}
