@@ -70,7 +70,8 @@ fn rank(l: Level) -> u8 {
 
 /// y[b, o] = Σₖ x[b, k]·w[o, k]   (x: (B, K), w: (O, K), y: (B, O), all row-major).
 ///
-/// Multi-threaded over output columns. Each element's sum runs in the fixed order of [`lanes`].
+/// Multi-threaded over output rows (many rows) or columns (few rows). Each element's sum runs in
+/// the fixed order of [`lanes`].
 ///
 /// # Panics
 /// If a slice length does not match its shape (a programming error, not bad input).
@@ -89,7 +90,17 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     }
     let level = if level.supported() { level } else { Level::Portable };
     let threads = rayon::current_num_threads();
-    // Split columns into ≈4 chunks per thread (a multiple of 16 wide); tiny products run inline.
+    // Many rows (prefill, large batches): split rows, ≈2 blocks per thread, each written in place
+    // (rows of y are contiguous), every thread sweeping all of w.
+    if threads > 1 && b >= ROW_SPLIT_MIN_ROWS * threads {
+        let rows = b.div_ceil(2 * threads);
+        y.par_chunks_mut(rows * o)
+            .zip(x.par_chunks(rows * k))
+            .for_each(|(ys, xs)| matmul_serial(level, xs, w, ys, xs.len() / k, k, o));
+        return;
+    }
+    // Few rows (decode): split columns into ≈4 chunks per thread (a multiple of 16 wide); tiny
+    // products run inline.
     let chunk = o.div_ceil(4 * threads).next_multiple_of(16).max(16);
     if threads == 1 || b * k * o < (1 << 16) || chunk >= o {
         matmul_serial(level, x, w, y, b, k, o);
@@ -111,6 +122,9 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
         }
     }
 }
+
+/// Rows per thread from which [`matmul`] splits rows instead of columns.
+const ROW_SPLIT_MIN_ROWS: usize = 96;
 
 /// One thread's matmul at `level` (assumed supported).
 fn matmul_serial(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {

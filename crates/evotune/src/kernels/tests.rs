@@ -93,13 +93,14 @@ fn matmul_levels_are_bit_identical() {
 fn matmul_rows_independent_of_batch_and_threads() {
     let (k, o) = (576, 1536);
     let w = rand_vec(o * k, 5);
-    let x = rand_vec(70 * k, 6);
+    // Up to 300 rows: past `ROW_SPLIT_MIN_ROWS`·threads the threads split rows, below it columns.
+    let x = rand_vec(300 * k, 6);
     for level in levels() {
-        let mut alone = vec![0.0; 70 * o];
-        for r in 0..70 {
+        let mut alone = vec![0.0; 300 * o];
+        for r in 0..300 {
             matmul_at(level, &x[r * k..(r + 1) * k], &w, &mut alone[r * o..(r + 1) * o], 1, k, o);
         }
-        for b in [2, 3, 4, 5, 16, 33, 70] {
+        for b in [2, 3, 4, 5, 16, 33, 70, 200, 300] {
             for threads in [1, 2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![0.0; b * o];
