@@ -11,6 +11,7 @@
 pub mod comm;
 pub mod config;
 pub mod dir;
+pub mod eval_split;
 pub mod metrics;
 pub mod replay;
 pub mod report;
