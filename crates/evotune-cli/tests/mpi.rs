@@ -1,10 +1,11 @@
 //! Distributed training under `mpirun` (built with `--features mpi`; needs OpenMPI's `mpirun`).
 //!
-//! Every run here is compared with one single-process reference run of the same config (N = 8,
-//! 4 iterations, evaluations at 0, 2, 4 with a multiple-choice, a KL and a generation prior):
+//! Every run here is compared with one single-process reference run of the same config (N = 4,
+//! 2 iterations, evaluations at 0, 1, 2 with a multiple-choice, a KL and a generation prior; the
+//! rewards differ between members, so θ really moves):
 //! - K ranks split the population and the evaluations; trajectory, checkpoints and the eval lines
 //!   of `metrics.jsonl` (all but their `seconds`) equal the single process's byte for byte;
-//! - a run started with 3 ranks (3 ∤ 8) and resumed by one process ends where the reference does;
+//! - a run started with 3 ranks (3 ∤ 4) and resumed by one process ends where the reference does;
 //! - a rank killed with SIGKILL stops the job (mpirun exits non-zero, no hang), leaves a
 //!   readable run directory, and `--resume` completes it with the reference's bytes.
 //!
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-const ITERATIONS: u64 = 4;
+const ITERATIONS: u64 = 2;
 
 fn model() -> PathBuf {
     if let Ok(p) = std::env::var("EVOTUNE_MODEL") {
@@ -31,13 +32,17 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// A tiny real config: N = 8, 3 training prompts of ≤ 6 new tokens, evaluations every 2 iterations
-/// (5 test items, 5 capitals items, 3 KL prompts × 4 tokens, arith again as a generation prior).
+/// A tiny real config: N = 4, 3 training prompts (one-digit sums) of ≤ 8 new tokens, evaluation and
+/// checkpoint every iteration (5 test items, 5 capitals items, 3 KL prompts × 4 tokens, arith again
+/// as a generation prior).
 fn train_args(model: &Path, out: &Path, iterations: u64) -> Vec<String> {
-    let mut v = strings(&["train", "--quiet", "--task", "arith", "--population", "8", "--seed", "5", "--threads", "1"]);
-    v.extend(strings(&["--eval-every", "2", "--checkpoint-every", "2", "--prior", "capitals", "--prior", "kl"]));
-    v.extend(strings(&["--prior", "arith", "--prior-limit", "5"]));
-    for opt in ["train_size=3", "test_size=5", "max_new_tokens=6", "kl_prompts=3", "kl_tokens=4"] {
+    let mut v = strings(&["train", "--quiet", "--task", "arith", "--population", "4", "--seed", "5", "--threads", "1"]);
+    v.extend(strings(&["--sigma", "0.01", "--alpha", "0.005", "--eval-every", "1", "--checkpoint-every", "1"]));
+    v.extend(strings(&["--prior", "capitals", "--prior", "kl", "--prior", "arith", "--prior-limit", "5"]));
+    for opt in ["train_size=3", "test_size=5", "max_new_tokens=8", "arith_min=1", "arith_max=9"] {
+        v.extend(strings(&["--task-opt", opt]));
+    }
+    for opt in ["kl_prompts=3", "kl_tokens=4"] {
         v.extend(strings(&["--task-opt", opt]));
     }
     v.extend(["--iterations".into(), iterations.to_string(), "--model".into(), model.display().to_string()]);
@@ -80,6 +85,9 @@ fn reference() -> &'static Path {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("single");
         run(evotune().args(train_args(&model(), &dir, ITERATIONS)));
+        // The members' rewards differ, so the update moves θ (equal bytes would prove little otherwise).
+        let last = read_lines(&dir.join("metrics.jsonl")).into_iter().rfind(|l| l["type"] == "iteration").unwrap();
+        assert!(last["drift"].as_f64().unwrap() > 0.0, "θ did not move: {last}");
         (tmp, dir)
     })
     .1
@@ -124,7 +132,7 @@ fn assert_matches_reference(run: &Path, k: u64, what: &str) {
     assert_eq!(lines, trajectory(reference, k as usize), "{what}: trajectory differs");
     assert!(checkpoint(run, k) == checkpoint(reference, k), "{what}: weights at iteration {k} differ");
     let evals = eval_lines(run, k);
-    assert_eq!(evals.len() as u64, k / 2 + 1, "{what}: eval lines");
+    assert_eq!(evals.len() as u64, k + 1, "{what}: eval lines");
     assert_eq!(evals, eval_lines(reference, k), "{what}: eval lines differ");
 }
 
@@ -153,8 +161,8 @@ fn resume_with_another_rank_count() {
     reference();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("k3then1");
-    run(mpirun(3).args(train_args(&model, &out, 2)));
-    assert_matches_reference(&out, 2, "3 ranks, 2 iterations");
+    run(mpirun(3).args(train_args(&model, &out, 1)));
+    assert_matches_reference(&out, 1, "3 ranks, 1 iteration");
     run(evotune().args(resume_args(&out, ITERATIONS)));
     assert_matches_reference(&out, ITERATIONS, "3 ranks, then 1 process");
 }
@@ -219,7 +227,7 @@ fn a_killed_rank_stops_the_job_and_resume_completes_it() {
     assert!(!status.success(), "mpirun exited with {status} after a rank was killed\n{log}");
     // The run directory is intact: config, complete log lines, iterations 1, 2, … in order.
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(config.contains("population = 8"), "{config}");
+    assert!(config.contains("population = 4"), "{config}");
     let steps = read_lines(&out.join("trajectory.jsonl"));
     assert!(!steps.is_empty() && (steps.len() as u64) < ITERATIONS, "{} steps logged", steps.len());
     for (i, s) in steps.iter().enumerate() {
