@@ -138,6 +138,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
                 threads: given.threads.unwrap_or(stored.threads),
                 eval_every: given.eval_every.unwrap_or(stored.eval_every),
                 checkpoint_every: given.checkpoint_every.unwrap_or(stored.checkpoint_every),
+                checksum_every: given.checksum_every.unwrap_or(stored.checksum_every),
                 out: cfg.out.clone(),
                 ..stored
             };
