@@ -209,7 +209,8 @@ fn a_killed_rank_stops_the_job_and_resume_completes_it() {
     assert_eq!(victims.len(), 1, "rank 1 among mpirun's children: {victims:?}");
     let killed = Command::new("kill").args(["-KILL", &victims[0].to_string()]).status().unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let kill_time = Instant::now();
+    let deadline = kill_time + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = job.try_wait().unwrap() {
             break s;
@@ -222,6 +223,7 @@ fn a_killed_rank_stops_the_job_and_resume_completes_it() {
     };
     let log = std::fs::read_to_string(tmp.path().join("mpirun.log")).unwrap();
     assert!(!status.success(), "mpirun exited with {status} after a rank was killed\n{log}");
+    eprintln!("mpirun exited ({status}) {:.1} s after rank 1 was killed:\n{log}", kill_time.elapsed().as_secs_f64());
     // The run directory is intact: config, complete log lines, iterations 1, 2, … in order.
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("population = 4"), "{config}");
