@@ -1,6 +1,7 @@
 //! Processes that share one ES run: each evaluates a slice of the population, all of them gather
 //! the N rewards, and every process applies the same deterministic update to its own copy of θ.
-//! Only rewards (N floats) and checksums cross the wire — never weights.
+//! Only rewards (N floats), checksums and per-item evaluation results cross the wire — never
+//! weights.
 //!
 //! [`SingleProcess`] is the default; [`mpi::MpiComm`] (cargo feature `mpi`) runs under `mpirun`.
 
