@@ -85,6 +85,10 @@ pub enum Error {
     // === Distributed runs ===
     #[error("iteration {iteration}: rank {rank}'s weights differ from rank 0's, first in tensor `{tensor}` (replicated updates diverged)")]
     RankDivergence { iteration: u64, rank: usize, tensor: String },
+    #[error(
+        "evaluation of iteration {iteration}: rank {rank} sent {got} numbers for {task} where {expected} were expected"
+    )]
+    RankResults { iteration: u64, rank: usize, task: String, got: usize, expected: usize },
 
     // === Runs ===
     #[error("{path}: config: {problem}")]

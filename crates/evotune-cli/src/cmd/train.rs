@@ -21,21 +21,29 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let mut terminal = Terminal::new(a.quiet);
     let mut silent = Silent;
     let progress: &mut dyn Progress = if comm.is_root() { &mut terminal } else { &mut silent };
-    let summary = match a.resume {
+    let result = match a.resume {
         Some(run) => {
             if let Some(out) = &given.out {
                 anyhow::ensure!(out == &run, "--out {} differs from --resume {}", out.display(), run.display());
             }
             let cfg = PartialConfig { out: Some(run.clone()), ..given.clone() }.resolve()?;
             train_with(cfg, Start::Resume { given }, progress, comm.as_ref())
-                .with_context(|| format!("resuming {}", run.display()))?
+                .with_context(|| format!("resuming {}", run.display()))
         }
         None => {
             let cfg = given.resolve()?;
             let out = cfg.out.clone();
             train_with(cfg, Start::New, progress, comm.as_ref())
-                .with_context(|| format!("training into {}", out.display()))?
+                .with_context(|| format!("training into {}", out.display()))
         }
+    };
+    // A failed rank takes the whole job down instead of leaving the others in a collective.
+    let summary = match result {
+        Err(e) if comm.size() > 1 => {
+            eprintln!("error (rank {} of {}): {e:#}", comm.rank(), comm.size());
+            comm.abort(1)
+        }
+        r => r?,
     };
     if !comm.is_root() {
         return Ok(());

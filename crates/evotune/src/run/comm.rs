@@ -1,6 +1,7 @@
 //! Processes that share one ES run: each evaluates a slice of the population, all of them gather
 //! the N rewards, and every process applies the same deterministic update to its own copy of θ.
-//! Only rewards (N floats) and checksums cross the wire — never weights.
+//! Only rewards (N floats), checksums and per-item evaluation results cross the wire — never
+//! weights.
 //!
 //! [`SingleProcess`] is the default; [`mpi::MpiComm`] (cargo feature `mpi`) runs under `mpirun`.
 
@@ -14,6 +15,14 @@ pub trait Comm: Send + Sync {
     fn all_gather_f32(&self, local: &[f32], counts: &[usize]) -> Vec<f32>;
     /// Every rank's `local` vector (all the same length), in rank order.
     fn all_gather_u64(&self, local: &[u64]) -> Vec<Vec<u64>>;
+    /// Every rank's `local` vector (lengths may differ), in rank order, on the root; an empty list
+    /// on the other ranks (a gather with counts, used for evaluation results).
+    fn gather_f64(&self, local: &[f64]) -> Vec<Vec<f64>>;
+    /// Ends this process with `code`; under MPI the whole job (so that no rank is left waiting in a
+    /// collective for one that failed).
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
     /// True on the rank that writes the run directory and shows progress.
     fn is_root(&self) -> bool {
         self.rank() == 0
@@ -51,6 +60,9 @@ impl Comm for SingleProcess {
     fn all_gather_u64(&self, local: &[u64]) -> Vec<Vec<u64>> {
         vec![local.to_vec()]
     }
+    fn gather_f64(&self, local: &[f64]) -> Vec<Vec<f64>> {
+        vec![local.to_vec()]
+    }
 }
 
 #[cfg(feature = "mpi")]
@@ -61,6 +73,7 @@ pub mod mpi {
     use ::mpi::environment::Universe;
     use ::mpi::topology::SimpleCommunicator;
     use ::mpi::traits::*;
+    use ::mpi::Count;
 
     use super::Comm;
 
@@ -110,6 +123,40 @@ pub mod mpi {
             let mut out = vec![0u64; local.len() * self.size()];
             self.world.all_gather_into(local, &mut out[..]);
             out.chunks(local.len().max(1)).map(|c| c.to_vec()).collect()
+        }
+        fn abort(&self, code: i32) -> ! {
+            self.world.abort(code)
+        }
+        fn gather_f64(&self, local: &[f64]) -> Vec<Vec<f64>> {
+            let root = self.world.process_at_rank(0);
+            let len = local.len() as Count;
+            if self.rank() != 0 {
+                root.gather_into(&len);
+                root.gather_varcount_into(local);
+                return Vec::new();
+            }
+            let mut counts: Vec<Count> = vec![0; self.size()];
+            root.gather_into_root(&len, &mut counts[..]);
+            let displs: Vec<Count> = counts
+                .iter()
+                .scan(0, |acc, &x| {
+                    let d = *acc;
+                    *acc += x;
+                    Some(d)
+                })
+                .collect();
+            let mut out = vec![0f64; counts.iter().map(|&c| c as usize).sum()];
+            let mut part = PartitionMut::new(&mut out[..], counts.clone(), displs);
+            root.gather_varcount_into_root(local, &mut part);
+            let mut rest = &out[..];
+            counts
+                .iter()
+                .map(|&c| {
+                    let (mine, tail) = rest.split_at(c as usize);
+                    rest = tail;
+                    mine.to_vec()
+                })
+                .collect()
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod comm;
 pub mod config;
 pub mod dir;
+pub mod eval_split;
 pub mod metrics;
 pub mod population;
 pub mod replay;

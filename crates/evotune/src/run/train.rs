@@ -22,6 +22,7 @@ use crate::model::{self, Params};
 use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
+use crate::run::eval_split::evaluate_split;
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
 use crate::run::population;
 use crate::tasks::{self, eval, PriorTask, Task, TaskOptions};
@@ -139,6 +140,7 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
                 threads: given.threads.unwrap_or(stored.threads),
                 eval_every: given.eval_every.unwrap_or(stored.eval_every),
                 checkpoint_every: given.checkpoint_every.unwrap_or(stored.checkpoint_every),
+                checksum_every: given.checksum_every.unwrap_or(stored.checksum_every),
                 out: cfg.out.clone(),
                 ..stored
             };
@@ -183,36 +185,35 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         })?;
         progress.message(&format!("resumed {} at iteration {k0}", dir.root().display()));
     }
-    let evaluated: Vec<u64> = dir
-        .read_lines(dir::METRICS)?
-        .iter()
-        .filter_map(|(_, l)| match serde_json::from_str::<MetricsLine>(l) {
-            Ok(MetricsLine::Eval(e)) => Some(e.iteration),
-            _ => None,
-        })
-        .collect();
+    let evaluated: Vec<u64> = if root { evaluated_iterations(&dir)? } else { Vec::new() };
 
     let mut first_eval = None;
     let mut last_eval = None;
-    let run_eval = |state: &EsState, progress: &mut dyn Progress| -> Result<EvalLine> {
+    // Every rank evaluates its share (see `eval_split`); the root alone gets and writes the line.
+    let run_eval = |state: &EsState, progress: &mut dyn Progress| -> Result<Option<EvalLine>> {
         let t = Instant::now();
-        let target = eval::evaluate_target(&model, &state.theta, task.as_ref())?;
-        let priors =
-            priors.iter().map(|p| eval::evaluate_prior(&model, &state.theta, p)).collect::<Result<Vec<_>>>()?;
+        let Some((target, priors)) =
+            evaluate_split(&model, &state.theta, task.as_ref(), &priors, comm, state.iteration)?
+        else {
+            return Ok(None);
+        };
         let drift = strategy.drift(&state.theta)?;
         let line = EvalLine { iteration: state.iteration, target, priors, drift, seconds: t.elapsed().as_secs_f64() };
         dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
         progress.eval(&line);
-        Ok(line)
+        Ok(Some(line))
     };
-    let is_eval_due = |k: u64| cfg.eval_every > 0 && root && is_due(cfg.eval_every, k, cfg.iterations);
+    let is_eval_due = |k: u64| is_due(cfg.eval_every, k, cfg.iterations);
 
     progress.start(&cfg, k0);
-    if cfg.eval_every > 0 && root && !evaluated.contains(&k0) && (k0 == 0 || is_due(cfg.eval_every, k0, cfg.iterations))
-    {
-        let line = run_eval(&state, progress)?;
-        first_eval.get_or_insert(line.clone());
-        last_eval = Some(line);
+    // Only the root reads the metrics log: its answer holds for every rank.
+    let first_due =
+        cfg.eval_every > 0 && !evaluated.contains(&k0) && (k0 == 0 || is_due(cfg.eval_every, k0, cfg.iterations));
+    if root_decides(comm, first_due) {
+        if let Some(line) = run_eval(&state, progress)? {
+            first_eval.get_or_insert(line.clone());
+            last_eval = Some(line);
+        }
     }
 
     // --- the ES loop ---
@@ -247,6 +248,9 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
             check_replicas(comm, &state)?;
         }
         if !root {
+            if is_eval_due(state.iteration) {
+                run_eval(&state, progress)?;
+            }
             continue;
         }
         dir.append_line(dir::TRAJECTORY, &step)?;
@@ -274,9 +278,10 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
             model::safetensors::write(&path, &state.theta, model.config.tied_embeddings)?;
         }
         if is_eval_due(k) {
-            let line = run_eval(&state, progress)?;
-            first_eval.get_or_insert(line.clone());
-            last_eval = Some(line);
+            if let Some(line) = run_eval(&state, progress)? {
+                first_eval.get_or_insert(line.clone());
+                last_eval = Some(line);
+            }
         }
     }
     progress.finish();
@@ -287,6 +292,23 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         last_eval,
         checksum: state.theta.checksum(),
     })
+}
+
+/// Iterations that already have an eval line in the run's metrics log.
+fn evaluated_iterations(dir: &RunDir) -> Result<Vec<u64>> {
+    Ok(dir
+        .read_lines(dir::METRICS)?
+        .iter()
+        .filter_map(|(_, l)| match serde_json::from_str::<MetricsLine>(l) {
+            Ok(MetricsLine::Eval(e)) => Some(e.iteration),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The root's `flag`, on every rank.
+fn root_decides(comm: &dyn Comm, flag: bool) -> bool {
+    comm.all_gather_u64(&[u64::from(flag)])[0][0] != 0
 }
 
 /// Compares every tensor's checksum with rank 0's; the first difference stops the run.

@@ -14,6 +14,7 @@ use crate::model::delta::Deltas;
 use crate::model::generate::{generate_with, GenerateStats};
 use crate::model::score::score;
 use crate::model::{GenerateOptions, Model, Params, Sampling};
+use crate::tasks::kl_probe::KlStats;
 use crate::tasks::multiple_choice::{loglik_stats, McItem};
 use crate::tasks::{registry, Item, Reward, Task, TaskOptions};
 use crate::tokenizer::Prompt;
@@ -115,15 +116,45 @@ fn score_items(model: &Model, params: &Params, task: &dyn Task, items: &[Item]) 
     }
     let refs: Vec<&Item> = items.iter().collect();
     let rewards = target_rewards(model, params, task, &refs)?;
+    Ok(rewards_score(task.name(), &rewards))
+}
+
+/// A generation task's score from its items' rewards, in item order: accuracy = #correct / n,
+/// mean reward = (Σ value, summed in f64 in item order) / n.
+pub fn rewards_score(name: &str, rewards: &[Reward]) -> TaskScore {
     let n = rewards.len() as f64;
     let accuracy = rewards.iter().filter(|r| r.correct).count() as f64 / n;
     let mean_reward = rewards.iter().map(|r| r.value as f64).sum::<f64>() / n;
-    Ok(TaskScore {
-        task: task.name().to_string(),
-        accuracy,
-        mean_reward,
-        metrics: BTreeMap::from([("items".to_string(), n)]),
-    })
+    TaskScore { task: name.to_string(), accuracy, mean_reward, metrics: BTreeMap::from([("items".to_string(), n)]) }
+}
+
+/// A multiple-choice prior's score from its per-choice log-likelihoods ([`choice_logliks`]).
+pub fn logliks_score(name: &str, items: &[McItem], lls: &[Vec<f64>]) -> TaskScore {
+    let s = loglik_stats(items, lls);
+    TaskScore {
+        task: name.to_string(),
+        accuracy: s.accuracy,
+        mean_reward: s.accuracy,
+        metrics: BTreeMap::from([
+            ("items".to_string(), items.len() as f64),
+            ("logprob_margin".to_string(), s.mean_margin),
+            ("answer_logprob".to_string(), s.mean_answer_logprob),
+        ]),
+    }
+}
+
+/// The KL probe's score ([`KlStats`]): accuracy and mean reward do not apply (NaN).
+pub fn kl_score(name: &str, s: &KlStats) -> TaskScore {
+    TaskScore {
+        task: name.to_string(),
+        accuracy: f64::NAN,
+        mean_reward: f64::NAN,
+        metrics: BTreeMap::from([
+            ("kl".to_string(), s.kl),
+            ("kl_max_prompt".to_string(), s.max_prompt_kl),
+            ("kl_tokens".to_string(), s.tokens as f64),
+        ]),
+    }
 }
 
 /// The task's score on its test split.
@@ -168,32 +199,9 @@ pub fn choice_logliks(model: &Model, params: &Params, items: &[McItem]) -> Resul
 pub fn evaluate_prior(model: &Model, params: &Params, prior: &PriorTask) -> Result<TaskScore> {
     match prior {
         PriorTask::MultipleChoice { name, items } => {
-            let lls = choice_logliks(model, params, items)?;
-            let s = loglik_stats(items, &lls);
-            Ok(TaskScore {
-                task: name.clone(),
-                accuracy: s.accuracy,
-                mean_reward: s.accuracy,
-                metrics: BTreeMap::from([
-                    ("items".to_string(), items.len() as f64),
-                    ("logprob_margin".to_string(), s.mean_margin),
-                    ("answer_logprob".to_string(), s.mean_answer_logprob),
-                ]),
-            })
+            Ok(logliks_score(name, items, &choice_logliks(model, params, items)?))
         }
         PriorTask::Generation(task) => evaluate_target(model, params, task.as_ref()),
-        PriorTask::Kl(probe) => {
-            let s = probe.kl(model, params)?;
-            Ok(TaskScore {
-                task: probe.name().to_string(),
-                accuracy: f64::NAN,
-                mean_reward: f64::NAN,
-                metrics: BTreeMap::from([
-                    ("kl".to_string(), s.kl),
-                    ("kl_max_prompt".to_string(), s.max_prompt_kl),
-                    ("kl_tokens".to_string(), s.tokens as f64),
-                ]),
-            })
-        }
+        PriorTask::Kl(probe) => Ok(kl_score(probe.name(), &probe.kl(model, params)?)),
     }
 }

@@ -13,6 +13,8 @@
 //! (token-weighted mean). This is exact per position, not the reference's one-sample Monte-Carlo
 //! estimate log p(x_t) − log q(x_t); both have the same expectation.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -117,40 +119,77 @@ impl KlProbe {
 
     /// KL(base‖current) of `params` on the cached continuations.
     pub fn kl(&self, model: &Model, params: &Params) -> Result<KlStats> {
+        Ok(kl_from_pairs(&self.pair_kls(model, params, 0..self.pairs())?))
+    }
+
+    /// Number of cached continuations (0 before [`KlProbe::prepare`]).
+    pub fn pairs(&self) -> usize {
+        self.base.as_ref().map_or(0, |b| b.pairs.len())
+    }
+
+    /// Per-continuation KL of `params` on the cached continuations `range` (the probe's work can be
+    /// split by continuation: a continuation's rows do not depend on the rest of the batch).
+    pub fn pair_kls(&self, model: &Model, params: &Params, range: Range<usize>) -> Result<Vec<PairKl>> {
         let base = self.base.as_ref().ok_or_else(|| Error::Task {
             task: self.name.clone(),
             problem: "KL probe not prepared: call PriorTask::prepare with θ0 before evaluating".into(),
         })?;
-        let current = log_distributions(&model.llama, params, &base.pairs)?;
-        kl_stats(&self.name, &base.dists, &current)
+        if range.end > base.pairs.len() || range.start > range.end {
+            return Err(Error::Task {
+                task: self.name.clone(),
+                problem: format!("continuations {range:?} asked of {}", base.pairs.len()),
+            });
+        }
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let current = log_distributions(&model.llama, params, &base.pairs[range.clone()])?;
+        pair_kls(&self.name, &base.dists[range], &current)
     }
 }
 
-/// Token-weighted KL from base and current log-distributions (`[pair][position][V]`). Each row's
+/// One continuation's KL: `sum` = Σ_t KL_t over its `tokens` positions (rows summed in order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairKl {
+    pub sum: f64,
+    pub tokens: usize,
+}
+
+/// Per-continuation KL from base and current log-distributions (`[pair][position][V]`). Each row's
 /// sum runs in order on one thread and rows are added in index order, so the result does not
 /// depend on the thread count.
-pub fn kl_stats(name: &str, base: &[Vec<Vec<f32>>], current: &[Vec<Vec<f32>>]) -> Result<KlStats> {
+pub fn pair_kls(name: &str, base: &[Vec<Vec<f32>>], current: &[Vec<Vec<f32>>]) -> Result<Vec<PairKl>> {
     let shape_err = |what: String| Error::Task { task: name.into(), problem: format!("KL probe: {what}") };
     if base.len() != current.len() {
         return Err(shape_err(format!("{} current sequences for {} base ones", current.len(), base.len())));
     }
-    let mut per_prompt = Vec::with_capacity(base.len());
-    let (mut total, mut count) = (0.0f64, 0usize);
+    let mut out = Vec::with_capacity(base.len());
     for (i, (b, c)) in base.iter().zip(current).enumerate() {
         if b.len() != c.len() || b.iter().zip(c).any(|(x, y)| x.len() != y.len()) {
             return Err(shape_err(format!("sequence {i}: current distributions do not match the base ones in shape")));
         }
         let rows: Vec<f64> = b.par_iter().zip(c.par_iter()).map(|(p, q)| kl_row(p, q)).collect();
-        let sum: f64 = rows.iter().sum();
-        total += sum;
-        count += rows.len();
-        per_prompt.push(if rows.is_empty() { 0.0 } else { sum / rows.len() as f64 });
+        out.push(PairKl { sum: rows.iter().sum(), tokens: rows.len() });
     }
-    Ok(KlStats {
-        kl: if count == 0 { 0.0 } else { total / count as f64 },
-        max_prompt_kl: per_prompt.iter().copied().fold(0.0, f64::max),
-        tokens: count,
-    })
+    Ok(out)
+}
+
+/// Token-weighted KL from the per-continuation sums, added in continuation order:
+/// kl = Σ sum / Σ tokens, max_prompt_kl = max over continuations of sum / tokens.
+pub fn kl_from_pairs(pairs: &[PairKl]) -> KlStats {
+    let (mut total, mut count) = (0.0f64, 0usize);
+    let mut max_prompt_kl = 0.0f64;
+    for p in pairs {
+        total += p.sum;
+        count += p.tokens;
+        max_prompt_kl = max_prompt_kl.max(if p.tokens == 0 { 0.0 } else { p.sum / p.tokens as f64 });
+    }
+    KlStats { kl: if count == 0 { 0.0 } else { total / count as f64 }, max_prompt_kl, tokens: count }
+}
+
+/// Token-weighted KL from base and current log-distributions (`[pair][position][V]`).
+pub fn kl_stats(name: &str, base: &[Vec<Vec<f32>>], current: &[Vec<Vec<f32>>]) -> Result<KlStats> {
+    Ok(kl_from_pairs(&pair_kls(name, base, current)?))
 }
 
 #[cfg(test)]
