@@ -25,7 +25,7 @@ use crate::run::dir::{self, RunDir};
 use crate::run::eval_split::evaluate_split;
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
 use crate::run::population;
-use crate::tasks::{self, eval, PriorTask, Task, TaskOptions};
+use crate::tasks::{self, PriorTask, Task, TaskOptions};
 
 /// Callbacks for the CLI's progress display; every method has a silent default.
 pub trait Progress: Send {
