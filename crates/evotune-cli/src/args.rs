@@ -318,7 +318,7 @@ pub enum BenchWhich {
     EsIteration {
         #[arg(long, default_value = "smollm2-135m")]
         model: String,
-        /// `full`, `lowrank`, or `both` (low rank first, so the peak RSS of each is its own).
+        /// `full`, `lowrank`, or `both` (each mode's peak RSS is measured from its own start).
         #[arg(long, default_value = "both")]
         perturbation: String,
         #[arg(long, default_value_t = 1)]

@@ -26,14 +26,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             let modes = match perturbation.as_str() {
                 "full" => vec![Perturbation::Full],
                 "lowrank" => vec![Perturbation::LowRank { rank }],
-                "both" => vec![Perturbation::LowRank { rank }, Perturbation::Full],
+                "both" => vec![Perturbation::Full, Perturbation::LowRank { rank }],
                 other => bail!("--perturbation `{other}`: expected full, lowrank or both"),
             };
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
             let mut results: Vec<IterationBench> = Vec::new();
             let mut path = std::path::PathBuf::new();
             for mode in modes {
-                // A fresh load per mode: θ0 becomes the run's θ, as in `evotune train`.
+                // A fresh load per mode: θ0 becomes the run's θ, as in `evotune train`; the peak
+                // RSS is reset first, so each mode reports its own.
+                evotune::run::bench::reset_peak_rss();
                 let (m, theta) = evotune::model::load(&model).with_context(|| format!("loading model {model}"))?;
                 path = m.path.clone();
                 let opts = IterationBenchOptions { perturbation: mode, population, iterations, ..Default::default() };

@@ -89,6 +89,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resets the peak resident set (VmHWM) to the current RSS, where Linux allows it (writing 5 to
+/// /proc/self/clear_refs), so that a later [`peak_rss_bytes`] measures what came after.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Matrix FLOPs of one forward token through the blocks, and of one logits row.
 fn flops_per_token(model: &Model) -> (f64, f64) {
     let c = &model.config;
