@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::{Anchor, EsState, StepRecord, Strategy};
+use crate::es::{Anchor, EsState, Member, StepRecord, Strategy};
 use crate::model::{self, Params};
 use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{PartialConfig, RunConfig};
@@ -223,9 +223,8 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         let mine = comm::share(pop.members.len(), comm.rank(), comm.size());
         let mut local = Vec::with_capacity(mine.len());
         for member in &pop.members[mine] {
-            strategy.perturb_into(&state.theta, t, member, &mut member_theta);
-            let r = eval::target_rewards(&model, &member_theta, task.as_ref(), &items)?;
-            local.push(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32);
+            let eval = MemberEval { model: &model, strategy: &strategy, task: task.as_ref(), items: &items };
+            local.push(eval.fitness(&state.theta, t, member, &mut member_theta)?);
         }
         let rewards = comm.all_gather_f32(&local, &comm::counts(pop.members.len(), comm.size()));
         let eval_seconds = t_start.elapsed().as_secs_f64();
@@ -276,6 +275,27 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
         last_eval,
         checksum: state.theta.checksum(),
     })
+}
+
+/// What one member's fitness is computed from.
+struct MemberEval<'a> {
+    model: &'a model::Model,
+    strategy: &'a Strategy,
+    task: &'a dyn Task,
+    items: &'a [&'a tasks::Item],
+}
+
+impl MemberEval<'_> {
+    /// Mean task reward of θ + σ·sign·ε_member on the items (`scratch` receives the perturbed
+    /// weights), or the task's own reward when it needs no model (`random`: nothing is perturbed).
+    fn fitness(&self, theta: &Params, t: u64, member: &Member, scratch: &mut Params) -> Result<f32> {
+        if let Some(r) = self.task.reward_without_model(t, member.index) {
+            return Ok(r);
+        }
+        self.strategy.perturb_into(theta, t, member, scratch);
+        let r = eval::target_rewards(self.model, scratch, self.task, self.items)?;
+        Ok(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32)
+    }
 }
 
 /// Compares every tensor's checksum with rank 0's; the first difference stops the run.
