@@ -17,16 +17,58 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         .map(|r| RunSeries::read(r).with_context(|| format!("reading run {}", r.display())))
         .collect::<Result<_, _>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let written = write_report(&runs, &a.out)?;
+    let references = a.drift_reference.iter().map(|r| read_reference(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    let written = write_report_with(&runs, &references, &a.out)?;
     for w in &written {
         println!("{}", w);
     }
     Ok(())
 }
 
+/// A `--drift-reference LABEL=FILE` curve: `iteration value` per line, `#` comments.
+fn read_reference(spec: &str) -> anyhow::Result<(String, Series)> {
+    let (label, file) =
+        spec.split_once('=').with_context(|| format!("--drift-reference `{spec}`: expected LABEL=FILE"))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    let mut series = Series::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let point = match (parts.next(), parts.next(), parts.next()) {
+            (Some(x), Some(y), None) => x.parse::<u64>().ok().zip(y.parse::<f64>().ok()),
+            _ => None,
+        };
+        let point =
+            point.with_context(|| format!("{file} line {}: expected `iteration value`, found `{line}`", i + 1))?;
+        series.push(point);
+    }
+    Ok((label.to_string(), series))
+}
+
 /// Writes every plot and the summary; returns the paths written.
 pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String>> {
+    write_report_with(runs, &[], out)
+}
+
+/// [`write_report`] with extra labelled curves drawn on the drift plot (predictions).
+pub fn write_report_with(
+    runs: &[RunSeries],
+    references: &[(String, Series)],
+    out: &Path,
+) -> anyhow::Result<Vec<String>> {
     let mut written = Vec::new();
+    let mut drift_lines: Vec<(String, Series)> =
+        runs.iter().map(|r| (r.label.clone(), r.drift.clone())).filter(|(_, s)| !s.is_empty()).collect();
+    drift_lines.extend(references.iter().cloned());
+    if !drift_lines.is_empty() {
+        let path = out.join("drift.png");
+        line_chart(&path, "‖θ − θ0‖₂", "L2 norm", &drift_lines)
+            .with_context(|| format!("drawing {}", path.display()))?;
+        written.push(path.display().to_string());
+    }
     let mut plot = |file: &str,
                     title: &str,
                     y: &str,
@@ -47,7 +89,6 @@ pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String
         Some(r.reward_mean.clone())
     })?;
     plot("target_accuracy.png", &format!("{target}: test accuracy"), "accuracy", &|r| Some(r.target_accuracy.clone()))?;
-    plot("drift.png", "‖θ − θ0‖₂", "L2 norm", &|r| Some(r.drift.clone()))?;
     let priors: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_accuracy.keys().cloned()).collect();
     for p in &priors {
         plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| {
