@@ -28,7 +28,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
 /// A `--drift-reference LABEL=FILE` curve: `iteration value` per line, `#` comments.
 fn read_reference(spec: &str) -> anyhow::Result<(String, Series)> {
     let (label, file) =
-        spec.split_once('=').with_context(|| format!("--drift-reference `{spec}`: expected LABEL=FILE"))?;
+        spec.rsplit_once('=').with_context(|| format!("--drift-reference `{spec}`: expected LABEL=FILE"))?;
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
     let mut series = Series::new();
     for (i, line) in text.lines().enumerate() {
