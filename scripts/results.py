@@ -272,23 +272,26 @@ _L1_CACHE = {}
 
 
 def l1_second_moment(s, tau, t):
-    """E δ_t² of the chain δ ← sign(x)·max(|x| − τ, 0), x = δ + s·ξ, δ_0 = 0, by evolving its density
-    on a grid (spacing s/8; mass of a soft-thresholded point is split linearly between grid points)."""
+    """E δ_t² of the chain δ ← sign(x)·max(|x| − τ, 0), x = δ + s·ξ, δ_0 = 0, by evolving its
+    probability mass on a grid of spacing h = τ/k ≤ s/8: the threshold is a whole number of cells, so
+    soft-thresholding moves mass exactly from cell to cell, and the sampled Gaussian kernel's variance
+    is s² up to terms of order exp(−2π²s²/h²)."""
     key = (s, tau)
     if key not in _L1_CACHE:
-        h = s / 8
+        k_tau = max(1, math.ceil(8 * tau / s))
+        h = tau / k_tau
         stationary_rms = s * s / (math.sqrt(2) * tau)
         half = int(math.ceil((10 * max(stationary_rms, s) + 6 * s) / h))
         xs = [(i - half) * h for i in range(2 * half + 1)]
-        kernel_half = 48  # ±6 s
-        kernel = [math.exp(-0.5 * (k * h / s) ** 2) for k in range(-kernel_half, kernel_half + 1)]
-        ksum = sum(kernel)
-        kernel = [k / ksum for k in kernel]
         p = [0.0] * len(xs)
         p[half] = 1.0
         moments = [0.0]
-        _L1_CACHE[key] = (xs, kernel, kernel_half, half, h, tau, p, moments)
-    xs, kernel, kh, half, h, tau, p, moments = _L1_CACHE[key]
+        kernel_half = int(math.ceil(6 * s / h))
+        kernel = [math.exp(-0.5 * (k * h / s) ** 2) for k in range(-kernel_half, kernel_half + 1)]
+        ksum = sum(kernel)
+        kernel = [k / ksum for k in kernel]
+        _L1_CACHE[key] = (xs, kernel, kernel_half, half, k_tau, p, moments)
+    xs, kernel, kh, half, k_tau, p, moments = _L1_CACHE[key]
     m = len(xs)
     while len(moments) <= t:
         conv = [0.0] * m
@@ -300,13 +303,11 @@ def l1_second_moment(s, tau, t):
                 conv[j] += pi * kernel[j - i + kh]
         q = [0.0] * m
         for j, pj in enumerate(conv):
-            x = xs[j]
-            y = 0.0 if abs(x) <= tau else x - math.copysign(tau, x)
-            pos = y / h + half
-            k = int(math.floor(pos))
-            w = pos - k
-            q[max(0, min(m - 1, k))] += pj * (1 - w)
-            q[max(0, min(m - 1, k + 1))] += pj * w
+            off = j - half  # x = off·h; soft-thresholding by τ = k_tau·h moves it to off ∓ k_tau
+            if abs(off) <= k_tau:
+                q[half] += pj
+            else:
+                q[j - k_tau if off > 0 else j + k_tau] += pj
         p[:] = q
         moments.append(sum(pi * x * x for pi, x in zip(p, xs)))
     return moments[t]
