@@ -121,9 +121,11 @@ SCALES = {
 
 
 class Runner:
-    def __init__(self, evotune, runs_dir, threads, model=None):
+    def __init__(self, evotune, runs_dir, threads, model=None, report_only=False):
         self.evotune = evotune
         self.model = model
+        self.report_only = report_only
+        self.status = {}  # run dir -> (iterations done, iterations planned)
         self.runs = Path(runs_dir)
         self.threads = threads
         self.commands = {}  # run dir -> command line (as a fresh run)
@@ -136,7 +138,17 @@ class Runner:
             cmd += ["--threads", str(self.threads)]
         if self.model:
             cmd += ["--model", self.model]
+        if self.report_only:
+            if not (out / "metrics.jsonl").exists() or last_iteration(out) == 0:
+                log(f"  {name}: not run (--report-only)")
+                self.status[str(out)] = (0, iterations)
+                return None
+            self.commands[str(out)] = " ".join(shlex.quote(c) for c in ["evotune", *cmd[1:]])
+            self.status[str(out)] = (last_iteration(out), iterations)
+            log(f"  {name}: {last_iteration(out)} of {iterations} iterations (--report-only)")
+            return out
         self.commands[str(out)] = " ".join(shlex.quote(c) for c in ["evotune", *cmd[1:]])
+        self.status[str(out)] = (iterations, iterations)
         if (out / "config.toml").exists():
             last = last_iteration(out)
             if last >= iterations:
@@ -367,7 +379,9 @@ def part1(sc, runner, docs, d_gguf):
         name = f"p1/{'es' if awd == 'none' else 'awd-' + awd}-n{n}-s{seed}"
         args = ["--task", "random", "--population", str(n), "--sigma", repr(sc.sigma), "--alpha", repr(sc.alpha)]
         args += ["--seed", str(seed), *awd_args(awd, lam)]
-        runs.append(((n, awd, lam, seed), runner.train(name, args, sc.p1_iterations, 0)))
+        out = runner.train(name, args, sc.p1_iterations, 0)
+        if out:
+            runs.append(((n, awd, lam, seed), out))
     a = sc.alpha
     T = sc.p1_iterations
     # d implied by the first step of the plain-ES runs: ‖Δθ_1‖² = α²d/N·(1 ± √(2/d))
@@ -420,18 +434,21 @@ def part1(sc, runner, docs, d_gguf):
     lines.append(table(["N", "run", "seed", "iterations", "min", "max", "mean"], ratios))
     # population scaling at equal T
     by = {}
+    t_common = min(last_iteration(r) for _, r in runs) if runs else 0
     for (n, awd, lam, seed), r in runs:
         its, _ = metrics(r)
-        by.setdefault((awd, lam), {}).setdefault(n, []).append(its[-1]["drift"])
+        by.setdefault((awd, lam), {}).setdefault(n, []).extend(m["drift"] for m in its if m["iteration"] == t_common)
     pops = sorted({n for (n, _, _, _), _ in runs})
     if len(pops) >= 2:
         rows = []
         lo, hi = pops[0], pops[-1]
         for (awd, lam), v in by.items():
-            if lo in v and hi in v:
+            if v.get(lo) and v.get(hi):
                 meas = statistics.mean(v[lo]) / statistics.mean(v[hi])
-                rows.append([awd_label(awd, lam), f"N={lo} / N={hi}", fmt(math.sqrt(hi / lo), 3), fmt(meas, 3)])
-        lines.append(f"\nPopulation scaling at T = {T} (the random walk predicts a ratio √(N₂/N₁)):\n\n")
+                pred = predicted_drift(a, lo, d, t_common, awd, lam) / predicted_drift(a, hi, d, t_common, awd, lam)
+                rows.append([awd_label(awd, lam), f"N={lo} / N={hi}", fmt(pred, 3), fmt(meas, 3)])
+        lines.append(f"\nPopulation scaling at T = {t_common} (the random walk predicts a ratio √(N₂/N₁) without AWD; "
+                     f"the AWD rows use the finite-T predictions above):\n\n")
         lines.append(table(["run", "ratio of ‖θ_T−θ0‖", "predicted", "measured"], rows))
     out = docs / "p1"
     runner.report([r for _, r in runs], out, refs)
@@ -472,12 +489,24 @@ def run_p2(sc, runner):
         for seed in sc.p2_seeds:
             name = f"p2/{key}-s{seed}"
             eval_every = sc.p2_eval_every
-            runs[(key, seed)] = runner.train(name, arith_args(sc, n, seed, awd, lam), iters, eval_every)
+            out = runner.train(name, arith_args(sc, n, seed, awd, lam), iters, eval_every)
+            if out:
+                runs[(key, seed)] = out
     return runs
+
+
+def seeds_of(sc, runs, key):
+    return [s for s in sc.p2_seeds if (key, s) in runs]
+
+
+def present(sc, runs):
+    return [c for c in p2_configs(sc) if seeds_of(sc, runs, c[0])]
 
 
 def part2(sc, runner, docs, runs):
     lines = ["## 2. Target learning on `arith`\n"]
+    if not present(sc, runs):
+        return "\n".join(lines) + "\nNot run.\n"
     lines.append(
         f"`arith` (\"What is A + B? Answer with only the number.\", reward 0.1·format + 1·answer), "
         f"{sc.train_size} training prompts per iteration, {sc.test_size} held-out test items; σ = {sc.sigma:g}, "
@@ -486,9 +515,9 @@ def part2(sc, runner, docs, runs):
         f"Cells are mean ± sample sd over seeds (one seed: the value).\n"
     )
     rows = []
-    for key, label, n, iters, awd, lam in p2_configs(sc):
+    for key, label, n, iters, awd, lam in present(sc, runs):
         acc0, acc1, r_first, r_last, drift, kl, secs = [], [], [], [], [], [], []
-        for seed in sc.p2_seeds:
+        for seed in seeds_of(sc, runs, key):
             its, evs = metrics(runs[(key, seed)])
             acc0.append(evs[0]["target"]["accuracy"])
             acc1.append(evs[-1]["target"]["accuracy"])
@@ -497,6 +526,7 @@ def part2(sc, runner, docs, runs):
             drift.append(its[-1]["drift"])
             kl.append(prior_score(evs[-1], "kl") if "kl" in sc.priors else float("nan"))
             secs.append(sum(m["seconds"] for m in its) + sum(e["seconds"] for e in evs))
+        iters = max(metrics(runs[(key, s)])[0][-1]["iteration"] for s in seeds_of(sc, runs, key))
         rows.append(
             [label, iters, n * iters, mean_spread(acc0), mean_spread(acc1), mean_spread(r_first), mean_spread(r_last),
              mean_spread(drift, 1), mean_spread(kl, 4), fmt(statistics.mean(secs), 0)]
@@ -507,14 +537,14 @@ def part2(sc, runner, docs, runs):
     )
     # reward over iterations
     lines.append("\nPopulation mean reward over iterations (mean over seeds):\n\n")
-    cfgs = p2_configs(sc)
+    cfgs = present(sc, runs)
     T = max(c[3] for c in cfgs)
     rows = []
     for t in range(1, T + 1):
         row = [t]
         for key, label, n, iters, awd, lam in cfgs:
             vals = []
-            for seed in sc.p2_seeds:
+            for seed in seeds_of(sc, runs, key):
                 its, _ = metrics(runs[(key, seed)])
                 vals += [m["reward_mean"] for m in its if m["iteration"] == t]
             row.append(mean_spread(vals) if vals else "")
@@ -523,7 +553,9 @@ def part2(sc, runner, docs, runs):
     lines.append("\nTarget test accuracy at each evaluation:\n\n")
     lines.append(eval_table(sc, runs, lambda ev: ev["target"]["accuracy"]))
     for seed in sc.p2_seeds:
-        runner.report([runs[(c[0], seed)] for c in cfgs], docs / f"p2-s{seed}")
+        have = [runs[(c[0], seed)] for c in cfgs if (c[0], seed) in runs]
+        if have:
+            runner.report(have, docs / f"p2-s{seed}")
     s0 = sc.p2_seeds[0]
     lines.append(
         f"\n![reward](results/p2-s{s0}/target_reward.png) ![accuracy](results/p2-s{s0}/target_accuracy.png)"
@@ -533,14 +565,14 @@ def part2(sc, runner, docs, runs):
 
 
 def eval_table(sc, runs, pick, digits=3):
-    cfgs = p2_configs(sc)
-    iters = sorted({e["iteration"] for c in cfgs for s in sc.p2_seeds for e in metrics(runs[(c[0], s)])[1]})
+    cfgs = present(sc, runs)
+    iters = sorted({e["iteration"] for c in cfgs for s in seeds_of(sc, runs, c[0]) for e in metrics(runs[(c[0], s)])[1]})
     rows = []
     for t in iters:
         row = [t]
         for c in cfgs:
             vals = []
-            for s in sc.p2_seeds:
+            for s in seeds_of(sc, runs, c[0]):
                 vals += [pick(e) for e in metrics(runs[(c[0], s)])[1] if e["iteration"] == t]
             row.append(mean_spread(vals, digits) if vals else "")
         rows.append(row)
@@ -549,6 +581,8 @@ def eval_table(sc, runs, pick, digits=3):
 
 def part3(sc, runner, docs, runs):
     lines = ["## 3. Forgetting as drift, per prior task\n"]
+    if not present(sc, runs):
+        return "\n".join(lines) + "\nNot run.\n"
     lines.append(
         f"Prior tasks are only evaluated, never trained on: the built-in multiple-choice suites scored by "
         f"log-likelihood on their first {sc.prior_limit} items (accuracy and the mean log-prob margin of the right "
@@ -568,9 +602,9 @@ def part3(sc, runner, docs, runs):
     lines.append("\nPer task and configuration: accuracy at 0, its minimum over the evaluations, and at T "
                  "(\"dip and recover\" = minimum below both ends):\n\n")
     rows = []
-    for c in p2_configs(sc):
+    for c in present(sc, runs):
         for task in [p for p in sc.priors if p != "kl"]:
-            for s in sc.p2_seeds:
+            for s in seeds_of(sc, runs, c[0]):
                 evs = metrics(runs[(c[0], s)])[1]
                 acc = [prior_score(e, task) for e in evs]
                 lo = min(acc)
@@ -595,19 +629,22 @@ def part4(sc, runner, docs, p2runs):
         "only. Δ = value at T minus value at 0; prior accuracy is the mean over the multiple-choice suites.\n"
     )
     n = sc.p2_population
-    entries = [("none", 0.0, p2runs[(f"es-n{n}", seed)]),
-               ("l2", sc.l2_lambda, p2runs[(f"awd-l2-n{n}", seed)]),
-               ("l1", sc.l1_lambda, p2runs[(f"awd-l1-n{n}", seed)])]
+    entries = [(awd, lam, p2runs[(key, seed)]) for awd, lam, key in
+               (("none", 0.0, f"es-n{n}"), ("l2", sc.l2_lambda, f"awd-l2-n{n}"), ("l1", sc.l1_lambda, f"awd-l1-n{n}"))
+               if (key, seed) in p2runs]
     for awd, lams in (("l2", sc.p4_l2), ("l1", sc.p4_l1)):
         for lam in lams:
             name = f"p4/awd-{awd}-lambda{lam:g}-n{n}-s{seed}"
             out = runner.train(name, arith_args(sc, n, seed, awd, lam), sc.p2_iterations, sc.p2_iterations)
-            entries.append((awd, lam, out))
+            if out:
+                entries.append((awd, lam, out))
     mc = [p for p in sc.priors if p != "kl"]
     rows = []
     for awd, lam, r in sorted(entries, key=lambda e: ({"none": 0, "l2": 1, "l1": 2}[e[0]], e[1])):
         its, evs = metrics(r)
         e0, e1 = evs[0], evs[-1]
+        if e1["iteration"] == 0:
+            continue  # unfinished (--report-only): no evaluation after training yet
         prior0 = statistics.mean(prior_score(e0, t) for t in mc)
         prior1 = statistics.mean(prior_score(e1, t) for t in mc)
         per_task = ", ".join(f"{t} {prior_score(e1, t) - prior_score(e0, t):+.3f}" for t in mc)
@@ -635,9 +672,9 @@ def findings(sc, p1, p2runs, p4):
             out.append(f"- drift law, N={n} {awd_label(awd, lam)} seed {seed}: ‖θ_{m['iteration']}−θ0‖ = {m['drift']:.2f}")
     if p2runs:
         n = sc.p2_population
-        for key, label, *_ in p2_configs(sc):
+        for key, label, *_ in present(sc, p2runs):
             deltas = []
-            for s in sc.p2_seeds:
+            for s in seeds_of(sc, p2runs, key):
                 its, evs = metrics(p2runs[(key, s)])
                 mc = [p for p in sc.priors if p != "kl"]
                 deltas.append(statistics.mean(prior_score(evs[-1], t) - prior_score(evs[0], t) for t in mc))
@@ -698,6 +735,9 @@ def main():
     ap.add_argument("--out", help="where results.md and results/ go (default: docs/)")
     ap.add_argument("--runs", help="run directories (default: runs/results, or OUT/runs with --quick)")
     ap.add_argument("--threads", type=int, default=0, help="evotune --threads (0 = all cores)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: build the page from the run directories as they are (unfinished runs are "
+                    "reported at the iteration they reached, missing ones left out; the page lists which)")
     ap.add_argument("--model", default=os.environ.get("EVOTUNE_MODEL"),
                     help="GGUF of the default model (default: $EVOTUNE_MODEL, else `evotune fetch-model`)")
     a = ap.parse_args()
@@ -707,7 +747,7 @@ def main():
     runs_dir = Path(a.runs) if a.runs else (docs_root / "runs" if a.quick else REPO / "runs" / "results")
     docs = docs_root / "results"
     docs.mkdir(parents=True, exist_ok=True)
-    runner = Runner(a.evotune, runs_dir, a.threads, a.model)
+    runner = Runner(a.evotune, runs_dir, a.threads, a.model, a.report_only)
     version = subprocess.run([a.evotune, "--version"], capture_output=True, text=True).stdout.strip()
     if a.model:
         model_path = a.model
@@ -760,6 +800,9 @@ def main():
         "- wall time of the runs themselves (sum of their logged iteration and evaluation seconds): "
         + ", ".join(f"{name} {secs:.0f} s" for name, secs in run_seconds(runner)),
         "",
+        "Runs planned at this scale and how far each got (iterations done / planned):\n",
+        table(["run directory", "done", "planned"],
+              [[os.path.relpath(k, runs_dir), d_, p_] for k, (d_, p_) in sorted(runner.status.items())]),
         "Exact commands, one per run (a rerun of the script resumes these directories):\n",
         "```",
         *[runner.commands[k] for k in sorted(runner.commands)],
