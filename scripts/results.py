@@ -661,24 +661,49 @@ def part4(sc, runner, docs, p2runs):
 # part 5 and the page
 
 
-def findings(sc, p1, p2runs, p4):
-    """Plain statements computed from the runs (no judgement)."""
+def findings(sc, p1, p2runs, p4, d):
+    """Plain statements computed from the runs (no judgement; the discussion below interprets them)."""
     out = ["## 5. Findings computed from these runs\n"]
-    if p1:
+    if p1 and p1[1]:
         _, runs, implied = p1
+        worst = 0.0
         for (n, awd, lam, seed), r in runs:
-            its, _ = metrics(r)
-            m = its[-1]
-            out.append(f"- drift law, N={n} {awd_label(awd, lam)} seed {seed}: ‖θ_{m['iteration']}−θ0‖ = {m['drift']:.2f}")
-    if p2runs:
-        n = sc.p2_population
+            for m in metrics(r)[0]:
+                worst = max(worst, abs(m["drift"] / predicted_drift(sc.alpha, n, d, m["iteration"], awd, lam) - 1))
+        out.append(f"- Drift law (part 1): over every iteration of {len(runs)} `random`-reward runs, measured ‖θ_t−θ0‖ "
+                   f"is within {worst:.1e} (relative) of the prediction.")
+        for (n, awd, lam, seed), r in runs:
+            m = metrics(r)[0][-1]
+            pred = predicted_drift(sc.alpha, n, d, m["iteration"], awd, lam)
+            extra = f"; papers' stationary approximation {stationary_l2(sc.alpha, n, d, lam):.2f}" if awd == "l2" else ""
+            out.append(f"  - N={n} {awd_label(awd, lam)} (seed {seed}): ‖θ_{m['iteration']}−θ0‖ = {m['drift']:.2f}, "
+                       f"predicted {pred:.2f}{extra}")
+    if p2runs and present(sc, p2runs):
+        mc = [p for p in sc.priors if p != "kl"]
+        out.append("- Target and priors (parts 2-3), change from iteration 0 to the last evaluation, mean ± sd over seeds:")
         for key, label, *_ in present(sc, p2runs):
-            deltas = []
+            acc, rew, prior, kl, per = [], [], [], [], {t: [] for t in mc}
+            dips = 0
+            total = 0
             for s in seeds_of(sc, p2runs, key):
                 its, evs = metrics(p2runs[(key, s)])
-                mc = [p for p in sc.priors if p != "kl"]
-                deltas.append(statistics.mean(prior_score(evs[-1], t) - prior_score(evs[0], t) for t in mc))
-            out.append(f"- {label}: mean prior-accuracy change 0→T {mean_spread(deltas)}")
+                acc.append(evs[-1]["target"]["accuracy"] - evs[0]["target"]["accuracy"])
+                rew.append(its[-1]["reward_mean"] - its[0]["reward_mean"])
+                prior.append(statistics.mean(prior_score(evs[-1], t) - prior_score(evs[0], t) for t in mc))
+                if "kl" in sc.priors:
+                    kl.append(prior_score(evs[-1], "kl"))
+                for t in mc:
+                    series = [prior_score(e, t) for e in evs]
+                    per[t].append(series[-1] - series[0])
+                    total += 1
+                    dips += min(series) < series[0] and min(series) < series[-1]
+            per_txt = ", ".join(f"{t} {mean_spread(v)}" for t, v in per.items())
+            kl_txt = f", KL at the end {mean_spread(kl, 4)}" if kl else ""
+            out.append(f"  - {label}: test accuracy {mean_spread(acc)}, population reward (last − first iteration) "
+                       f"{mean_spread(rew)}, mean prior accuracy {mean_spread(prior)} ({per_txt}){kl_txt}; "
+                       f"dip-and-recover in {dips} of {total} (task, seed) series")
+    if p4:
+        out.append(f"- λ sweep (part 4): {len(p4)} runs on seed {sc.p2_seeds[0]}, see the table in part 4.")
     return "\n".join(out) + "\n"
 
 
@@ -782,7 +807,7 @@ def main():
         text, p4 = part4(sc, runner, docs, p2runs)
         sections.append(text)
         timings.append(("4 λ sweep", time.time() - t0))
-    sections.append(findings(sc, p1, p2runs, p4))
+    sections.append(findings(sc, p1, p2runs, p4, d))
     discussion = REPO / "docs" / "results_discussion.md"
     if sc.name != "quick" and discussion.exists():
         sections.append(discussion.read_text())
