@@ -65,7 +65,7 @@ pub fn write_report_with(
     drift_lines.extend(references.iter().cloned());
     if !drift_lines.is_empty() {
         let path = out.join("drift.png");
-        line_chart(&path, "‖θ − θ0‖₂", "L2 norm", &drift_lines)
+        line_chart(&path, "‖θ − θ0‖₂", "L2 norm", &drift_lines, references.len())
             .with_context(|| format!("drawing {}", path.display()))?;
         written.push(path.display().to_string());
     }
@@ -80,7 +80,7 @@ pub fn write_report_with(
             return Ok(());
         }
         let path = out.join(file);
-        line_chart(&path, title, y, &lines).with_context(|| format!("drawing {}", path.display()))?;
+        line_chart(&path, title, y, &lines, 0).with_context(|| format!("drawing {}", path.display()))?;
         written.push(path.display().to_string());
         Ok(())
     };
@@ -126,7 +126,15 @@ fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-fn line_chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Series)]) -> anyhow::Result<()> {
+/// Draws `lines` against iteration; the last `dashed` of them (references such as predictions) are
+/// thin black dashed lines without markers, so the measured points stay visible under them.
+fn line_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    lines: &[(String, Series)],
+    dashed: usize,
+) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = lines.iter().flat_map(|(_, s)| s.iter().map(|p| p.0)).max().unwrap_or(1).max(1);
@@ -148,6 +156,14 @@ fn line_chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Series)
     for (i, (label, series)) in lines.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let pts: Vec<(u64, f64)> = series.iter().copied().filter(|p| p.1.is_finite()).collect();
+        if i + dashed >= lines.len() {
+            let style = BLACK.stroke_width(1);
+            chart
+                .draw_series(DashedLineSeries::new(pts, 6, 4, style))?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(label.clone())
