@@ -79,9 +79,10 @@ SCALES = {
         p1_iterations=60,
         p1_runs=p1_grid([8], [("none", 0), ("l2", 10.0), ("l1", 0.1)], [1, 2, 3])
         + p1_grid([32], [("none", 0), ("l2", 10.0), ("l1", 0.1)], [1]),
-        estimate="about 3 h on an idle 2-core machine: part 1 ≈ 15 min (≈ 1.5 s per iteration at N = 8, "
-        "≈ 5 s at N = 32), part 2+3 ≈ 95 min (22 s per N = 8 iteration, ≈ 60 s per evaluation, 3 seeds), "
-        "part 4 ≈ 50 min (8 runs of 12 iterations); roughly twice that when the cores are shared",
+        estimate="about 3 h on an idle 2-core machine (estimated, not run in full yet): part 1 ≈ 30 min "
+        "(12 runs of 60 iterations, ≈ 1.5 s per iteration at N = 8 and ≈ 5 s at N = 32), parts 2+3 ≈ 100 min "
+        "(12 runs, 22 s per N = 8 arith iteration, ≈ 60 s per evaluation, 3 seeds), part 4 ≈ 50 min (8 runs of "
+        "12 iterations); two to three times that when other jobs share the cores",
     ),
     "session": Scale(
         name="session",
