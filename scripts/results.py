@@ -504,7 +504,7 @@ def present(sc, runs):
     return [c for c in p2_configs(sc) if seeds_of(sc, runs, c[0])]
 
 
-def part2(sc, runner, docs, runs):
+def part2(sc, runner, docs, runs, d):
     lines = ["## 2. Target learning on `arith`\n"]
     if not present(sc, runs):
         return "\n".join(lines) + "\nNot run.\n"
@@ -528,13 +528,14 @@ def part2(sc, runner, docs, runs):
             kl.append(prior_score(evs[-1], "kl") if "kl" in sc.priors else float("nan"))
             secs.append(sum(m["seconds"] for m in its) + sum(e["seconds"] for e in evs))
         iters = max(metrics(runs[(key, s)])[0][-1]["iteration"] for s in seeds_of(sc, runs, key))
+        walk = predicted_drift(sc.alpha, n, d, iters, awd, lam)
         rows.append(
             [label, iters, n * iters, mean_spread(acc0), mean_spread(acc1), mean_spread(r_first), mean_spread(r_last),
-             mean_spread(drift, 1), mean_spread(kl, 4), fmt(statistics.mean(secs), 0)]
+             mean_spread(drift, 2), fmt(walk, 2), mean_spread(kl, 4), fmt(statistics.mean(secs), 0)]
         )
     lines.append(
-        table(["configuration", "T", "evaluations N·T", "test acc. @0", "test acc. @T", "pop. reward @1", "pop. reward @T",
-               "‖θ_T−θ0‖", "KL @T", "wall s (mean)"], rows)
+        table(["configuration", "T", "evaluations N·T", "test acc. @0", "test acc. @last eval", "pop. reward @1", "pop. reward @T",
+               "‖θ_T−θ0‖", "random-walk prediction (part 1)", "KL @last eval", "wall s (mean)"], rows)
     )
     # reward over iterations
     lines.append("\nPopulation mean reward over iterations (mean over seeds):\n\n")
@@ -798,7 +799,7 @@ def main():
         log(f"parts 2-3: {len(p2_configs(sc)) * len(sc.p2_seeds)} arith runs")
         p2runs = run_p2(sc, runner)
         if 2 in parts:
-            sections.append(part2(sc, runner, docs, p2runs))
+            sections.append(part2(sc, runner, docs, p2runs, d))
         if 3 in parts:
             sections.append(part3(sc, runner, docs, p2runs))
         timings.append(("2+3 arith runs and report", time.time() - t0))
