@@ -566,6 +566,16 @@ def part2(sc, runner, docs, runs, d):
     return "\n".join(lines)
 
 
+def pattern(series):
+    """Shape of a prior task's accuracy over the evaluations."""
+    first, last = series[0], series[-1]
+    if min(series) < min(first, last):
+        return "dip and recover" if last >= first else "dip, partial recovery"
+    if max(series) > max(first, last):
+        return "rise and return" if last <= first else "rise, partial return"
+    return "down" if last < first else ("up" if last > first else "flat")
+
+
 def eval_table(sc, runs, pick, digits=3):
     cfgs = present(sc, runs)
     iters = sorted({e["iteration"] for c in cfgs for s in seeds_of(sc, runs, c[0]) for e in metrics(runs[(c[0], s)])[1]})
@@ -601,18 +611,18 @@ def part3(sc, runner, docs, runs):
         lines.append(f"\n{task}: log-prob margin of the right answer\n\n")
         lines.append(eval_table(sc, runs, lambda ev, t=task: prior_metric(ev, t, "logprob_margin")))
     # dip-and-recover summary per (configuration, task)
-    lines.append("\nPer task and configuration: accuracy at 0, its minimum over the evaluations, and at T "
-                 "(\"dip and recover\" = minimum below both ends):\n\n")
+    lines.append("\nPer task and configuration: accuracy at 0, its minimum and maximum over the evaluations, and at "
+                 "the last evaluation (\"dip and recover\" = minimum below both ends; \"rise and return\" = maximum above "
+                 "both ends):\n\n")
     rows = []
     for c in present(sc, runs):
         for task in [p for p in sc.priors if p != "kl"]:
             for s in seeds_of(sc, runs, c[0]):
                 evs = metrics(runs[(c[0], s)])[1]
                 acc = [prior_score(e, task) for e in evs]
-                lo = min(acc)
-                pattern = "dip and recover" if lo < acc[0] and lo < acc[-1] else ("down" if acc[-1] < acc[0] else ("up" if acc[-1] > acc[0] else "flat"))
-                rows.append([c[1], task, s, fmt(acc[0]), fmt(lo), fmt(acc[-1]), pattern])
-    lines.append(table(["configuration", "task", "seed", "acc @0", "min", "acc @T", "pattern"], rows))
+                lo, hi = min(acc), max(acc)
+                rows.append([c[1], task, s, fmt(acc[0]), fmt(lo), fmt(hi), fmt(acc[-1]), pattern(acc)])
+    lines.append(table(["configuration", "task", "seed", "acc @0", "min", "max", "acc @T", "pattern"], rows))
     s0 = sc.p2_seeds[0]
     plots = " ".join(f"![{t}](results/p2-s{s0}/prior_{t}.png)" for t in sc.priors if t != "kl")
     lines.append(f"\n{plots} ![kl](results/p2-s{s0}/metric_kl_kl.png)\n")
@@ -698,12 +708,12 @@ def findings(sc, p1, p2runs, p4, d):
                     series = [prior_score(e, t) for e in evs]
                     per[t].append(series[-1] - series[0])
                     total += 1
-                    dips += min(series) < series[0] and min(series) < series[-1]
+                    dips += pattern(series) not in ("down", "up", "flat")
             per_txt = ", ".join(f"{t} {mean_spread(v)}" for t, v in per.items())
             kl_txt = f", KL at the end {mean_spread(kl, 4)}" if kl else ""
             out.append(f"  - {label}: test accuracy {mean_spread(acc)}, population reward (last − first iteration) "
                        f"{mean_spread(rew)}, mean prior accuracy {mean_spread(prior)} ({per_txt}){kl_txt}; "
-                       f"dip-and-recover in {dips} of {total} (task, seed) series")
+                       f"non-monotone (dip or rise, then back) in {dips} of {total} (task, seed) series")
     if p4:
         out.append(f"- λ sweep (part 4): {len(p4)} runs on seed {sc.p2_seeds[0]}, see the table in part 4.")
     return "\n".join(out) + "\n"
