@@ -276,6 +276,48 @@ def predicted_drift(alpha, n, d, t, awd, lam):
     return math.sqrt(d * l1_second_moment(math.sqrt(s2), alpha * lam, t))
 
 
+def predicted_drift_active(alpha, n, d, active, awd, lam):
+    """As [`predicted_drift`] for a run whose iteration t made a step only where active[t] (z-scored
+    rewards with Σz² = N; an iteration whose rewards all tie has z = 0 and no step, but AWD still
+    decays δ)."""
+    s2 = alpha * alpha / n
+    if awd == "none":
+        return math.sqrt(d * s2 * sum(active))
+    if awd == "l2":
+        rho, v = 1.0 - alpha * lam, 0.0
+        for a in active:
+            v = rho * rho * (v + (s2 if a else 0.0))
+        return math.sqrt(d * v)
+    return math.sqrt(d * l1_chain(math.sqrt(s2), alpha * lam, active))
+
+
+def l1_chain(s, tau, active):
+    """E δ² after the AWD-l1 chain with steps where `active` (see [`l1_second_moment`]): a fresh grid,
+    evolved step by step; inactive iterations only soft-threshold."""
+    _L1_CACHE.pop((s, tau), None)
+    l1_second_moment(s, tau, 0)
+    xs, kernel, kh, half, k_tau, p, moments = _L1_CACHE.pop((s, tau))
+    m = len(xs)
+    for a in active:
+        conv = p
+        if a:
+            conv = [0.0] * m
+            for i, pi in enumerate(p):
+                if pi < 1e-15:
+                    continue
+                for j in range(max(0, i - kh), min(m - 1, i + kh) + 1):
+                    conv[j] += pi * kernel[j - i + kh]
+        q = [0.0] * m
+        for j, pj in enumerate(conv):
+            off = j - half
+            if abs(off) <= k_tau:
+                q[half] += pj
+            else:
+                q[j - k_tau if off > 0 else j + k_tau] += pj
+        p = q
+    return sum(pi * x * x for pi, x in zip(p, xs))
+
+
 def stationary_l2(alpha, n, d, lam):
     """The papers' approximation √(αd/(2λN)) of the AWD-l2 stationary norm."""
     return math.sqrt(alpha * d / (2 * lam * n))
@@ -513,7 +555,9 @@ def part2(sc, runner, docs, runs, d):
         f"{sc.train_size} training prompts per iteration, {sc.test_size} held-out test items; σ = {sc.sigma:g}, "
         f"α = {sc.alpha:g}, seeds {', '.join(map(str, sc.p2_seeds))}. The N = {sc.p2_big_population} runs have half "
         f"the iterations, so every configuration spends the same number of member evaluations (N·T). "
-        f"Cells are mean ± sample sd over seeds (one seed: the value).\n"
+        f"Cells are mean ± sample sd over seeds (one seed: the value). The random-walk prediction is part 1's law "
+        f"applied to the run's own iterations: an iteration whose member rewards all tie (\"tied iterations\", "
+        f"summed over seeds) has z = 0 and makes no step, though AWD still pulls θ back.\n"
     )
     rows = []
     for key, label, n, iters, awd, lam in present(sc, runs):
@@ -528,14 +572,18 @@ def part2(sc, runner, docs, runs, d):
             kl.append(prior_score(evs[-1], "kl") if "kl" in sc.priors else float("nan"))
             secs.append(sum(m["seconds"] for m in its) + sum(e["seconds"] for e in evs))
         iters = max(metrics(runs[(key, s)])[0][-1]["iteration"] for s in seeds_of(sc, runs, key))
-        walk = predicted_drift(sc.alpha, n, d, iters, awd, lam)
+        walk, tied = [], []
+        for seed in seeds_of(sc, runs, key):
+            active = [m["reward_std"] > 0 for m in metrics(runs[(key, seed)])[0]]
+            walk.append(predicted_drift_active(sc.alpha, n, d, active, awd, lam))
+            tied.append(len(active) - sum(active))
         rows.append(
             [label, iters, n * iters, mean_spread(acc0), mean_spread(acc1), mean_spread(r_first), mean_spread(r_last),
-             mean_spread(drift, 2), fmt(walk, 2), mean_spread(kl, 4), fmt(statistics.mean(secs), 0)]
+             mean_spread(drift, 2), mean_spread(walk, 2), sum(tied), mean_spread(kl, 4), fmt(statistics.mean(secs), 0)]
         )
     lines.append(
         table(["configuration", "T", "evaluations N·T", "test acc. @0", "test acc. @last eval", "pop. reward @1", "pop. reward @T",
-               "‖θ_T−θ0‖", "random-walk prediction (part 1)", "KL @last eval", "wall s (mean)"], rows)
+               "‖θ_T−θ0‖", "random-walk prediction (part 1)", "tied iterations", "KL @last eval", "wall s (mean)"], rows)
     )
     # reward over iterations
     lines.append("\nPopulation mean reward over iterations (mean over seeds):\n\n")
