@@ -93,8 +93,8 @@ SCALES = {
         p2_seeds=[1],
         p4_l2=[30.0],
         p4_l1=[0.3],
-        estimate="about 1.5 h on this 2-core machine while two other engineers built and tested on it "
-        "(≈ 75 s per N = 8 arith iteration and ≈ 200 s per evaluation under that load)",
+        estimate="about 2 h of wall-clock time on this 2-core machine while two other engineers built and "
+        "tested on it (load average 5–11), with up to four runs in parallel; the per-run times are below",
     ),
     "quick": Scale(
         name="quick",
@@ -144,11 +144,11 @@ class Runner:
                 log(f"  {name}: not run (--report-only)")
                 self.status[str(out)] = (0, iterations)
                 return None
-            self.commands[str(out)] = " ".join(shlex.quote(c) for c in ["evotune", *cmd[1:]])
+            self.commands[str(out)] = shown(cmd)
             self.status[str(out)] = (last_iteration(out), iterations)
             log(f"  {name}: {last_iteration(out)} of {iterations} iterations (--report-only)")
             return out
-        self.commands[str(out)] = " ".join(shlex.quote(c) for c in ["evotune", *cmd[1:]])
+        self.commands[str(out)] = shown(cmd)
         self.status[str(out)] = (iterations, iterations)
         if (out / "config.toml").exists():
             last = last_iteration(out)
@@ -174,6 +174,16 @@ class Runner:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
             sys.exit(f"evotune report failed:\n{proc.stdout}")
+
+
+def shown(cmd):
+    """A command line as the page shows it: `evotune …`, paths inside the repository made relative."""
+    def rel(c):
+        try:
+            return os.path.relpath(c, REPO) if os.path.isabs(c) and Path(c).resolve().is_relative_to(REPO) else c
+        except ValueError:
+            return c
+    return " ".join(shlex.quote(rel(c)) for c in ["evotune", *cmd[1:]])
 
 
 def log(msg):
@@ -883,11 +893,13 @@ def main():
         f"- generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wall time of this invocation "
         f"{time.time() - started:.0f} s (finished runs are only read)",
         "- wall time of the runs themselves (sum of their logged iteration and evaluation seconds): "
-        + ", ".join(f"{name} {secs:.0f} s" for name, secs in run_seconds(runner)),
+        + ", ".join(f"{name} {secs:.0f} s" for name, secs in run_seconds(runner))
+        + f" ({time_ranges(runner)})",
         "",
         "Runs planned at this scale and how far each got (iterations done / planned):\n",
         table(["run directory", "done", "planned"],
               [[os.path.relpath(k, runs_dir), d_, p_] for k, (d_, p_) in sorted(runner.status.items())]),
+        f"(run directories under `{shown(['', str(runs_dir)])[len('evotune '):]}`)\n",
         "Exact commands, one per run (a rerun of the script resumes these directories):\n",
         "```",
         *[runner.commands[k] for k in sorted(runner.commands)],
@@ -899,6 +911,23 @@ def main():
     path.write_text(page)
     log(f"wrote {path} ({cells} numeric cells) in {time.time() - started:.0f} s; part times: "
         + ", ".join(f"{n} {s:.0f} s" for n, s in timings))
+
+
+def time_ranges(runner):
+    """Seconds per iteration and per evaluation, min–max by part, as logged by the runs."""
+    its, evs = {}, {}
+    for out in runner.commands:
+        part = Path(out).parent.name
+        i, e = metrics(out)
+        its.setdefault(part, []).extend(m["seconds"] for m in i)
+        evs.setdefault(part, []).extend(m["seconds"] for m in e)
+    out = []
+    for part in sorted(its):
+        text = f"{part}: {min(its[part]):.0f}–{max(its[part]):.0f} s per iteration" if its[part] else f"{part}:"
+        if evs.get(part):
+            text += f", {min(evs[part]):.0f}–{max(evs[part]):.0f} s per evaluation"
+        out.append(text)
+    return "; ".join(out)
 
 
 def run_seconds(runner):
