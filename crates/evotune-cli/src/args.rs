@@ -298,6 +298,10 @@ pub struct ReportArgs {
     pub runs: Vec<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
+    /// Extra curve on the drift plot, e.g. a predicted ‖θ−θ0‖ (repeatable): LABEL=FILE, FILE holding
+    /// `iteration value` lines (`#` starts a comment); the label ends at the last `=`.
+    #[arg(long = "drift-reference", value_name = "LABEL=FILE")]
+    pub drift_reference: Vec<String>,
 }
 
 #[derive(Args, Debug)]

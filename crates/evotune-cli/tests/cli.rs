@@ -275,3 +275,72 @@ fn low_rank_run_replays_and_resumes_bit_identically() {
     });
     assert!(differ, "all low-rank members scored the same: {traj:?}");
 }
+
+/// `--task random`: no generation, a NaN target score at evaluations (priors still scored), and the
+/// random-walk law ‖θ_2−θ0‖² = 2‖θ_1−θ0‖² up to the sampling spread of a sum of d squares (~1e-4).
+#[test]
+fn random_task_needs_no_model_output_and_walks_like_the_law() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("random");
+    run_ok(
+        evotune()
+            .args([
+                "train",
+                "--quiet",
+                "--task",
+                "random",
+                "--population",
+                "4",
+                "--alpha",
+                "0.006",
+                "--iterations",
+                "2",
+            ])
+            .args(["--eval-every", "2", "--prior", "capitals", "--prior-limit", "4", "--seed", "3", "--threads", "2"])
+            .arg("--model")
+            .arg(model())
+            .arg("--out")
+            .arg(&out),
+    );
+    let m = lines(&out.join("metrics.jsonl"));
+    let drift: Vec<f64> = m.iter().filter(|l| l["type"] == "iteration").map(|l| l["drift"].as_f64().unwrap()).collect();
+    assert_eq!(drift.len(), 2);
+    let ratio = drift[1].powi(2) / (2.0 * drift[0].powi(2));
+    assert!((ratio - 1.0).abs() < 1e-3, "‖θ2−θ0‖²/(2‖θ1−θ0‖²) = {ratio}");
+    let evals: Vec<&serde_json::Value> = m.iter().filter(|l| l["type"] == "eval").collect();
+    assert_eq!(evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 2]);
+    for e in &evals {
+        assert!(e["target"]["accuracy"].is_null(), "random has nothing to answer: {}", e["target"]);
+        assert_eq!(e["target"]["metrics"]["items"].as_f64(), Some(0.0));
+        assert_eq!(e["priors"][0]["metrics"]["items"].as_f64(), Some(4.0));
+    }
+    // The rewards ignore the model: the same seed gives the same rewards with another σ.
+    let out2 = dir.path().join("random-sigma");
+    run_ok(
+        evotune()
+            .args([
+                "train",
+                "--quiet",
+                "--task",
+                "random",
+                "--population",
+                "4",
+                "--alpha",
+                "0.006",
+                "--iterations",
+                "2",
+            ])
+            .args(["--eval-every", "0", "--seed", "3", "--sigma", "0.5"])
+            .arg("--model")
+            .arg(model())
+            .arg("--out")
+            .arg(&out2),
+    );
+    let rewards = |p: &Path| -> Vec<serde_json::Value> {
+        lines(&p.join("trajectory.jsonl")).into_iter().map(|l| l["rewards"].clone()).collect()
+    };
+    assert_eq!(rewards(&out), rewards(&out2));
+    let report = dir.path().join("report");
+    run_ok(evotune().arg("report").arg(&out).arg("--out").arg(&report));
+    assert!(report.join("drift.png").exists());
+}

@@ -17,16 +17,58 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         .map(|r| RunSeries::read(r).with_context(|| format!("reading run {}", r.display())))
         .collect::<Result<_, _>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let written = write_report(&runs, &a.out)?;
+    let references = a.drift_reference.iter().map(|r| read_reference(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    let written = write_report_with(&runs, &references, &a.out)?;
     for w in &written {
         println!("{}", w);
     }
     Ok(())
 }
 
+/// A `--drift-reference LABEL=FILE` curve: `iteration value` per line, `#` comments.
+fn read_reference(spec: &str) -> anyhow::Result<(String, Series)> {
+    let (label, file) =
+        spec.rsplit_once('=').with_context(|| format!("--drift-reference `{spec}`: expected LABEL=FILE"))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    let mut series = Series::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let point = match (parts.next(), parts.next(), parts.next()) {
+            (Some(x), Some(y), None) => x.parse::<u64>().ok().zip(y.parse::<f64>().ok()),
+            _ => None,
+        };
+        let point =
+            point.with_context(|| format!("{file} line {}: expected `iteration value`, found `{line}`", i + 1))?;
+        series.push(point);
+    }
+    Ok((label.to_string(), series))
+}
+
 /// Writes every plot and the summary; returns the paths written.
 pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String>> {
+    write_report_with(runs, &[], out)
+}
+
+/// [`write_report`] with extra labelled curves drawn on the drift plot (predictions).
+pub fn write_report_with(
+    runs: &[RunSeries],
+    references: &[(String, Series)],
+    out: &Path,
+) -> anyhow::Result<Vec<String>> {
     let mut written = Vec::new();
+    let mut drift_lines: Vec<(String, Series)> =
+        runs.iter().map(|r| (r.label.clone(), r.drift.clone())).filter(|(_, s)| !s.is_empty()).collect();
+    drift_lines.extend(references.iter().cloned());
+    if !drift_lines.is_empty() {
+        let path = out.join("drift.png");
+        line_chart(&path, "‖θ − θ0‖₂", "L2 norm", &drift_lines, references.len())
+            .with_context(|| format!("drawing {}", path.display()))?;
+        written.push(path.display().to_string());
+    }
     let mut plot = |file: &str,
                     title: &str,
                     y: &str,
@@ -38,7 +80,7 @@ pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String
             return Ok(());
         }
         let path = out.join(file);
-        line_chart(&path, title, y, &lines).with_context(|| format!("drawing {}", path.display()))?;
+        line_chart(&path, title, y, &lines, 0).with_context(|| format!("drawing {}", path.display()))?;
         written.push(path.display().to_string());
         Ok(())
     };
@@ -47,7 +89,6 @@ pub fn write_report(runs: &[RunSeries], out: &Path) -> anyhow::Result<Vec<String
         Some(r.reward_mean.clone())
     })?;
     plot("target_accuracy.png", &format!("{target}: test accuracy"), "accuracy", &|r| Some(r.target_accuracy.clone()))?;
-    plot("drift.png", "‖θ − θ0‖₂", "L2 norm", &|r| Some(r.drift.clone()))?;
     let priors: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_accuracy.keys().cloned()).collect();
     for p in &priors {
         plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| {
@@ -85,7 +126,15 @@ fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-fn line_chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Series)]) -> anyhow::Result<()> {
+/// Draws `lines` against iteration; the last `dashed` of them (references such as predictions) are
+/// thin black dashed lines without markers, so the measured points stay visible under them.
+fn line_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    lines: &[(String, Series)],
+    dashed: usize,
+) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = lines.iter().flat_map(|(_, s)| s.iter().map(|p| p.0)).max().unwrap_or(1).max(1);
@@ -107,6 +156,14 @@ fn line_chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Series)
     for (i, (label, series)) in lines.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let pts: Vec<(u64, f64)> = series.iter().copied().filter(|p| p.1.is_finite()).collect();
+        if i + dashed >= lines.len() {
+            let style = BLACK.stroke_width(1);
+            chart
+                .draw_series(DashedLineSeries::new(pts, 6, 4, style))?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(label.clone())

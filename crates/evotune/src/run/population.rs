@@ -1,5 +1,6 @@
 //! Evaluating one iteration's members on the target task: fitness fₙ = mean reward of the
-//! greedy completions of θ + σ·signₙ·εₙ on the iteration's minibatch.
+//! greedy completions of θ + σ·signₙ·εₙ on the iteration's minibatch (or the task's own reward
+//! when it needs no model, as `random` does).
 //!
 //! - Full rank: one member at a time, θ + σε materialised into one reusable arena (`scratch`), all
 //!   prompts of the member in one batch.
@@ -29,6 +30,11 @@ pub fn member_rewards(
 ) -> Result<Vec<f32>> {
     if members.is_empty() {
         return Ok(Vec::new());
+    }
+    // A task whose reward ignores the model (`random`): nothing is perturbed or generated.
+    let free: Option<Vec<f32>> = members.iter().map(|m| task.reward_without_model(iteration, m.index)).collect();
+    if let Some(rewards) = free {
+        return Ok(rewards);
     }
     let ids: Vec<Vec<u32>> =
         items.iter().map(|i| eval::encode_prompt(model, &i.prompt, task.response_prefix())).collect::<Result<_>>()?;

@@ -157,8 +157,17 @@ pub fn kl_score(name: &str, s: &KlStats) -> TaskScore {
     }
 }
 
-/// The task's score on its test split.
+/// The task's score on its test split. A task rewarded without the model and without test items
+/// (`random`) scores NaN with `items` = 0: there is nothing to answer.
 pub fn evaluate_target(model: &Model, params: &Params, task: &dyn Task) -> Result<TaskScore> {
+    if task.test().is_empty() && task.reward_without_model(0, 0).is_some() {
+        return Ok(TaskScore {
+            task: task.name().to_string(),
+            accuracy: f64::NAN,
+            mean_reward: f64::NAN,
+            metrics: BTreeMap::from([("items".to_string(), 0.0)]),
+        });
+    }
     score_items(model, params, task, task.test())
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - Target tasks implement [`Task`]: [`countdown`], [`arith`], [`conciseness`] and user JSONL
 //!   files ([`jsonl`]) scored by a [`reward_kind::RewardKind`] (exact, numeric, regex, contains,
-//!   GSM8K-style `#### n`, or an external [`command`]). Built by [`target_task`].
+//!   GSM8K-style `#### n`, or an external [`command`]). Built by [`target_task`]. [`random`]
+//!   rewards members by a seeded hash, never running the model (the drift-law probe).
 //! - Prior tasks are a [`PriorTask`] built by [`prior_task`]: multiple choice scored by
 //!   log-likelihood or by generation ([`multiple_choice`]), generation tasks, or the
 //!   KL(base‖current) probe ([`kl_probe`]). Built-in suites live in `data/` and are compiled into
@@ -25,6 +26,7 @@ pub mod kl_probe;
 pub mod multiple_choice;
 pub mod numbers;
 pub mod options;
+pub mod random;
 pub mod registry;
 pub mod reward_kind;
 pub mod rng;
@@ -76,9 +78,15 @@ pub trait Task: Send + Sync {
     fn minibatch_size(&self) -> usize {
         0
     }
+    /// Member `member`'s fitness at iteration `iteration` when the task's reward does not depend on
+    /// the model (the `random` drift probe): the training loop then neither perturbs nor runs the
+    /// model. `None` (the default) for every real task.
+    fn reward_without_model(&self, _iteration: u64, _member: usize) -> Option<f32> {
+        None
+    }
 }
 
-/// True for the names of built-in target tasks (`countdown`, `arith`, `conciseness`).
+/// True for the names of built-in target tasks (`countdown`, `arith`, `conciseness`, `random`).
 pub fn is_target_task(spec: &str) -> bool {
-    matches!(spec, "arith" | "countdown" | "conciseness")
+    matches!(spec, "arith" | "countdown" | "conciseness" | "random")
 }

@@ -1,6 +1,7 @@
 //! Building tasks from what the user names.
 //!
-//! Target (`target_task`): `countdown`, `arith`, `conciseness`, or a path to a JSONL file of
+//! Target (`target_task`): `countdown`, `arith`, `conciseness`, `random` (rewards without the
+//! model), or a path to a JSONL file of
 //! `{"prompt", "answer", "system"?}` lines scored by `opts.reward`.
 //!
 //! Prior (`prior_task`), optionally suffixed with `:loglik` or `:gen`:
@@ -21,11 +22,12 @@ use crate::tasks::countdown::Countdown;
 use crate::tasks::jsonl::{self, numbered_lines, parse_object, string_field, JsonlTask};
 use crate::tasks::kl_probe::KlProbe;
 use crate::tasks::multiple_choice::{self, McGenerationTask, McItem};
+use crate::tasks::random::RandomReward;
 use crate::tasks::suites::{self, SuiteKind};
 use crate::tasks::{Task, TaskOptions};
 use crate::tokenizer::Prompt;
 
-const TARGETS: &str = "countdown, arith, conciseness";
+const TARGETS: &str = "countdown, arith, conciseness, random";
 
 /// The target task named by `spec`: a built-in name or a JSONL path.
 pub fn target_task(spec: &str, opts: &TaskOptions) -> Result<Box<dyn Task>> {
@@ -33,6 +35,7 @@ pub fn target_task(spec: &str, opts: &TaskOptions) -> Result<Box<dyn Task>> {
         "countdown" => Box::new(Countdown::new(opts)),
         "arith" => Box::new(Arith::new(opts)?),
         "conciseness" => Box::new(Conciseness::new(opts)),
+        "random" => Box::new(RandomReward::new(opts)),
         path if Path::new(path).is_file() => Box::new(JsonlTask::from_file(Path::new(path), opts)?),
         other => {
             return Err(Error::Task {
@@ -127,7 +130,7 @@ pub fn prior_task(spec: &str, opts: &TaskOptions) -> Result<PriorTask> {
         return Err(Error::Task {
             task: spec.into(),
             problem: format!(
-                "not a built-in prior ({}, {TARGETS}, kl) and not a readable file",
+                "not a built-in prior ({}, countdown, arith, conciseness, kl) and not a readable file",
                 suites::multiple_choice_names().join(", ")
             ),
         });
