@@ -119,10 +119,11 @@ pub fn evaluate_split(
             PriorTask::Kl(probe) => Job::Kl(probe),
         });
     }
-    // Same check as a single process, on every rank (no rank waits for one that stopped).
+    // Same check as a single process, on every rank (no rank waits for one that stopped). A task
+    // that needs no model (`random`) has nothing to answer: it scores NaN with 0 items.
     for job in &jobs {
         if let Job::Rewards(task) = job {
-            if task.test().is_empty() {
+            if task.test().is_empty() && task.reward_without_model(0, 0).is_none() {
                 return Err(Error::Task { task: task.name().into(), problem: "has no test items to evaluate".into() });
             }
         }
