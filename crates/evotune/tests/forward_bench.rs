@@ -142,30 +142,7 @@ fn bench_matmul_vs_gemm_crate() {
             ours += cpu_s() - t;
             let t = cpu_s();
             for _ in 0..reps {
-                // SAFETY: dst (b, o) row-major, lhs x (b, k) row-major, rhs = wᵀ (k, o) read from w (o, k).
-                unsafe {
-                    gemm::gemm(
-                        b,
-                        o,
-                        k,
-                        y.as_mut_ptr(),
-                        1,
-                        o as isize,
-                        false,
-                        x.as_ptr(),
-                        1,
-                        k as isize,
-                        w.as_ptr(),
-                        k as isize,
-                        1,
-                        0.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                evotune::kernels::probe::gemm_crate_matmul(&x, &w, &mut y, b, k, o, 1);
             }
             theirs += cpu_s() - t;
         }

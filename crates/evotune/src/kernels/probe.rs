@@ -43,32 +43,41 @@ pub fn gemm_peak(repeats: usize) -> GemmPeak {
             .fold(0.0, f64::max)
     };
     let ours = best(&mut || kernels::matmul(&x, &w, &mut y, b, k, o));
-    let gemm_crate = best(&mut || {
-        // SAFETY: dst y (b, o) row-major; lhs x (b, k) row-major; rhs Wᵀ (k, o) read from w (o, k)
-        // with column stride k and row stride 1. All buffers have exactly these sizes.
-        unsafe {
-            gemm::gemm(
-                b,
-                o,
-                k,
-                y.as_mut_ptr(),
-                1,
-                o as isize,
-                false,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
-            )
-        }
-    });
+    let gemm_crate = best(&mut || gemm_crate_matmul(&x, &w, &mut y, b, k, o, threads));
     GemmPeak { ours, gemm_crate, shape: (b, k, o) }
+}
+
+/// y = x·Wᵀ through the `gemm` crate (candle's GEMM) with `threads` threads: the baseline our
+/// matmul is measured against.   x: (B, K), w: (O, K), y: (B, O), all row-major.
+///
+/// # Panics
+/// If a slice length does not match its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_crate_matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize, threads: usize) {
+    assert!(x.len() == b * k && w.len() == o * k && y.len() == b * o, "gemm_crate_matmul: bad lengths");
+    // SAFETY: dst y (b, o) row-major; lhs x (b, k) row-major; rhs Wᵀ (k, o) read from w (o, k)
+    // with column stride k and row stride 1. The lengths were checked above.
+    unsafe {
+        gemm::gemm(
+            b,
+            o,
+            k,
+            y.as_mut_ptr(),
+            1,
+            o as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
+        )
+    }
 }
