@@ -281,26 +281,21 @@ fn low_rank_run_replays_and_resumes_bit_identically() {
 #[test]
 fn random_task_needs_no_model_output_and_walks_like_the_law() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("random");
-    run_ok(
-        evotune()
-            .args([
-                "train",
-                "--quiet",
-                "--task",
-                "random",
-                "--population",
-                "4",
-                "--alpha",
-                "0.006",
-                "--iterations",
-                "2",
-            ])
-            .args(["--eval-every", "2", "--prior", "capitals", "--prior-limit", "4", "--seed", "3", "--threads", "2"])
+    let model = model();
+    let random_run = |out: &Path, flags: &[&str]| {
+        let mut c = evotune();
+        c.args(["train", "--quiet", "--task", "random", "--population", "4", "--alpha", "0.006", "--iterations", "2"])
+            .args(flags)
             .arg("--model")
-            .arg(model())
+            .arg(&model)
             .arg("--out")
-            .arg(&out),
+            .arg(out);
+        run_ok(&mut c);
+    };
+    let out = dir.path().join("random");
+    random_run(
+        &out,
+        &["--eval-every", "2", "--prior", "capitals", "--prior-limit", "4", "--seed", "3", "--threads", "2"],
     );
     let m = lines(&out.join("metrics.jsonl"));
     let drift: Vec<f64> = m.iter().filter(|l| l["type"] == "iteration").map(|l| l["drift"].as_f64().unwrap()).collect();
@@ -316,26 +311,7 @@ fn random_task_needs_no_model_output_and_walks_like_the_law() {
     }
     // The rewards ignore the model: the same seed gives the same rewards with another σ.
     let out2 = dir.path().join("random-sigma");
-    run_ok(
-        evotune()
-            .args([
-                "train",
-                "--quiet",
-                "--task",
-                "random",
-                "--population",
-                "4",
-                "--alpha",
-                "0.006",
-                "--iterations",
-                "2",
-            ])
-            .args(["--eval-every", "0", "--seed", "3", "--sigma", "0.5"])
-            .arg("--model")
-            .arg(model())
-            .arg("--out")
-            .arg(&out2),
-    );
+    random_run(&out2, &["--eval-every", "0", "--seed", "3", "--sigma", "0.5"]);
     let rewards = |p: &Path| -> Vec<serde_json::Value> {
         lines(&p.join("trajectory.jsonl")).into_iter().map(|l| l["rewards"].clone()).collect()
     };

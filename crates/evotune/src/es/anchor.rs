@@ -16,11 +16,22 @@ pub trait ThetaSource: Send + Sync {
     /// whole rows of a tensor with `len` elements. The default reads the whole tensor; sources
     /// that can read a part override it (to bound the scratch memory by a piece, not a tensor).
     fn read_range(&self, id: usize, len: usize, start: usize, out: &mut [f32]) -> Result<()> {
-        let mut all = vec![0.0f32; len];
-        self.read_tensor(id, &mut all)?;
-        out.copy_from_slice(&all[start..start + out.len()]);
-        Ok(())
+        read_range_of_whole(self, id, len, start, out)
     }
+}
+
+/// [`ThetaSource::read_range`] by reading the whole tensor and copying the range out.
+pub fn read_range_of_whole<S: ThetaSource + ?Sized>(
+    src: &S,
+    id: usize,
+    len: usize,
+    start: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let mut all = vec![0.0f32; len];
+    src.read_tensor(id, &mut all)?;
+    out.copy_from_slice(&all[start..start + out.len()]);
+    Ok(())
 }
 
 /// An in-memory arena is a source too (handy for tests and for small models).

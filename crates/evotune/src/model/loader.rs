@@ -352,10 +352,7 @@ impl ThetaSource for Theta0 {
                 }
             }
         }
-        let mut all = vec![0.0f32; len];
-        self.read_tensor(id, &mut all)?;
-        out.copy_from_slice(&all[start..start + out.len()]);
-        Ok(())
+        crate::es::anchor::read_range_of_whole(self, id, len, start, out)
     }
 }
 

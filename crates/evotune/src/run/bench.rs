@@ -119,10 +119,8 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
     let strategy = Strategy::new(params, Anchor::Source(model.theta0_source()))?;
     let model_bytes = 4 * theta0.layout().total() as u64;
     let mut state = EsState::new(theta0);
-    let mut scratch = match opts.perturbation {
-        Perturbation::Full => Params::zeros(state.theta.layout().clone()),
-        Perturbation::LowRank { .. } => Params::zeros(std::sync::Arc::new(Default::default())),
-    };
+    // The full-rank member arena: allocated by the first `perturb_into`, never in low-rank mode.
+    let mut scratch = Params::zeros(std::sync::Arc::new(Default::default()));
     let (mut eval_s, mut update_s) = (0.0, 0.0);
     let mut stats = GenerateStats::default();
     let mut reward_sum = 0.0;

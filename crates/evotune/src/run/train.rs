@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::{Anchor, EsState, Perturbation, StepRecord, Strategy};
+use crate::es::{Anchor, EsState, StepRecord, Strategy};
 use crate::model::generate::GenerateStats;
 use crate::model::{self, Params};
 use crate::run::comm::{self, Comm, SingleProcess};
@@ -217,11 +217,8 @@ fn train_in_pool(cfg: RunConfig, start: Start, progress: &mut dyn Progress, comm
     }
 
     // --- the ES loop ---
-    // The full-rank member arena (θ + σε); low-rank mode never fills it, so it stays empty.
-    let mut member_theta = match cfg.es_params().perturbation {
-        Perturbation::Full => Params::zeros(state.theta.layout().clone()),
-        Perturbation::LowRank { .. } => Params::zeros(Arc::new(Default::default())),
-    };
+    // The full-rank member arena θ + σε: allocated by the first `perturb_into`, never in low-rank mode.
+    let mut member_theta = Params::zeros(Arc::new(Default::default()));
     while state.iteration < cfg.iterations {
         let t_start = Instant::now();
         let t = state.iteration;
