@@ -172,6 +172,45 @@ fn score_is_teacher_forced_log_softmax() {
 }
 
 #[test]
+fn shared_prompts_score_like_one_plain_forward_per_pair() {
+    // Multiple-choice shape: a long common prefix, several questions, several choices each (one of
+    // them a single token, one empty), so all three levels of sharing are used.
+    let (config, params) = tiny_model(false, true);
+    let llama = Llama::new(config, params.layout()).unwrap();
+    let system: Vec<u32> = (20..32).collect();
+    let mut pairs = Vec::new();
+    for q in [vec![40, 41, 42], vec![50], vec![60, 61, 62, 63, 64]] {
+        let prompt: Vec<u32> = system.iter().chain(&q).copied().collect();
+        for c in [vec![7, 8, 9], vec![3], vec![], vec![90, 1]] {
+            pairs.push((prompt.clone(), c));
+        }
+    }
+    let s = score(&llama, &params, &pairs).unwrap();
+    let ld = log_distributions(&llama, &params, &pairs).unwrap();
+    for (i, (p, c)) in pairs.iter().enumerate() {
+        assert_eq!(s[i].len(), c.len(), "pair {i}");
+        if c.is_empty() {
+            continue;
+        }
+        // The unshared computation: prompt ++ c[..C−1] in one forward, logits at the last C rows.
+        let mut full = p.clone();
+        full.extend_from_slice(&c[..c.len() - 1]);
+        let mut cache = llama.new_cache();
+        let logits =
+            llama.forward(&params, &mut [SeqInput { tokens: &full, cache: &mut cache, logits: c.len() }]).unwrap();
+        let alone = score(&llama, &params, &[(p.clone(), c.clone())]).unwrap();
+        assert_eq!(s[i], alone[0], "pair {i}: scored in a batch vs alone");
+        for (j, &tok) in c.iter().enumerate() {
+            let row = logits.row(0, j);
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = m + row.iter().map(|&x| ((x - m) as f64).exp()).sum::<f64>().ln() as f32;
+            assert_eq!(s[i][j].to_bits(), (row[tok as usize] - lse).to_bits(), "pair {i} token {j}");
+            assert_eq!(ld[i][j][tok as usize].to_bits(), s[i][j].to_bits(), "pair {i} token {j}");
+        }
+    }
+}
+
+#[test]
 fn input_errors() {
     let (config, params) = tiny_model(false, true);
     let llama = Llama::new(config, params.layout()).unwrap();
