@@ -688,6 +688,69 @@ def pattern(series):
     return "down" if last < first else ("up" if last > first else "flat")
 
 
+def excursion(series):
+    """(largest fall below the start, largest rise above it, change at the end)."""
+    s0 = series[0]
+    return s0 - min(series), max(series) - s0, series[-1] - s0
+
+
+def dip_table(sc, runs):
+    """Per (configuration, prior task), over seeds: how far accuracy (in items) and the log-prob margin
+    fell below their start at the worst evaluation, rose above it at the best, and where they ended;
+    and in how many seeds the accuracy dipped by ≥ 2 items and came back to within 1 item."""
+    rows = []
+    for c in present(sc, runs):
+        for task in [p for p in sc.priors if p != "kl"]:
+            fall, rise, end, mfall, mend, recovered, dipped = [], [], [], [], [], 0, 0
+            for s in seeds_of(sc, runs, c[0]):
+                evs = metrics(runs[(c[0], s)])[1]
+                items = prior_metric(evs[0], task, "items") or 1
+                f, r, e = excursion([prior_score(ev, task) * items for ev in evs])
+                fall.append(f), rise.append(r), end.append(e)
+                mf, _, me = excursion([prior_metric(ev, task, "logprob_margin") for ev in evs])
+                mfall.append(mf), mend.append(me)
+                if f >= 2 - 1e-9:
+                    dipped += 1
+                    recovered += e >= -1 - 1e-9
+            rows.append([c[1], task, mean_spread(fall, 1), mean_spread(rise, 1), mean_spread(end, 1),
+                         mean_spread(mfall), mean_spread(mend), f"{recovered} of {dipped}", len(fall)])
+    return (
+        "\nDip and recovery, per task and configuration (mean ± sd over seeds). Accuracy in items out of "
+        f"{sc.prior_limit} (one item = {1 / sc.prior_limit:.3f}); \"worst fall\" is the start minus the lowest "
+        "evaluation, \"best rise\" the highest minus the start, \"end\" the last evaluation minus the start; "
+        "the same for the log-prob margin (nats). \"dips that recover\": seeds whose accuracy fell by ≥ 2 items "
+        "at some evaluation and ended within 1 item of the start or above it.\n\n"
+        + table(["configuration", "task", "worst fall (items)", "best rise (items)", "end (items)",
+                 "margin: worst fall", "margin: end", "dips that recover", "seeds"], rows)
+    )
+
+
+def kl_per_drift_table(sc, runs):
+    """KL(base‖current) per squared drift norm at every evaluation after 0: if forgetting is the walk,
+    KL ≈ ½δᵀFδ grows with ‖δ‖² at one rate whatever the configuration."""
+    rows = []
+    for c in present(sc, runs):
+        ratios, kls, drifts = [], [], []
+        for s in seeds_of(sc, runs, c[0]):
+            for ev in metrics(runs[(c[0], s)])[1]:
+                kl, dr = prior_score(ev, "kl"), ev["drift"]["total"]
+                if ev["iteration"] > 0 and kl is not None and dr > 0:
+                    ratios.append(kl / dr ** 2 * 1e6)
+                    kls.append(kl)
+                    drifts.append(dr)
+        if ratios:
+            rows.append([c[1], len(ratios), mean_spread(ratios), fmt(min(ratios)), fmt(max(ratios)),
+                         f"{fmt(min(drifts), 1)}–{fmt(max(drifts), 1)}", f"{fmt(min(kls), 4)}–{fmt(max(kls), 4)}"])
+    return (
+        "\nForgetting measured against drift: KL(base‖current) per token divided by ‖θ−θ0‖², at every "
+        "evaluation after iteration 0 of every seed (×10⁶). For a random walk δ the KL is ≈ ½δᵀFδ "
+        "(F the Fisher information), so the ratio would be the same for every configuration; a larger ratio "
+        "means the update moved θ in directions the probe is more sensitive to.\n\n"
+        + (table(["configuration", "evaluations", "KL / ‖θ−θ0‖² ×10⁶", "min", "max", "‖θ−θ0‖ range", "KL range"], rows)
+           if rows else "No evaluation after θ moved.\n")
+    )
+
+
 def eval_table(sc, runs, pick, digits=3):
     cfgs = present(sc, runs)
     iters = sorted({e["iteration"] for c in cfgs for s in seeds_of(sc, runs, c[0]) for e in metrics(runs[(c[0], s)])[1]})
@@ -735,6 +798,9 @@ def part3(sc, runner, docs, runs):
                 lo, hi = min(acc), max(acc)
                 rows.append([c[1], task, s, fmt(acc[0]), fmt(lo), fmt(hi), fmt(acc[-1]), pattern(acc)])
     lines.append(table(["configuration", "task", "seed", "acc @0", "min", "max", "acc @T", "pattern"], rows))
+    lines.append(dip_table(sc, runs))
+    if "kl" in sc.priors:
+        lines.append(kl_per_drift_table(sc, runs))
     s0 = sc.p2_seeds[0]
     plots = " ".join(f"![{t}](results/p2-s{s0}/prior_{t}.png)" for t in sc.priors if t != "kl")
     lines.append(f"\n{plots} ![kl](results/p2-s{s0}/metric_kl_kl.png)\n")
