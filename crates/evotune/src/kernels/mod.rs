@@ -14,7 +14,7 @@ pub mod lanes;
 pub mod probe;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 use rayon::prelude::*;
 use std::sync::OnceLock;

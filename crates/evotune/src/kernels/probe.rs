@@ -1,6 +1,7 @@
 //! A measured f32 GEMM peak for this machine: the best wall-clock GFLOP/s of our matmul and of the
 //! `gemm` crate (candle's GEMM) on a prefill-sized product, with the current rayon pool's threads.
-//! Benchmarks divide their achieved FLOP rate by it ("fraction of peak").
+//! Benchmarks divide their achieved FLOP rate by it ("fraction of peak"). [`fma_peak`] is the
+//! hardware's ceiling above any GEMM: FMAs on registers only, on every thread at once.
 
 use std::time::Instant;
 
@@ -45,6 +46,28 @@ pub fn gemm_peak(repeats: usize) -> GemmPeak {
     let ours = best(&mut || kernels::matmul(&x, &w, &mut y, b, k, o));
     let gemm_crate = best(&mut || gemm_crate_matmul(&x, &w, &mut y, b, k, o, threads));
     GemmPeak { ours, gemm_crate, shape: (b, k, o) }
+}
+
+/// GFLOP/s of register-only fused multiply-adds on all threads of the current rayon pool at once
+/// (AVX-512: 12 independent chains per thread; the best of `repeats` runs of ≈ 0.05 s). No matmul
+/// can exceed it; `None` without AVX-512.
+pub fn fma_peak(repeats: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if kernels::Level::Avx512.supported() {
+        const STEPS: usize = 20_000_000;
+        let threads = rayon::current_num_threads();
+        let flop = (STEPS * 12 * 16 * 2 * threads) as f64;
+        let run = || {
+            let t = Instant::now();
+            // SAFETY: AVX-512F support was checked above.
+            let sums = rayon::broadcast(|_| unsafe { kernels::x86::fma_chains_avx512(STEPS) });
+            std::hint::black_box(sums);
+            flop / t.elapsed().as_secs_f64() / 1e9
+        };
+        run(); // warm-up (frequency, thread start)
+        return Some((0..repeats.max(1)).map(|_| run()).fold(0.0, f64::max));
+    }
+    None
 }
 
 /// y = x·Wᵀ through the `gemm` crate (candle's GEMM) with `threads` threads: the baseline our

@@ -138,6 +138,25 @@ fn avx512_reduction_follows_tree16() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fma_probe_computes_its_chains() {
+    if !Level::Avx512.supported() {
+        println!("skipped: no AVX-512 on this CPU");
+        return;
+    }
+    // Each of 12 × 16 lanes accumulates `steps` products a·b = 1 − 1e-12 (exactly 1 in f32 after
+    // rounding of the fused step at these magnitudes); the sum is 192·steps up to f32 rounding.
+    for steps in [1usize, 10, 1000] {
+        // SAFETY: AVX-512F checked above.
+        let got = unsafe { x86::fma_chains_avx512(steps) } as f64;
+        let want = 192.0 * steps as f64;
+        assert!((got - want).abs() <= want * 1e-5, "{steps} steps: {got} vs {want}");
+    }
+    let peak = crate::kernels::probe::fma_peak(1).expect("AVX-512 present");
+    assert!(peak.is_finite() && peak > 0.0, "{peak}");
+}
+
 #[test]
 fn rowwise_ops_match_reference() {
     for &t in &[1usize, 7, 65] {

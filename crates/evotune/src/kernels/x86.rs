@@ -194,6 +194,28 @@ pub unsafe fn matmul_avx512(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: us
     }
 }
 
+/// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):
+/// 12·16·2 FLOPs per round. Returns a value that depends on every FMA, so none is optimised away.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn fma_chains_avx512(steps: usize) -> f32 {
+    let a = _mm512_set1_ps(std::hint::black_box(1.000_001));
+    let b = _mm512_set1_ps(std::hint::black_box(0.999_999));
+    let mut acc = [_mm512_setzero_ps(); 12];
+    for _ in 0..steps {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(a, b, *v);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for v in acc {
+        sum = _mm512_add_ps(sum, v);
+    }
+    _mm512_reduce_add_ps(sum)
+}
+
 #[cfg(test)]
 /// Test hook: [`reduce16`] on 16 accumulators given as arrays.
 ///

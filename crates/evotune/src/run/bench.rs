@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::es::{Anchor, EsParams, EsState, Perturbation, Strategy};
-use crate::kernels::probe::{gemm_peak, GemmPeak};
+use crate::kernels::probe::{fma_peak, gemm_peak, GemmPeak};
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, Params};
 use crate::run::population::member_rewards;
@@ -59,6 +59,8 @@ pub struct IterationBench {
     pub prefill_gflop: f64,
     pub decode_gflop: f64,
     pub peak: GemmPeak,
+    /// Register-only FMA GFLOP/s on all threads ([`fma_peak`]): the ceiling of any kernel.
+    pub fma_peak: Option<f64>,
     /// Peak resident set of the process so far (VmHWM), bytes.
     pub peak_rss: Option<u64>,
     /// f32 size of the model's parameters, bytes.
@@ -70,6 +72,12 @@ pub struct IterationBench {
 impl IterationBench {
     pub fn per_member(&self) -> f64 {
         self.seconds_per_iteration / self.members as f64
+    }
+
+    /// Seconds the evaluation's matrix FLOPs need at the register-only FMA peak: no kernel on this
+    /// machine can evaluate the population faster.
+    pub fn fma_bound_seconds(&self) -> Option<f64> {
+        self.fma_peak.map(|p| (self.prefill_gflop + self.decode_gflop) / p)
     }
 }
 
@@ -176,6 +184,7 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
         prefill_gflop,
         decode_gflop,
         peak: gemm_peak(3),
+        fma_peak: fma_peak(3),
         peak_rss: peak_rss_bytes(),
         model_bytes,
         mean_reward: reward_sum / n as f32,
@@ -229,6 +238,14 @@ impl std::fmt::Display for IterationBench {
             bound,
             100.0 * bound / self.eval_seconds
         )?;
+        if let Some(fma) = self.fma_peak {
+            writeln!(
+                f,
+                "  FLOP bound at the FMA peak ({:.1} GFLOP/s, registers only): {:.2} s of evaluation",
+                fma,
+                self.fma_bound_seconds().unwrap_or(f64::NAN)
+            )?;
+        }
         if let Some(rss) = self.peak_rss {
             writeln!(
                 f,
