@@ -188,6 +188,47 @@ pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
     });
 }
 
+/// out[j] = [`dot`](q, keys[j·stride ..][..q.len()]) for every j < out.len(): attention scores of
+/// one query head against cached keys. Same bits as the `dot` loop; AVX-512 does 16 keys at once.
+///
+/// # Panics
+/// If `keys` is too short for `out.len()` rows at `stride`.
+pub fn dots(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
+    let (dh, n) = (q.len(), out.len());
+    assert!(n == 0 || keys.len() >= (n - 1) * stride + dh, "dots: keys too short");
+    #[cfg(target_arch = "x86_64")]
+    if dh % 16 == 0 && simd_level() == Level::Avx512 {
+        // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
+        unsafe { x86::dots_avx512(q, keys, stride, out) };
+        return;
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = lanes::dot(q, &keys[j * stride..j * stride + dh]);
+    }
+}
+
+/// out = Σⱼ p[j]·values[j·stride ..][..out.len()], summed in increasing j for each element
+/// (the weighted sum of attention). AVX-512 when `out.len()` is a multiple of 16, same bits.
+///
+/// # Panics
+/// If `values` is too short for `p.len()` rows at `stride`.
+pub fn weighted_sum(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
+    let dh = out.len();
+    assert!(p.is_empty() || values.len() >= (p.len() - 1) * stride + dh, "weighted_sum: values too short");
+    #[cfg(target_arch = "x86_64")]
+    if dh % 16 == 0 && simd_level() == Level::Avx512 {
+        // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
+        unsafe { x86::weighted_sum_avx512(out, p, values, stride) };
+        return;
+    }
+    out.fill(0.0);
+    for (j, &pj) in p.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(&values[j * stride..j * stride + dh]) {
+            *o += pj * v;
+        }
+    }
+}
+
 /// Σᵢ a[i]·b[i] in a fixed order (16 lanes, then a fixed tree).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");

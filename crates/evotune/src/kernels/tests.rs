@@ -158,6 +158,37 @@ fn fma_probe_computes_its_chains() {
 }
 
 #[test]
+fn attention_dots_and_weighted_sums_equal_the_plain_loops() {
+    // Same bits as `lanes::dot` per key and as the sequential o += p·v loop, for head sizes on and
+    // off the 16-lane fast path and key counts around the 16-key blocks.
+    for dh in [16usize, 40, 64, 128] {
+        let stride = 3 * dh + 5;
+        for n in [0usize, 1, 15, 16, 17, 33, 100] {
+            let q = rand_vec(dh, n as u64 + 7);
+            let kv = rand_vec(n.max(1) * stride, dh as u64 * 31 + n as u64);
+            let mut got = vec![0.0f32; n];
+            crate::kernels::dots(&q, &kv, stride, &mut got);
+            for j in 0..n {
+                let want = lanes::dot(&q, &kv[j * stride..j * stride + dh]);
+                assert_eq!(got[j].to_bits(), want.to_bits(), "dots dh={dh} n={n} j={j}");
+            }
+            let p = rand_vec(n, 99 + n as u64);
+            let mut out = vec![f32::NAN; dh];
+            crate::kernels::weighted_sum(&mut out, &p, &kv, stride);
+            let mut want = vec![0.0f32; dh];
+            for j in 0..n {
+                for e in 0..dh {
+                    want[e] += p[j] * kv[j * stride + e];
+                }
+            }
+            for e in 0..dh {
+                assert_eq!(out[e].to_bits(), want[e].to_bits(), "weighted_sum dh={dh} n={n} e={e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn rowwise_ops_match_reference() {
     for &t in &[1usize, 7, 65] {
         for &d in &[1usize, 7, 64, 576] {

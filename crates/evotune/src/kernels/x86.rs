@@ -194,6 +194,58 @@ pub unsafe fn matmul_avx512(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: us
     }
 }
 
+/// out[j] = Σᵢ q[i]·keys[j·stride + i] for j < out.len(), i < q.len() (a multiple of 16), with the
+/// arithmetic of [`super::lanes::dot`]: 16 unfused lanes (multiply, round, add, round), summed by
+/// the `tree16` order. Sixteen keys at a time, reduced together by [`reduce16`].
+///
+/// # Safety
+/// The CPU must support AVX-512F; `q.len() % 16 == 0` and `keys` holds every row read.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dots_avx512(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
+    let (dh, n) = (q.len(), out.len());
+    debug_assert!(dh % 16 == 0 && (n == 0 || keys.len() >= (n - 1) * stride + dh));
+    let (qp, kp) = (q.as_ptr(), keys.as_ptr());
+    let mut j0 = 0;
+    while j0 < n {
+        let m = (n - j0).min(16);
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let mut c = 0;
+        while c < dh {
+            let qv = _mm512_loadu_ps(qp.add(c));
+            for (t, a) in acc.iter_mut().enumerate().take(m) {
+                let kv = _mm512_loadu_ps(kp.add((j0 + t) * stride + c));
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(qv, kv));
+            }
+            c += 16;
+        }
+        let mut sums = [0.0f32; 16];
+        _mm512_storeu_ps(sums.as_mut_ptr(), reduce16(&acc));
+        out[j0..j0 + m].copy_from_slice(&sums[..m]);
+        j0 += m;
+    }
+}
+
+/// out = Σⱼ p[j]·values[j·stride ..][..out.len()], element by element in increasing j, each step
+/// unfused (o ← o + round(p·v)): the arithmetic of the plain loop. `out.len()` a multiple of 16.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `out.len() % 16 == 0` and `values` holds every row read.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn weighted_sum_avx512(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
+    let dh = out.len();
+    debug_assert!(dh % 16 == 0 && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
+    let vp = values.as_ptr();
+    let mut c = 0;
+    while c < dh {
+        let mut o = _mm512_setzero_ps();
+        for (j, &pj) in p.iter().enumerate() {
+            o = _mm512_add_ps(o, _mm512_mul_ps(_mm512_set1_ps(pj), _mm512_loadu_ps(vp.add(j * stride + c))));
+        }
+        _mm512_storeu_ps(out.as_mut_ptr().add(c), o);
+        c += 16;
+    }
+}
+
 /// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):
 /// 12·16·2 FLOPs per round. Returns a value that depends on every FMA, so none is optimised away.
 ///

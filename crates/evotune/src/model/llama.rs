@@ -485,20 +485,12 @@ fn attend(
     scores.resize(n, 0.0);
     for hi in 0..h {
         let g = hi / group;
-        let qh = &q[hi * dh..(hi + 1) * dh];
-        for j in 0..n {
-            scores[j] = kernels::dot(qh, &kc[j * kvd + g * dh..j * kvd + (g + 1) * dh]) * scale;
+        kernels::dots(&q[hi * dh..(hi + 1) * dh], &kc[g * dh..], kvd, &mut scores[..n]);
+        for s in scores[..n].iter_mut() {
+            *s *= scale;
         }
         kernels::softmax(&mut scores[..n]);
-        let o = &mut out[hi * dh..(hi + 1) * dh];
-        o.fill(0.0);
-        for j in 0..n {
-            let p = scores[j];
-            let vj = &vc[j * kvd + g * dh..j * kvd + (g + 1) * dh];
-            for e in 0..dh {
-                o[e] += p * vj[e];
-            }
-        }
+        kernels::weighted_sum(&mut out[hi * dh..(hi + 1) * dh], &scores[..n], &vc[g * dh..], kvd);
     }
 }
 
