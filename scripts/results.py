@@ -14,7 +14,7 @@ redone, so an interrupted invocation continues where it stopped and the page can
 from finished runs at no cost. Python 3 standard library only; plots are drawn by `evotune report`.
 
 Usage:
-  python3 scripts/results.py                        # --scale full (≈ 3 h on an idle 2-core machine)
+  python3 scripts/results.py                        # --scale full (see SCALES for the measured time)
   python3 scripts/results.py --scale session        # the scale of the committed docs/results.md
   python3 scripts/results.py --quick --out /tmp/r   # CI: tiny runs in a temp dir, checks the page parses
   python3 scripts/results.py --parts 1,4            # a subset (the page keeps only those parts)
@@ -978,9 +978,9 @@ def main():
     ap.add_argument("--out", help="where results.md and results/ go (default: docs/)")
     ap.add_argument("--runs", help="run directories (default: runs/results, or OUT/runs with --quick)")
     ap.add_argument("--threads", type=int, default=0, help="evotune --threads (0 = all cores, or cores / jobs)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="runs trained at the same time (2 single-threaded runs use 2 cores ~12%% better than one "
-                    "2-thread run; see docs/mpi.md)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="runs trained at the same time, each with cores/jobs threads (default 2: two "
+                    "single-threaded runs use 2 cores ~12%% better than one 2-thread run; see docs/mpi.md)")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: build the page from the run directories as they are (unfinished runs are "
                     "reported at the iteration they reached, missing ones left out; the page lists which)")
