@@ -208,7 +208,7 @@ def run_plan(plan, jobs, threads):
     started, failures = time.time(), []
 
     def one(k, name, cmd):
-        cmd = [c for c in cmd]
+        cmd = list(cmd)
         if "--threads" in cmd:
             i = cmd.index("--threads")
             cmd[i + 1] = str(threads)
