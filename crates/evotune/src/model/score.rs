@@ -70,13 +70,6 @@ fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)])
         });
         prompt_of.push(Some(at));
     }
-    // Longest continuation after each distinct prompt: the room its cache forks need.
-    let mut room = vec![0usize; distinct.len()];
-    for ((_, c), p) in pairs.iter().zip(&prompt_of) {
-        if let Some(p) = *p {
-            room[p] = room[p].max(c.len() - 1);
-        }
-    }
 
     // 1. The prefix common to all distinct prompts, once.
     let shared = shared_prefix_len(&distinct);
@@ -85,7 +78,8 @@ fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)])
         llama.forward(params, &mut [SeqInput { tokens: &distinct[0][..shared], cache: &mut prefix, logits: 0 }])?;
     }
     // 2. Each distinct prompt once, logits at its last position.
-    let mut prompt_caches: Vec<KvCache> = distinct.iter().zip(&room).map(|(p, r)| prefix.fork(p.len() + r)).collect();
+    // (Each continuation forks its own copy with room for itself, so these hold only the prompt.)
+    let mut prompt_caches: Vec<KvCache> = distinct.iter().map(|p| prefix.fork(p.len())).collect();
     let prompts = {
         let mut seqs: Vec<SeqInput> = distinct
             .iter()
@@ -108,7 +102,7 @@ fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)])
         }));
     }
     let mut caches: Vec<KvCache> =
-        fed.iter().map(|&(i, p)| prompt_caches[p].fork(pairs[i].0.len() + pairs[i].1.len())).collect();
+        fed.iter().map(|&(i, p)| prompt_caches[p].fork(pairs[i].0.len() + pairs[i].1.len() - 1)).collect();
     drop(prompt_caches);
     let continuations = {
         let mut seqs: Vec<SeqInput> = fed
