@@ -33,6 +33,8 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         }
     }
     v.extend([(3, 576, 49152), (17, 1536, 576), (5, 576, 1536), (16, 64, 7)]);
+    // Packed panels (≥ 24 rows): row tiles of 12 and panels of 32 with tails, k tails, both splits.
+    v.extend([(24, 576, 32), (100, 576, 200), (131, 1536, 65), (97, 63, 97), (400, 65, 45), (37, 1, 33)]);
     v
 }
 
@@ -93,14 +95,14 @@ fn matmul_levels_are_bit_identical() {
 fn matmul_rows_independent_of_batch_and_threads() {
     let (k, o) = (576, 1536);
     let w = rand_vec(o * k, 5);
-    // Up to 300 rows: past `ROW_SPLIT_MIN_ROWS`·threads the threads split rows, below it columns.
-    let x = rand_vec(300 * k, 6);
+    // Up to 400 rows: past the row-split thresholds (tiles and panels) threads split rows, below them columns.
+    let x = rand_vec(400 * k, 6);
     for level in levels() {
-        let mut alone = vec![0.0; 300 * o];
-        for r in 0..300 {
+        let mut alone = vec![0.0; 400 * o];
+        for r in 0..400 {
             matmul_at(level, &x[r * k..(r + 1) * k], &w, &mut alone[r * o..(r + 1) * o], 1, k, o);
         }
-        for b in [2, 3, 4, 5, 16, 33, 70, 200, 300] {
+        for b in [2, 3, 4, 5, 16, 24, 33, 70, 200, 300, 400] {
             for threads in [1, 2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![0.0; b * o];

@@ -1,0 +1,347 @@
+//! AVX-512 matmul for many rows: packed panels and an outer-product micro-kernel, computing the
+//! same bits as [`super::lanes::matmul`].
+//!
+//! The lane order splits y[r, c] = Σₖ x[r, k]·w[c, k] into 16 independent sums, lane l running
+//! over k ≡ l (mod 16) in increasing k (fused multiply-adds from 0), then [`super::lanes::tree16`]
+//! adds the 16 lanes. Each lane is a small matmul of its own, with inner size T = ⌈K/16⌉:
+//!
+//!   P_l[r, c] = Σₜ x[r, 16t + l]·w[c, 16t + l]        (zero past K, as the lane code pads)
+//!
+//! and each of those runs as an ordinary register-blocked GEMM: a tile of PR = 12 rows × PC = 32
+//! columns of P_l in 24 zmm registers, one broadcast x value and two w vectors per step
+//! (24 FMAs per 2 vector loads + 12 broadcasts, against 24 per 10 vector loads in the
+//! dot-product tiles of `x86.rs`). The tile runs the 16 lanes in the tree's leaf order
+//! ([`LANE_ORDER`]) and adds each finished lane into a 4-slot stack exactly as `tree16` pairs
+//! them, so every element's arithmetic is that of the lane code.
+//!
+//! Packing puts each lane's operands next to each other: for a tile of rows, a[l][t][i] =
+//! x[r₀+i, 16t+l]; for a panel of columns, b[l][t][j] = w[c₀+j, 16t+l] (zeros past the edges).
+//! x is packed once per call; w is packed per thread, a block of panels at a time that stays in
+//! L2 while every row tile passes over it. Threads split the column panels; no sum is ever split.
+
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+/// Rows of a micro-tile (broadcast from packed x).
+pub const PR: usize = 12;
+/// Columns of a micro-tile (two zmm vectors of packed w).
+pub const PC: usize = 32;
+/// Panels of w packed together (a block of 4·32 columns: ≤ 0.8 MB for K ≤ 1536, in L2).
+const BLOCK_PANELS: usize = 4;
+
+/// The leaves of `tree16` in the order the tree adds them: (0+8)+(4+12), (2+10)+(6+14), then the
+/// odd lanes the same way, the two halves last.
+const LANE_ORDER: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+
+thread_local! {
+    /// Per-thread packing buffers, grown on demand and reused across calls.
+    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Floats of one packed row tile or column panel of `width` rows/columns.
+fn packed_len(width: usize, k: usize) -> usize {
+    16 * k.div_ceil(16) * width
+}
+
+/// Packs rows r₀..r₀+PR of x (B, K) as a[(l·T + t)·PR + i] = x[r₀+i, 16t+l], zero past B or K.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_rows(x: &[f32], b: usize, k: usize, r0: usize, a: &mut [f32]) {
+    let t_len = k.div_ceil(16);
+    let rows = PR.min(b - r0);
+    if rows < PR || k % 16 != 0 {
+        a.fill(0.0);
+        for i in 0..rows {
+            let row = &x[(r0 + i) * k..(r0 + i + 1) * k];
+            for (kk, &v) in row.iter().enumerate() {
+                a[((kk % 16) * t_len + kk / 16) * PR + i] = v;
+            }
+        }
+        return;
+    }
+    // Full tile: gather the 12 rows' lane l of chunk t at once (stride K), masked to PR lanes.
+    let m: __mmask16 = ((1u32 << PR) - 1) as u16;
+    let stride = _mm512_mullo_epi32(lane_index(), _mm512_set1_epi32(k as i32));
+    let base = x.as_ptr().add(r0 * k);
+    for t in 0..t_len {
+        for l in 0..16 {
+            let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, stride, base.add(16 * t + l));
+            _mm512_mask_storeu_ps(a.as_mut_ptr().add((l * t_len + t) * PR), m, v);
+        }
+    }
+}
+
+/// The vector 0, 1, …, 15.
+#[target_feature(enable = "avx512f")]
+unsafe fn lane_index() -> __m512i {
+    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+}
+
+/// Packs columns c₀..c₀+PC of w (O, K) as b[(l·T + t)·PC + j] = w[c₀+j, 16t+l], zero past O or K.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
+    let t_len = k.div_ceil(16);
+    let cols = PC.min(o - c0);
+    if cols < PC || k % 16 != 0 {
+        bp.fill(0.0);
+        for j in 0..cols {
+            let row = &w[(c0 + j) * k..(c0 + j + 1) * k];
+            for (kk, &v) in row.iter().enumerate() {
+                bp[((kk % 16) * t_len + kk / 16) * PC + j] = v;
+            }
+        }
+        return;
+    }
+    // Full panel: gather 16 columns' lane l of chunk t at once (stride K).
+    let stride = _mm512_mullo_epi32(lane_index(), _mm512_set1_epi32(k as i32));
+    let base = w.as_ptr().add(c0 * k);
+    for h in 0..PC / 16 {
+        let hb = base.add(h * 16 * k);
+        for t in 0..t_len {
+            for l in 0..16 {
+                let v = _mm512_i32gather_ps::<4>(stride, hb.add(16 * t + l));
+                _mm512_storeu_ps(bp.as_mut_ptr().add((l * t_len + t) * PC + 16 * h), v);
+            }
+        }
+    }
+}
+
+/// One PR×PC tile: y[i·ldy + j] = Σ_l-tree of the lane sums over packed `a` and `b`, for i < rows,
+/// j < cols.
+// Out of line so that the 24 accumulators keep the registers to themselves.
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize) {
+    // slots[s] holds the pending left operand of tree level s (h8, h4, halves, whole).
+    let mut slots = [[[_mm512_setzero_ps(); 2]; PR]; 4];
+    let mut acc = [[_mm512_setzero_ps(); 2]; PR];
+    for (p, &l) in LANE_ORDER.iter().enumerate() {
+        let (al, bl) = (a.add(l * t_len * PR), b.add(l * t_len * PC));
+        acc = [[_mm512_setzero_ps(); 2]; PR];
+        for t in 0..t_len {
+            let b0 = _mm512_loadu_ps(bl.add(t * PC));
+            let b1 = _mm512_loadu_ps(bl.add(t * PC + 16));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*al.add(t * PR + i));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+        // Leaf p enters the tree: at each level an even position waits in its slot, an odd one
+        // is added to its waiting sibling and climbs (p = 15 leaves the whole sum in acc).
+        for level in 0..4 {
+            if p >> level & 1 == 0 {
+                slots[level] = acc;
+                break;
+            }
+            for (row, s) in acc.iter_mut().zip(&slots[level]) {
+                row[0] = _mm512_add_ps(row[0], s[0]);
+                row[1] = _mm512_add_ps(row[1], s[1]);
+            }
+        }
+    }
+    let masks = [col_mask(cols, 0), col_mask(cols, 16)];
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        for h in 0..2 {
+            _mm512_mask_storeu_ps(y.add(i * ldy + 16 * h), masks[h], row[h]);
+        }
+    }
+}
+
+/// Mask of the valid columns among 16 starting at `from`.
+fn col_mask(cols: usize, from: usize) -> __mmask16 {
+    let n = cols.saturating_sub(from).min(16);
+    ((1u32 << n) - 1) as u16
+}
+
+/// y (B, O) = x (B, K)·wᵀ for w (O, K), multi-threaded (the current rayon pool), bit-identical
+/// to [`super::lanes::matmul`]. Many rows per thread: threads take row blocks (each packs all of w
+/// once, a block of panels at a time); otherwise x is packed once and threads take column panels.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements, b, k, o > 0.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn matmul_panels(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+    debug_assert!(x.len() >= b * k && w.len() >= o * k && y.len() >= b * o && k > 0);
+    let threads = rayon::current_num_threads();
+    let panels = o.div_ceil(PC);
+    if threads > 1 && b >= ROW_SPLIT_MIN_ROWS * threads {
+        let rows = b.div_ceil(threads).next_multiple_of(PR);
+        y.par_chunks_mut(rows * o).zip(x.par_chunks(rows * k)).for_each(|(ys, xs)| {
+            let rb = xs.len() / k;
+            with_packed_rows(xs, rb, k, false, |ap| panel_range(ap, w, ys.as_mut_ptr(), rb, k, o, 0, panels));
+        });
+        return;
+    }
+    let yp = SendPtr(y.as_mut_ptr());
+    with_packed_rows(x, b, k, true, |ap| {
+        // Threads take contiguous ranges of panels; every element is written by one thread.
+        let parts = threads.min(panels);
+        (0..parts).into_par_iter().for_each(|part| {
+            let yp = &yp;
+            // SAFETY: each part writes only its own panels' columns of y.
+            unsafe { panel_range(ap, w, yp.0, b, k, o, part * panels / parts, (part + 1) * panels / parts) };
+        });
+    });
+}
+
+/// Rows per thread from which [`matmul_panels`] splits rows (each thread then packs all of w).
+const ROW_SPLIT_MIN_ROWS: usize = 192;
+
+/// Calls `f` with x (B, K) packed into ⌈B/PR⌉ row tiles (in parallel when `parallel`).
+#[target_feature(enable = "avx512f")]
+unsafe fn with_packed_rows<R>(x: &[f32], b: usize, k: usize, parallel: bool, f: impl FnOnce(&[f32]) -> R) -> R {
+    let a_len = packed_len(PR, k);
+    // Taken out of the thread-local while in use: a thread waiting in a parallel loop may run
+    // another matmul (work stealing), which then packs into a buffer of its own.
+    let mut ap = PACK_A.take();
+    ap.resize(b.div_ceil(PR) * a_len, 0.0);
+    // SAFETY (both closures): AVX-512F is supported (this function's contract).
+    if parallel {
+        ap.par_chunks_mut(a_len).enumerate().for_each(|(g, a)| unsafe { pack_rows(x, b, k, g * PR, a) });
+    } else {
+        ap.chunks_mut(a_len).enumerate().for_each(|(g, a)| unsafe { pack_rows(x, b, k, g * PR, a) });
+    }
+    let r = f(&ap);
+    PACK_A.set(ap);
+    r
+}
+
+/// Columns of panels p0..p1 of y (B, O, base `y`) for all rows, from packed rows `ap`: w is
+/// packed [`BLOCK_PANELS`] panels at a time and every row tile passes over the block.
+///
+/// # Safety
+/// AVX-512F; `ap` holds ⌈B/PR⌉ packed tiles of x; y is valid for (B, O) and no other thread
+/// writes these columns.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o: usize, p0: usize, p1: usize) {
+    let t_len = k.div_ceil(16);
+    let (a_len, b_len) = (packed_len(PR, k), packed_len(PC, k));
+    let mut bp = PACK_B.take();
+    bp.resize(BLOCK_PANELS * b_len, 0.0);
+    let mut q0 = p0;
+    while q0 < p1 {
+        let q1 = (q0 + BLOCK_PANELS).min(p1);
+        for q in q0..q1 {
+            pack_panel(w, o, k, q * PC, &mut bp[(q - q0) * b_len..(q - q0 + 1) * b_len]);
+        }
+        for g in 0..b.div_ceil(PR) {
+            for q in q0..q1 {
+                let c0 = q * PC;
+                // Rows and columns clip the tile to y's bounds.
+                tile(
+                    ap.as_ptr().add(g * a_len),
+                    bp.as_ptr().add((q - q0) * b_len),
+                    t_len,
+                    y.add(g * PR * o + c0),
+                    o,
+                    PR.min(b - g * PR),
+                    PC.min(o - c0),
+                );
+            }
+        }
+        q0 = q1;
+    }
+    PACK_B.set(bp);
+}
+
+/// y's base pointer shared by the threads that write disjoint panels of it.
+struct SendPtr(*mut f32);
+// SAFETY: the threads write disjoint elements (see `matmul_panels`).
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use std::time::Instant;
+    #[test]
+    #[ignore]
+    fn pack_costs() {
+        for (b, k, o) in [(1024usize, 576usize, 1536usize), (1024, 1536, 576), (128, 576, 1536)] {
+            let x: Vec<f32> = (0..b * k).map(|i| (i % 1000) as f32).collect();
+            let w: Vec<f32> = (0..o * k).map(|i| (i % 999) as f32).collect();
+            let (tiles, panels) = (b.div_ceil(PR), o.div_ceil(PC));
+            let mut a = vec![0.0; tiles * packed_len(PR, k)];
+            let mut bp = vec![0.0; packed_len(PC, k)];
+            let t = Instant::now();
+            for _ in 0..10 {
+                for (g, ch) in a.chunks_mut(packed_len(PR, k)).enumerate() {
+                    unsafe { pack_rows(&x, b, k, g * PR, ch) };
+                }
+            }
+            let ta = t.elapsed().as_secs_f64() / 10.0;
+            let t = Instant::now();
+            for _ in 0..10 {
+                for q in 0..panels {
+                    unsafe { pack_panel(&w, o, k, q * PC, &mut bp) };
+                }
+            }
+            let tb = t.elapsed().as_secs_f64() / 10.0;
+            let mut y = vec![0.0; b * o];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let t = Instant::now();
+            for _ in 0..10 {
+                pool.install(|| unsafe { matmul_panels(&x, &w, &mut y, b, k, o) });
+            }
+            let tm = t.elapsed().as_secs_f64() / 10.0;
+            println!(
+                "b={b} k={k} o={o}: pack A {:.2} ms, pack B {:.2} ms, matmul 1 thread {:.2} ms",
+                ta * 1e3,
+                tb * 1e3,
+                tm * 1e3
+            );
+        }
+    }
+
+    /// Best-of-rounds GFLOP/s, panels vs dot-product tiles, alternating (1 and 2 threads).
+    #[test]
+    #[ignore]
+    fn panels_vs_tiles() {
+        for threads in [1usize, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (b, k, o) in [
+                (1024usize, 576usize, 1536usize),
+                (1024, 1536, 576),
+                (1024, 576, 192),
+                (304, 576, 1536),
+                (128, 576, 1536),
+                (128, 1536, 576),
+                (64, 576, 1536),
+                (32, 576, 1536),
+                (16, 576, 1536),
+                (128, 576, 49152),
+            ] {
+                let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+                let w: Vec<f32> = (0..o * k).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+                let mut y = vec![0.0; b * o];
+                let flop = 2.0 * (b * k * o) as f64;
+                let reps = (1e9 / flop).clamp(1.0, 100.0) as usize;
+                let (mut best_p, mut best_t) = (0.0f64, 0.0f64);
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        pool.install(|| unsafe { matmul_panels(&x, &w, &mut y, b, k, o) });
+                    }
+                    best_p = best_p.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        pool.install(|| {
+                            let rows = b.div_ceil(2 * threads);
+                            y.par_chunks_mut(rows * o).zip(x.par_chunks(rows * k)).for_each(|(ys, xs)| unsafe {
+                                super::super::x86::matmul_avx512(xs, &w, ys, xs.len() / k, k, o)
+                            });
+                        });
+                    }
+                    best_t = best_t.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
+                }
+                println!("threads={threads} b={b:5} k={k:5} o={o:6}: panels {best_p:6.1}  tiles {best_t:6.1} GFLOP/s  ratio {:.2}", best_p / best_t);
+            }
+        }
+    }
+}
