@@ -164,13 +164,26 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
     assert!(out.len() == x.len() && weight.len() == d && d > 0 && x.len() % d == 0, "rmsnorm: bad lengths");
     let rows = rows_per_task(x.len() / d);
     out.par_chunks_mut(rows * d).zip(x.par_chunks(rows * d)).for_each(|(o, xs)| {
-        for (orow, xrow) in o.chunks_mut(d).zip(xs.chunks(d)) {
-            let inv = 1.0 / (lanes::dot(xrow, xrow) / d as f32 + eps).sqrt();
-            for i in 0..d {
-                orow[i] = xrow[i] * inv * weight[i];
-            }
+        #[cfg(target_arch = "x86_64")]
+        if simd_level() == Level::Avx512 {
+            // SAFETY: AVX-512F is supported (simd_level).
+            unsafe { x86::rmsnorm_rows_avx512(o, xs, weight, d, eps) };
+            return;
         }
+        rmsnorm_rows(o, xs, weight, d, eps);
     });
+}
+
+/// [`rmsnorm`] of whole rows, one thread (inlined into the AVX-512 copy in `x86.rs`: the same
+/// operations, so the same bits, in wider registers).
+#[inline(always)]
+pub(crate) fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
+    for (orow, xrow) in out.chunks_mut(d).zip(x.chunks(d)) {
+        let inv = 1.0 / (lanes::dot(xrow, xrow) / d as f32 + eps).sqrt();
+        for i in 0..d {
+            orow[i] = xrow[i] * inv * weight[i];
+        }
+    }
 }
 
 /// Rotary embedding (half-split "neox" pairing) in place on one row of `heads` heads of size Dh;
@@ -198,10 +211,22 @@ pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
     assert!(out.len() == g.len() && g.len() == u.len(), "silu_mul: bad lengths");
     const CHUNK: usize = 1 << 14;
     out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
-        for i in 0..o.len() {
-            o[i] = g[i] / (1.0 + exp::exp(-g[i])) * u[i];
+        #[cfg(target_arch = "x86_64")]
+        if simd_level() == Level::Avx512 {
+            // SAFETY: AVX-512F is supported (simd_level).
+            unsafe { x86::silu_mul_avx512(o, g, u) };
+            return;
         }
+        silu_mul_chunk(o, g, u);
     });
+}
+
+/// [`silu_mul`] on one chunk (inlined into the AVX-512 copy in `x86.rs`, same bits).
+#[inline(always)]
+pub(crate) fn silu_mul_chunk(o: &mut [f32], g: &[f32], u: &[f32]) {
+    for i in 0..o.len() {
+        o[i] = g[i] / (1.0 + exp::exp(-g[i])) * u[i];
+    }
 }
 
 /// out[j] = [`dot`](q, keys[j·stride ..][..q.len()]) for every j < out.len(): attention scores of

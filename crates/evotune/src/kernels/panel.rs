@@ -23,6 +23,7 @@
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -117,7 +118,9 @@ unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
 #[inline(never)]
 unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize) {
     // slots[s] holds the pending left operand of tree level s (h8, h4, halves, whole).
-    let mut slots = [[[_mm512_setzero_ps(); 2]; PR]; 4];
+    // (Uninitialised: each level is written before it is read; zeroing 6 KB per tile showed up
+    // as a memset in profiles.)
+    let mut slots = [MaybeUninit::<[[__m512; 2]; PR]>::uninit(); 4];
     let mut acc = [[_mm512_setzero_ps(); 2]; PR];
     for (p, &l) in LANE_ORDER.iter().enumerate() {
         let (al, bl) = (a.add(l * t_len * PR), b.add(l * t_len * PC));
@@ -135,10 +138,12 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
         // is added to its waiting sibling and climbs (p = 15 leaves the whole sum in acc).
         for level in 0..4 {
             if p >> level & 1 == 0 {
-                slots[level] = acc;
+                slots[level].write(acc);
                 break;
             }
-            for (row, s) in acc.iter_mut().zip(&slots[level]) {
+            // SAFETY: position p has bit `level` set, so position p − 2^level (bit clear, same
+            // higher bits) wrote this slot, and nothing since has.
+            for (row, s) in acc.iter_mut().zip(slots[level].assume_init_ref()) {
                 row[0] = _mm512_add_ps(row[0], s[0]);
                 row[1] = _mm512_add_ps(row[1], s[1]);
             }
@@ -192,22 +197,31 @@ pub unsafe fn matmul_panels(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: us
 /// Rows per thread from which [`matmul_panels`] splits rows (each thread then packs all of w).
 const ROW_SPLIT_MIN_ROWS: usize = 192;
 
+/// The first `n` floats of `buf`, grown (never shrunk, so calls of alternating sizes do not
+/// clear it again) when shorter. Packing overwrites every float it hands out.
+fn grown(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
+
 /// Calls `f` with x (B, K) packed into ⌈B/PR⌉ row tiles (in parallel when `parallel`).
 #[target_feature(enable = "avx512f")]
 unsafe fn with_packed_rows<R>(x: &[f32], b: usize, k: usize, parallel: bool, f: impl FnOnce(&[f32]) -> R) -> R {
     let a_len = packed_len(PR, k);
     // Taken out of the thread-local while in use: a thread waiting in a parallel loop may run
     // another matmul (work stealing), which then packs into a buffer of its own.
-    let mut ap = PACK_A.take();
-    ap.resize(b.div_ceil(PR) * a_len, 0.0);
+    let mut buf = PACK_A.take();
+    let ap = grown(&mut buf, b.div_ceil(PR) * a_len);
     // SAFETY (both closures): AVX-512F is supported (this function's contract).
     if parallel {
         ap.par_chunks_mut(a_len).enumerate().for_each(|(g, a)| unsafe { pack_rows(x, b, k, g * PR, a) });
     } else {
         ap.chunks_mut(a_len).enumerate().for_each(|(g, a)| unsafe { pack_rows(x, b, k, g * PR, a) });
     }
-    let r = f(&ap);
-    PACK_A.set(ap);
+    let r = f(ap);
+    PACK_A.set(buf);
     r
 }
 
@@ -222,8 +236,8 @@ unsafe fn with_packed_rows<R>(x: &[f32], b: usize, k: usize, parallel: bool, f: 
 unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o: usize, p0: usize, p1: usize) {
     let t_len = k.div_ceil(16);
     let (a_len, b_len) = (packed_len(PR, k), packed_len(PC, k));
-    let mut bp = PACK_B.take();
-    bp.resize(BLOCK_PANELS * b_len, 0.0);
+    let mut buf = PACK_B.take();
+    let bp = grown(&mut buf, BLOCK_PANELS * b_len);
     let mut q0 = p0;
     while q0 < p1 {
         let q1 = (q0 + BLOCK_PANELS).min(p1);
@@ -247,7 +261,7 @@ unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o:
         }
         q0 = q1;
     }
-    PACK_B.set(bp);
+    PACK_B.set(buf);
 }
 
 /// y's base pointer shared by the threads that write disjoint panels of it.

@@ -234,3 +234,25 @@ fn rowwise_ops_match_reference() {
     rope(&mut v, &[1.0, 0.0], &[0.0, 1.0], 1, 4);
     assert_eq!(v, vec![1.0, -4.0, 3.0, 2.0]);
 }
+
+/// The AVX-512 builds of the row-wise ops compute the portable code's bits.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn rowwise_avx512_builds_equal_portable() {
+    if !Level::Avx512.supported() {
+        return;
+    }
+    for &(t, d) in &[(1usize, 1usize), (3, 7), (5, 64), (4, 576), (2, 1000)] {
+        let x: Vec<f32> = rand_vec(t * d, 21).iter().map(|v| v * 40.0).collect();
+        let (wt, u) = (rand_vec(d, 22), rand_vec(t * d, 23));
+        let (mut a, mut b) = (vec![0.0; t * d], vec![0.0; t * d]);
+        rmsnorm_rows(&mut a, &x, &wt, d, 1e-5);
+        // SAFETY: AVX-512F checked above.
+        unsafe { x86::rmsnorm_rows_avx512(&mut b, &x, &wt, d, 1e-5) };
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "rmsnorm t={t} d={d}");
+        silu_mul_chunk(&mut a, &x, &u);
+        // SAFETY: as above.
+        unsafe { x86::silu_mul_avx512(&mut b, &x, &u) };
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "silu_mul t={t} d={d}");
+    }
+}

@@ -246,6 +246,24 @@ pub unsafe fn weighted_sum_avx512(out: &mut [f32], p: &[f32], values: &[f32], st
     }
 }
 
+/// [`super::rmsnorm_rows`] compiled for AVX-512 (the same operations: the same bits).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn rmsnorm_rows_avx512(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
+    super::rmsnorm_rows(out, x, weight, d, eps)
+}
+
+/// [`super::silu_mul_chunk`] compiled for AVX-512 (the same operations: the same bits).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn silu_mul_avx512(o: &mut [f32], g: &[f32], u: &[f32]) {
+    super::silu_mul_chunk(o, g, u)
+}
+
 /// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):
 /// 12·16·2 FLOPs per round. Returns a value that depends on every FMA, so none is optimised away.
 ///
