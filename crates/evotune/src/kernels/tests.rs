@@ -33,6 +33,8 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         }
     }
     v.extend([(3, 576, 49152), (17, 1536, 576), (5, 576, 1536), (16, 64, 7)]);
+    // Decode-sized batches with k and column tails.
+    v.extend([(16, 1536, 576), (12, 577, 49), (4, 100, 13), (9, 400, 1), (16, 385, 25), (8, 576, 50)]);
     // Packed panels (≥ 24 rows): row tiles of 12 and panels of 32 with tails, k tails, both splits.
     v.extend([(24, 576, 32), (100, 576, 200), (131, 1536, 65), (97, 63, 97), (400, 65, 45), (37, 1, 33)]);
     v
