@@ -205,27 +205,27 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU gate: out[i] = silu(g[i])·u[i], silu(g) = g / (1 + e^(−g)) with [`exp::exp`]; parallel
-/// over fixed chunks.
-pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
-    assert!(out.len() == g.len() && g.len() == u.len(), "silu_mul: bad lengths");
+/// SwiGLU gate in place: g[i] ← silu(g[i])·u[i], silu(g) = g / (1 + e^(−g)) with [`exp::exp`];
+/// parallel over fixed chunks.
+pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+    assert!(g.len() == u.len(), "silu_mul: bad lengths");
     const CHUNK: usize = 1 << 14;
-    out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
+    g.par_chunks_mut(CHUNK).zip(u.par_chunks(CHUNK)).for_each(|(g, u)| {
         #[cfg(target_arch = "x86_64")]
         if simd_level() == Level::Avx512 {
             // SAFETY: AVX-512F is supported (simd_level).
-            unsafe { x86::silu_mul_avx512(o, g, u) };
+            unsafe { x86::silu_mul_avx512(g, u) };
             return;
         }
-        silu_mul_chunk(o, g, u);
+        silu_mul_chunk(g, u);
     });
 }
 
 /// [`silu_mul`] on one chunk (inlined into the AVX-512 copy in `x86.rs`, same bits).
 #[inline(always)]
-pub(crate) fn silu_mul_chunk(o: &mut [f32], g: &[f32], u: &[f32]) {
-    for i in 0..o.len() {
-        o[i] = g[i] / (1.0 + exp::exp(-g[i])) * u[i];
+pub(crate) fn silu_mul_chunk(g: &mut [f32], u: &[f32]) {
+    for (g, &u) in g.iter_mut().zip(u) {
+        *g = *g / (1.0 + exp::exp(-*g)) * u;
     }
 }
 

@@ -54,7 +54,7 @@ fn packed_len(width: usize, k: usize) -> usize {
 unsafe fn pack_rows(x: &[f32], b: usize, k: usize, r0: usize, a: &mut [f32]) {
     let t_len = k.div_ceil(16);
     let rows = PR.min(b - r0);
-    if rows < PR || k % 16 != 0 {
+    if rows < PR || !k.is_multiple_of(16) {
         a.fill(0.0);
         for i in 0..rows {
             let row = &x[(r0 + i) * k..(r0 + i + 1) * k];
@@ -87,7 +87,7 @@ unsafe fn lane_index() -> __m512i {
 unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
     let t_len = k.div_ceil(16);
     let cols = PC.min(o - c0);
-    if cols < PC || k % 16 != 0 {
+    if cols < PC || !k.is_multiple_of(16) {
         bp.fill(0.0);
         for j in 0..cols {
             let row = &w[(c0 + j) * k..(c0 + j + 1) * k];
@@ -136,14 +136,14 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
         }
         // Leaf p enters the tree: at each level an even position waits in its slot, an odd one
         // is added to its waiting sibling and climbs (p = 15 leaves the whole sum in acc).
-        for level in 0..4 {
+        for (level, slot) in slots.iter_mut().enumerate() {
             if p >> level & 1 == 0 {
-                slots[level].write(acc);
+                slot.write(acc);
                 break;
             }
             // SAFETY: position p has bit `level` set, so position p − 2^level (bit clear, same
             // higher bits) wrote this slot, and nothing since has.
-            for (row, s) in acc.iter_mut().zip(slots[level].assume_init_ref()) {
+            for (row, s) in acc.iter_mut().zip(slot.assume_init_ref()) {
                 row[0] = _mm512_add_ps(row[0], s[0]);
                 row[1] = _mm512_add_ps(row[1], s[1]);
             }
@@ -151,8 +151,8 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
     }
     let masks = [col_mask(cols, 0), col_mask(cols, 16)];
     for (i, row) in acc.iter().enumerate().take(rows) {
-        for h in 0..2 {
-            _mm512_mask_storeu_ps(y.add(i * ldy + 16 * h), masks[h], row[h]);
+        for (h, (&v, &m)) in row.iter().zip(&masks).enumerate() {
+            _mm512_mask_storeu_ps(y.add(i * ldy + 16 * h), m, v);
         }
     }
 }
@@ -197,6 +197,17 @@ pub unsafe fn matmul_panels(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: us
 /// Rows per thread from which [`matmul_panels`] splits rows (each thread then packs all of w).
 const ROW_SPLIT_MIN_ROWS: usize = 192;
 
+/// Puts a packing buffer back for the next call unless it is larger than 1 MB (a large one is
+/// freed: kept, they added 5 MB to the peak memory of a training run; reallocating costs ≈ 1%).
+fn keep(slot: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, buf: Vec<f32>) {
+    if buf.len() <= KEEP_FLOATS {
+        slot.set(buf);
+    }
+}
+
+/// Largest packing buffer kept between calls (1 MB).
+const KEEP_FLOATS: usize = 1 << 18;
+
 /// The first `n` floats of `buf`, grown (never shrunk, so calls of alternating sizes do not
 /// clear it again) when shorter. Packing overwrites every float it hands out.
 fn grown(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -221,7 +232,7 @@ unsafe fn with_packed_rows<R>(x: &[f32], b: usize, k: usize, parallel: bool, f: 
         ap.chunks_mut(a_len).enumerate().for_each(|(g, a)| unsafe { pack_rows(x, b, k, g * PR, a) });
     }
     let r = f(ap);
-    PACK_A.set(buf);
+    keep(&PACK_A, buf);
     r
 }
 
@@ -261,7 +272,7 @@ unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o:
         }
         q0 = q1;
     }
-    PACK_B.set(buf);
+    keep(&PACK_B, buf);
 }
 
 /// y's base pointer shared by the threads that write disjoint panels of it.
@@ -274,46 +285,9 @@ unsafe impl Send for SendPtr {}
 mod bench {
     use super::*;
     use std::time::Instant;
-    #[test]
-    #[ignore]
-    fn pack_costs() {
-        for (b, k, o) in [(1024usize, 576usize, 1536usize), (1024, 1536, 576), (128, 576, 1536)] {
-            let x: Vec<f32> = (0..b * k).map(|i| (i % 1000) as f32).collect();
-            let w: Vec<f32> = (0..o * k).map(|i| (i % 999) as f32).collect();
-            let (tiles, panels) = (b.div_ceil(PR), o.div_ceil(PC));
-            let mut a = vec![0.0; tiles * packed_len(PR, k)];
-            let mut bp = vec![0.0; packed_len(PC, k)];
-            let t = Instant::now();
-            for _ in 0..10 {
-                for (g, ch) in a.chunks_mut(packed_len(PR, k)).enumerate() {
-                    unsafe { pack_rows(&x, b, k, g * PR, ch) };
-                }
-            }
-            let ta = t.elapsed().as_secs_f64() / 10.0;
-            let t = Instant::now();
-            for _ in 0..10 {
-                for q in 0..panels {
-                    unsafe { pack_panel(&w, o, k, q * PC, &mut bp) };
-                }
-            }
-            let tb = t.elapsed().as_secs_f64() / 10.0;
-            let mut y = vec![0.0; b * o];
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-            let t = Instant::now();
-            for _ in 0..10 {
-                pool.install(|| unsafe { matmul_panels(&x, &w, &mut y, b, k, o) });
-            }
-            let tm = t.elapsed().as_secs_f64() / 10.0;
-            println!(
-                "b={b} k={k} o={o}: pack A {:.2} ms, pack B {:.2} ms, matmul 1 thread {:.2} ms",
-                ta * 1e3,
-                tb * 1e3,
-                tm * 1e3
-            );
-        }
-    }
-
-    /// Best-of-rounds GFLOP/s, panels vs dot-product tiles, alternating (1 and 2 threads).
+    /// Best-of-rounds GFLOP/s, panels vs the dot-product tiles of `x86.rs` (threads splitting
+    /// rows), alternating in the same process, 1 and 2 threads. Timing only: `cargo test
+    /// --release -p evotune --lib panels_vs_tiles -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn panels_vs_tiles() {

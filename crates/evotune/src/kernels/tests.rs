@@ -206,8 +206,8 @@ fn rowwise_ops_match_reference() {
                 assert!((p - q).abs() <= d as f32 * f32::EPSILON * q.abs() + 1e-6, "rmsnorm t={t} d={d}: {p} vs {q}");
             }
             let g = rand_vec(t * d, 13);
-            let (mut s1, mut s2) = (vec![0.0; t * d], vec![0.0; t * d]);
-            silu_mul(&mut s1, &g, &x);
+            let (mut s1, mut s2) = (g.clone(), vec![0.0; t * d]);
+            silu_mul(&mut s1, &x);
             reference::silu_mul(&mut s2, &g, &x);
             // fast exp (≤ ~3 ulp) inside g/(1+e^(−g)): a few ulp of the result.
             for (p, q) in s1.iter().zip(&s2) {
@@ -252,9 +252,10 @@ fn rowwise_avx512_builds_equal_portable() {
         // SAFETY: AVX-512F checked above.
         unsafe { x86::rmsnorm_rows_avx512(&mut b, &x, &wt, d, 1e-5) };
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "rmsnorm t={t} d={d}");
-        silu_mul_chunk(&mut a, &x, &u);
+        let (mut a, mut b) = (x.clone(), x.clone());
+        silu_mul_chunk(&mut a, &u);
         // SAFETY: as above.
-        unsafe { x86::silu_mul_avx512(&mut b, &x, &u) };
+        unsafe { x86::silu_mul_avx512(&mut b, &u) };
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "silu_mul t={t} d={d}");
     }
 }

@@ -260,8 +260,8 @@ pub unsafe fn rmsnorm_rows_avx512(out: &mut [f32], x: &[f32], weight: &[f32], d:
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn silu_mul_avx512(o: &mut [f32], g: &[f32], u: &[f32]) {
-    super::silu_mul_chunk(o, g, u)
+pub unsafe fn silu_mul_avx512(g: &mut [f32], u: &[f32]) {
+    super::silu_mul_chunk(g, u)
 }
 
 /// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):

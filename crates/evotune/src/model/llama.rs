@@ -329,7 +329,6 @@ impl Llama {
         let mut proj = vec![0.0f32; tt * d]; // (Ttot, D)
         let mut g = vec![0.0f32; tt * f]; // (Ttot, F)
         let mut u = vec![0.0f32; tt * f]; // (Ttot, F)
-        let mut hmid = vec![0.0f32; tt * f]; // (Ttot, F)
 
         for (l, blk) in self.blocks.iter().enumerate() {
             // --- attention ---
@@ -367,8 +366,8 @@ impl Llama {
             op.rmsnorm(&mut xn, &x, blk.mlp_norm, d);
             op.matmul(&xn, blk.gate, &mut g, d, f);
             op.matmul(&xn, blk.up, &mut u, d, f);
-            kernels::silu_mul(&mut hmid, &g, &u);
-            op.matmul(&hmid, blk.down, &mut proj, f, d);
+            kernels::silu_mul(&mut g, &u); // g ← silu(g)·u
+            op.matmul(&g, blk.down, &mut proj, f, d);
             add_in_place(&mut x, &proj);
         }
         for s in seqs.iter_mut() {
