@@ -155,3 +155,40 @@ fn bench_matmul_vs_gemm_crate() {
         );
     }
 }
+
+/// Decode-shaped matmuls streaming their weights from memory (a ring of distinct matrices larger
+/// than the caches), at 1 and 16 rows: shows whether compute and memory traffic overlap. Timing only.
+#[test]
+#[ignore]
+fn bench_decode_streaming() {
+    use evotune::kernels::matmul;
+    use std::time::Instant;
+    let (k, o, mats) = (576usize, 1536usize, 160usize); // 160 × 3.5 MB = 566 MB, about one model
+    let ws: Vec<Vec<f32>> = (0..mats).map(|m| (0..o * k).map(|i| ((i * 7 + m) % 1000) as f32 * 1e-3 - 0.5).collect()).collect();
+    for round in 0..3 {
+        for b in [1usize, 16] {
+            let x: Vec<f32> = (0..b * k).map(|i| (i % 100) as f32 * 1e-2).collect();
+            let mut y = vec![0.0f32; b * o];
+            let t = Instant::now();
+            for w in &ws {
+                matmul(&x, w, &mut y, b, k, o);
+            }
+            let s = t.elapsed().as_secs_f64();
+            let bytes = (mats * o * k * 4) as f64;
+            println!(
+                "round {round} b={b:2}: {:.1} ms per pass, {:.1} GB/s of weights, {:.1} GFLOP/s",
+                s * 1e3,
+                bytes / s / 1e9,
+                2.0 * (b * k * o * mats) as f64 / s / 1e9
+            );
+        }
+        // The same 16-row products on one matrix that stays in cache.
+        let x: Vec<f32> = (0..16 * k).map(|i| (i % 100) as f32 * 1e-2).collect();
+        let mut y = vec![0.0f32; 16 * o];
+        let t = Instant::now();
+        for _ in 0..mats {
+            matmul(&x, &ws[0], &mut y, 16, k, o);
+        }
+        println!("round {round} b=16, one cached matrix: {:.1} ms per {mats} products", t.elapsed().as_secs_f64() * 1e3);
+    }
+}
