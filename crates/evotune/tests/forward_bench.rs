@@ -164,7 +164,8 @@ fn bench_decode_streaming() {
     use evotune::kernels::matmul;
     use std::time::Instant;
     let (k, o, mats) = (576usize, 1536usize, 160usize); // 160 × 3.5 MB = 566 MB, about one model
-    let ws: Vec<Vec<f32>> = (0..mats).map(|m| (0..o * k).map(|i| ((i * 7 + m) % 1000) as f32 * 1e-3 - 0.5).collect()).collect();
+    let ws: Vec<Vec<f32>> =
+        (0..mats).map(|m| (0..o * k).map(|i| ((i * 7 + m) % 1000) as f32 * 1e-3 - 0.5).collect()).collect();
     for round in 0..3 {
         for b in [1usize, 16] {
             let x: Vec<f32> = (0..b * k).map(|i| (i % 100) as f32 * 1e-2).collect();
@@ -189,6 +190,9 @@ fn bench_decode_streaming() {
         for _ in 0..mats {
             matmul(&x, &ws[0], &mut y, 16, k, o);
         }
-        println!("round {round} b=16, one cached matrix: {:.1} ms per {mats} products", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "round {round} b=16, one cached matrix: {:.1} ms per {mats} products",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
 }

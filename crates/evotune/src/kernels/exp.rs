@@ -18,13 +18,17 @@ const ROUND: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n as an integer without a float → int conversion (which LLVM does not vectorise, since `as`
+    // saturates): `shifted` = 1.5·2²³ + n holds n in its low mantissa bits, |n| ≤ 127.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_int.wrapping_add(127) << 23);
     p * scale
 }
 
@@ -46,5 +50,21 @@ mod tests {
         assert!(super::exp(-1e30) > 0.0 && super::exp(-1e30) < 1.3e-38);
         assert!(super::exp(1e30).is_finite());
         assert!(super::exp(f32::NEG_INFINITY) >= 0.0);
+    }
+
+    /// 2ⁿ from the bits of the rounding sum equals 2ⁿ from `n as i32` (the conversion it replaced)
+    /// for every n the clamp allows, so exp's results are unchanged bit for bit.
+    #[test]
+    fn exponent_from_bits_equals_the_conversion() {
+        let mut x = -90.0f32;
+        while x < 90.0 {
+            let c = x.clamp(-87.3, 88.0);
+            let shifted = c * super::LOG2E + super::ROUND;
+            let n = shifted - super::ROUND;
+            let by_cast = ((n as i32 + 127) as u32) << 23;
+            let by_bits = shifted.to_bits().wrapping_sub(super::ROUND.to_bits()).wrapping_add(127) << 23;
+            assert_eq!(by_cast, by_bits, "x = {x}");
+            x += 0.0173;
+        }
     }
 }
