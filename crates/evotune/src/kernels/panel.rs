@@ -52,26 +52,35 @@ fn packed_len(width: usize, k: usize) -> usize {
 /// Packs rows r₀..r₀+PR of x (B, K) as a[(l·T + t)·PR + i] = x[r₀+i, 16t+l], zero past B or K.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_rows(x: &[f32], b: usize, k: usize, r0: usize, a: &mut [f32]) {
-    let t_len = k.div_ceil(16);
     let rows = PR.min(b - r0);
     if rows < PR || !k.is_multiple_of(16) {
-        a.fill(0.0);
-        for i in 0..rows {
-            let row = &x[(r0 + i) * k..(r0 + i + 1) * k];
-            for (kk, &v) in row.iter().enumerate() {
-                a[((kk % 16) * t_len + kk / 16) * PR + i] = v;
-            }
-        }
-        return;
+        return pack_plain(x, k, r0, rows, PR, a);
     }
     // Full tile: gather the 12 rows' lane l of chunk t at once (stride K), masked to PR lanes.
-    let m: __mmask16 = ((1u32 << PR) - 1) as u16;
+    gather_lanes(x.as_ptr().add(r0 * k), k, ((1u32 << PR) - 1) as u16, PR, a.as_mut_ptr());
+}
+
+/// dst[(l·T + t)·width + i] = src[(r₀+i)·K + 16t + l] for i < n, zero elsewhere (the edge tiles).
+fn pack_plain(src: &[f32], k: usize, r0: usize, n: usize, width: usize, dst: &mut [f32]) {
+    let t_len = k.div_ceil(16);
+    dst.fill(0.0);
+    for i in 0..n {
+        for (kk, &v) in src[(r0 + i) * k..(r0 + i + 1) * k].iter().enumerate() {
+            dst[((kk % 16) * t_len + kk / 16) * width + i] = v;
+        }
+    }
+}
+
+/// dst[(l·T + t)·width + i] = src[i·K + 16t + l] for the lanes i set in `m` (K a multiple of 16):
+/// one gather of stride K per (t, l).
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_lanes(src: *const f32, k: usize, m: __mmask16, width: usize, dst: *mut f32) {
+    let t_len = k / 16;
     let stride = _mm512_mullo_epi32(lane_index(), _mm512_set1_epi32(k as i32));
-    let base = x.as_ptr().add(r0 * k);
     for t in 0..t_len {
         for l in 0..16 {
-            let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, stride, base.add(16 * t + l));
-            _mm512_mask_storeu_ps(a.as_mut_ptr().add((l * t_len + t) * PR), m, v);
+            let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, stride, src.add(16 * t + l));
+            _mm512_mask_storeu_ps(dst.add((l * t_len + t) * width), m, v);
         }
     }
 }
@@ -85,29 +94,13 @@ unsafe fn lane_index() -> __m512i {
 /// Packs columns c₀..c₀+PC of w (O, K) as b[(l·T + t)·PC + j] = w[c₀+j, 16t+l], zero past O or K.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
-    let t_len = k.div_ceil(16);
     let cols = PC.min(o - c0);
     if cols < PC || !k.is_multiple_of(16) {
-        bp.fill(0.0);
-        for j in 0..cols {
-            let row = &w[(c0 + j) * k..(c0 + j + 1) * k];
-            for (kk, &v) in row.iter().enumerate() {
-                bp[((kk % 16) * t_len + kk / 16) * PC + j] = v;
-            }
-        }
-        return;
+        return pack_plain(w, k, c0, cols, PC, bp);
     }
-    // Full panel: gather 16 columns' lane l of chunk t at once (stride K).
-    let stride = _mm512_mullo_epi32(lane_index(), _mm512_set1_epi32(k as i32));
-    let base = w.as_ptr().add(c0 * k);
+    // Full panel: two halves of 16 columns, each gathered lane by lane.
     for h in 0..PC / 16 {
-        let hb = base.add(h * 16 * k);
-        for t in 0..t_len {
-            for l in 0..16 {
-                let v = _mm512_i32gather_ps::<4>(stride, hb.add(16 * t + l));
-                _mm512_storeu_ps(bp.as_mut_ptr().add((l * t_len + t) * PC + 16 * h), v);
-            }
-        }
+        gather_lanes(w.as_ptr().add((c0 + 16 * h) * k), k, 0xFFFF, PC, bp.as_mut_ptr().add(16 * h));
     }
 }
 
