@@ -4,7 +4,7 @@
 //!   once per process to the best level the CPU has ([`Level`]): AVX-512 (hand-written, `x86.rs`),
 //!   AVX2+FMA, or portable code. All levels compute the same bits (the order of every sum is fixed
 //!   by [`lanes`]), and threads split rows or columns, never a sum: results are identical for any
-//!   thread count, any batch size and any tiling. From [`PANEL_MIN_ROWS`] rows AVX-512 runs the
+//!   thread count, any batch size and any tiling. From `PANEL_MIN_ROWS` (24) rows AVX-512 runs the
 //!   packed outer-product kernel of `panel.rs`, below it the dot-product tiles of `x86.rs`.
 //! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]): each row is computed
 //!   by one thread in a fixed order, so they share those guarantees.
@@ -93,12 +93,10 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     }
     let level = if level.supported() { level } else { Level::Portable };
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && b >= PANEL_MIN_ROWS {
-        // SAFETY: lengths checked above, AVX-512F supported, b, o > 0 (k = 0 is handled there).
-        if k > 0 {
-            unsafe { panel::matmul_panels(x, w, y, b, k, o) };
-            return;
-        }
+    if level == Level::Avx512 && b >= PANEL_MIN_ROWS && k > 0 {
+        // SAFETY: lengths checked above, AVX-512F supported, b, k, o > 0.
+        unsafe { panel::matmul_panels(x, w, y, b, k, o) };
+        return;
     }
     let threads = rayon::current_num_threads();
     // Many rows (prefill, large batches): split rows, ≈2 blocks per thread, each written in place

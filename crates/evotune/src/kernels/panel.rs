@@ -16,8 +16,9 @@
 //!
 //! Packing puts each lane's operands next to each other: for a tile of rows, a[l][t][i] =
 //! x[r₀+i, 16t+l]; for a panel of columns, b[l][t][j] = w[c₀+j, 16t+l] (zeros past the edges).
-//! x is packed once per call; w is packed per thread, a block of panels at a time that stays in
-//! L2 while every row tile passes over it. Threads split the column panels; no sum is ever split.
+//! w is packed per thread, a block of panels at a time that stays in L2 while every row tile
+//! passes over it. Threads split rows when each gets ≥ 192 (each packs its rows and all of w),
+//! otherwise x is packed once and they split the column panels; no sum is ever split.
 
 #![allow(unsafe_op_in_unsafe_fn)]
 
@@ -28,9 +29,9 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 /// Rows of a micro-tile (broadcast from packed x).
-pub const PR: usize = 12;
+const PR: usize = 12;
 /// Columns of a micro-tile (two zmm vectors of packed w).
-pub const PC: usize = 32;
+const PC: usize = 32;
 /// Panels of w packed together (a block of 4·32 columns: ≤ 0.8 MB for K ≤ 1536, in L2).
 const BLOCK_PANELS: usize = 4;
 
