@@ -122,6 +122,41 @@ fn batch_invariance_and_cache_consistency() {
 }
 
 #[test]
+fn a_shared_prefix_cache_reads_like_a_copied_one() {
+    use evotune::model::kv_cache::KvCache;
+    use std::sync::Arc;
+    let (config, params) = tiny_model(true, false);
+    let llama = Llama::new(config, params.layout()).unwrap();
+    let p = &prompts()[0];
+    let all = llama.logits_all(&params, p).unwrap();
+    let mut prefix = llama.new_cache();
+    llama.forward(&params, &mut [SeqInput { tokens: &p[..3], cache: &mut prefix, logits: 0 }]).unwrap();
+    let prefix = Arc::new(prefix);
+    // Two sequences after one shared prefix, in one batch: every logit row as the plain forward's.
+    let (mut a, mut b) = (KvCache::after(&prefix, p.len()), KvCache::after(&prefix, p.len()));
+    assert_eq!((a.len(), a.prefix_len()), (3, 3));
+    let mut seqs = [
+        SeqInput { tokens: &p[3..5], cache: &mut a, logits: 2 },
+        SeqInput { tokens: &p[3..], cache: &mut b, logits: p.len() - 3 },
+    ];
+    let l = llama.forward(&params, &mut seqs).unwrap();
+    assert!(bit_equal(l.seq(0), &all[3 * 97..5 * 97]));
+    assert!(bit_equal(l.seq(1), &all[3 * 97..]));
+    // A fork of a prefixed cache keeps reading the prefix; decoding on it matches too.
+    let mut c = a.fork(p.len());
+    let l = llama.forward(&params, &mut [SeqInput { tokens: &p[5..], cache: &mut c, logits: 1 }]).unwrap();
+    assert!(bit_equal(l.row(0, 0), &all[(p.len() - 1) * 97..]));
+    // Cutting into the prefix copies what stays of it; refeeding the cut tokens gives the same rows.
+    c.truncate(2);
+    assert_eq!((c.len(), c.prefix_len()), (2, 0));
+    let l = llama.forward(&params, &mut [SeqInput { tokens: &p[2..], cache: &mut c, logits: p.len() - 2 }]).unwrap();
+    assert!(bit_equal(l.seq(0), &all[2 * 97..]));
+    // A cache after a prefixed cache shares the first prefix and copies the rest.
+    let d = KvCache::after(&Arc::new(a), p.len());
+    assert_eq!((d.len(), d.prefix_len()), (5, 5));
+}
+
+#[test]
 fn results_do_not_depend_on_thread_count() {
     let (config, params) = tiny_model(true, true);
     let llama = Llama::new(config, params.layout()).unwrap();

@@ -252,15 +252,25 @@ pub fn dots(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
 /// # Panics
 /// If `values` is too short for `p.len()` rows at `stride`.
 pub fn weighted_sum(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
+    out.fill(0.0);
+    weighted_sum_add(out, p, values, stride);
+}
+
+/// out += Σⱼ p[j]·values[j·stride ..][..out.len()], each element's sum continuing from `out` in
+/// increasing j: a weighted sum over two segments, the second added after the first, has the bits
+/// of one [`weighted_sum`] over both.
+///
+/// # Panics
+/// If `values` is too short for `p.len()` rows at `stride`.
+pub fn weighted_sum_add(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
     assert!(p.is_empty() || values.len() >= (p.len() - 1) * stride + dh, "weighted_sum: values too short");
     #[cfg(target_arch = "x86_64")]
     if dh % 16 == 0 && simd_level() == Level::Avx512 {
         // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
-        unsafe { x86::weighted_sum_avx512(out, p, values, stride) };
+        unsafe { x86::weighted_sum_add_avx512(out, p, values, stride) };
         return;
     }
-    out.fill(0.0);
     for (j, &pj) in p.iter().enumerate() {
         for (o, &v) in out.iter_mut().zip(&values[j * stride..j * stride + dh]) {
             *o += pj * v;

@@ -188,6 +188,14 @@ fn attention_dots_and_weighted_sums_equal_the_plain_loops() {
             for e in 0..dh {
                 assert_eq!(out[e].to_bits(), want[e].to_bits(), "weighted_sum dh={dh} n={n} e={e}");
             }
+            // Two segments, the second added after the first: the bits of one sum over both.
+            for split in [0, n / 3, n] {
+                let mut two = vec![0.0f32; dh];
+                crate::kernels::weighted_sum_add(&mut two, &p[..split], &kv, stride);
+                crate::kernels::weighted_sum_add(&mut two, &p[split..], &kv[split * stride..], stride);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&two), bits(&want), "weighted_sum_add dh={dh} n={n} split={split}");
+            }
         }
     }
 }

@@ -225,19 +225,20 @@ pub unsafe fn dots_avx512(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32
     }
 }
 
-/// out = Σⱼ p[j]·values[j·stride ..][..out.len()], element by element in increasing j, each step
-/// unfused (o ← o + round(p·v)): the arithmetic of the plain loop. `out.len()` a multiple of 16.
+/// out += Σⱼ p[j]·values[j·stride ..][..out.len()], element by element in increasing j from the
+/// current `out`, each step unfused (o ← o + round(p·v)): the arithmetic of the plain loop.
+/// `out.len()` a multiple of 16.
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `out.len() % 16 == 0` and `values` holds every row read.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn weighted_sum_avx512(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
+pub unsafe fn weighted_sum_add_avx512(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
     debug_assert!(dh % 16 == 0 && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
     let vp = values.as_ptr();
     let mut c = 0;
     while c < dh {
-        let mut o = _mm512_setzero_ps();
+        let mut o = _mm512_loadu_ps(out.as_ptr().add(c));
         for (j, &pj) in p.iter().enumerate() {
             o = _mm512_add_ps(o, _mm512_mul_ps(_mm512_set1_ps(pj), _mm512_loadu_ps(vp.add(j * stride + c))));
         }

@@ -9,6 +9,7 @@
 //! Batch invariance: the forward computes each sequence's rows from its own tokens and cache only
 //! (see [`crate::model::llama`]), so a prompt's greedy output is the same alone or in any batch.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -127,7 +128,7 @@ pub fn generate_with(
         return Ok(out);
     }
     // Shared prefix (the chat template's system prompt, typically): its keys and values are
-    // computed once and forked into every sequence's cache. Rows of the forward do not depend on
+    // computed once and shared by every sequence's cache (read, not copied). Rows of the forward do not depend on
     // the batch and a cached prefix equals a recomputed one bit for bit, so the outputs are
     // identical to a plain prefill.
     let t_prefill = Instant::now();
@@ -155,12 +156,13 @@ pub fn generate_with(
             prefixes.iter_mut().map(|c| SeqInput { tokens: &prompts[0][..shared], cache: c, logits: 0 }).collect();
         llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
         stats.prefill_tokens += shared * groups.len();
+        let prefixes: Vec<Arc<KvCache>> = prefixes.into_iter().map(Arc::new).collect();
         prompts
             .iter()
             .zip(&group_of)
             .map(|(p, g)| {
                 let at = groups.iter().position(|x| x == g).expect("every group has a prefix");
-                prefixes[at].fork(p.len() + opts.max_new_tokens)
+                KvCache::after(&prefixes[at], p.len() + opts.max_new_tokens)
             })
             .collect()
     } else {

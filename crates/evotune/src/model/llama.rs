@@ -35,7 +35,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::delta::{group_runs, Deltas};
-use crate::model::kv_cache::KvCache;
+use crate::model::kv_cache::{KvCache, Segments};
 use crate::model::{Layout, ModelConfig, Params};
 
 /// Tensor ids of one transformer block.
@@ -355,8 +355,8 @@ impl Llama {
                 let q = &q;
                 let (row_seq, row_pos) = (&row_seq, &row_pos);
                 att.par_chunks_mut(qd).enumerate().for_each_init(Vec::new, |scores, (t, out)| {
-                    let (kc, vc) = caches[row_seq[t]].layer(l);
-                    attend(out, &q[t * qd..(t + 1) * qd], kc, vc, row_pos[t] + 1, h, hkv, dh, scores);
+                    let segments = caches[row_seq[t]].segments(l);
+                    attend(out, &q[t * qd..(t + 1) * qd], &segments, row_pos[t] + 1, h, hkv, dh, scores);
                 });
             }
             op.matmul(&att, blk.o, &mut proj, qd, d);
@@ -463,15 +463,15 @@ impl Ops<'_> {
     }
 }
 
-/// Causal attention of one query row over `n` cached positions (this row's position + 1):
-/// for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv).
-/// q: (H·Dh); kc, vc: (≥n, Hkv·Dh); out: (H·Dh). This is the only op that mixes positions.
+/// Causal attention of one query row over the first `n` cached positions (this row's position
+/// + 1): for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv). The
+/// positions are those of the cache's segments in order (shared prefix, then its own), summed as
+/// one sequence. q: (H·Dh); out: (H·Dh). This is the only op that mixes positions.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     out: &mut [f32],
     q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
+    segments: &Segments<'_>,
     n: usize,
     h: usize,
     hkv: usize,
@@ -481,15 +481,30 @@ fn attend(
     let kvd = hkv * dh;
     let group = h / hkv;
     let scale = 1.0 / (dh as f32).sqrt();
+    // Positions [start, end) of each segment among the n attended.
+    let mut start = 0;
+    let spans = segments.map(|(k, _)| {
+        let len = (k.len() / kvd).min(n - start);
+        start += len;
+        (start - len, start)
+    });
+    debug_assert_eq!(start, n, "the cache holds fewer than n positions");
     scores.resize(n, 0.0);
     for hi in 0..h {
         let g = hi / group;
-        kernels::dots(&q[hi * dh..(hi + 1) * dh], &kc[g * dh..], kvd, &mut scores[..n]);
+        let qh = &q[hi * dh..(hi + 1) * dh];
+        for (&(kc, _), &(a, b)) in segments.iter().zip(&spans).filter(|(_, (a, b))| a < b) {
+            kernels::dots(qh, &kc[g * dh..], kvd, &mut scores[a..b]);
+        }
         for s in scores[..n].iter_mut() {
             *s *= scale;
         }
         kernels::softmax(&mut scores[..n]);
-        kernels::weighted_sum(&mut out[hi * dh..(hi + 1) * dh], &scores[..n], &vc[g * dh..], kvd);
+        let o = &mut out[hi * dh..(hi + 1) * dh];
+        o.fill(0.0);
+        for (&(_, vc), &(a, b)) in segments.iter().zip(&spans).filter(|(_, (a, b))| a < b) {
+            kernels::weighted_sum_add(o, &scores[a..b], &vc[g * dh..], kvd);
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! plain forward per pair.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::model::generate::shared_prefix_len;
@@ -79,7 +80,8 @@ fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)])
     }
     // 2. Each distinct prompt once, logits at its last position.
     // (Each continuation forks its own copy with room for itself, so these hold only the prompt.)
-    let mut prompt_caches: Vec<KvCache> = distinct.iter().map(|p| prefix.fork(p.len())).collect();
+    let prefix = Arc::new(prefix);
+    let mut prompt_caches: Vec<KvCache> = distinct.iter().map(|p| KvCache::after(&prefix, p.len())).collect();
     let prompts = {
         let mut seqs: Vec<SeqInput> = distinct
             .iter()
