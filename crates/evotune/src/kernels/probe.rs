@@ -2,8 +2,11 @@
 //! `gemm` crate (candle's GEMM) on a prefill-sized product, with the current rayon pool's threads.
 //! Benchmarks divide their achieved FLOP rate by it ("fraction of peak"). [`fma_peak`] is the
 //! hardware's ceiling above any GEMM: FMAs on registers only, on every thread at once.
+//! [`stream_seconds`] is the other ceiling: how fast the weights can be read from memory at all.
 
 use std::time::Instant;
+
+use rayon::prelude::*;
 
 use crate::kernels;
 
@@ -68,6 +71,32 @@ pub fn fma_peak(repeats: usize) -> Option<f64> {
         return Some((0..repeats.max(1)).map(|_| run()).fold(0.0, f64::max));
     }
     None
+}
+
+/// Seconds to read `weights` once from memory on all threads of the current rayon pool (the best
+/// of `repeats` passes, after one warm-up): what every forward over a model too large for the
+/// caches pays at least once, however few rows it has.
+pub fn stream_seconds(weights: &[f32], repeats: usize) -> f64 {
+    const CHUNK: usize = 1 << 16;
+    let pass = || {
+        let t = Instant::now();
+        let sums: Vec<[f32; 16]> = weights
+            .par_chunks(CHUNK)
+            .map(|c| {
+                let mut acc = [0.0f32; 16];
+                for v in c.chunks_exact(16) {
+                    for (a, &x) in acc.iter_mut().zip(v) {
+                        *a += x;
+                    }
+                }
+                acc
+            })
+            .collect();
+        std::hint::black_box(sums);
+        t.elapsed().as_secs_f64()
+    };
+    pass();
+    (0..repeats.max(1)).map(|_| pass()).fold(f64::INFINITY, f64::min)
 }
 
 /// y = x·Wᵀ through the `gemm` crate (candle's GEMM) with `threads` threads: the baseline our

@@ -46,6 +46,9 @@ pub struct GenerateStats {
     pub prompt_tokens: usize,
     /// Tokens run through decode steps.
     pub decode_tokens: usize,
+    /// Batched forwards: of the prefill (shared prefixes included) and of decode steps.
+    pub prefill_forwards: usize,
+    pub decode_forwards: usize,
     /// New tokens produced, stop tokens included.
     pub generated_tokens: usize,
     pub prefill_seconds: f64,
@@ -58,6 +61,8 @@ impl GenerateStats {
         self.prefill_tokens += o.prefill_tokens;
         self.prompt_tokens += o.prompt_tokens;
         self.decode_tokens += o.decode_tokens;
+        self.prefill_forwards += o.prefill_forwards;
+        self.decode_forwards += o.decode_forwards;
         self.generated_tokens += o.generated_tokens;
         self.prefill_seconds += o.prefill_seconds;
         self.decode_seconds += o.decode_seconds;
@@ -156,6 +161,7 @@ pub fn generate_with(
             prefixes.iter_mut().map(|c| SeqInput { tokens: &prompts[0][..shared], cache: c, logits: 0 }).collect();
         llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
         stats.prefill_tokens += shared * groups.len();
+        stats.prefill_forwards += 1;
         let prefixes: Vec<Arc<KvCache>> = prefixes.into_iter().map(Arc::new).collect();
         prompts
             .iter()
@@ -178,6 +184,7 @@ pub fn generate_with(
             .collect();
         let logits = llama.forward_with(params, deltas.map(|dl| dl.with_groups(&group_of)), &mut seqs)?;
         stats.prefill_tokens += prompts.iter().map(|p| p.len() - shared).sum::<usize>();
+        stats.prefill_forwards += 1;
         stats.prompt_tokens += prompts.iter().map(|p| p.len()).sum::<usize>();
         (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect()
     };
@@ -213,6 +220,7 @@ pub fn generate_with(
         let groups: Vec<usize> = active.iter().map(|&i| group_of[i]).collect();
         let logits = llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
         stats.decode_tokens += active.len();
+        stats.decode_forwards += 1;
         for (a, &i) in active.iter().enumerate() {
             next[i] = pick(logits.row(a, 0), &opts.sampling, i, step);
         }

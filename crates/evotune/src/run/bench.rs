@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::es::{Anchor, EsParams, EsState, Perturbation, Strategy};
-use crate::kernels::probe::{fma_peak, gemm_peak, GemmPeak};
+use crate::kernels::probe::{fma_peak, gemm_peak, stream_seconds, GemmPeak};
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, Params};
 use crate::run::population::member_rewards;
@@ -61,6 +61,8 @@ pub struct IterationBench {
     pub peak: GemmPeak,
     /// Register-only FMA GFLOP/s on all threads ([`fma_peak`]): the ceiling of any kernel.
     pub fma_peak: Option<f64>,
+    /// Seconds to read the f32 weights once from memory ([`stream_seconds`]).
+    pub stream_seconds: f64,
     /// Peak resident set of the process so far (VmHWM), bytes.
     pub peak_rss: Option<u64>,
     /// f32 size of the model's parameters, bytes.
@@ -78,6 +80,18 @@ impl IterationBench {
     /// machine can evaluate the population faster.
     pub fn fma_bound_seconds(&self) -> Option<f64> {
         self.fma_peak.map(|p| (self.prefill_gflop + self.decode_gflop) / p)
+    }
+
+    /// Seconds the evaluation needs at least when, besides its FLOPs, every forward reads the
+    /// weights once: Σ over prefill and decode of max(forwards × one read of the weights, FLOPs at
+    /// the FMA peak). Full rank reads each member's own weights at every decode step; low rank
+    /// reads the shared θ once per step for the whole population.
+    pub fn lower_bound_seconds(&self) -> Option<f64> {
+        let s = &self.stats;
+        self.fma_peak.map(|p| {
+            (s.prefill_forwards as f64 * self.stream_seconds).max(self.prefill_gflop / p)
+                + (s.decode_forwards as f64 * self.stream_seconds).max(self.decode_gflop / p)
+        })
     }
 }
 
@@ -116,6 +130,10 @@ fn flops_per_token(model: &Model) -> (f64, f64) {
 /// peak RSS is that of a training run.
 pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOptions) -> Result<IterationBench> {
     let (task, items) = reference_items(opts.prompts, opts.max_new_tokens)?;
+    // The machine's ceilings, probed before and after the timed iterations (the best of both: its
+    // speed drifts with load and clock).
+    let (peak_before, fma_before) = (gemm_peak(3), fma_peak(3));
+    let stream = stream_seconds(theta0.data(), 3);
     let refs: Vec<&Item> = items.iter().collect();
     let params = EsParams {
         population: opts.population,
@@ -170,6 +188,8 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
         prefill_tokens: per_iter(stats.prefill_tokens),
         prompt_tokens: per_iter(stats.prompt_tokens),
         decode_tokens: per_iter(stats.decode_tokens),
+        prefill_forwards: per_iter(stats.prefill_forwards),
+        decode_forwards: per_iter(stats.decode_forwards),
         generated_tokens: per_iter(stats.generated_tokens),
         prefill_seconds: stats.prefill_seconds / n,
         decode_seconds: stats.decode_seconds / n,
@@ -183,8 +203,12 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
         stats,
         prefill_gflop,
         decode_gflop,
-        peak: gemm_peak(3),
-        fma_peak: fma_peak(3),
+        peak: {
+            let after = gemm_peak(3);
+            GemmPeak { ours: after.ours.max(peak_before.ours), gemm_crate: after.gemm_crate.max(peak_before.gemm_crate), ..after }
+        },
+        fma_peak: fma_peak(3).zip(fma_before).map(|(a, b)| a.max(b)),
+        stream_seconds: stream,
         peak_rss: peak_rss_bytes(),
         model_bytes,
         mean_reward: reward_sum / n as f32,
@@ -244,6 +268,21 @@ impl std::fmt::Display for IterationBench {
                 "  FLOP bound at the FMA peak ({:.1} GFLOP/s, registers only): {:.2} s of evaluation",
                 fma,
                 self.fma_bound_seconds().unwrap_or(f64::NAN)
+            )?;
+        }
+        writeln!(
+            f,
+            "  weights read once from memory: {:.1} ms ({:.1} GB/s); {} prefill and {} decode forwards",
+            1e3 * self.stream_seconds,
+            self.model_bytes as f64 / self.stream_seconds / 1e9,
+            s.prefill_forwards,
+            s.decode_forwards
+        )?;
+        if let Some(lb) = self.lower_bound_seconds() {
+            writeln!(
+                f,
+                "  lower bound (FLOPs at the FMA peak, or the weight reads where more): {:.2} s of evaluation",
+                lb
             )?;
         }
         if let Some(rss) = self.peak_rss {
