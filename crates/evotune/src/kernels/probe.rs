@@ -133,3 +133,57 @@ pub fn gemm_crate_matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize
         )
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use std::time::Instant;
+
+    /// One core's rate of four AVX-512 multiply-add instructions on registers only (16 independent
+    /// chains each), in instructions per ns and in (FL)OP/s: f32 FMA (32 per instruction), fp16 FMA
+    /// (64), bf16 pair dot product (64) and int8 4-way dot product (128). The ceiling a kernel in
+    /// each precision could reach here. Timing only: `cargo test --release -p evotune --lib
+    /// instruction_rates -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn instruction_rates() {
+        macro_rules! rate {
+            ($ins:literal, $supported:expr, $ops:expr) => {{
+                if !$supported {
+                    println!("{:12} not supported by this CPU", $ins);
+                } else {
+                    let n: usize = 20_000_000;
+                    let t = Instant::now();
+                    // SAFETY: register-only arithmetic on an instruction the CPU reports; every
+                    // register written is declared clobbered.
+                    unsafe {
+                        std::arch::asm!(
+                            "vpxord zmm0, zmm0, zmm0", "vpxord zmm1, zmm1, zmm1", "2:",
+                            concat!($ins, " zmm4, zmm0, zmm1"), concat!($ins, " zmm5, zmm0, zmm1"),
+                            concat!($ins, " zmm6, zmm0, zmm1"), concat!($ins, " zmm7, zmm0, zmm1"),
+                            concat!($ins, " zmm8, zmm0, zmm1"), concat!($ins, " zmm9, zmm0, zmm1"),
+                            concat!($ins, " zmm10, zmm0, zmm1"), concat!($ins, " zmm11, zmm0, zmm1"),
+                            concat!($ins, " zmm12, zmm0, zmm1"), concat!($ins, " zmm13, zmm0, zmm1"),
+                            concat!($ins, " zmm14, zmm0, zmm1"), concat!($ins, " zmm15, zmm0, zmm1"),
+                            concat!($ins, " zmm16, zmm0, zmm1"), concat!($ins, " zmm17, zmm0, zmm1"),
+                            concat!($ins, " zmm18, zmm0, zmm1"), concat!($ins, " zmm19, zmm0, zmm1"),
+                            "dec {n}", "jnz 2b",
+                            n = inout(reg) n => _,
+                            out("zmm0") _, out("zmm1") _, out("zmm4") _, out("zmm5") _, out("zmm6") _,
+                            out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+                            out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+                            out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                        );
+                    }
+                    let per_ns = 16.0 * n as f64 / t.elapsed().as_secs_f64() / 1e9;
+                    println!("{:12} {per_ns:.2} per ns = {:.0} G(FL)OP/s on one core", $ins, per_ns * $ops);
+                }
+            }};
+        }
+        for _ in 0..2 {
+            rate!("vfmadd231ps", std::arch::is_x86_feature_detected!("avx512f"), 32.0);
+            rate!("vfmadd231ph", std::arch::is_x86_feature_detected!("avx512fp16"), 64.0);
+            rate!("vdpbf16ps", std::arch::is_x86_feature_detected!("avx512bf16"), 64.0);
+            rate!("vpdpbusd", std::arch::is_x86_feature_detected!("avx512vnni"), 128.0);
+        }
+    }
+}
