@@ -49,7 +49,9 @@ fn bench_matmul_shapes() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for (b, k, o) in [
             (16, 576, 1536),
+            (27, 576, 1536),
             (64, 576, 1536),
+            (304, 576, 1536),
             (1024, 576, 1536),
             (1024, 1536, 576),
             (1024, 576, 192),
