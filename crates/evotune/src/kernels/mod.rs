@@ -93,9 +93,14 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     }
     let level = if level.supported() { level } else { Level::Portable };
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && b >= PANEL_MIN_ROWS && k > 0 {
-        // SAFETY: lengths checked above, AVX-512F supported, b, k, o > 0.
-        unsafe { panel::matmul_panels(x, w, y, b, k, o) };
+    if level == Level::Avx512 {
+        if b >= PANEL_MIN_ROWS && k > 0 {
+            // SAFETY: lengths checked above, AVX-512F supported, b, k, o > 0.
+            unsafe { panel::matmul_panels(x, w, y, b, k, o) };
+        } else {
+            // SAFETY: lengths checked above, AVX-512F supported.
+            unsafe { x86::matmul_strips(x, w, y, b, k, o) };
+        }
         return;
     }
     let threads = rayon::current_num_threads();
@@ -144,8 +149,6 @@ const ROW_SPLIT_MIN_ROWS: usize = 96;
 fn matmul_serial(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
     match level {
         // SAFETY: `matmul_at` checked lengths and that the CPU supports the level.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { x86::matmul_avx512(x, w, y, b, k, o) },
         #[cfg(target_arch = "x86_64")]
         Level::Avx2Fma => unsafe { x86::matmul_avx2(x, w, y, b, k, o) },
         _ => lanes::matmul(x, w, y, b, k, o),

@@ -270,7 +270,7 @@ unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o:
 }
 
 /// y's base pointer shared by the threads that write disjoint panels of it.
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: the threads write disjoint elements (see `matmul_panels`).
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
@@ -279,8 +279,8 @@ unsafe impl Send for SendPtr {}
 mod bench {
     use super::*;
     use std::time::Instant;
-    /// Best-of-rounds GFLOP/s, panels vs the dot-product tiles of `x86.rs` (threads splitting
-    /// rows), alternating in the same process, 1 and 2 threads. Timing only: `cargo test
+    /// Best-of-rounds GFLOP/s, panels vs the dot-product tiles of `x86.rs` (`matmul_strips`),
+    /// alternating in the same process, 1 and 2 threads: where the dispatch should switch. Timing only: `cargo test
     /// --release -p evotune --lib panels_vs_tiles -- --ignored --nocapture`.
     #[test]
     #[ignore]
@@ -296,6 +296,8 @@ mod bench {
                 (128, 1536, 576),
                 (64, 576, 1536),
                 (32, 576, 1536),
+                (27, 576, 1536),
+                (24, 576, 1536),
                 (16, 576, 1536),
                 (128, 576, 49152),
             ] {
@@ -313,12 +315,7 @@ mod bench {
                     best_p = best_p.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
                     let t = Instant::now();
                     for _ in 0..reps {
-                        pool.install(|| {
-                            let rows = b.div_ceil(2 * threads);
-                            y.par_chunks_mut(rows * o).zip(x.par_chunks(rows * k)).for_each(|(ys, xs)| unsafe {
-                                super::super::x86::matmul_avx512(xs, &w, ys, xs.len() / k, k, o)
-                            });
-                        });
+                        pool.install(|| unsafe { super::super::x86::matmul_strips(&x, &w, &mut y, b, k, o) });
                     }
                     best_t = best_t.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
                 }

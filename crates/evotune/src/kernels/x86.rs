@@ -2,10 +2,11 @@
 //!
 //! Kernel versions of the matmul (each bit-identical to [`super::lanes::matmul`]):
 //! 1. `matmul_avx2`: the portable lane code compiled with AVX2+FMA enabled (2 ymm per 16 lanes).
-//! 2. `matmul_avx512`: hand-written AVX-512: one zmm accumulator per output element, 6×4 register
-//!    tiles (3×8, then 1×16 for leftover rows), L2 cache blocks of x rows and w columns, masked
-//!    loads for the k-tail, and a transposing reduction that sums 16 accumulators at once along
-//!    the same halving tree as [`super::lanes::tree16`].
+//! 2. `matmul_strips`: hand-written AVX-512 for few rows (decode): one zmm accumulator per output
+//!    element, 6×4 register tiles (fewer rows for the last tile), masked loads for the k-tail, and
+//!    a transposing reduction that sums 16 accumulators at once along the same halving tree as
+//!    [`super::lanes::tree16`]. w is streamed once, strip by strip, with software prefetch ahead.
+//!    (Many rows run the packed-panel kernel of `panel.rs`.)
 //!
 //! The caller ([`super::matmul`]) checks slice lengths and CPU features before calling in.
 
@@ -13,20 +14,12 @@
 
 use std::arch::x86_64::*;
 
+use rayon::prelude::*;
+
 /// Register tile: MR rows × NR columns = 24 zmm accumulators, plus MR x vectors and one w vector
-/// (31 of 32 registers). Per 16-wide k step: 6 loads of x (from L1), 4 of w (from L2), 24 FMAs.
+/// (31 of 32 registers). Per 16-wide k step: 6 loads of x (from L1), 4 of w, 24 FMAs.
 const MR: usize = 6;
 const NR: usize = 4;
-
-/// Cache blocks (rows of x, columns of w) for inner size k: an x block of ≤ 512 KiB and a w block
-/// of ≤ 256 KiB stay in the 2 MiB L2 while the tiles sweep them; x rows of one tile (≤ 6·K·4 B)
-/// stay in L1 across the w block's columns.
-fn block_sizes(k: usize) -> (usize, usize) {
-    let kb = 4 * k.max(1);
-    let mc = ((512 << 10) / kb / MR * MR).max(MR);
-    let nc = ((256 << 10) / kb / NR * NR).max(NR);
-    (mc, nc)
-}
 
 /// # Safety
 /// The CPU must support AVX2 and FMA; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
@@ -89,9 +82,28 @@ unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
 unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k: usize, y: *mut f32, ldy: usize) {
+    tile_pf::<MR, NR>(x, w, k, y, ldy, std::ptr::null(), 0)
+}
+
+/// [`tile`] that also prefetches `pf_rows` rows of w at `pf` (rows of length k), one cache line
+/// per row and k step, so that a later strip of w arrives while this one computes.
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn tile_pf<const MR: usize, const NR: usize>(
+    x: *const f32,
+    w: *const f32,
+    k: usize,
+    y: *mut f32,
+    ldy: usize,
+    pf: *const f32,
+    pf_rows: usize,
+) {
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
     let mut kk = 0;
     while kk + 16 <= k {
+        for j in 0..pf_rows {
+            _mm_prefetch::<_MM_HINT_T0>(pf.add(j * k + kk) as *const i8);
+        }
         let mut xv = [_mm512_setzero_ps(); MR];
         for i in 0..MR {
             xv[i] = _mm512_loadu_ps(x.add(i * k + kk));
@@ -134,63 +146,73 @@ unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k
     }
 }
 
+/// y = x·wᵀ for few rows (decode): threads split w's rows into one contiguous range each, and
+/// each streams its range once through [`matmul_strips_avx512`], writing its columns of y in place.
+///
 /// # Safety
 /// The CPU must support AVX-512F; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn matmul_avx512(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
+pub unsafe fn matmul_strips(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
     debug_assert!(x.len() >= b * k && w.len() >= o * k && y.len() >= b * o);
-    let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y.as_mut_ptr());
-    let (mc, nc) = block_sizes(k);
-    let mut r0 = 0;
-    while r0 < b {
-        let r1 = (r0 + mc).min(b);
-        let mut c0 = 0;
-        while c0 < o {
-            let c1 = (c0 + nc).min(o);
-            let mut r = r0;
-            while r + MR <= r1 {
-                let mut c = c0;
-                while c + NR <= c1 {
-                    tile::<MR, NR>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += NR;
-                }
-                while c < c1 {
-                    tile::<MR, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += 1;
-                }
-                r += MR;
+    let strips = o.div_ceil(NR);
+    let parts = if b * k * o < (1 << 16) { 1 } else { rayon::current_num_threads().min(strips) };
+    let per = strips.div_ceil(parts) * NR;
+    if parts == 1 {
+        matmul_strips_avx512(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), b, k, o, o);
+        return;
+    }
+    let yp = super::panel::SendPtr(y.as_mut_ptr());
+    (0..parts).into_par_iter().for_each(|part| {
+        let (c0, c1) = ((part * per).min(o), ((part + 1) * per).min(o));
+        let yp = &yp;
+        // SAFETY: AVX-512F per the caller; each part reads w's rows c0..c1 and writes only
+        // columns c0..c1 of y's b rows.
+        matmul_strips_avx512(x.as_ptr(), w.as_ptr().add(c0 * k), yp.0.add(c0), b, k, c1 - c0, o);
+    });
+}
+
+/// How many strips ahead [`matmul_strips_avx512`] prefetches.
+const PREFETCH_STRIPS: usize = 2;
+
+/// Few rows (decode): y[r, c] for c < `cols` (row stride `ldy`), reading w once, strip by strip
+/// (NR rows of w, contiguous). Every row tile runs on a strip while it is in L1, and the tiles of
+/// a strip between them prefetch the strip `PREFETCH_STRIPS` ahead (tile i of t its i-th share
+/// of the rows), so that memory traffic overlaps the compute instead of following it. Every
+/// element is one tile accumulator reduced by [`reduce16`]: the bits of the lane code.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `x`, `w` hold (b, k), (cols, k) elements and `y` row r's
+/// `cols` elements at `r·ldy`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn matmul_strips_avx512(x: *const f32, w: *const f32, y: *mut f32, b: usize, k: usize, cols: usize, ldy: usize) {
+    let tiles = b.div_ceil(MR).min(NR);
+    let mut c = 0;
+    while c + NR <= cols {
+        let ahead = c + PREFETCH_STRIPS * NR;
+        // Rows [share(i), share(i + 1)) of the strip ahead are tile i's to prefetch.
+        let share = |i: usize| if ahead + NR <= cols { (i.min(tiles) * NR / tiles).min(NR) } else { 0 };
+        let mut r = 0;
+        let mut i = 0;
+        while r < b {
+            let (xr, wc, yr) = (x.add(r * k), w.add(c * k), y.add(r * ldy + c));
+            // (wrapping: no prefetch, and no pointer past w, when the strip ahead is beyond it)
+            let (pf, pf_rows) = (w.wrapping_add((ahead + share(i)) * k), share(i + 1) - share(i));
+            match (b - r).min(MR) {
+                1 => tile_pf::<1, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                2 => tile_pf::<2, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                3 => tile_pf::<3, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                4 => tile_pf::<4, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                5 => tile_pf::<5, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                _ => tile_pf::<MR, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
             }
-            while r + 3 <= r1 {
-                let mut c = c0;
-                while c + 8 <= c1 {
-                    tile::<3, 8>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += 8;
-                }
-                while c < c1 {
-                    tile::<3, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += 1;
-                }
-                r += 3;
-            }
-            while r < r1 {
-                let mut c = c0;
-                while c + 16 <= c1 {
-                    tile::<1, 16>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += 16;
-                }
-                while c + 4 <= c1 {
-                    tile::<1, 4>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += 4;
-                }
-                while c < c1 {
-                    tile::<1, 1>(xp.add(r * k), wp.add(c * k), k, yp.add(r * o + c), o);
-                    c += 1;
-                }
-                r += 1;
-            }
-            c0 = c1;
+            r += MR.min(b - r);
+            i += 1;
         }
-        r0 = r1;
+        c += NR;
+    }
+    for c in c..cols {
+        for r in 0..b {
+            tile::<1, 1>(x.add(r * k), w.add(c * k), k, y.add(r * ldy + c), ldy);
+        }
     }
 }
 
