@@ -16,8 +16,9 @@
 //!
 //! Packing puts each lane's operands next to each other: for a tile of rows, a[l][t][i] =
 //! x[r₀+i, 16t+l]; for a panel of columns, b[l][t][j] = w[c₀+j, 16t+l] (zeros past the edges).
-//! w is packed per thread, a block of panels at a time that stays in L2 while every row tile
-//! passes over it. Threads split rows when each gets ≥ 192 (each packs its rows and all of w),
+//! Both are packed by loading 16 values of 16 rows (contiguous reads) and transposing them in
+//! registers. w is packed per thread, a block of panels at a time that stays in L2 while every
+//! row tile passes over it. Threads split rows when each gets ≥ 192 (each packs its rows and all of w),
 //! otherwise x is packed once and they split the column panels; no sum is ever split.
 
 #![allow(unsafe_op_in_unsafe_fn)]
@@ -58,7 +59,7 @@ unsafe fn pack_rows(x: &[f32], b: usize, k: usize, r0: usize, a: &mut [f32]) {
         return pack_plain(x, k, r0, rows, PR, a);
     }
     // Full tile: gather the 12 rows' lane l of chunk t at once (stride K), masked to PR lanes.
-    gather_lanes(x.as_ptr().add(r0 * k), k, ((1u32 << PR) - 1) as u16, PR, a.as_mut_ptr());
+    transpose_lanes(x.as_ptr().add(r0 * k), k, PR, PR, a.as_mut_ptr());
 }
 
 /// dst[(l·T + t)·width + i] = src[(r₀+i)·K + 16t + l] for i < n, zero elsewhere (the edge tiles).
@@ -72,24 +73,58 @@ fn pack_plain(src: &[f32], k: usize, r0: usize, n: usize, width: usize, dst: &mu
     }
 }
 
-/// dst[(l·T + t)·width + i] = src[i·K + 16t + l] for the lanes i set in `m` (K a multiple of 16):
-/// one gather of stride K per (t, l).
+/// dst[(l·T + t)·width + i] = src[i·K + 16t + l] for i < n ≤ 16 (K a multiple of 16): per chunk
+/// t, the n rows' 16 values are loaded (contiguous reads, one cache line per row) and transposed
+/// in registers, lane l becoming one vector of the n rows.
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_lanes(src: *const f32, k: usize, m: __mmask16, width: usize, dst: *mut f32) {
+unsafe fn transpose_lanes(src: *const f32, k: usize, n: usize, width: usize, dst: *mut f32) {
     let t_len = k / 16;
-    let stride = _mm512_mullo_epi32(lane_index(), _mm512_set1_epi32(k as i32));
+    let m = ((1u32 << n) - 1) as u16;
+    let mut rows = [_mm512_setzero_ps(); 16];
     for t in 0..t_len {
-        for l in 0..16 {
-            let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, stride, src.add(16 * t + l));
-            _mm512_mask_storeu_ps(dst.add((l * t_len + t) * width), m, v);
+        for (i, r) in rows.iter_mut().enumerate().take(n) {
+            *r = _mm512_loadu_ps(src.add(i * k + 16 * t));
+        }
+        for (l, v) in transpose16(&rows).iter().enumerate() {
+            _mm512_mask_storeu_ps(dst.add((l * t_len + t) * width), m, *v);
         }
     }
 }
 
-/// The vector 0, 1, …, 15.
+/// The 16 × 16 transpose: out[l][i] = r[i][l]. Interleaves 32-bit, then 64-bit pairs within each
+/// 128-bit lane, then moves 128-bit lanes twice.
 #[target_feature(enable = "avx512f")]
-unsafe fn lane_index() -> __m512i {
-    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
+    // t[2p] / t[2p+1]: rows 2p, 2p+1 interleaved, columns {0,1,4,5,…} / {2,3,6,7,…}.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for p in 0..8 {
+        t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    // u[4q + c]: rows 4q..4q+4 of columns c, c+4, c+8, c+12 (one per 128-bit lane).
+    let mut u = [_mm512_setzero_ps(); 16];
+    for q in 0..4 {
+        let (a, b, c, d) = (t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
+        let pd = |x: __m512d| _mm512_castpd_ps(x);
+        u[4 * q] = pd(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(c)));
+        u[4 * q + 1] = pd(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(c)));
+        u[4 * q + 2] = pd(_mm512_unpacklo_pd(_mm512_castps_pd(b), _mm512_castps_pd(d)));
+        u[4 * q + 3] = pd(_mm512_unpackhi_pd(_mm512_castps_pd(b), _mm512_castps_pd(d)));
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        // Lanes 0, 2 / 1, 3 of rows 0–7 and of rows 8–15 …
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_f32x4::<0xDD>(u[c], u[4 + c]);
+        let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        let v3 = _mm512_shuffle_f32x4::<0xDD>(u[8 + c], u[12 + c]);
+        // … then whole columns c, c+8, c+4, c+12.
+        out[c] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+        out[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v0, v2);
+        out[c + 4] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        out[c + 12] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+    }
+    out
 }
 
 /// Packs columns c₀..c₀+PC of w (O, K) as b[(l·T + t)·PC + j] = w[c₀+j, 16t+l], zero past O or K.
@@ -101,7 +136,7 @@ unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
     }
     // Full panel: two halves of 16 columns, each gathered lane by lane.
     for h in 0..PC / 16 {
-        gather_lanes(w.as_ptr().add((c0 + 16 * h) * k), k, 0xFFFF, PC, bp.as_mut_ptr().add(16 * h));
+        transpose_lanes(w.as_ptr().add((c0 + 16 * h) * k), k, 16, PC, bp.as_mut_ptr().add(16 * h));
     }
 }
 
