@@ -58,7 +58,7 @@ unsafe fn pack_rows(x: &[f32], b: usize, k: usize, r0: usize, a: &mut [f32]) {
     if rows < PR || !k.is_multiple_of(16) {
         return pack_plain(x, k, r0, rows, PR, a);
     }
-    // Full tile: gather the 12 rows' lane l of chunk t at once (stride K), masked to PR lanes.
+    // Full tile: the 12 rows' chunks transposed, stored masked to PR lanes.
     transpose_lanes(x.as_ptr().add(r0 * k), k, PR, PR, a.as_mut_ptr());
 }
 
@@ -134,7 +134,7 @@ unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
     if cols < PC || !k.is_multiple_of(16) {
         return pack_plain(w, k, c0, cols, PC, bp);
     }
-    // Full panel: two halves of 16 columns, each gathered lane by lane.
+    // Full panel: two halves of 16 columns, each transposed chunk by chunk.
     for h in 0..PC / 16 {
         transpose_lanes(w.as_ptr().add((c0 + 16 * h) * k), k, 16, PC, bp.as_mut_ptr().add(16 * h));
     }
