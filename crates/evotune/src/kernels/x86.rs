@@ -183,7 +183,15 @@ const PREFETCH_STRIPS: usize = 2;
 /// The CPU must support AVX-512F; `x`, `w` hold (b, k), (cols, k) elements and `y` row r's
 /// `cols` elements at `r·ldy`.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn matmul_strips_avx512(x: *const f32, w: *const f32, y: *mut f32, b: usize, k: usize, cols: usize, ldy: usize) {
+pub unsafe fn matmul_strips_avx512(
+    x: *const f32,
+    w: *const f32,
+    y: *mut f32,
+    b: usize,
+    k: usize,
+    cols: usize,
+    ldy: usize,
+) {
     let tiles = b.div_ceil(MR).min(NR);
     let mut c = 0;
     while c + NR <= cols {

@@ -71,7 +71,8 @@ impl KvCache {
 
     /// This cache as one contiguous, unprefixed cache (a copy).
     fn flattened(&self) -> KvCache {
-        let mut c = KvCache { prefix: None, layers: Vec::with_capacity(self.layers.len()), kv_dim: self.kv_dim, len: self.len };
+        let mut c =
+            KvCache { prefix: None, layers: Vec::with_capacity(self.layers.len()), kv_dim: self.kv_dim, len: self.len };
         for l in 0..self.layers.len() {
             let [(pk, pv), (k, v)] = self.segments(l);
             c.layers.push(LayerKv { k: [pk, k].concat(), v: [pv, v].concat() });

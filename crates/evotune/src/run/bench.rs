@@ -205,7 +205,11 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
         decode_gflop,
         peak: {
             let after = gemm_peak(3);
-            GemmPeak { ours: after.ours.max(peak_before.ours), gemm_crate: after.gemm_crate.max(peak_before.gemm_crate), ..after }
+            GemmPeak {
+                ours: after.ours.max(peak_before.ours),
+                gemm_crate: after.gemm_crate.max(peak_before.gemm_crate),
+                ..after
+            }
         },
         fma_peak: fma_peak(3).zip(fma_before).map(|(a, b)| a.max(b)),
         stream_seconds: stream,
