@@ -5,7 +5,8 @@
 //!   AVX2+FMA, or portable code. All levels compute the same bits (the order of every sum is fixed
 //!   by [`lanes`]), and threads split rows or columns, never a sum: results are identical for any
 //!   thread count, any batch size and any tiling. From `PANEL_MIN_ROWS` (24) rows AVX-512 runs the
-//!   packed outer-product kernel of `panel.rs`, below it the dot-product tiles of `x86.rs`.
+//!   packed outer-product kernel of `panel.rs`, below it the dot-product tiles of `x86.rs`, which
+//!   stream w once with software prefetch (decode).
 //! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]): each row is computed
 //!   by one thread in a fixed order, so they share those guarantees.
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
@@ -137,12 +138,14 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     }
 }
 
-/// Rows from which AVX-512 runs the packed-panel kernel (`panel.rs`): from 24 rows on it was
-/// faster than the dot-product tiles at every model shape measured, on 1 and 2 threads.
+/// Rows from which AVX-512 runs the packed-panel kernel (`panel.rs`) instead of the streamed
+/// strips of dot-product tiles (`x86.rs`). On one cached matrix the strips win on two threads up
+/// to a few hundred rows, but in the ES iteration (weights from memory) the panels made prefill
+/// faster; below 24 rows the strips win everywhere (docs/performance.md).
 #[cfg(target_arch = "x86_64")]
 const PANEL_MIN_ROWS: usize = 24;
 
-/// Rows per thread from which [`matmul`] splits rows instead of columns.
+/// Rows per thread from which [`matmul`] splits rows instead of columns (AVX2 and portable).
 const ROW_SPLIT_MIN_ROWS: usize = 96;
 
 /// One thread's matmul at `level` (assumed supported).
