@@ -133,9 +133,9 @@ pub fn generate_with(
         return Ok(out);
     }
     // Shared prefix (the chat template's system prompt, typically): its keys and values are
-    // computed once and shared by every sequence's cache (read, not copied). Rows of the forward do not depend on
-    // the batch and a cached prefix equals a recomputed one bit for bit, so the outputs are
-    // identical to a plain prefill.
+    // computed once per group and read by every sequence's cache (not copied). Rows of the forward
+    // do not depend on the batch and a cached prefix equals a recomputed one bit for bit, so the
+    // outputs are identical to a plain prefill.
     let t_prefill = Instant::now();
     let group_of: Vec<usize> = match deltas {
         Some(dl) if dl.group_of.len() == prompts.len() => dl.group_of.to_vec(),

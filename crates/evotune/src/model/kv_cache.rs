@@ -49,8 +49,8 @@ impl KvCache {
     }
 
     /// A cache whose first positions are `prefix` (shared, not copied), with room for `tokens`
-    /// positions in all. A prefixed cache cannot itself be a prefix: its own prefix is shared
-    /// again and its own positions copied.
+    /// positions in all. Sharing is one level deep: a `prefix` that itself reads a shared prefix
+    /// is first flattened into one copy.
     pub fn after(prefix: &Arc<KvCache>, tokens: usize) -> KvCache {
         let base = match &prefix.prefix {
             None => Arc::clone(prefix),
