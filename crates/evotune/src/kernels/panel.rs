@@ -18,8 +18,8 @@
 //! x[r₀+i, 16t+l]; for a panel of columns, b[l][t][j] = w[c₀+j, 16t+l] (zeros past the edges).
 //! Both are packed by loading 16 values of 16 rows (contiguous reads) and transposing them in
 //! registers. w is packed per thread, a block of panels at a time that stays in L2 while every
-//! row tile passes over it. Threads split rows when each gets ≥ 192 (each packs its rows and all of w),
-//! otherwise x is packed once and they split the column panels; no sum is ever split.
+//! row tile passes over it. Threads split rows when each gets ≥ 192 (each packs its rows and all
+//! of w), otherwise x is packed once and they split the column panels; no sum is ever split.
 
 #![allow(unsafe_op_in_unsafe_fn)]
 
@@ -315,8 +315,8 @@ mod bench {
     use super::*;
     use std::time::Instant;
     /// Best-of-rounds GFLOP/s, panels vs the dot-product tiles of `x86.rs` (`matmul_strips`),
-    /// alternating in the same process, 1 and 2 threads: where the dispatch should switch. Timing only: `cargo test
-    /// --release -p evotune --lib panels_vs_tiles -- --ignored --nocapture`.
+    /// alternating in the same process, 1 and 2 threads: where the dispatch should switch.
+    /// Timing only: `cargo test --release -p evotune --lib panels_vs_tiles -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn panels_vs_tiles() {

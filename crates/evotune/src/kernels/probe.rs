@@ -24,6 +24,11 @@ impl GemmPeak {
     pub fn best(&self) -> f64 {
         self.ours.max(self.gemm_crate)
     }
+
+    /// Each engine's better reading of two probes of the same product.
+    pub fn max(self, other: GemmPeak) -> GemmPeak {
+        GemmPeak { ours: self.ours.max(other.ours), gemm_crate: self.gemm_crate.max(other.gemm_crate), ..self }
+    }
 }
 
 /// Best of `repeats` timed runs of y = x·Wᵀ at (B, K, O) = (512, 576, 1536) for both engines.

@@ -76,20 +76,15 @@ unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
     _mm512_permutexvar_ps(idx, z)
 }
 
-/// One MR×NR tile: y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k.
+/// One MR×NR tile: y[i·ldy + j] = x_row(i) · w_row(j), rows of length k, stride k. Each k step
+/// also prefetches one cache line of each of the `pf_rows` rows of w at `pf` (none when 0), so
+/// that a later strip of w arrives while this one computes.
 // Not inlined: as its own small function each tile keeps its accumulators in registers (inlined
 // into the blocking loops, LLVM spilled them to the stack on every FMA).
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
-unsafe fn tile<const MR: usize, const NR: usize>(x: *const f32, w: *const f32, k: usize, y: *mut f32, ldy: usize) {
-    tile_pf::<MR, NR>(x, w, k, y, ldy, std::ptr::null(), 0)
-}
-
-/// [`tile`] that also prefetches `pf_rows` rows of w at `pf` (rows of length k), one cache line
-/// per row and k step, so that a later strip of w arrives while this one computes.
-#[target_feature(enable = "avx512f")]
-#[inline(never)]
-unsafe fn tile_pf<const MR: usize, const NR: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const MR: usize, const NR: usize>(
     x: *const f32,
     w: *const f32,
     k: usize,
@@ -205,12 +200,12 @@ pub unsafe fn matmul_strips_avx512(
             // (wrapping: no prefetch, and no pointer past w, when the strip ahead is beyond it)
             let (pf, pf_rows) = (w.wrapping_add((ahead + share(i)) * k), share(i + 1) - share(i));
             match (b - r).min(MR) {
-                1 => tile_pf::<1, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                2 => tile_pf::<2, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                3 => tile_pf::<3, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                4 => tile_pf::<4, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                5 => tile_pf::<5, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                _ => tile_pf::<MR, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                1 => tile::<1, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                2 => tile::<2, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                3 => tile::<3, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                4 => tile::<4, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                5 => tile::<5, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
+                _ => tile::<MR, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
             }
             r += MR.min(b - r);
             i += 1;
@@ -219,7 +214,7 @@ pub unsafe fn matmul_strips_avx512(
     }
     for c in c..cols {
         for r in 0..b {
-            tile::<1, 1>(x.add(r * k), w.add(c * k), k, y.add(r * ldy + c), ldy);
+            tile::<1, 1>(x.add(r * k), w.add(c * k), k, y.add(r * ldy + c), ldy, std::ptr::null(), 0);
         }
     }
 }

@@ -463,8 +463,8 @@ impl Ops<'_> {
     }
 }
 
-/// Causal attention of one query row over the first `n` cached positions (this row's position
-/// + 1): for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv). The
+/// Causal attention of one query row over the first `n` cached positions, n = its position plus
+/// one: for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv). The
 /// positions are those of the cache's segments in order (shared prefix, then its own), summed as
 /// one sequence. q: (H·Dh); out: (H·Dh). This is the only op that mixes positions.
 #[allow(clippy::too_many_arguments)]

@@ -203,14 +203,7 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
         stats,
         prefill_gflop,
         decode_gflop,
-        peak: {
-            let after = gemm_peak(3);
-            GemmPeak {
-                ours: after.ours.max(peak_before.ours),
-                gemm_crate: after.gemm_crate.max(peak_before.gemm_crate),
-                ..after
-            }
-        },
+        peak: gemm_peak(3).max(peak_before),
         fma_peak: fma_peak(3).zip(fma_before).map(|(a, b)| a.max(b)),
         stream_seconds: stream,
         peak_rss: peak_rss_bytes(),
