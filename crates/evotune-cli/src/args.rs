@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use evotune::es::{NoiseMode, NonFinitePolicy, Shaping};
-use evotune::run::config::PerturbationKind;
-use evotune::run::{AwdKind, PartialConfig};
+use evotune::es::{AwdKind, NoiseMode, NonFinitePolicy, PerturbationKind, Shaping};
+use evotune::run::PartialConfig;
 
 #[derive(Parser, Debug)]
 #[command(name = "evotune", version, about = "Fine-tune LLMs with Evolution Strategies, and keep what they knew")]
@@ -105,18 +104,22 @@ pub struct SettingArgs {
     pub iterations: Option<u64>,
     #[arg(long)]
     pub seed: Option<u64>,
-    #[arg(long, value_enum)]
-    pub noise: Option<NoiseArg>,
+    /// `iid`, or `shared-shape` (the reference code's noise: equal-shaped tensors share ε).
+    #[arg(long)]
+    pub noise: Option<NoiseMode>,
     #[arg(long)]
     pub mirrored: bool,
-    #[arg(long, value_enum)]
-    pub shaping: Option<ShapingArg>,
-    #[arg(long, value_enum)]
-    pub awd: Option<AwdArg>,
+    /// `zscore` or `centred-rank`.
+    #[arg(long)]
+    pub shaping: Option<Shaping>,
+    /// Anchored weight decay toward θ0: `none`, `l2` or `l1`.
+    #[arg(long)]
+    pub awd: Option<AwdKind>,
     #[arg(long)]
     pub awd_lambda: Option<f32>,
-    #[arg(long, value_enum)]
-    pub nonfinite_reward: Option<NonFiniteArg>,
+    /// What a NaN/inf reward does: `error` or `worst`.
+    #[arg(long)]
+    pub nonfinite_reward: Option<NonFinitePolicy>,
     /// `full` (noise on every weight) or `lowrank` (σ/√r·A·Bᵀ per matrix, whole population in one batch).
     #[arg(long)]
     pub perturbation: Option<PerturbationKind>,
@@ -160,28 +163,6 @@ pub fn task_opts_table(pairs: &[String]) -> anyhow::Result<toml::Table> {
     Ok(table)
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum NoiseArg {
-    Iid,
-    SharedShape,
-}
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum ShapingArg {
-    Zscore,
-    CentredRank,
-}
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum AwdArg {
-    None,
-    L2,
-    L1,
-}
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum NonFiniteArg {
-    Error,
-    Worst,
-}
-
 impl SettingArgs {
     /// The flags as a partial config (unset flags stay `None`, so the TOML file or defaults apply).
     pub fn to_partial(&self) -> anyhow::Result<PartialConfig> {
@@ -195,25 +176,12 @@ impl SettingArgs {
             alpha: self.alpha,
             iterations: self.iterations,
             seed: self.seed,
-            noise: self.noise.map(|n| match n {
-                NoiseArg::Iid => NoiseMode::Iid,
-                NoiseArg::SharedShape => NoiseMode::SharedShape,
-            }),
+            noise: self.noise,
             mirrored: if self.mirrored { Some(true) } else { None },
-            shaping: self.shaping.map(|s| match s {
-                ShapingArg::Zscore => Shaping::Zscore,
-                ShapingArg::CentredRank => Shaping::CentredRank,
-            }),
-            awd: self.awd.map(|a| match a {
-                AwdArg::None => AwdKind::None,
-                AwdArg::L2 => AwdKind::L2,
-                AwdArg::L1 => AwdKind::L1,
-            }),
+            shaping: self.shaping,
+            awd: self.awd,
             awd_lambda: self.awd_lambda,
-            nonfinite_reward: self.nonfinite_reward.map(|n| match n {
-                NonFiniteArg::Error => NonFinitePolicy::Error,
-                NonFiniteArg::Worst => NonFinitePolicy::Worst,
-            }),
+            nonfinite_reward: self.nonfinite_reward,
             perturbation: self.perturbation,
             rank: self.rank,
             eval_every: self.eval_every,

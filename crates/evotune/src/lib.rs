@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod es;
+pub mod files;
 pub mod kernels;
 pub mod model;
 pub mod run;

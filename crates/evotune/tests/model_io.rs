@@ -681,7 +681,8 @@ fn fetch_downloads_and_verifies_the_default_model() {
 fn theta0_pieces_equal_slices_of_whole_tensors() {
     // The AWD/drift passes read θ0 in row pieces of ≤ PIECE elements (block ranges of the GGUF
     // data); every piece must equal the same slice of the whole re-derived tensor, bit for bit.
-    use evotune::es::anchor::{pieces, ThetaSource};
+    use evotune::es::anchor::pieces;
+    use evotune::model::ThetaSource;
     let Some(path) = default_model() else { return };
     let (_, theta0, params) = load_gguf_weights(&path).unwrap();
     let mut pieces_read = 0;

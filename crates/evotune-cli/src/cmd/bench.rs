@@ -81,13 +81,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 /// Seconds per iteration of the PyTorch reference loop on the same prompts and model file.
 fn run_torch(model: &std::path::Path, population: usize, iterations: usize, threads: usize) -> anyhow::Result<f64> {
     let (_, items) = reference_items(16, 16)?;
-    let questions: Vec<String> = items
-        .iter()
-        .map(|i| match &i.prompt {
-            evotune::tokenizer::Prompt::Chat { user, .. } => user.clone(),
-            evotune::tokenizer::Prompt::Raw(text) => text.clone(),
-        })
-        .collect();
+    let questions: Vec<String> = items.iter().map(|i| i.prompt.text().to_string()).collect();
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("torch_es_iteration.py");
     std::fs::write(&script, TORCH_SCRIPT)?;

@@ -3,7 +3,8 @@
 //! Sized to finish within 20 minutes on a 2-core machine. Re-running resumes unfinished runs.
 
 use anyhow::Context;
-use evotune::run::config::{AwdKind, PartialConfig};
+use evotune::es::AwdKind;
+use evotune::run::config::PartialConfig;
 use evotune::run::train::{train, Start};
 
 use crate::args::DemoArgs;

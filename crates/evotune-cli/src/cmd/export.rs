@@ -7,14 +7,14 @@ use crate::args::{ExportArgs, ExportDtype, ExportFormat};
 use crate::cmd::with_threads;
 
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
-    let (model, theta, k) = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
+    let w = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
         .with_context(|| format!("replaying {}", a.run.display()))?;
     match a.format {
         ExportFormat::Safetensors => {
             if a.dtype != ExportDtype::F32 {
                 bail!("safetensors export is f32 only (the master weights); use --format gguf for f16 / q8_0");
             }
-            evotune::model::safetensors::write(&a.out, &theta, model.config.tied_embeddings)
+            evotune::model::safetensors::write(&a.out, &w.theta, w.model.config.tied_embeddings)
         }
         ExportFormat::Gguf => {
             let dtype = match a.dtype {
@@ -23,11 +23,11 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
                 ExportDtype::Q8_0 => ExportType::Q8_0,
             };
             let empty = Default::default();
-            let metadata = model.theta0.gguf().map(|g| &g.metadata).unwrap_or(&empty);
-            write_gguf(&a.out, &theta, &model.config, metadata, dtype)
+            let metadata = w.model.theta0.gguf().map(|g| &g.metadata).unwrap_or(&empty);
+            write_gguf(&a.out, &w.theta, &w.model.config, metadata, dtype)
         }
     }
     .with_context(|| format!("writing {}", a.out.display()))?;
-    println!("θ_{k} of {} → {}", a.run.display(), a.out.display());
+    println!("θ_{} of {} → {}", w.iteration, a.run.display(), a.out.display());
     Ok(())
 }

@@ -32,11 +32,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give --prompt TEXT or --prompt-file F.jsonl"),
     };
-    let mut ids = Vec::with_capacity(prompts.len());
-    for p in &prompts {
-        let text = model.chat.render_prompt(p)?;
-        ids.push(model.tokenizer.encode(&text)?);
-    }
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| model.encode_prompt(p, "")).collect::<Result<_, _>>()?;
     let sampling = if a.temperature > 0.0 {
         Sampling::Sample { temperature: a.temperature, top_p: a.top_p, seed: a.seed }
     } else {
@@ -59,11 +55,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         None => Box::new(std::io::stdout().lock()),
     };
     for (p, t) in prompts.iter().zip(&texts) {
-        let prompt = match p {
-            Prompt::Chat { user, .. } => user.clone(),
-            Prompt::Raw(r) => r.clone(),
-        };
-        writeln!(sink, "{}", serde_json::json!({ "prompt": prompt, "completion": t }))?;
+        writeln!(sink, "{}", serde_json::json!({ "prompt": p.text(), "completion": t }))?;
     }
     Ok(())
 }

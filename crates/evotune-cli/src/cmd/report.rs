@@ -117,7 +117,7 @@ pub fn write_report_with(
             .join(", "),
     );
     text.push('\n');
-    evotune::run::dir::write_atomic(&md, text.as_bytes())?;
+    evotune::files::write_atomic_bytes(&md, text.as_bytes())?;
     written.push(md.display().to_string());
     Ok(written)
 }

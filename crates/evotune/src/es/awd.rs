@@ -10,7 +10,48 @@
 //! element exactly on θ0, and never carry θ across θ0 (rounding is monotone).
 
 use crate::error::{Error, Result};
-use crate::es::strategy::Awd;
+
+/// Anchored Weight Decay of a run: the rule and its λ.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Awd {
+    None,
+    L2 { lambda: f32 },
+    L1 { lambda: f32 },
+}
+
+/// The kind of [`Awd`], as a config key and flag (`awd = "l2"` with `awd_lambda = 10`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AwdKind {
+    #[default]
+    None,
+    L2,
+    L1,
+}
+from_str_by_serde!(AwdKind);
+
+impl AwdKind {
+    /// The paper's λ for this kind (Schweighofer et al.): l2 → 10, l1 → 0.01.
+    pub fn default_lambda(self) -> f32 {
+        match self {
+            AwdKind::L2 => 10.0,
+            AwdKind::L1 => 0.01,
+            AwdKind::None => 0.0,
+        }
+    }
+}
+
+impl Awd {
+    /// The decay of `kind` with strength `lambda` (ignored for `none`).
+    pub fn new(kind: AwdKind, lambda: f32) -> Self {
+        match kind {
+            AwdKind::None => Awd::None,
+            AwdKind::L2 => Awd::L2 { lambda },
+            AwdKind::L1 => Awd::L1 { lambda },
+        }
+    }
+}
 
 /// Validates λ (finite, ≥ 0) and, for l2, αλ < 1.
 pub fn check(awd: Awd, alpha: f32) -> Result<()> {
@@ -19,13 +60,13 @@ pub fn check(awd: Awd, alpha: f32) -> Result<()> {
         Awd::L2 { lambda } | Awd::L1 { lambda } => lambda,
     };
     if !lambda.is_finite() || lambda < 0.0 {
-        return Err(Error::EsConfig { field: "awd.lambda", problem: format!("{lambda} is not a finite number ≥ 0") });
+        return Err(Error::EsConfig { field: "awd_lambda", problem: format!("{lambda} is not a finite number ≥ 0") });
     }
     if let Awd::L2 { .. } = awd {
         let alpha_lambda = alpha * lambda;
         if alpha_lambda.is_nan() || alpha_lambda >= 1.0 {
             return Err(Error::EsConfig {
-                field: "awd.lambda",
+                field: "awd_lambda",
                 problem: format!("l2 decay needs α·λ < 1, found α·λ = {alpha}·{lambda} = {alpha_lambda}"),
             });
         }

@@ -12,8 +12,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::es::noise::{self, Level, NoiseKey};
-use crate::es::strategy::{Anchor, EsParams, EsState, Member, Strategy, ThetaSource};
-use crate::model::{Layout, Params};
+use crate::es::{Anchor, EsParams, EsState, Member, Strategy};
+use crate::model::{Layout, Params, ThetaSource};
 
 /// Figures from [`bench_es`]; times in seconds.
 #[derive(Clone, Debug, serde::Serialize)]

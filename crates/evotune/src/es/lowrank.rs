@@ -16,10 +16,53 @@
 use rayon::prelude::*;
 
 use crate::es::noise::{IterationNoise, NoiseKey};
-use crate::es::strategy::Member;
+use crate::es::population::Member;
 use crate::kernels;
 use crate::model::delta::WeightDelta;
 use crate::model::{Params, TensorInfo};
+
+/// What a member's perturbation of a matrix is: full-rank ε, or σ/√r·A·Bᵀ (EGGROLL, see
+/// [`crate::es::lowrank`]). Vectors get full-rank noise in both modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Perturbation {
+    #[default]
+    Full,
+    LowRank {
+        rank: usize,
+    },
+}
+
+impl Perturbation {
+    /// The rank r in low-rank mode.
+    pub fn rank(self) -> Option<usize> {
+        match self {
+            Perturbation::Full => None,
+            Perturbation::LowRank { rank } => Some(rank),
+        }
+    }
+
+    /// The perturbation of `kind`; `rank` is read only for low rank.
+    pub fn new(kind: PerturbationKind, rank: usize) -> Self {
+        match kind {
+            PerturbationKind::Full => Perturbation::Full,
+            PerturbationKind::Lowrank => Perturbation::LowRank { rank },
+        }
+    }
+}
+
+/// The kind of [`Perturbation`], as a config key and flag: `full` or `lowrank` (with `rank`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerturbationKind {
+    #[default]
+    Full,
+    Lowrank,
+}
+from_str_by_serde!(PerturbationKind);
+
+/// r when a config does not say: rank-1 perturbations, as EGGROLL's default.
+pub const DEFAULT_RANK: usize = 1;
 
 /// Whether `info` is perturbed through low-rank factors: a 2-D tensor with both dimensions > 1.
 pub fn is_matrix(info: &TensorInfo) -> bool {
@@ -188,7 +231,7 @@ pub fn perturb_dense(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::es::strategy::NoiseMode;
+    use crate::es::noise::NoiseMode;
     use crate::model::Layout;
     use std::sync::Arc;
 

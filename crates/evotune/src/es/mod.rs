@@ -11,14 +11,31 @@
 //!     → tell: shaping → StepRecord → apply: update (θ += α/N Σ c ε) + awd → trajectory line
 //! ```
 //! - [`noise`]: ε = f(seed, iteration, noise id, tensor, element), vectorised Box–Muller.
+//! - [`strategy`]: hyperparameters, state, ask/tell/apply.
 //! - [`population`]: members and mirrored pairs; noise passes of the update.
 //! - [`shaping`]: z-score and centred rank, non-finite reward policy.
 //! - [`update`]: the fused perturb and update passes over θ.
 //! - [`lowrank`]: low-rank (EGGROLL) perturbations, evaluated as one batch.
 //! - [`awd`], [`anchor`]: decay toward θ0, and where θ0 comes from.
 //! - [`drift`]: ‖θ − θ0‖ total, per layer, per kind.
-//! - [`trajectory`]: JSON-lines log and bit-exact replay.
+//! - [`step`]: one iteration's record (members, rewards, coefficients).
+//! - [`trajectory`]: the JSON-lines log of records and bit-exact replay.
 //! - [`bench`]: throughput figures (`evotune bench es`).
+
+/// `FromStr` for a unit-variant enum through its serde names (`"shared-shape"` → `SharedShape`),
+/// so that flags, TOML keys and the library share one spelling and one error message.
+macro_rules! from_str_by_serde {
+    ($($t:ty),*) => {$(
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                use serde::de::IntoDeserializer;
+                let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
+                <$t as serde::Deserialize>::deserialize(de).map_err(|e| e.to_string())
+            }
+        }
+    )*};
+}
 
 pub mod anchor;
 pub mod awd;
@@ -28,13 +45,18 @@ pub mod lowrank;
 pub mod noise;
 pub mod population;
 pub mod shaping;
+pub mod step;
 pub mod strategy;
 pub mod trajectory;
 pub mod update;
 
+pub use anchor::Anchor;
+pub use awd::{Awd, AwdKind};
 pub use drift::Drift;
-pub use strategy::{
-    Anchor, Awd, EsParams, EsState, Member, NoiseMode, NonFinitePolicy, Perturbation, Population, Shaping, StepRecord,
-    Strategy, ThetaSource,
-};
-pub use trajectory::replay;
+pub use lowrank::{Perturbation, PerturbationKind};
+pub use noise::NoiseMode;
+pub use population::{Member, Population};
+pub use shaping::{NonFinitePolicy, Shaping};
+pub use step::StepRecord;
+pub use strategy::{EsParams, EsState, Strategy};
+pub use trajectory::{replay, replay_onto};

@@ -20,7 +20,18 @@
 //! they differ only in vector width. Tails: `u1 ≥ 2⁻³²` caps |ε| at √(64 ln 2) ≈ 6.66, a 2.7e-11
 //! probability event for a true normal.
 
-use crate::es::strategy::NoiseMode;
+/// How each member's noise is keyed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseMode {
+    /// Independent across tensors: the tensor id is part of the key (the default).
+    #[default]
+    Iid,
+    /// Tensors of equal shape get equal noise (the reference code's behaviour; comparison only).
+    SharedShape,
+}
+
+from_str_by_serde!(NoiseMode);
 
 /// One member's noise stream for one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,21 @@
 //! iterations and runs through the other parts of the key.
 
 use crate::error::{Error, Result};
-use crate::es::strategy::{Member, Population};
+
+/// One member of an iteration: its index, the id of its noise stream and its sign (±1).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub index: usize,
+    pub noise_id: u32,
+    pub sign: f32,
+}
+
+/// The members of one iteration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Population {
+    pub iteration: u64,
+    pub members: Vec<Member>,
+}
 
 /// Checks the population size: at least 2 members (z-scores of one reward are all zero), and
 /// an even number when sampling is mirrored.

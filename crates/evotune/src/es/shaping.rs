@@ -14,7 +14,23 @@
 //! - If no reward is finite, every coefficient is 0 (the step is skipped).
 
 use crate::error::{Error, Result};
-use crate::es::strategy::{NonFinitePolicy, Shaping};
+
+/// Rewards → coefficients: z-scores (the papers') or centred ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shaping {
+    Zscore,
+    CentredRank,
+}
+
+/// What a NaN or infinite reward does: fail the iteration, or rank that member worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonFinitePolicy {
+    Error,
+    Worst,
+}
+from_str_by_serde!(Shaping, NonFinitePolicy);
 
 /// Added to the std before dividing (the papers' constant).
 pub const ZSCORE_EPS: f64 = 1e-8;

@@ -10,75 +10,21 @@
 //! ```
 //! `apply` is the only code that moves θ, and it needs only the record's members and
 //! coefficients, so replaying a trajectory log reproduces θ bit for bit
-//! ([`crate::es::trajectory::replay`]).
+//! ([`crate::es::trajectory::replay_onto`]).
 
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::es::drift::Drift;
-use crate::es::lowrank::{self, LowRankPopulation};
-use crate::es::noise::IterationNoise;
-use crate::es::{awd, drift, population, shaping, update};
+use crate::es::anchor::Anchor;
+use crate::es::awd::{self, Awd};
+use crate::es::drift::{self, Drift};
+use crate::es::lowrank::{self, LowRankPopulation, Perturbation};
+use crate::es::noise::{IterationNoise, NoiseMode};
+use crate::es::population::{self, Member, Population};
+use crate::es::shaping::{self, NonFinitePolicy, Shaping};
+use crate::es::step::StepRecord;
+use crate::es::update;
 use crate::model::Params;
-
-pub use crate::es::anchor::{Anchor, ThetaSource};
-
-/// How each member's noise is keyed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NoiseMode {
-    /// Independent across tensors: the tensor id is part of the key (the default).
-    Iid,
-    /// Tensors of equal shape get equal noise (the reference code's behaviour; comparison only).
-    SharedShape,
-}
-
-/// What a member's perturbation of a matrix is: full-rank ε, or σ/√r·A·Bᵀ (EGGROLL, see
-/// [`crate::es::lowrank`]). Vectors get full-rank noise in both modes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Perturbation {
-    #[default]
-    Full,
-    LowRank {
-        rank: usize,
-    },
-}
-
-impl Perturbation {
-    /// The rank r in low-rank mode.
-    pub fn rank(self) -> Option<usize> {
-        match self {
-            Perturbation::Full => None,
-            Perturbation::LowRank { rank } => Some(rank),
-        }
-    }
-}
-
-/// Rewards → coefficients, see [`crate::es::shaping`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Shaping {
-    Zscore,
-    CentredRank,
-}
-
-/// What a NaN or infinite reward does: fail the iteration, or rank that member worst.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NonFinitePolicy {
-    Error,
-    Worst,
-}
-
-/// Anchored Weight Decay, see [`crate::es::awd`].
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Awd {
-    None,
-    L2 { lambda: f32 },
-    L1 { lambda: f32 },
-}
 
 /// Hyperparameters, fixed for a run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -102,6 +48,28 @@ pub struct EsParams {
     pub perturbation: Perturbation,
 }
 
+impl EsParams {
+    /// The one check of the hyperparameters (run configs and [`Strategy::new`] both call it):
+    /// N ≥ 2 (even when mirrored), σ and α finite and > 0, AWD λ finite and ≥ 0 with αλ < 1 for
+    /// l2, and rank ≥ 1 for low-rank perturbations.
+    pub fn check(&self) -> Result<()> {
+        population::check_size(self.population, self.mirrored)?;
+        for (field, v) in [("sigma", self.sigma), ("alpha", self.alpha)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::EsConfig { field, problem: format!("{v} (must be a finite number > 0)") });
+            }
+        }
+        awd::check(self.awd, self.alpha)?;
+        if self.perturbation.rank() == Some(0) {
+            return Err(Error::EsConfig {
+                field: "rank",
+                problem: "0 (the low-rank perturbation needs rank ≥ 1)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for EsParams {
     /// The papers' values: N = 30, σ = 1e-3, α = 5e-4, z-scores, no AWD, i.i.d. noise.
     fn default() -> Self {
@@ -118,35 +86,6 @@ impl Default for EsParams {
             perturbation: Perturbation::Full,
         }
     }
-}
-
-/// One member of an iteration: its index, the id of its noise stream and its sign (±1).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Member {
-    pub index: usize,
-    pub noise_id: u32,
-    pub sign: f32,
-}
-
-/// The members of one iteration.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Population {
-    pub iteration: u64,
-    pub members: Vec<Member>,
-}
-
-/// Everything one iteration did to θ: one line of the trajectory log.
-///
-/// `coefficients[n]` is member n's shaped fitness cₙ; the update is
-/// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{noise_id(n)}. `rewards` are kept for the record (non-finite ones
-/// are written as the strings "NaN", "inf", "-inf"); replay does not read them.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepRecord {
-    pub iteration: u64,
-    pub members: Vec<Member>,
-    #[serde(with = "crate::es::trajectory::lossless_f32s")]
-    pub rewards: Vec<f32>,
-    pub coefficients: Vec<f32>,
 }
 
 /// What evolves during a run: θ and the number of updates applied to it.
@@ -179,21 +118,9 @@ impl std::fmt::Debug for Strategy {
 }
 
 impl Strategy {
-    /// Checks the hyperparameters: N ≥ 2 (even when mirrored), σ and α finite and ≥ 0, AWD λ ≥ 0
-    /// and, for l2, αλ < 1.
+    /// A strategy for `params` (checked by [`EsParams::check`]) anchored at `anchor`.
     pub fn new(params: EsParams, anchor: Anchor) -> Result<Self> {
-        population::check_size(params.population, params.mirrored)?;
-        for (field, v) in [("sigma", params.sigma), ("alpha", params.alpha)] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(Error::EsConfig { field, problem: format!("{v} is not a finite number ≥ 0") });
-            }
-        }
-        awd::check(params.awd, params.alpha)?;
-        if params.perturbation.rank() == Some(0) {
-            return Err(Error::EsConfig {
-                field: "rank", problem: "the low-rank perturbation needs rank ≥ 1".into()
-            });
-        }
+        params.check()?;
         Ok(Strategy { params, anchor, scratch: Mutex::new(Vec::new()) })
     }
 

@@ -564,3 +564,98 @@ impl GgufFile {
         Ok(out)
     }
 }
+
+/// Reads GGUF metadata values with errors that name the file and the key.
+pub(crate) struct MetaReader<'a> {
+    pub path: &'a Path,
+    pub metadata: &'a BTreeMap<String, MetaValue>,
+}
+
+impl<'a> MetaReader<'a> {
+    pub fn bad(&self, key: &str, problem: impl Into<String>) -> Error {
+        Error::BadMetadata { path: self.path.to_path_buf(), key: key.to_string(), problem: problem.into() }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a MetaValue> {
+        self.metadata.get(key)
+    }
+
+    pub fn str_opt(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(MetaValue::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.bad(key, format!("expected a string, found {}", other.type_name()))),
+        }
+    }
+
+    pub fn str(&self, key: &str) -> Result<&'a str> {
+        self.str_opt(key)?.ok_or_else(|| self.bad(key, "missing"))
+    }
+
+    pub fn u64_opt(&self, key: &str) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => meta_as_u64(v)
+                .map(Some)
+                .ok_or_else(|| self.bad(key, format!("expected a non-negative integer, found {}", v.type_name()))),
+        }
+    }
+
+    pub fn bool_opt(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(MetaValue::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.bad(key, format!("expected a bool, found {}", other.type_name()))),
+        }
+    }
+
+    pub fn string_array(&self, key: &str) -> Result<Vec<&'a str>> {
+        match self.get(key) {
+            None => Err(self.bad(key, "missing")),
+            Some(MetaValue::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    MetaValue::String(s) => Ok(s.as_str()),
+                    other => Err(self.bad(key, format!("element {i}: expected a string, found {}", other.type_name()))),
+                })
+                .collect(),
+            Some(other) => Err(self.bad(key, format!("expected an array of strings, found {}", other.type_name()))),
+        }
+    }
+
+    pub fn int_array_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(MetaValue::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    meta_as_i64(v).ok_or_else(|| {
+                        self.bad(key, format!("element {i}: expected an integer, found {}", v.type_name()))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(other) => Err(self.bad(key, format!("expected an array of integers, found {}", other.type_name()))),
+        }
+    }
+}
+
+fn meta_as_i64(v: &MetaValue) -> Option<i64> {
+    Some(match *v {
+        MetaValue::U8(x) => x as i64,
+        MetaValue::I8(x) => x as i64,
+        MetaValue::U16(x) => x as i64,
+        MetaValue::I16(x) => x as i64,
+        MetaValue::U32(x) => x as i64,
+        MetaValue::I32(x) => x as i64,
+        MetaValue::U64(x) => i64::try_from(x).ok()?,
+        MetaValue::I64(x) => x,
+        _ => return None,
+    })
+}
+
+fn meta_as_u64(v: &MetaValue) -> Option<u64> {
+    meta_as_i64(v).and_then(|x| u64::try_from(x).ok())
+}

@@ -29,8 +29,8 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::model::gguf::MetaValue;
-use crate::model::safetensors::write_atomic;
 use crate::model::{ModelConfig, Params, TensorKind};
 
 /// The precision of an exported GGUF's matrices.

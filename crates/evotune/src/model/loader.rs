@@ -34,12 +34,11 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 
 use crate::error::{Error, IoResultExt, Result};
-use crate::es::ThetaSource;
 use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
 use crate::model::quant;
-use crate::model::{Layout, Llama, ModelConfig, Params};
-use crate::tokenizer::{ChatTemplate, Tokenizer};
+use crate::model::{Layout, Llama, ModelConfig, Params, ThetaSource};
+use crate::tokenizer::{ChatTemplate, Prompt, Tokenizer};
 
 /// Where the weights came from; kept so θ0 can be re-derived from the file (the AWD anchor).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,12 +81,31 @@ pub fn load(spec: &str) -> Result<(Model, Params)> {
 }
 
 impl Model {
+    /// Token ids of a prompt as the model sees it: rendered with the model's chat template (a raw
+    /// prompt as is), then `prefix` appended (the start of the reply a task puts in its mouth).
+    pub fn encode_prompt(&self, prompt: &Prompt, prefix: &str) -> Result<Vec<u32>> {
+        let mut text = self.chat.render_prompt(prompt)?;
+        text.push_str(prefix);
+        self.tokenizer.encode(&text)
+    }
+
+    /// Token ids of a continuation (a leading BOS, if the tokenizer adds one, is dropped).
+    pub fn encode_continuation(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text)?;
+        if let (Some(bos), Some(&first)) = (self.tokenizer.bos, ids.first()) {
+            if first == bos {
+                ids.remove(0);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Re-reads tensor `id` of θ0 from the source file into `out` (dequantizing if needed).
     pub fn read_theta0_tensor(&self, id: usize, out: &mut [f32]) -> Result<()> {
         self.theta0.read_tensor(id, out)
     }
 
-    /// θ0 as a [`ThetaSource`] for the AWD anchor (`Anchor::Source`).
+    /// θ0 as a [`ThetaSource`] (the AWD anchor and the drift origin of a run).
     pub fn theta0_source(&self) -> Arc<dyn ThetaSource> {
         self.theta0.clone()
     }
@@ -352,7 +370,7 @@ impl ThetaSource for Theta0 {
                 }
             }
         }
-        crate::es::anchor::read_range_of_whole(self, id, len, start, out)
+        crate::model::theta_source::read_range_of_whole(self, id, len, start, out)
     }
 }
 

@@ -10,13 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::files::write_atomic;
 use crate::model::{Layout, ModelConfig, Params};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -326,36 +327,6 @@ pub(crate) fn write_f32_le(w: &mut impl Write, xs: &[f32]) -> std::io::Result<()
         w.write_all(&buf)?;
     }
     Ok(())
-}
-
-/// Atomic file write: `fill` writes into `path`'s temporary sibling, which is flushed, fsynced
-/// and renamed onto `path`; the directory is fsynced so the rename survives a crash. On any error
-/// the temporary file is removed and `path` is untouched.
-pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        fill(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Best effort: not every platform lets a directory be opened and synced.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_path(path)
 }
 
 /// `config.json` for `config`, as transformers' LlamaConfig / Qwen2Config read it.

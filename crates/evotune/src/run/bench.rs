@@ -18,7 +18,7 @@ use crate::es::{Anchor, EsParams, EsState, Perturbation, Strategy};
 use crate::kernels::probe::{fma_peak, gemm_peak, stream_seconds, GemmPeak};
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, Params};
-use crate::run::population::member_rewards;
+use crate::run::fitness::member_rewards;
 use crate::tasks::{self, Item, TaskOptions};
 
 #[derive(Clone, Debug, PartialEq)]

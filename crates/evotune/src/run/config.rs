@@ -1,65 +1,21 @@
 //! Run configuration: what the user wrote (TOML file and flags, every field optional) and the
 //! resolved [`RunConfig`] with every default spelled out, which is what `RUN/config.toml` holds.
+//!
+//! Each setting has one type (the library's: [`AwdKind`], [`Shaping`], … parse from the same
+//! spelling in TOML and on the command line), one default (ES hyperparameters from
+//! [`EsParams::default`], the rest in [`PartialConfig::resolve`]) and one check
+//! ([`EsParams::check`] for the ES hyperparameters, [`RunConfig::validate`] for the rest).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::es::{Awd, EsParams, NoiseMode, NonFinitePolicy, Perturbation, Shaping};
-
-/// Which anchored weight decay to apply after each ES step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AwdKind {
-    None,
-    L2,
-    L1,
-}
-
-impl std::str::FromStr for AwdKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(AwdKind::None),
-            "l2" => Ok(AwdKind::L2),
-            "l1" => Ok(AwdKind::L1),
-            _ => Err(format!("`{s}` is not an AWD kind (none, l2, l1)")),
-        }
-    }
-}
-
-/// How members perturb matrices: full-rank noise, or rank-r products (EGGROLL).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PerturbationKind {
-    #[default]
-    Full,
-    Lowrank,
-}
-
-impl std::str::FromStr for PerturbationKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "full" => Ok(PerturbationKind::Full),
-            "lowrank" => Ok(PerturbationKind::Lowrank),
-            _ => Err(format!("`{s}` is not a perturbation kind (full, lowrank)")),
-        }
-    }
-}
+use crate::es::lowrank::DEFAULT_RANK;
+use crate::es::{Awd, AwdKind, EsParams, NoiseMode, NonFinitePolicy, Perturbation, PerturbationKind, Shaping};
 
 fn default_rank() -> usize {
-    1
-}
-
-/// The paper defaults for λ (Schweighofer et al.): l2 → 10, l1 → 0.01.
-pub fn default_lambda(kind: AwdKind) -> f32 {
-    match kind {
-        AwdKind::L2 => 10.0,
-        AwdKind::L1 => 0.01,
-        AwdKind::None => 0.0,
-    }
+    DEFAULT_RANK
 }
 
 /// Every setting of a run, resolved. Field names are the TOML keys; flags use the same names
@@ -183,24 +139,25 @@ impl PartialConfig {
 
     /// Fills every unset field with its default and validates the result.
     pub fn resolve(self) -> Result<RunConfig> {
-        let awd = self.awd.unwrap_or(AwdKind::None);
+        let es = EsParams::default();
+        let awd = self.awd.unwrap_or_default();
         let cfg = RunConfig {
             model: self.model.unwrap_or_else(|| crate::model::fetch::DEFAULT_MODEL.to_string()),
             task: self.task.unwrap_or_else(|| "arith".into()),
             priors: self.priors.unwrap_or_default(),
-            population: self.population.unwrap_or(30),
-            sigma: self.sigma.unwrap_or(1e-3),
-            alpha: self.alpha.unwrap_or(5e-4),
+            population: self.population.unwrap_or(es.population),
+            sigma: self.sigma.unwrap_or(es.sigma),
+            alpha: self.alpha.unwrap_or(es.alpha),
             iterations: self.iterations.unwrap_or(100),
-            seed: self.seed.unwrap_or(0),
-            noise: self.noise.unwrap_or(NoiseMode::Iid),
-            mirrored: self.mirrored.unwrap_or(false),
-            shaping: self.shaping.unwrap_or(Shaping::Zscore),
+            seed: self.seed.unwrap_or(es.seed),
+            noise: self.noise.unwrap_or(es.noise),
+            mirrored: self.mirrored.unwrap_or(es.mirrored),
+            shaping: self.shaping.unwrap_or(es.shaping),
             awd,
-            awd_lambda: self.awd_lambda.unwrap_or(default_lambda(awd)),
-            nonfinite_reward: self.nonfinite_reward.unwrap_or(NonFinitePolicy::Error),
+            awd_lambda: self.awd_lambda.unwrap_or(awd.default_lambda()),
+            nonfinite_reward: self.nonfinite_reward.unwrap_or(es.nonfinite),
             perturbation: self.perturbation.unwrap_or_default(),
-            rank: self.rank.unwrap_or(default_rank()),
+            rank: self.rank.unwrap_or(DEFAULT_RANK),
             eval_every: self.eval_every.unwrap_or(10),
             prior_limit: self.prior_limit.unwrap_or(0),
             checkpoint_every: self.checkpoint_every.unwrap_or(0),
@@ -215,95 +172,70 @@ impl PartialConfig {
 }
 
 impl RunConfig {
-    fn bad(field: &'static str, problem: impl Into<String>) -> Error {
-        Error::EsConfig { field, problem: problem.into() }
-    }
-
-    /// Checks ranges that would otherwise fail deep inside the run.
+    /// Checks the settings: the ES hyperparameters by [`EsParams::check`], the check the strategy
+    /// itself makes (the other settings have no invalid values).
     pub fn validate(&self) -> Result<()> {
-        if self.population < 2 {
-            return Err(Self::bad("population", format!("{} (need at least 2 members)", self.population)));
-        }
-        if self.mirrored && self.population % 2 != 0 {
-            return Err(Self::bad(
-                "population",
-                format!("{} is odd; mirrored sampling needs ± pairs", self.population),
-            ));
-        }
-        if self.perturbation == PerturbationKind::Lowrank && self.rank == 0 {
-            return Err(Self::bad("rank", "0 (the low-rank perturbation needs rank ≥ 1)"));
-        }
-        if !(self.sigma.is_finite() && self.sigma > 0.0) {
-            return Err(Self::bad("sigma", format!("{} (must be > 0)", self.sigma)));
-        }
-        if !(self.alpha.is_finite() && self.alpha > 0.0) {
-            return Err(Self::bad("alpha", format!("{} (must be > 0)", self.alpha)));
-        }
-        if self.awd != AwdKind::None && !(self.awd_lambda.is_finite() && self.awd_lambda >= 0.0) {
-            return Err(Self::bad("awd_lambda", format!("{} (must be ≥ 0)", self.awd_lambda)));
-        }
-        if self.awd == AwdKind::L2 && self.alpha * self.awd_lambda >= 1.0 {
-            return Err(Self::bad(
-                "awd_lambda",
-                format!("α·λ = {} ≥ 1 would flip the sign of θ−θ0", self.alpha * self.awd_lambda),
-            ));
-        }
-        Ok(())
+        self.es_params().check()
     }
 
-    /// The ES hyper-parameters of this run.
+    /// The ES hyperparameters of this run.
     pub fn es_params(&self) -> EsParams {
-        let awd = match self.awd {
-            AwdKind::None => Awd::None,
-            AwdKind::L2 => Awd::L2 { lambda: self.awd_lambda },
-            AwdKind::L1 => Awd::L1 { lambda: self.awd_lambda },
-        };
         EsParams {
             population: self.population,
             sigma: self.sigma,
             alpha: self.alpha,
             mirrored: self.mirrored,
             shaping: self.shaping,
-            awd,
+            awd: Awd::new(self.awd, self.awd_lambda),
             noise: self.noise,
             nonfinite: self.nonfinite_reward,
             seed: self.seed,
-            perturbation: match self.perturbation {
-                PerturbationKind::Full => Perturbation::Full,
-                PerturbationKind::Lowrank => Perturbation::LowRank { rank: self.rank },
-            },
+            perturbation: Perturbation::new(self.perturbation, self.rank),
         }
+    }
+
+    /// Reads a stored `config.toml`; unknown keys are errors naming the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), problem: e.to_string() })
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a RunConfig always serialises")
     }
 
-    /// Fields that may differ between a run and its resumption: they do not change the trajectory.
+    /// Settings that may differ between a run and its resumption: they do not change the
+    /// trajectory. The one list of them.
     const RESUMABLE_CHANGES: &'static [&'static str] =
         &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every"];
 
     /// Compares a stored run config with the one given on resume; names every field that differs
     /// in a way that would change the trajectory.
     pub fn check_resume(&self, given: &PartialConfig) -> std::result::Result<(), Vec<String>> {
-        let stored = toml::Table::try_from(self).expect("serialises");
-        let given = toml::Table::try_from(given).expect("serialises");
+        self.resumed_with(given).map(|_| ())
+    }
+
+    /// The stored config with the resumable settings that `given` sets taken from it, or every
+    /// other setting of `given` that differs from the stored run.
+    pub fn resumed_with(&self, given: &PartialConfig) -> std::result::Result<RunConfig, Vec<String>> {
+        let mut stored = toml::Table::try_from(self).expect("a RunConfig always serialises");
+        let given = toml::Table::try_from(given).expect("a PartialConfig always serialises");
         let mut diffs = Vec::new();
-        for (key, value) in &given {
+        for (key, value) in given {
             if Self::RESUMABLE_CHANGES.contains(&key.as_str()) {
+                stored.insert(key, value);
                 continue;
             }
-            match stored.get(key) {
-                Some(v) if v == value => {}
+            match stored.get(&key) {
+                Some(v) if *v == value => {}
                 Some(v) => diffs.push(format!("{key}: run has {v}, flags say {value}")),
                 None => diffs.push(format!("{key}: not a setting of the stored run")),
             }
         }
-        if diffs.is_empty() {
-            Ok(())
-        } else {
-            Err(diffs)
+        if !diffs.is_empty() {
+            return Err(diffs);
         }
+        Ok(stored.try_into().expect("a stored config with resumable settings changed is a config"))
     }
 }
 

@@ -5,7 +5,6 @@
 //! RUN/trajectory.jsonl  one line per iteration: member noise ids, rewards, coefficients
 //! RUN/metrics.jsonl     one line per iteration (reward stats, timings, drift) + eval lines
 //! RUN/checkpoints/      optional safetensors snapshots (HF tensor names)
-//! RUN/plots/            PNGs made by `evotune report`
 //! ```
 
 pub mod bench;
@@ -13,13 +12,13 @@ pub mod comm;
 pub mod config;
 pub mod dir;
 pub mod eval_split;
+pub mod fitness;
 pub mod metrics;
-pub mod population;
 pub mod replay;
 pub mod report;
 pub mod train;
 
-pub use config::{AwdKind, PartialConfig, RunConfig};
+pub use config::{PartialConfig, RunConfig};
 pub use dir::RunDir;
 pub use metrics::{EvalLine, IterationLine, MetricsLine};
 pub use train::{train, Progress, RunSummary};

@@ -1,20 +1,32 @@
 //! θ at any logged iteration of a run, rebuilt from the base model and the trajectory.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::es::{Anchor, EsState, Strategy};
+use crate::es::{replay_onto, Anchor, EsState, Strategy};
 use crate::model::{self, Model, Params};
+use crate::run::config::RunConfig;
 use crate::run::dir::{self, RunDir};
-use crate::run::train::{read_records, stored_config};
+
+/// A run's weights at one iteration, with the model they belong to.
+pub struct RunWeights {
+    pub config: RunConfig,
+    pub model: Model,
+    /// The base weights θ0, as loaded.
+    pub theta0: Params,
+    /// θ_K.
+    pub theta: Params,
+    /// K.
+    pub iteration: u64,
+}
 
 /// Loads the run's base model and replays its trajectory up to iteration `upto` (default: the
-/// last logged one). Returns the model, θ_K and K. Bit-identical to the θ_K the run had.
-pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<(Model, Params, u64)> {
+/// last logged one) through [`replay_onto`], anchored as in training (θ0 re-derived from the model
+/// file), so θ_K is bit-identical to the θ_K the run had.
+pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
     let dir = RunDir::open(run)?;
-    let cfg = stored_config(&dir)?;
-    let records = read_records(&dir)?;
+    let config = dir.config()?;
+    let records = dir.trajectory()?;
     let k = upto.unwrap_or(records.len() as u64);
     if k > records.len() as u64 {
         return Err(Error::RunDir {
@@ -22,13 +34,9 @@ pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<(Model, Params, u64)>
             problem: format!("iteration {k} requested, but the run has logged only {}", records.len()),
         });
     }
-    let (model, theta0) = model::load(&cfg.model)?;
-    let theta0 = Arc::new(theta0);
-    let strategy = Strategy::new(cfg.es_params(), Anchor::InMemory(theta0.clone()))?;
-    let mut state = EsState { theta: (*theta0).clone(), iteration: 0 };
-    for rec in &records[..k as usize] {
-        strategy.apply(&mut state, rec)?;
-    }
-    drop(strategy);
-    Ok((model, state.theta, k))
+    let (model, theta0) = model::load(&config.model)?;
+    let strategy = Strategy::new(config.es_params(), Anchor::Source(model.theta0_source()))?;
+    let mut state = EsState::new(theta0.clone());
+    replay_onto(&strategy, &mut state, &records, k)?;
+    Ok(RunWeights { config, model, theta0, theta: state.theta, iteration: k })
 }

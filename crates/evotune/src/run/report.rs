@@ -8,7 +8,6 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::run::dir::{self, RunDir};
 use crate::run::metrics::MetricsLine;
-use crate::run::train::stored_config;
 
 /// (iteration, value) points.
 pub type Series = Vec<(u64, f64)>;
@@ -32,11 +31,11 @@ pub struct RunSeries {
 impl RunSeries {
     pub fn read(run: &Path) -> Result<Self> {
         let dir = RunDir::open(run)?;
-        let cfg = stored_config(&dir)?;
+        let cfg = dir.config()?;
         let name =
             run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.display().to_string());
         let awd = match cfg.awd {
-            crate::run::AwdKind::None => "no AWD".to_string(),
+            crate::es::AwdKind::None => "no AWD".to_string(),
             kind => format!("AWD-{:?} λ={}", kind, cfg.awd_lambda).to_lowercase(),
         };
         let mut s = RunSeries { label: format!("{name} ({awd})"), target_task: cfg.task.clone(), ..Default::default() };

@@ -16,18 +16,9 @@ use crate::model::score::score;
 use crate::model::{GenerateOptions, Model, Params, Sampling};
 use crate::tasks::kl_probe::KlStats;
 use crate::tasks::multiple_choice::{loglik_stats, McItem};
-use crate::tasks::{registry, Item, Reward, Task, TaskOptions};
+use crate::tasks::registry::EvalTask;
+use crate::tasks::{Item, PriorTask, Reward, Task};
 use crate::tokenizer::Prompt;
-
-pub use crate::tasks::registry::PriorTask;
-
-/// Builds the prior task named by `spec` ([`registry::prior_task`]) and prepares it on the base
-/// weights `theta0` (the KL probe samples its continuations and caches their distributions here).
-pub fn prior_task(spec: &str, model: &Model, theta0: &Params, opts: &TaskOptions) -> Result<PriorTask> {
-    let mut prior = registry::prior_task(spec, opts)?;
-    prior.prepare(model, theta0)?;
-    Ok(prior)
-}
 
 /// One task's evaluation, as written to `metrics.jsonl`.
 ///
@@ -50,24 +41,6 @@ fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D:
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-/// Token ids of a prompt as the model sees it: chat-rendered, then `prefix` appended.
-pub fn encode_prompt(model: &Model, prompt: &Prompt, prefix: &str) -> Result<Vec<u32>> {
-    let mut text = model.chat.render_prompt(prompt)?;
-    text.push_str(prefix);
-    model.tokenizer.encode(&text)
-}
-
-/// Token ids of a continuation (a leading BOS, if the tokenizer adds one, is dropped).
-pub fn encode_continuation(model: &Model, text: &str) -> Result<Vec<u32>> {
-    let mut ids = model.tokenizer.encode(text)?;
-    if let (Some(bos), Some(&first)) = (model.tokenizer.bos, ids.first()) {
-        if first == bos {
-            ids.remove(0);
-        }
-    }
-    Ok(ids)
-}
-
 /// Greedy completions of `prompts` (each followed by `prefix`), decoded without special tokens.
 pub fn complete(
     model: &Model,
@@ -76,7 +49,7 @@ pub fn complete(
     prefix: &str,
     max_new_tokens: usize,
 ) -> Result<Vec<String>> {
-    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| encode_prompt(model, p, prefix)).collect::<Result<_>>()?;
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| model.encode_prompt(p, prefix)).collect::<Result<_>>()?;
     complete_ids(model, params, None, &ids, max_new_tokens, &mut GenerateStats::default())
 }
 
@@ -176,9 +149,9 @@ pub fn evaluate_target(model: &Model, params: &Params, task: &dyn Task) -> Resul
 pub fn choice_logliks(model: &Model, params: &Params, items: &[McItem]) -> Result<Vec<Vec<f64>>> {
     let mut pairs = Vec::new();
     for item in items {
-        let prompt = encode_prompt(model, &item.loglik_prompt(), "")?;
+        let prompt = model.encode_prompt(&item.loglik_prompt(), "")?;
         for choice in &item.choices {
-            let cont = encode_continuation(model, choice)?;
+            let cont = model.encode_continuation(choice)?;
             if cont.is_empty() {
                 return Err(Error::Task {
                     task: item.question.clone(),
@@ -212,5 +185,17 @@ pub fn evaluate_prior(model: &Model, params: &Params, prior: &PriorTask) -> Resu
         }
         PriorTask::Generation(task) => evaluate_target(model, params, task.as_ref()),
         PriorTask::Kl(probe) => Ok(kl_score(probe.name(), &probe.kl(model, params)?)),
+    }
+}
+
+/// Scores an [`EvalTask`] on `params`: a target on its test split, a prior after preparing it on
+/// the base weights `theta0` (the KL probe's reference).
+pub fn evaluate(model: &Model, params: &Params, theta0: &Params, task: &mut EvalTask) -> Result<TaskScore> {
+    match task {
+        EvalTask::Target(task) => evaluate_target(model, params, task.as_ref()),
+        EvalTask::Prior(prior) => {
+            prior.prepare(model, theta0)?;
+            evaluate_prior(model, params, prior)
+        }
     }
 }

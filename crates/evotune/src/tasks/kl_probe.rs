@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::model::generate::generate;
 use crate::model::score::log_distributions;
 use crate::model::{GenerateOptions, Model, Params, Sampling};
-use crate::tasks::eval::encode_prompt;
 use crate::tokenizer::Prompt;
 
 /// Per-position KL(p‖q) from two log-softmax rows: Σ_v exp(lp_v)·(lp_v − lq_v), in f64. Terms with
@@ -97,7 +96,7 @@ impl KlProbe {
     /// log-distributions. Must run once before [`KlProbe::kl`].
     pub fn prepare(&mut self, model: &Model, theta0: &Params) -> Result<()> {
         let prompt_ids: Vec<Vec<u32>> =
-            self.prompts.iter().map(|p| encode_prompt(model, p, "")).collect::<Result<_>>()?;
+            self.prompts.iter().map(|p| model.encode_prompt(p, "")).collect::<Result<_>>()?;
         let opts = GenerateOptions {
             max_new_tokens: self.tokens,
             sampling: self.sampling.clone(),

@@ -33,9 +33,9 @@ pub mod rng;
 pub mod split;
 pub mod suites;
 
-pub use eval::{evaluate_prior, evaluate_target, target_rewards, TaskScore};
+pub use eval::{evaluate, evaluate_prior, evaluate_target, target_rewards, TaskScore};
 pub use options::{ArithOp, TaskOptions};
-pub use registry::{prior_task, target_task, PriorTask};
+pub use registry::{eval_task, prior_task, target_task, EvalTask, PriorTask};
 pub use split::minibatch;
 
 use crate::error::Result;

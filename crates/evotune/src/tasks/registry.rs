@@ -65,6 +65,16 @@ impl PriorTask {
         }
     }
 
+    /// Keeps only the first `limit` items of a multiple-choice suite (0 = all): a cheaper, noisier
+    /// evaluation. Other kinds are unchanged.
+    pub fn limit(&mut self, limit: usize) {
+        if let PriorTask::MultipleChoice { items, .. } = self {
+            if limit > 0 {
+                items.truncate(limit);
+            }
+        }
+    }
+
     /// Prepares what needs the base model: the KL probe's continuations and base distributions,
     /// computed on `theta0`. A no-op for other kinds. Call once, with θ0, before evaluating.
     pub fn prepare(&mut self, model: &Model, theta0: &Params) -> Result<()> {
@@ -73,6 +83,23 @@ impl PriorTask {
             _ => Ok(()),
         }
     }
+}
+
+/// What `evotune eval --task SPEC` scores: a built-in target task's test split, or a prior task.
+pub enum EvalTask {
+    Target(Box<dyn Task>),
+    Prior(PriorTask),
+}
+
+/// The task `spec` names for evaluation: a built-in target ([`crate::tasks::is_target_task`]) or
+/// anything [`prior_task`] reads, limited to its first `limit` multiple-choice items (0 = all).
+pub fn eval_task(spec: &str, opts: &TaskOptions, limit: usize) -> Result<EvalTask> {
+    if crate::tasks::is_target_task(spec) {
+        return Ok(EvalTask::Target(target_task(spec, opts)?));
+    }
+    let mut prior = prior_task(spec, opts)?;
+    prior.limit(limit);
+    Ok(EvalTask::Prior(prior))
 }
 
 /// Whether a JSONL text holds multiple-choice lines (its first line has `choices`).

@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::tasks::command::{CommandRecord, CommandReward};
 use crate::tasks::numbers::{find_numbers, first_number, is_bare_number, last_number, parse_number};
 use crate::tasks::{Item, Reward, TaskOptions};
-use crate::tokenizer::Prompt;
 
 #[derive(Clone, Debug)]
 pub enum RewardKind {
@@ -82,11 +81,7 @@ impl RewardKind {
             let records: Vec<CommandRecord<'_>> = items
                 .iter()
                 .zip(completions)
-                .map(|(item, c)| CommandRecord {
-                    prompt: prompt_text(&item.prompt),
-                    completion: c,
-                    answer: &item.answer,
-                })
+                .map(|(item, c)| CommandRecord { prompt: item.prompt.text(), completion: c, answer: &item.answer })
                 .collect();
             let values = cmd.run(&records)?;
             return Ok(values.into_iter().map(|v| Reward { value: v, correct: v > 0.0 }).collect());
@@ -131,14 +126,6 @@ impl RewardKind {
             }
             RewardKind::Command(_) => unreachable!("handled in score"),
         })
-    }
-}
-
-/// The text a prompt asks (the user turn, or the raw text).
-pub fn prompt_text(prompt: &Prompt) -> &str {
-    match prompt {
-        Prompt::Chat { user, .. } => user,
-        Prompt::Raw(text) => text,
     }
 }
 

@@ -10,15 +10,13 @@
 //! - `strftime_now` is deliberately *not* defined: templates then fall back to their fixed date,
 //!   which keeps every rendering (and so every ES run) a pure function of its inputs.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use minijinja::value::{from_args, Kwargs, Value, ValueKind};
 use minijinja::{Environment, ErrorKind, State};
 
 use crate::error::{Error, Result};
-use crate::model::gguf::MetaValue;
-use crate::tokenizer::{read_json_opt, special_token_name, MetaReader};
+use crate::tokenizer::{read_json_opt, special_token_name};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
@@ -40,6 +38,16 @@ pub enum Prompt {
     Chat { system: Option<String>, user: String },
     /// Used as-is.
     Raw(String),
+}
+
+impl Prompt {
+    /// The text the prompt asks: the user turn, or the raw text.
+    pub fn text(&self) -> &str {
+        match self {
+            Prompt::Chat { user, .. } => user,
+            Prompt::Raw(text) => text,
+        }
+    }
 }
 
 /// ChatML, the fallback for a model whose files carry no template: `<|im_start|>{role}\n{content}
@@ -95,35 +103,6 @@ impl ChatTemplate {
     /// ChatML (see [`CHATML_TEMPLATE`]), for models without a template.
     pub fn chatml() -> Self {
         ChatTemplate::new(CHATML_TEMPLATE, "", "<|im_end|>").expect("the built-in ChatML template compiles")
-    }
-
-    /// The template of a GGUF file (`tokenizer.chat_template`), with `bos_token`/`eos_token` taken
-    /// from `tokenizer.ggml.tokens` at the BOS/EOS ids. Without that key: ChatML.
-    pub fn from_gguf(path: &Path, metadata: &BTreeMap<String, MetaValue>) -> Result<Self> {
-        let meta = MetaReader { path, metadata };
-        let token = |key: &str| -> Result<String> {
-            let Some(id) = meta.u64_opt(key)? else { return Ok(String::new()) };
-            let tokens = meta.string_array("tokenizer.ggml.tokens")?;
-            tokens
-                .get(id as usize)
-                .map(|t| t.to_string())
-                .ok_or_else(|| meta.bad(key, format!("id {id} is past the vocabulary ({} tokens)", tokens.len())))
-        };
-        let bos = token("tokenizer.ggml.bos_token_id")?;
-        let eos = token("tokenizer.ggml.eos_token_id")?;
-        match meta.str_opt("tokenizer.chat_template")? {
-            Some(src) => {
-                ChatTemplate::new(src, bos, eos).map_err(|e| meta.bad("tokenizer.chat_template", e.to_string()))
-            }
-            None => {
-                let mut t = ChatTemplate::chatml();
-                t.bos_token = bos;
-                if !eos.is_empty() {
-                    t.eos_token = eos;
-                }
-                Ok(t)
-            }
-        }
     }
 
     /// The template of a HF model directory: `chat_template.jinja` if present, else
@@ -486,23 +465,6 @@ mod tests {
         // chat_template.jinja wins over the config.
         std::fs::write(dir.path().join("chat_template.jinja"), "[{{ messages[0].content }}]").unwrap();
         assert_eq!(ChatTemplate::from_hf_dir(dir.path()).unwrap().render(&user, false).unwrap(), "[q]");
-    }
-
-    #[test]
-    fn gguf_without_template_falls_back_to_chatml_with_its_tokens() {
-        let mut m = BTreeMap::new();
-        let toks = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
-        m.insert(
-            "tokenizer.ggml.tokens".to_string(),
-            MetaValue::Array(toks.iter().map(|t| MetaValue::String(t.to_string())).collect()),
-        );
-        m.insert("tokenizer.ggml.eos_token_id".to_string(), MetaValue::U32(2));
-        let t = ChatTemplate::from_gguf(Path::new("x.gguf"), &m).unwrap();
-        assert_eq!(t.source, CHATML_TEMPLATE);
-        assert_eq!((t.bos_token.as_str(), t.eos_token.as_str()), ("", "<|im_end|>"));
-        m.insert("tokenizer.chat_template".to_string(), MetaValue::String("{% if %}".into()));
-        let e = ChatTemplate::from_gguf(Path::new("x.gguf"), &m).unwrap_err().to_string();
-        assert!(e.contains("tokenizer.chat_template"), "{e}");
     }
 
     #[test]

@@ -19,19 +19,16 @@ pub mod chat;
 
 pub use chat::{ChatTemplate, Message, Prompt};
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
+use tokenizers::SplitDelimiterBehavior;
 
 use crate::error::{Error, Result};
-use crate::model::gguf::MetaValue;
 
 /// Token names that end a turn in the common chat formats; each one present in the vocabulary is
 /// added to [`Tokenizer::stop_tokens`].
@@ -86,7 +83,7 @@ impl PreTokenizerKind {
     /// The HF pre-tokenizer that splits text as llama.cpp's regex list for this kind does.
     /// (llama.cpp applies its regexes in turn, each splitting every fragment into matches and the
     /// text between them: that is a `Sequence` of `Split(.., Isolated)`.)
-    fn pre_tokenizer(self) -> std::result::Result<PreTokenizerWrapper, String> {
+    pub(crate) fn pre_tokenizer(self) -> std::result::Result<PreTokenizerWrapper, String> {
         let split = |re: &str| -> std::result::Result<PreTokenizerWrapper, String> {
             Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
                 .map(PreTokenizerWrapper::Split)
@@ -126,9 +123,9 @@ pub struct Tokenizer {
     /// [`Tokenizer::encode`] prepends `bos` (GGUF `tokenizer.ggml.add_bos_token`, HF
     /// `add_bos_token` or a BOS-adding post-processor).
     pub add_bos: bool,
-    inner: tokenizers::Tokenizer,
+    pub(crate) inner: tokenizers::Tokenizer,
     /// The file it came from, for error messages.
-    source: PathBuf,
+    pub(crate) source: PathBuf,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -144,202 +141,7 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-/// Reads GGUF metadata values with errors that name the file and the key.
-pub(crate) struct MetaReader<'a> {
-    pub path: &'a Path,
-    pub metadata: &'a BTreeMap<String, MetaValue>,
-}
-
-impl<'a> MetaReader<'a> {
-    pub fn bad(&self, key: &str, problem: impl Into<String>) -> Error {
-        Error::BadMetadata { path: self.path.to_path_buf(), key: key.to_string(), problem: problem.into() }
-    }
-
-    pub fn get(&self, key: &str) -> Option<&'a MetaValue> {
-        self.metadata.get(key)
-    }
-
-    pub fn str_opt(&self, key: &str) -> Result<Option<&'a str>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(MetaValue::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.bad(key, format!("expected a string, found {}", other.type_name()))),
-        }
-    }
-
-    pub fn str(&self, key: &str) -> Result<&'a str> {
-        self.str_opt(key)?.ok_or_else(|| self.bad(key, "missing"))
-    }
-
-    pub fn u64_opt(&self, key: &str) -> Result<Option<u64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => meta_as_u64(v)
-                .map(Some)
-                .ok_or_else(|| self.bad(key, format!("expected a non-negative integer, found {}", v.type_name()))),
-        }
-    }
-
-    pub fn bool_opt(&self, key: &str) -> Result<Option<bool>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(MetaValue::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.bad(key, format!("expected a bool, found {}", other.type_name()))),
-        }
-    }
-
-    pub fn string_array(&self, key: &str) -> Result<Vec<&'a str>> {
-        match self.get(key) {
-            None => Err(self.bad(key, "missing")),
-            Some(MetaValue::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    MetaValue::String(s) => Ok(s.as_str()),
-                    other => Err(self.bad(key, format!("element {i}: expected a string, found {}", other.type_name()))),
-                })
-                .collect(),
-            Some(other) => Err(self.bad(key, format!("expected an array of strings, found {}", other.type_name()))),
-        }
-    }
-
-    pub fn int_array_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(MetaValue::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    meta_as_i64(v).ok_or_else(|| {
-                        self.bad(key, format!("element {i}: expected an integer, found {}", v.type_name()))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-                .map(Some),
-            Some(other) => Err(self.bad(key, format!("expected an array of integers, found {}", other.type_name()))),
-        }
-    }
-}
-
-fn meta_as_i64(v: &MetaValue) -> Option<i64> {
-    Some(match *v {
-        MetaValue::U8(x) => x as i64,
-        MetaValue::I8(x) => x as i64,
-        MetaValue::U16(x) => x as i64,
-        MetaValue::I16(x) => x as i64,
-        MetaValue::U32(x) => x as i64,
-        MetaValue::I32(x) => x as i64,
-        MetaValue::U64(x) => i64::try_from(x).ok()?,
-        MetaValue::I64(x) => x,
-        _ => return None,
-    })
-}
-
-fn meta_as_u64(v: &MetaValue) -> Option<u64> {
-    meta_as_i64(v).and_then(|x| u64::try_from(x).ok())
-}
-
-/// llama.cpp token types (`tokenizer.ggml.token_type`).
-const TOKEN_TYPE_CONTROL: i64 = 3;
-const TOKEN_TYPE_USER_DEFINED: i64 = 4;
-
 impl Tokenizer {
-    /// Builds the tokenizer described by a GGUF file's metadata (see the module table).
-    ///
-    /// Errors name the key: an unsupported `tokenizer.ggml.model` (only `gpt2` byte-level BPE is
-    /// built) or `tokenizer.ggml.pre`, a missing vocabulary, a merge whose halves are not tokens,
-    /// a special id past the vocabulary.
-    pub fn from_gguf(path: &Path, metadata: &BTreeMap<String, MetaValue>) -> Result<Tokenizer> {
-        let meta = MetaReader { path, metadata };
-        let model = meta.str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(meta.bad(
-                "tokenizer.ggml.model",
-                format!(
-                    "`{model}` is not supported: only `gpt2` (byte-level BPE, as in Llama 3, SmolLM2 and Qwen2) is"
-                ),
-            ));
-        }
-        let pre_name = meta.str_opt("tokenizer.ggml.pre")?.unwrap_or("default");
-        let pre = PreTokenizerKind::from_gguf_name(pre_name).ok_or_else(|| {
-            meta.bad(
-                "tokenizer.ggml.pre",
-                format!(
-                    "pre-tokenizer `{pre_name}` is not supported (supported: smollm, gpt-2, llama-bpe/llama3, qwen2 \
-                     and their aliases, default)"
-                ),
-            )
-        })?;
-
-        let tokens = meta.string_array("tokenizer.ggml.tokens")?;
-        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
-        if vocab.len() != tokens.len() {
-            return Err(meta.bad(
-                "tokenizer.ggml.tokens",
-                format!("{} tokens but only {} distinct ones", tokens.len(), vocab.len()),
-            ));
-        }
-        let merges = meta
-            .string_array("tokenizer.ggml.merges")?
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| {
-                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
-                    meta.bad("tokenizer.ggml.merges", format!("merge {i} `{m}` is not two tokens separated by a space"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(pre == PreTokenizerKind::Llama3)
-            .build()
-            .map_err(|e| meta.bad("tokenizer.ggml.merges", e.to_string()))?;
-
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre.pre_tokenizer().map_err(|e| meta.bad("tokenizer.ggml.pre", e))?));
-        inner.with_decoder(Some(ByteLevel::default()));
-
-        // Control tokens are parsed out of the text as special tokens (and skipped by
-        // `decode(.., true)`); user-defined ones are parsed too but decode as text.
-        if let Some(types) = meta.int_array_opt("tokenizer.ggml.token_type")? {
-            if types.len() != tokens.len() {
-                return Err(meta.bad(
-                    "tokenizer.ggml.token_type",
-                    format!("{} entries, expected one per token ({})", types.len(), tokens.len()),
-                ));
-            }
-            let special: Vec<AddedToken> = (0..tokens.len())
-                .filter(|&i| types[i] == TOKEN_TYPE_CONTROL)
-                .map(|i| AddedToken::from(tokens[i], true))
-                .collect();
-            let user: Vec<AddedToken> = (0..tokens.len())
-                .filter(|&i| types[i] == TOKEN_TYPE_USER_DEFINED)
-                .map(|i| AddedToken::from(tokens[i], false))
-                .collect();
-            inner.add_special_tokens(special).map_err(|e| meta.bad("tokenizer.ggml.token_type", e.to_string()))?;
-            inner.add_tokens(user).map_err(|e| meta.bad("tokenizer.ggml.token_type", e.to_string()))?;
-        }
-
-        let n = tokens.len() as u64;
-        let id = |key: &str| -> Result<Option<u32>> {
-            match meta.u64_opt(key)? {
-                Some(v) if v >= n => Err(meta.bad(key, format!("id {v} is past the vocabulary ({n} tokens)"))),
-                v => Ok(v.map(|v| v as u32)),
-            }
-        };
-        let bos = id("tokenizer.ggml.bos_token_id")?;
-        let eos =
-            id("tokenizer.ggml.eos_token_id")?.ok_or_else(|| meta.bad("tokenizer.ggml.eos_token_id", "missing"))?;
-        let eot = id("tokenizer.ggml.eot_token_id")?;
-        // llama.cpp: the llama3 family adds BOS unless the file says otherwise; others do not.
-        let add_bos =
-            meta.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(pre == PreTokenizerKind::Llama3) && bos.is_some();
-
-        let mut tok = Tokenizer { stop_tokens: Vec::new(), bos, eos, add_bos, inner, source: path.to_path_buf() };
-        tok.stop_tokens = tok.collect_stop_tokens([Some(eos), eot].into_iter().flatten());
-        Ok(tok)
-    }
-
     /// Loads a HF `tokenizer.json`; the special ids come from `config_dir`'s
     /// `tokenizer_config.json` (`bos_token`, `eos_token`, `add_bos_token`), `generation_config.json`
     /// (`eos_token_id`, a number or a list: all become stop tokens) and `config.json`, in that order.
@@ -394,7 +196,7 @@ impl Tokenizer {
     }
 
     /// `first` (in order), then every end-of-turn token the vocabulary has, without repeats.
-    fn collect_stop_tokens(&self, first: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    pub(crate) fn collect_stop_tokens(&self, first: impl IntoIterator<Item = u32>) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         let named = END_OF_TURN_TOKENS.iter().filter_map(|t| self.token_to_id(t));
         for id in first.into_iter().chain(named) {
@@ -492,78 +294,5 @@ pub(crate) fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>> {
             .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), problem: format!("not valid JSON: {e}") }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A toy vocabulary: the byte-level letters and a few merges, two control tokens.
-    fn toy_metadata(pre: &str) -> BTreeMap<String, MetaValue> {
-        let s = |x: &str| MetaValue::String(x.to_string());
-        let tokens = ["<|endoftext|>", "<|im_end|>", "a", "b", "c", "Ġ", "1", "2", "3", "ab", "Ġa", "Ġab", "abc"];
-        let types = [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
-        let merges = ["Ġ a", "a b", "Ġa b", "ab c"];
-        let mut m = BTreeMap::new();
-        m.insert("tokenizer.ggml.model".into(), s("gpt2"));
-        m.insert("tokenizer.ggml.pre".into(), s(pre));
-        m.insert("tokenizer.ggml.tokens".into(), MetaValue::Array(tokens.iter().map(|t| s(t)).collect()));
-        m.insert(
-            "tokenizer.ggml.token_type".into(),
-            MetaValue::Array(types.iter().map(|&t| MetaValue::I32(t)).collect()),
-        );
-        m.insert("tokenizer.ggml.merges".into(), MetaValue::Array(merges.iter().map(|t| s(t)).collect()));
-        m.insert("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(1));
-        m.insert("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(0));
-        m
-    }
-
-    #[test]
-    fn toy_bpe_merges_digits_and_specials() {
-        let tok = Tokenizer::from_gguf(Path::new("toy.gguf"), &toy_metadata("smollm")).unwrap();
-        assert_eq!(tok.vocab_size(), 13);
-        // "abc ab" → [abc] [Ġab]; digits split one by one; markup parsed as the special token.
-        assert_eq!(tok.encode("abc ab").unwrap(), vec![12, 11]);
-        assert_eq!(tok.encode("123").unwrap(), vec![6, 7, 8]);
-        assert_eq!(tok.encode("a<|im_end|>b").unwrap(), vec![2, 1, 3]);
-        assert_eq!(tok.decode(&[2, 1, 3], false).unwrap(), "a<|im_end|>b");
-        assert_eq!(tok.decode(&[2, 1, 3], true).unwrap(), "ab");
-        assert_eq!(tok.decode(&[12, 11], true).unwrap(), "abc ab");
-        assert_eq!(tok.stop_tokens, vec![1, 0]);
-        assert!(!tok.add_bos);
-        assert_eq!(tok.id_to_token(11).as_deref(), Some("Ġab"));
-        assert!(tok.decode(&[13], false).is_err());
-    }
-
-    #[test]
-    fn add_bos_prepends_once() {
-        let mut m = toy_metadata("llama-bpe");
-        m.insert("tokenizer.ggml.add_bos_token".into(), MetaValue::Bool(true));
-        let tok = Tokenizer::from_gguf(Path::new("toy.gguf"), &m).unwrap();
-        assert_eq!(tok.encode("ab").unwrap(), vec![0, 9]);
-        assert_eq!(tok.encode("<|endoftext|>ab").unwrap(), vec![0, 9]);
-    }
-
-    #[test]
-    fn unknown_pre_and_model_name_the_key() {
-        let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &toy_metadata("klingon")).unwrap_err().to_string();
-        assert!(e.contains("tokenizer.ggml.pre") && e.contains("klingon"), "{e}");
-        let mut m = toy_metadata("smollm");
-        m.insert("tokenizer.ggml.model".into(), MetaValue::String("llama".into()));
-        let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &m).unwrap_err().to_string();
-        assert!(e.contains("tokenizer.ggml.model"), "{e}");
-        let mut m = toy_metadata("smollm");
-        m.insert("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(99));
-        let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &m).unwrap_err().to_string();
-        assert!(e.contains("eos_token_id") && e.contains("99"), "{e}");
-    }
-
-    #[test]
-    fn every_named_pre_tokenizer_builds() {
-        for name in ["smollm", "gpt-2", "llama-bpe", "llama3", "qwen2", "default"] {
-            let tok = Tokenizer::from_gguf(Path::new("toy.gguf"), &toy_metadata(name)).unwrap();
-            assert_eq!(tok.decode(&tok.encode("ab abc").unwrap(), true).unwrap(), "ab abc", "{name}");
-        }
     }
 }

@@ -37,7 +37,7 @@ pub fn member_rewards(
         return Ok(rewards);
     }
     let ids: Vec<Vec<u32>> =
-        items.iter().map(|i| eval::encode_prompt(model, &i.prompt, task.response_prefix())).collect::<Result<_>>()?;
+        items.iter().map(|i| model.encode_prompt(&i.prompt, task.response_prefix())).collect::<Result<_>>()?;
     let mean = |items: &[&Item], completions: &[String]| -> Result<f32> {
         let r = task.rewards(items, completions)?;
         Ok(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32)
