@@ -79,8 +79,17 @@ pub struct TrainArgs {
     /// No progress bar: one line per evaluation (for logs).
     #[arg(long)]
     pub quiet: bool,
+    /// Start from a named set of settings (under the config file and the flags): `paper` is the
+    /// papers' N = 30, σ = 1e-3, α = 5e-4 with every training prompt in every iteration.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     #[command(flatten)]
     pub settings: SettingArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    Paper,
 }
 
 /// Every run setting as a flag; each one is also a TOML key (`--awd-lambda` ↔ `awd_lambda`).

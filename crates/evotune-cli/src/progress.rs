@@ -77,6 +77,9 @@ impl Progress for Terminal {
         self.say(&eval_summary(line));
         self.refresh();
     }
+    fn stop_requested(&self) -> bool {
+        crate::interrupt::requested()
+    }
     fn message(&mut self, text: &str) {
         self.say(text);
     }

@@ -2,23 +2,12 @@
 //! Sizes are tiny (a few members, a few prompts, a few iterations) so the whole file runs in
 //! minutes on 2 cores; what they check is exact: files, line counts, byte-identical weights.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn evotune() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_evotune"))
-}
-
-/// The default model: $EVOTUNE_MODEL, else fetched into the cache by `evotune fetch-model`.
-fn model() -> PathBuf {
-    if let Ok(p) = std::env::var("EVOTUNE_MODEL") {
-        return PathBuf::from(p);
-    }
-    let out = evotune().arg("fetch-model").output().expect("run evotune fetch-model");
-    assert!(out.status.success(), "fetch-model failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+mod support;
+use support::{evotune, model};
 
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn evotune");

@@ -95,6 +95,8 @@ pub enum Error {
     Config { path: PathBuf, problem: String },
     #[error("{path}: {problem}")]
     RunDir { path: PathBuf, problem: String },
+    #[error("{}: interrupted after iteration {iteration}; nothing partial was written, continue with `evotune train --resume {}`", dir.display(), dir.display())]
+    Interrupted { dir: PathBuf, iteration: u64 },
 }
 
 impl Error {

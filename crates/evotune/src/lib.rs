@@ -12,6 +12,10 @@
 //! - [`es`]: noise, ask/tell, update, AWD, drift, trajectory and replay.
 //! - [`tasks`]: target and prior tasks and their rewards, evaluation.
 //! - [`run`]: the training loop and its run directory.
+//! - [`files`]: atomic writes and append-only logs; [`error`]: the one error type.
+//!
+//! Layers (each imports only from those before it): error/files → kernels → tokenizer → model →
+//! es, tasks → run → the CLI. See `docs/architecture.md`.
 
 pub mod error;
 pub mod es;

@@ -60,7 +60,7 @@ fn random_rewards_follow_the_drift_law() {
     for (n, seeds) in [(8usize, 2u64), (32, 1)] {
         let mut sum = 0.0;
         for seed in 0..seeds {
-            let params = EsParams { population: n, alpha, seed, ..EsParams::default() };
+            let params = EsParams { population: n, alpha, seed, ..EsParams::paper() };
             let (theta, theta0) = random_walk(params, d, t, 1000 + seed);
             sum += squared_distance(&theta, &theta0);
         }
@@ -75,7 +75,7 @@ fn random_rewards_follow_the_drift_law() {
 fn awd_l2_settles_at_the_ornstein_uhlenbeck_level() {
     // αλ = 0.02: ρ = 0.98, so the variance relaxes with time constant ≈ 1/(2αλ) = 25 steps.
     let (d, n, t, alpha, lambda) = (1_000_000usize, 8usize, 150usize, 5e-3f32, 4.0f32);
-    let params = EsParams { population: n, alpha, awd: Awd::L2 { lambda }, seed: 3, ..EsParams::default() };
+    let params = EsParams { population: n, alpha, awd: Awd::L2 { lambda }, seed: 3, ..EsParams::paper() };
     let (theta, theta0) = random_walk(params, d, t, 77);
     let measured = squared_distance(&theta, &theta0);
     // Exact expectation of the recursion δ ← ρ(δ + u), E‖u‖² = a = α²d/N, measured after the decay:
@@ -98,7 +98,7 @@ fn awd_l2_settles_at_the_ornstein_uhlenbeck_level() {
 fn awd_l1_produces_exact_zeros() {
     let (d, n, alpha) = (100_000usize, 8usize, 1e-3f32);
     // Per-step change per element ~ α/√N = 3.5e-4; threshold αλ = 5e-4 zeroes most of them.
-    let params = EsParams { population: n, alpha, awd: Awd::L1 { lambda: 0.5 }, seed: 9, ..EsParams::default() };
+    let params = EsParams { population: n, alpha, awd: Awd::L1 { lambda: 0.5 }, seed: 9, ..EsParams::paper() };
     let (theta, theta0) = random_walk(params.clone(), d, 20, 5);
     let zeros = theta.data().iter().zip(theta0.data()).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
     let free = EsParams { awd: Awd::None, ..params };
@@ -122,7 +122,7 @@ fn es_climbs_a_quadratic() {
     };
     let theta0 = Params::zeros(l.clone());
     // Equilibrium distance of the random part ≈ αd/(2N) = 1.6 (see the drift law).
-    let params = EsParams { population: 64, sigma: 0.01, alpha: 0.2, seed: 1, ..EsParams::default() };
+    let params = EsParams { population: 64, sigma: 0.01, alpha: 0.2, seed: 1, ..EsParams::paper() };
     let es = Strategy::new(params, Anchor::InMemory(Arc::new(theta0.clone()))).unwrap();
     let mut state = EsState::new(theta0);
     let dist =
@@ -151,7 +151,7 @@ fn mirrored_pairs_with_symmetric_rewards_do_not_move_theta() {
     let l = layout(50_001);
     let mut theta0 = Params::zeros(l.clone());
     evotune::es::noise::NoiseKey { seed: 3, iteration: 0, noise_id: 0, tensor_key: 0 }.fill(0, theta0.data_mut());
-    let params = EsParams { population: 10, mirrored: true, awd: Awd::None, seed: 4, ..EsParams::default() };
+    let params = EsParams { population: 10, mirrored: true, awd: Awd::None, seed: 4, ..EsParams::paper() };
     let es = Strategy::new(params, Anchor::InMemory(Arc::new(theta0.clone()))).unwrap();
     let mut state = EsState::new(theta0.clone());
     for it in 0..3 {
@@ -169,7 +169,7 @@ fn mirrored_pairs_with_symmetric_rewards_do_not_move_theta() {
 fn a_mirrored_pair_noise_sums_to_zero() {
     let l = layout(10_000);
     let theta = Params::zeros(l.clone());
-    let params = EsParams { population: 2, mirrored: true, sigma: 0.5, ..EsParams::default() };
+    let params = EsParams { population: 2, mirrored: true, sigma: 0.5, ..EsParams::paper() };
     let es = Strategy::new(params, Anchor::InMemory(Arc::new(theta.clone()))).unwrap();
     let pop = es.ask(&EsState::new(theta.clone()));
     let (mut plus, mut minus) = (Params::zeros(l.clone()), Params::zeros(l));

@@ -60,7 +60,7 @@ fn train(es: &Strategy, theta0: &Params, iterations: usize) -> (EsState, Vec<Ste
 }
 
 fn params(awd: Awd, mirrored: bool) -> EsParams {
-    EsParams { population: 6, sigma: 0.01, alpha: 0.005, mirrored, awd, seed: 12345, ..EsParams::default() }
+    EsParams { population: 6, sigma: 0.01, alpha: 0.005, mirrored, awd, seed: 12345, ..EsParams::paper() }
 }
 
 #[test]
@@ -240,10 +240,10 @@ fn nonfinite_rewards_rank_worst_or_fail() {
 fn bad_configs_are_rejected() {
     let anchor = || Anchor::InMemory(Arc::new(Params::zeros(layout())));
     let bad = |p: EsParams| Strategy::new(p, anchor()).is_err();
-    assert!(bad(EsParams { population: 5, mirrored: true, ..EsParams::default() }));
-    assert!(bad(EsParams { awd: Awd::L2 { lambda: 3000.0 }, ..EsParams::default() }));
-    assert!(bad(EsParams { sigma: f32::NAN, ..EsParams::default() }));
-    assert!(!bad(EsParams { noise: NoiseMode::SharedShape, ..EsParams::default() }));
+    assert!(bad(EsParams { population: 5, mirrored: true, ..EsParams::paper() }));
+    assert!(bad(EsParams { awd: Awd::L2 { lambda: 3000.0 }, ..EsParams::paper() }));
+    assert!(bad(EsParams { sigma: f32::NAN, ..EsParams::paper() }));
+    assert!(!bad(EsParams { noise: NoiseMode::SharedShape, ..EsParams::paper() }));
 }
 
 #[test]

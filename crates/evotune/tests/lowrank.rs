@@ -19,7 +19,7 @@ fn members(n: usize) -> Vec<Member> {
 }
 
 fn strategy(rank: usize, sigma: f32) -> Strategy {
-    let params = EsParams { sigma, seed: 11, perturbation: Perturbation::LowRank { rank }, ..EsParams::default() };
+    let params = EsParams { sigma, seed: 11, perturbation: Perturbation::LowRank { rank }, ..EsParams::paper() };
     Strategy::new(params, no_anchor()).unwrap()
 }
 
@@ -114,7 +114,7 @@ fn low_rank_update_is_the_coefficient_weighted_sum_of_perturbations() {
             alpha,
             seed: 5,
             perturbation: Perturbation::LowRank { rank },
-            ..EsParams::default()
+            ..EsParams::paper()
         };
         let es = Strategy::new(params, no_anchor()).unwrap();
         let mut state = EsState::new(theta.clone());

@@ -6,16 +6,20 @@ use evotune::run::config::PartialConfig;
 use evotune::run::train::{train_with, Silent, Start};
 use evotune::run::Progress;
 
-use crate::args::TrainArgs;
+use crate::args::{Preset, TrainArgs};
 use crate::progress::{eval_summary, Terminal};
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let flags = a.settings.to_partial()?;
+    let base = match a.preset {
+        Some(Preset::Paper) => PartialConfig::paper(),
+        None => PartialConfig::default(),
+    };
     let file = match &a.config {
         Some(p) => PartialConfig::from_file(p)?,
         None => PartialConfig::default(),
     };
-    let given = file.overlay(flags);
+    let given = base.overlay(file).overlay(flags);
     let comm = communicator();
     // Only the root process shows progress (and writes the run directory).
     let mut terminal = Terminal::new(a.quiet);

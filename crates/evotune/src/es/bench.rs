@@ -183,7 +183,7 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
     let layout = Arc::new(layout);
     let theta = Params::zeros(layout.clone());
     let mut out = Params::zeros(layout);
-    let params = EsParams { population, ..EsParams::default() };
+    let params = EsParams { population, ..EsParams::paper() };
     // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
     let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros))).expect("valid bench parameters");
     let member = Member { index: 0, noise_id: 0, sign: 1.0 };

@@ -643,17 +643,7 @@ impl<'a> MetaReader<'a> {
 }
 
 fn meta_as_i64(v: &MetaValue) -> Option<i64> {
-    Some(match *v {
-        MetaValue::U8(x) => x as i64,
-        MetaValue::I8(x) => x as i64,
-        MetaValue::U16(x) => x as i64,
-        MetaValue::I16(x) => x as i64,
-        MetaValue::U32(x) => x as i64,
-        MetaValue::I32(x) => x as i64,
-        MetaValue::U64(x) => i64::try_from(x).ok()?,
-        MetaValue::I64(x) => x,
-        _ => return None,
-    })
+    v.as_integer().and_then(|x| i64::try_from(x).ok())
 }
 
 fn meta_as_u64(v: &MetaValue) -> Option<u64> {

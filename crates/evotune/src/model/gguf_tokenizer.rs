@@ -134,14 +134,7 @@ impl ChatTemplate {
             Some(src) => {
                 ChatTemplate::new(src, bos, eos).map_err(|e| meta.bad("tokenizer.chat_template", e.to_string()))
             }
-            None => {
-                let mut t = ChatTemplate::chatml();
-                t.bos_token = bos;
-                if !eos.is_empty() {
-                    t.eos_token = eos;
-                }
-                Ok(t)
-            }
+            None => Ok(ChatTemplate::chatml_with(bos, eos)),
         }
     }
 }

@@ -140,7 +140,7 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
         sigma: opts.sigma,
         alpha: opts.alpha,
         perturbation: opts.perturbation,
-        ..EsParams::default()
+        ..EsParams::paper()
     };
     let strategy = Strategy::new(params, Anchor::Source(model.theta0_source()))?;
     let model_bytes = 4 * theta0.layout().total() as u64;

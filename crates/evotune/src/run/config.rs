@@ -14,6 +14,11 @@ use crate::error::{Error, Result};
 use crate::es::lowrank::DEFAULT_RANK;
 use crate::es::{Awd, AwdKind, EsParams, NoiseMode, NonFinitePolicy, Perturbation, PerturbationKind, Shaping};
 
+/// Training prompts per member and iteration when the config does not say (`task_options.minibatch`;
+/// the papers evaluate every training prompt, `minibatch = 0`). 16 prompts keep one member's
+/// evaluation to about a second on a 2-core machine and are what the demo trains on.
+pub const DEFAULT_MINIBATCH: i64 = 16;
+
 fn default_rank() -> usize {
     DEFAULT_RANK
 }
@@ -104,8 +109,29 @@ impl PartialConfig {
         toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), problem: e.to_string() })
     }
 
-    /// `self` with every field that `over` sets replaced (flags win over the file).
-    pub fn overlay(mut self, over: PartialConfig) -> Self {
+    /// The papers' settings (`evotune train --preset paper`): N = 30, σ = 1e-3, α = 5e-4
+    /// ([`EsParams::paper`]) and every training prompt in every iteration (`minibatch = 0`).
+    pub fn paper() -> Self {
+        let es = EsParams::paper();
+        let mut task_options = toml::Table::new();
+        task_options.insert("minibatch".into(), toml::Value::Integer(0));
+        PartialConfig {
+            population: Some(es.population),
+            sigma: Some(es.sigma),
+            alpha: Some(es.alpha),
+            task_options: Some(task_options),
+            ..Default::default()
+        }
+    }
+
+    /// `self` with every field that `over` sets replaced (flags win over the file); task options
+    /// are merged key by key.
+    pub fn overlay(mut self, mut over: PartialConfig) -> Self {
+        if let (Some(mine), Some(theirs)) = (&self.task_options, &mut over.task_options) {
+            let mut merged = mine.clone();
+            merged.extend(std::mem::take(theirs));
+            *theirs = merged;
+        }
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
@@ -148,7 +174,7 @@ impl PartialConfig {
             population: self.population.unwrap_or(es.population),
             sigma: self.sigma.unwrap_or(es.sigma),
             alpha: self.alpha.unwrap_or(es.alpha),
-            iterations: self.iterations.unwrap_or(100),
+            iterations: self.iterations.unwrap_or(30),
             seed: self.seed.unwrap_or(es.seed),
             noise: self.noise.unwrap_or(es.noise),
             mirrored: self.mirrored.unwrap_or(es.mirrored),
@@ -164,7 +190,11 @@ impl PartialConfig {
             threads: self.threads.unwrap_or(0),
             checksum_every: self.checksum_every.unwrap_or(1),
             out: self.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
-            task_options: self.task_options.unwrap_or_default(),
+            task_options: {
+                let mut t = self.task_options.unwrap_or_default();
+                t.entry("minibatch").or_insert(toml::Value::Integer(DEFAULT_MINIBATCH));
+                t
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -226,6 +256,17 @@ impl RunConfig {
                 stored.insert(key, value);
                 continue;
             }
+            // Task options are compared key by key: a key not given keeps the stored value.
+            if let (Some(toml::Value::Table(mine)), toml::Value::Table(theirs)) = (stored.get(&key), &value) {
+                for (k, v) in theirs {
+                    match mine.get(k) {
+                        Some(m) if m == v => {}
+                        Some(m) => diffs.push(format!("{key}.{k}: run has {m}, flags say {v}")),
+                        None => diffs.push(format!("{key}.{k}: run has the default, flags say {v}")),
+                    }
+                }
+                continue;
+            }
             match stored.get(&key) {
                 Some(v) if *v == value => {}
                 Some(v) => diffs.push(format!("{key}: run has {v}, flags say {value}")),
@@ -246,11 +287,21 @@ mod tests {
     #[test]
     fn defaults_resolve_and_round_trip() {
         let cfg = PartialConfig::default().resolve().unwrap();
-        assert_eq!(cfg.population, 30);
-        assert_eq!(cfg.sigma, 1e-3);
-        assert_eq!(cfg.alpha, 5e-4);
+        assert_eq!((cfg.population, cfg.sigma, cfg.alpha, cfg.iterations), (8, 3e-3, 6e-3, 30));
+        assert_eq!(cfg.task_options["minibatch"].as_integer(), Some(16));
         let back: RunConfig = toml::from_str(&cfg.to_toml()).unwrap();
         assert_eq!(back, cfg);
+        // The papers' settings are one flag away, and flags still win over the preset.
+        let paper = PartialConfig::paper().resolve().unwrap();
+        assert_eq!((paper.population, paper.sigma, paper.alpha), (30, 1e-3, 5e-4));
+        assert_eq!(paper.task_options["minibatch"].as_integer(), Some(0));
+        let mut opts = toml::Table::new();
+        opts.insert("seed".into(), toml::Value::Integer(3));
+        let flags = PartialConfig { population: Some(12), task_options: Some(opts), ..Default::default() };
+        let mixed = PartialConfig::paper().overlay(flags).resolve().unwrap();
+        assert_eq!((mixed.population, mixed.sigma), (12, 1e-3));
+        assert_eq!(mixed.task_options["minibatch"].as_integer(), Some(0));
+        assert_eq!(mixed.task_options["seed"].as_integer(), Some(3));
     }
 
     #[test]
@@ -282,5 +333,12 @@ mod tests {
         let diffs = cfg.check_resume(&bad).unwrap_err();
         assert_eq!(diffs.len(), 1);
         assert!(diffs[0].starts_with("sigma"));
+        // Task options given on resume are checked key by key against the stored ones.
+        let mut opts = toml::Table::new();
+        opts.insert("minibatch".into(), toml::Value::Integer(16));
+        assert!(cfg.check_resume(&PartialConfig { task_options: Some(opts.clone()), ..Default::default() }).is_ok());
+        opts.insert("seed".into(), toml::Value::Integer(5));
+        let diffs = cfg.check_resume(&PartialConfig { task_options: Some(opts), ..Default::default() }).unwrap_err();
+        assert_eq!(diffs, vec!["task_options.seed: run has the default, flags say 5".to_string()]);
     }
 }

@@ -5,6 +5,7 @@
 //! RUN/trajectory.jsonl  one line per iteration: member noise ids, rewards, coefficients
 //! RUN/metrics.jsonl     one line per iteration (reward stats, timings, drift) + eval lines
 //! RUN/checkpoints/      optional safetensors snapshots (HF tensor names)
+//! RUN/.lock             held by the process writing the run (its pid inside)
 //! ```
 
 pub mod bench;

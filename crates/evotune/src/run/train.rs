@@ -34,6 +34,11 @@ pub trait Progress: Send {
     fn eval(&mut self, _line: &EvalLine) {}
     fn message(&mut self, _text: &str) {}
     fn finish(&mut self) {}
+    /// Whether the user asked the run to stop (Ctrl-C): checked before each iteration, so the run
+    /// stops between iterations with everything it wrote complete ([`Error::Interrupted`]).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// A `Progress` that shows nothing.
@@ -191,6 +196,9 @@ impl<'c> Trainer<'c> {
             self.evaluate(progress)?;
         }
         while self.state.iteration < self.cfg.iterations {
+            if root_decides(self.comm, progress.stop_requested()) {
+                return Err(Error::Interrupted { dir: self.dir.root().to_owned(), iteration: self.state.iteration });
+            }
             self.iteration(progress)?;
         }
         progress.finish();

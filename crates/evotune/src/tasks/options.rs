@@ -1,5 +1,6 @@
-//! Task options as the user writes them (config.toml `[task]` or CLI flags). Every field has a
-//! default, so an empty table is valid and the resolved config can write every value out.
+//! Task options as the user writes them (config.toml `[task_options]` or `--task-opt key=value`
+//! flags). Every field has a default, so an empty table is valid and the resolved config can write
+//! every value out.
 
 use serde::{Deserialize, Serialize};
 

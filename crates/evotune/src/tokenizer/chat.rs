@@ -105,6 +105,16 @@ impl ChatTemplate {
         ChatTemplate::new(CHATML_TEMPLATE, "", "<|im_end|>").expect("the built-in ChatML template compiles")
     }
 
+    /// ChatML with a model's own BOS and EOS token texts (an empty EOS keeps `<|im_end|>`).
+    pub fn chatml_with(bos: String, eos: String) -> Self {
+        let mut t = ChatTemplate::chatml();
+        t.bos_token = bos;
+        if !eos.is_empty() {
+            t.eos_token = eos;
+        }
+        t
+    }
+
     /// The template of a HF model directory: `chat_template.jinja` if present, else
     /// `tokenizer_config.json`'s `chat_template` (a string, or a list of `{name, template}` of which
     /// `default` is taken). Without either: ChatML.
@@ -141,14 +151,7 @@ impl ChatTemplate {
         };
         match source {
             Some(src) => ChatTemplate::new(src, bos, eos).map_err(|e| bad(dir.to_path_buf(), e.to_string())),
-            None => {
-                let mut t = ChatTemplate::chatml();
-                t.bos_token = bos;
-                if !eos.is_empty() {
-                    t.eos_token = eos;
-                }
-                Ok(t)
-            }
+            None => Ok(ChatTemplate::chatml_with(bos, eos)),
         }
     }
 
