@@ -138,14 +138,13 @@ SCALES = {
 }
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # running evotune
 
 LOCK = ".lock"  # RUN/.lock: `evotune train` holds flock(LOCK_EX) on it while it writes RUN; it holds the pid
 LOCK_HELD = f"(it holds {LOCK})"  # in evotune's error when another process holds the lock
 LOCK_POLL_S = 5
+LOCK_RACES = 3  # evotune runs that may lose the lock to another writer starting at the same moment
 
 
 @dataclass
@@ -228,9 +227,10 @@ class Runner:
     def execute(self, job, threads, prefix, show_command=False):
         """Runs evotune until the job's run has its iterations: waits while another process writes the
         run (wait_for_writer), then starts it, resumes it or finds it finished. Starts again from the
-        wait when evotune stops because another writer took the lock in between. Returns evotune's
-        CompletedProcess (stdout and stderr in stdout), or None where nothing was left to run."""
-        while True:
+        wait when evotune stops because another writer took the lock in between (up to LOCK_RACES
+        times). Returns evotune's CompletedProcess (stdout and stderr in stdout), or None where nothing
+        was left to run."""
+        for race in range(LOCK_RACES):
             wait_for_writer(job.out, prefix)
             cmd, what = self.command(job, threads)
             if cmd is None:
@@ -238,7 +238,7 @@ class Runner:
                 return None
             log(f"{prefix}: {' '.join(cmd[2:]) if show_command and what == 'started' else what}")
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if proc.returncode == 0 or LOCK_HELD not in proc.stdout:
+            if proc.returncode == 0 or LOCK_HELD not in proc.stdout or race == LOCK_RACES - 1:
                 return proc
             log(f"{prefix}: another process took the run's lock first")
 
