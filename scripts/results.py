@@ -437,7 +437,7 @@ def drift_references(sc, runs, d):
 def draw_plots(sc, parts, runner, docs, d, p1runs, p2runs):
     """The page's plots, by `evotune report`: part 1's drift against its prediction, and part 2's
     runs of each seed (part 3 uses their prior-task plots)."""
-    if 1 in parts:
+    if 1 in parts and p1runs:
         runner.report([r for _, r in p1runs], docs / "p1", drift_references(sc, p1runs, d))
     if 2 in parts:
         for seed in sc.p2_seeds:

@@ -97,10 +97,12 @@ def awd_label(awd, lam):
 def part1(sc, runs, d):
     """Section 1 from the `random`-reward runs ((N, awd, λ, seed), run dir): measured drift against
     predicted_drift at checkpoints and at every iteration, and the population scaling."""
+    lines = ["## 1. Drift law on the real model\n"]
+    if not runs:
+        return "\n".join(lines) + "\nNot run.\n"
     a = sc.alpha
     T = sc.p1_iterations
     implied = [implied_parameter_count(n, a, metrics(r)[0][0]["drift"]) for (n, awd, _, _), r in runs if awd == "none"]
-    lines = ["## 1. Drift law on the real model\n"]
     lines.append(
         f"Target `random`: member n of iteration t is rewarded u(seed, t, n) ∈ [0, 1), a hash that ignores the "
         f"model, so the z-scored rewards are independent of the noise and each step (α/N)Σzₙεₙ is "
