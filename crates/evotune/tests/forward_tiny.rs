@@ -1,8 +1,10 @@
-//! Forward, generation and scoring on a tiny random llama (no model file needed): candle agreement,
-//! batch invariance, cache consistency, thread-count invariance and input errors.
+//! Forward, generation and scoring on a tiny random llama (no model file needed): candle agreement
+//! (with the `bench` feature), batch invariance, cache consistency, thread-count invariance and
+//! input errors.
 
 mod support;
 
+#[cfg(feature = "bench")]
 use evotune::model::candle_ref::CandleLlama;
 use evotune::model::generate::generate;
 use evotune::model::llama::SeqInput;
@@ -59,6 +61,7 @@ fn missing_and_misshapen_tensors_are_named() {
     );
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn tiny_logits_match_candle() {
     for tied in [true, false] {
