@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::es::noise::{self, Level, NoiseKey};
+use crate::es::noise::{self, NoiseKey};
 use crate::es::strategy::{Anchor, EsParams, EsState, Member, Strategy, ThetaSource};
+use crate::kernels::{simd_level, Level};
 use crate::model::{Layout, Params};
 
 /// Figures from [`bench_es`]; times in seconds.
@@ -143,11 +144,11 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         std::hint::black_box(s);
     });
 
-    let levels = [Level::Portable, Level::Avx2, Level::Avx512];
+    let levels = [Level::Portable, Level::Avx2Fma, Level::Avx512];
     let noise_gnps_by_level = levels
         .iter()
         .filter(|&&l| {
-            l == Level::Portable || (l == Level::Avx2 && noise::level() != Level::Portable) || l == noise::level()
+            l == Level::Portable || (l == Level::Avx2Fma && simd_level() != Level::Portable) || l == simd_level()
         })
         .map(|&l| {
             let keys = [1, 2, 3, 4];
@@ -210,7 +211,7 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         d,
         population,
         threads,
-        level: format!("{:?}", noise::level()),
+        level: format!("{:?}", simd_level()),
         noise_gnps_1thread: count as f64 / t1 / 1e9,
         noise_gnps_by_level,
         noise_gnps_1thread_cpu: cpu1,

@@ -16,11 +16,12 @@
 //!    `ε[2j] = r·(c² − s²) = r·cos 2πx`, `ε[2j+1] = r·(2sc) = r·sin 2πx`.
 //!
 //! Every step is branch-free integer or IEEE arithmetic (no `mul_add`, which Rust never forms on
-//! its own), so the AVX2 / AVX-512 builds below and the portable build give bit-identical output;
-//! they differ only in vector width. Tails: `u1 ≥ 2⁻³²` caps |ε| at √(64 ln 2) ≈ 6.66, a 2.7e-11
-//! probability event for a true normal.
+//! its own), so the AVX2 / AVX-512 builds of the loop ([`crate::kernels::normals`]) and the
+//! portable build give bit-identical output; they differ only in vector width. Tails: `u1 ≥ 2⁻³²`
+//! caps |ε| at √(64 ln 2) ≈ 6.66, a 2.7e-11 probability event for a true normal.
 
 use crate::es::strategy::NoiseMode;
+use crate::kernels::{self, Level};
 
 /// One member's noise stream for one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,9 +192,10 @@ fn normal_pair(k: [u32; 4], l: u32) -> (f32, f32) {
     (r * (c * c - s * s), r * (2.0 * s * c))
 }
 
-/// The portable loop: pairs `l0, l0+1, …` into `out` (even length), interleaved cos/sin.
+/// The portable loop: pairs `l0, l0+1, …` into `out` (even length), interleaved cos/sin. Inlined
+/// into the AVX2 / AVX-512 copies of [`kernels::normals`].
 #[inline(always)]
-fn normals_body(k: [u32; 4], l0: u32, out: &mut [f32]) {
+pub(crate) fn normals_body(k: [u32; 4], l0: u32, out: &mut [f32]) {
     for (p, o) in out.chunks_exact_mut(2).enumerate() {
         let (c, s) = normal_pair(k, l0.wrapping_add(p as u32));
         o[0] = c;
@@ -201,62 +203,16 @@ fn normals_body(k: [u32; 4], l0: u32, out: &mut [f32]) {
     }
 }
 
-/// Which vector width the CPU allows; detected once per process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Portable,
-    Avx2,
-    Avx512,
-}
-
-/// The level [`normals`] dispatches to on this machine.
-pub fn level() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Level::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Level::Avx2;
-            }
-        }
-        Level::Portable
-    })
-}
-
-/// Pairs `l0, l0+1, …` into `out` (even length) at the widest level the CPU has.
+/// Pairs `l0, l0+1, …` into `out` (even length) at the kernels' SIMD level
+/// ([`kernels::simd_level`], which `EVOTUNE_SIMD` caps).
 pub fn normals(k: [u32; 4], l0: u32, out: &mut [f32]) {
-    normals_at(level(), k, l0, out)
+    normals_at(kernels::simd_level(), k, l0, out)
 }
 
-/// [`normals`] at a given level; a level the CPU lacks falls back to the portable loop.
+/// [`normals`] at a given level (the same bits at every level); a level the CPU lacks falls back
+/// to the portable loop. The vector copies of [`normals_body`] live in [`kernels::normals`].
 pub fn normals_at(level: Level, k: [u32; 4], l0: u32, out: &mut [f32]) {
-    debug_assert!(out.len() & 1 == 0, "an odd length cannot hold whole pairs");
-    #[cfg(target_arch = "x86_64")]
-    {
-        match level {
-            // SAFETY: the feature was detected at run time by `level()`; the body is safe code.
-            Level::Avx512 if self::level() == Level::Avx512 => return unsafe { normals_avx512(k, l0, out) },
-            Level::Avx2 if self::level() != Level::Portable => return unsafe { normals_avx2(k, l0, out) },
-            _ => {}
-        }
-    }
-    let _ = level;
-    normals_body(k, l0, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn normals_avx2(k: [u32; 4], l0: u32, out: &mut [f32]) {
-    normals_body(k, l0, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn normals_avx512(k: [u32; 4], l0: u32, out: &mut [f32]) {
-    normals_body(k, l0, out)
+    kernels::normals::normals_at(level, k, l0, out)
 }
 
 #[cfg(test)]
@@ -290,7 +246,7 @@ mod tests {
         let k = key(1, 2).round_keys(0);
         let mut want = vec![0.0f32; 2 * 1001];
         normals_body(k, 4_294_966_000, &mut want); // also crosses the u32 wrap of l
-        for lvl in [Level::Portable, Level::Avx2, Level::Avx512] {
+        for lvl in [Level::Portable, Level::Avx2Fma, Level::Avx512] {
             let mut got = vec![0.0f32; want.len()];
             normals_at(lvl, k, 4_294_966_000, &mut got);
             let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
