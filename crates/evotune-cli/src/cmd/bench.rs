@@ -63,7 +63,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
         }
         BenchWhich::Es { dim, population } => {
-            let report = evotune::es::bench::bench_es(dim, population);
+            let report = evotune::es::bench::bench_es(dim, population)?;
             println!("{report}");
         }
     }

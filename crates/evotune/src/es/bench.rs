@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::es::noise::{self, NoiseKey};
 use crate::es::strategy::{Anchor, EsParams, EsState, Member, Strategy, ThetaSource};
 use crate::kernels::{simd_level, Level};
@@ -72,7 +73,7 @@ impl std::fmt::Display for EsBenchReport {
 /// θ0 = 0 without storing it.
 struct Zeros;
 impl ThetaSource for Zeros {
-    fn read_tensor(&self, _id: usize, out: &mut [f32]) -> crate::error::Result<()> {
+    fn read_tensor(&self, _id: usize, out: &mut [f32]) -> Result<()> {
         out.fill(0.0);
         Ok(())
     }
@@ -121,7 +122,11 @@ fn generate(key: &NoiseKey, start: u64, count: usize) -> f32 {
 }
 
 /// Measures the figures above at `d` parameters and `population` members (e.g. 135e6 and 30).
-pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
+/// Errors, before measuring anything, on a population [`Strategy::new`] refuses (fewer than 2).
+pub fn bench_es(d: usize, population: usize) -> Result<EsBenchReport> {
+    let params = EsParams { population, ..EsParams::default() };
+    // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
+    let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros)))?;
     let threads = rayon::current_num_threads();
     let key = NoiseKey { seed: 1, iteration: 2, noise_id: 3, tensor_key: 4 };
 
@@ -184,9 +189,6 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
     let layout = Arc::new(layout);
     let theta = Params::zeros(layout.clone());
     let mut out = Params::zeros(layout);
-    let params = EsParams { population, ..EsParams::default() };
-    // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
-    let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros))).expect("valid bench parameters");
     let member = Member { index: 0, noise_id: 0, sign: 1.0 };
     let noise_pass_s = best_of(3, || es.perturb_into(&theta, 0, &member, &mut out));
     drop(out);
@@ -207,7 +209,7 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         _ => 0.0,
     };
 
-    EsBenchReport {
+    Ok(EsBenchReport {
         d,
         population,
         threads,
@@ -220,5 +222,5 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         noise_pass_s,
         update_s,
         update_vs_n_passes: update_s / (population as f64 * noise_pass_s),
-    }
+    })
 }
