@@ -5,13 +5,16 @@
 
 mod support;
 
-#[cfg(feature = "bench")]
-use evotune::model::candle_ref::CandleLlama;
-use evotune::model::generate::{argmax, generate};
+use evotune::model::generate::generate;
 use evotune::model::llama::SeqInput;
-use evotune::model::score::score;
 use evotune::model::{GenerateOptions, Llama, Sampling};
-use support::{bit_equal, default_model, golden, max_diff};
+use support::{bit_equal, default_model, golden};
+// For the comparisons with candle.
+#[cfg(feature = "bench")]
+use {
+    evotune::model::candle_ref::CandleLlama, evotune::model::generate::argmax, evotune::model::score::score,
+    support::max_diff,
+};
 
 /// Fixed prompts: the golden chat prompts' ids plus two raw id lists (no template).
 fn test_prompts() -> Vec<Vec<u32>> {

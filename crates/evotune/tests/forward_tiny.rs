@@ -4,14 +4,15 @@
 
 mod support;
 
-#[cfg(feature = "bench")]
-use evotune::model::candle_ref::CandleLlama;
 use evotune::model::generate::generate;
 use evotune::model::llama::SeqInput;
 use evotune::model::score::{log_distributions, score};
 use evotune::model::{GenerateOptions, Layout, Llama, Sampling};
 use evotune::Error;
-use support::{bit_equal, max_diff, tiny_model};
+use support::{bit_equal, tiny_model};
+// For the comparison with candle.
+#[cfg(feature = "bench")]
+use {evotune::model::candle_ref::CandleLlama, support::max_diff};
 
 fn greedy(n: usize) -> GenerateOptions {
     GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, stop_tokens: vec![] }
