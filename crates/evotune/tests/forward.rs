@@ -1,15 +1,20 @@
 //! The default model (SmolLM2-135M-Instruct, Q4_1 dequantized to f32) against candle's llama on
-//! the same weights; batch invariance and cache consistency on real weights. Skips (with a note)
-//! when the model file is absent.
+//! the same weights (with the `bench` feature, which builds the candle reference); batch
+//! invariance and cache consistency on real weights. Skips (with a note) when the model file is
+//! absent.
 
 mod support;
 
-use evotune::model::candle_ref::CandleLlama;
-use evotune::model::generate::{argmax, generate};
+use evotune::model::generate::generate;
 use evotune::model::llama::SeqInput;
-use evotune::model::score::score;
 use evotune::model::{GenerateOptions, Llama, Sampling};
-use support::{bit_equal, default_model, golden, max_diff};
+use support::{bit_equal, default_model, golden};
+// For the comparisons with candle.
+#[cfg(feature = "bench")]
+use {
+    evotune::model::candle_ref::CandleLlama, evotune::model::generate::argmax, evotune::model::score::score,
+    support::max_diff,
+};
 
 /// Fixed prompts: the golden chat prompts' ids plus two raw id lists (no template).
 fn test_prompts() -> Vec<Vec<u32>> {
@@ -24,8 +29,10 @@ fn test_prompts() -> Vec<Vec<u32>> {
 /// through 30 layers; rounding differences of ~1e-7 relative per op grew to at most 3e-6 of the
 /// scale when measured (printed below), so 1e-4 leaves 30× margin for other CPUs yet catches any
 /// real error (a wrong RoPE pairing, norm or mask moves logits by O(1)).
+#[cfg(feature = "bench")]
 const REL_TOL: f32 = 1e-4;
 
+#[cfg(feature = "bench")]
 #[test]
 fn logits_match_candle() {
     let Some((config, params)) = default_model() else { return };
@@ -54,6 +61,7 @@ fn logits_match_candle() {
     println!("worst max|Δ|/scale over all positions: {worst:.2e} (tolerance {REL_TOL:.0e})");
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn greedy_tokens_match_candle() {
     let Some((config, params)) = default_model() else { return };
@@ -112,6 +120,7 @@ fn batch_invariance_and_cached_decode_on_real_weights() {
     );
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn score_matches_candle_log_probs() {
     let Some((config, params)) = default_model() else { return };

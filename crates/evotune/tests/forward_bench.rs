@@ -1,12 +1,15 @@
 //! The generate benchmark on the default model (ours vs candle's llama, same weights, same
-//! process). Timing, not a test: ignored by default, run with
-//! `cargo test --release -p evotune --test forward_bench -- --ignored --nocapture`.
+//! process) and matmul timings. Timing, not a test: ignored by default, run with
+//! `cargo test --release -p evotune --features bench --test forward_bench -- --ignored --nocapture`
+//! (the comparisons with candle and the `gemm` crate need the `bench` feature).
 
 mod support;
 
+#[cfg(feature = "bench")]
 use evotune::model::bench::{bench_generate, BenchOptions};
 use evotune::model::Llama;
 
+#[cfg(feature = "bench")]
 #[test]
 #[ignore]
 fn bench_generate_default_model() {
@@ -25,6 +28,7 @@ fn bench_generate_default_model() {
 
 /// The same benchmark on random weights of SmolLM2-135M's shape (no model file needed; speed does
 /// not depend on the values).
+#[cfg(feature = "bench")]
 #[test]
 #[ignore]
 fn bench_generate_smollm2_shape_random_weights() {
@@ -120,6 +124,7 @@ fn bench_prefill_scaling() {
 
 /// Our matmul against the `gemm` crate (what candle's f32 matmul runs on), one thread each,
 /// alternating, per CPU-second of the process (robust to a shared machine). Timing only.
+#[cfg(feature = "bench")]
 #[test]
 #[ignore]
 fn bench_matmul_vs_gemm_crate() {

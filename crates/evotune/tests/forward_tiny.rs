@@ -1,15 +1,18 @@
-//! Forward, generation and scoring on a tiny random llama (no model file needed): candle agreement,
-//! batch invariance, cache consistency, thread-count invariance and input errors.
+//! Forward, generation and scoring on a tiny random llama (no model file needed): candle agreement
+//! (with the `bench` feature), batch invariance, cache consistency, thread-count invariance and
+//! input errors.
 
 mod support;
 
-use evotune::model::candle_ref::CandleLlama;
 use evotune::model::generate::generate;
 use evotune::model::llama::SeqInput;
 use evotune::model::score::{log_distributions, score};
 use evotune::model::{GenerateOptions, Layout, Llama, Sampling};
 use evotune::Error;
-use support::{bit_equal, max_diff, tiny_model};
+use support::{bit_equal, tiny_model};
+// For the comparison with candle.
+#[cfg(feature = "bench")]
+use {evotune::model::candle_ref::CandleLlama, support::max_diff};
 
 fn greedy(n: usize) -> GenerateOptions {
     GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, stop_tokens: vec![] }
@@ -59,6 +62,7 @@ fn missing_and_misshapen_tensors_are_named() {
     );
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn tiny_logits_match_candle() {
     for tied in [true, false] {

@@ -13,15 +13,7 @@ const TORCH_SCRIPT: &str = include_str!("../../../../scripts/torch_es_iteration.
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
-        BenchWhich::Generate { model } => {
-            let (m, theta) = evotune::model::load(&model).with_context(|| format!("loading model {model}"))?;
-            let report = evotune::model::bench::bench_generate(
-                &m.llama,
-                &theta,
-                &evotune::model::bench::BenchOptions::default(),
-            )?;
-            println!("{report}");
-        }
+        BenchWhich::Generate { model } => bench_generate(&model)?,
         BenchWhich::EsIteration { model, perturbation, rank, population, iterations, threads, vs_torch } => {
             let modes = match perturbation.as_str() {
                 "full" => vec![Perturbation::Full],
@@ -71,11 +63,30 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
         }
         BenchWhich::Es { dim, population } => {
-            let report = evotune::es::bench::bench_es(dim, population);
+            let report = evotune::es::bench::bench_es(dim, population)?;
             println!("{report}");
         }
     }
     Ok(())
+}
+
+/// Prefill and decode throughput, ours vs candle's llama on the same weights.
+#[cfg(feature = "bench")]
+fn bench_generate(model: &str) -> anyhow::Result<()> {
+    let (m, theta) = evotune::model::load(model).with_context(|| format!("loading model {model}"))?;
+    let opts = evotune::model::bench::BenchOptions::default();
+    let report = evotune::model::bench::bench_generate(&m.llama, &theta, &opts)?;
+    println!("{report}");
+    Ok(())
+}
+
+/// Without the `bench` feature candle is not compiled in, so there is nothing to compare against.
+#[cfg(not(feature = "bench"))]
+fn bench_generate(_model: &str) -> anyhow::Result<()> {
+    bail!(
+        "`bench generate` compares against candle, which this build leaves out; rebuild with \
+         `--features bench` (e.g. `cargo run --release --features bench -- bench generate`)"
+    )
 }
 
 /// Seconds per iteration of the PyTorch reference loop on the same prompts and model file.

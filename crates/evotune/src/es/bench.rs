@@ -11,8 +11,10 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::es::noise::{self, Level, NoiseKey};
+use crate::error::Result;
+use crate::es::noise::{self, NoiseKey};
 use crate::es::{Anchor, EsParams, EsState, Member, Strategy};
+use crate::kernels::{simd_level, Level};
 use crate::model::{Layout, Params, ThetaSource};
 
 /// Figures from [`bench_es`]; times in seconds.
@@ -71,7 +73,7 @@ impl std::fmt::Display for EsBenchReport {
 /// θ0 = 0 without storing it.
 struct Zeros;
 impl ThetaSource for Zeros {
-    fn read_tensor(&self, _id: usize, out: &mut [f32]) -> crate::error::Result<()> {
+    fn read_tensor(&self, _id: usize, out: &mut [f32]) -> Result<()> {
         out.fill(0.0);
         Ok(())
     }
@@ -120,7 +122,11 @@ fn generate(key: &NoiseKey, start: u64, count: usize) -> f32 {
 }
 
 /// Measures the figures above at `d` parameters and `population` members (e.g. 135e6 and 30).
-pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
+/// Errors, before measuring anything, on a population [`Strategy::new`] refuses (fewer than 2).
+pub fn bench_es(d: usize, population: usize) -> Result<EsBenchReport> {
+    let params = EsParams { population, ..EsParams::paper() };
+    // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
+    let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros)))?;
     let threads = rayon::current_num_threads();
     let key = NoiseKey { seed: 1, iteration: 2, noise_id: 3, tensor_key: 4 };
 
@@ -143,11 +149,11 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         std::hint::black_box(s);
     });
 
-    let levels = [Level::Portable, Level::Avx2, Level::Avx512];
+    let levels = [Level::Portable, Level::Avx2Fma, Level::Avx512];
     let noise_gnps_by_level = levels
         .iter()
         .filter(|&&l| {
-            l == Level::Portable || (l == Level::Avx2 && noise::level() != Level::Portable) || l == noise::level()
+            l == Level::Portable || (l == Level::Avx2Fma && simd_level() != Level::Portable) || l == simd_level()
         })
         .map(|&l| {
             let keys = [1, 2, 3, 4];
@@ -183,9 +189,6 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
     let layout = Arc::new(layout);
     let theta = Params::zeros(layout.clone());
     let mut out = Params::zeros(layout);
-    let params = EsParams { population, ..EsParams::paper() };
-    // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
-    let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros))).expect("valid bench parameters");
     let member = Member { index: 0, noise_id: 0, sign: 1.0 };
     let noise_pass_s = best_of(3, || es.perturb_into(&theta, 0, &member, &mut out));
     drop(out);
@@ -206,11 +209,11 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         _ => 0.0,
     };
 
-    EsBenchReport {
+    Ok(EsBenchReport {
         d,
         population,
         threads,
-        level: format!("{:?}", noise::level()),
+        level: format!("{:?}", simd_level()),
         noise_gnps_1thread: count as f64 / t1 / 1e9,
         noise_gnps_by_level,
         noise_gnps_1thread_cpu: cpu1,
@@ -219,5 +222,5 @@ pub fn bench_es(d: usize, population: usize) -> EsBenchReport {
         noise_pass_s,
         update_s,
         update_vs_n_passes: update_s / (population as f64 * noise_pass_s),
-    }
+    })
 }

@@ -9,10 +9,12 @@
 //!   stream w once with software prefetch (decode).
 //! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]): each row is computed
 //!   by one thread in a fixed order, so they share those guarantees.
+//! - [`normals`]: the ES noise generator's loop ([`crate::es::noise`]) at each level, same bits.
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
 
 pub mod exp;
 pub mod lanes;
+pub mod normals;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod panel;
 pub mod probe;

@@ -306,8 +306,9 @@ unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o:
 
 /// y's base pointer shared by the threads that write disjoint panels of it.
 pub(crate) struct SendPtr(pub(crate) *mut f32);
-// SAFETY: the threads write disjoint elements (see `matmul_panels`).
+// SAFETY: shared only by the parts of one parallel loop, which write disjoint elements of y.
 unsafe impl Sync for SendPtr {}
+// SAFETY: used only inside those loops (`matmul_panels`, `x86::matmul_strips`), which end before y.
 unsafe impl Send for SendPtr {}
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! A measured f32 GEMM peak for this machine: the best wall-clock GFLOP/s of our matmul and of the
-//! `gemm` crate (candle's GEMM) on a prefill-sized product, with the current rayon pool's threads.
-//! Benchmarks divide their achieved FLOP rate by it ("fraction of peak"). [`fma_peak`] is the
+//! A measured f32 GEMM peak for this machine: the best wall-clock GFLOP/s of our matmul and (with
+//! the `bench` feature) of the `gemm` crate (candle's GEMM) on a prefill-sized product, with the
+//! current rayon pool's threads. Benchmarks divide their achieved FLOP rate by it ("fraction of
+//! peak"). [`fma_peak`] is the
 //! hardware's ceiling above any GEMM: FMAs on registers only, on every thread at once.
 //! [`stream_seconds`] is the other ceiling: how fast the weights can be read from memory at all.
 
@@ -14,31 +15,36 @@ use crate::kernels;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmPeak {
     pub ours: f64,
-    pub gemm_crate: f64,
+    /// The `gemm` crate's reading; `None` in a build without the `bench` feature.
+    pub gemm_crate: Option<f64>,
     /// The product measured: (B, K, O).
     pub shape: (usize, usize, usize),
 }
 
 impl GemmPeak {
-    /// The higher of the two.
+    /// The higher of the two (ours alone without a `gemm` crate reading).
     pub fn best(&self) -> f64 {
-        self.ours.max(self.gemm_crate)
+        self.gemm_crate.map_or(self.ours, |g| self.ours.max(g))
     }
 
     /// Each engine's better reading of two probes of the same product.
     pub fn max(self, other: GemmPeak) -> GemmPeak {
-        GemmPeak { ours: self.ours.max(other.ours), gemm_crate: self.gemm_crate.max(other.gemm_crate), ..self }
+        let gemm_crate = match (self.gemm_crate, other.gemm_crate) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        GemmPeak { ours: self.ours.max(other.ours), gemm_crate, ..self }
     }
 }
 
-/// Best of `repeats` timed runs of y = x·Wᵀ at (B, K, O) = (512, 576, 1536) for both engines.
+/// Best of `repeats` timed runs of y = x·Wᵀ at (B, K, O) = (512, 576, 1536) for both engines (ours
+/// only without the `bench` feature).
 pub fn gemm_peak(repeats: usize) -> GemmPeak {
     let (b, k, o) = (512, 576, 1536);
     let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
     let w: Vec<f32> = (0..o * k).map(|i| ((i * 104_729) % 1000) as f32 * 1e-3 - 0.5).collect();
     let mut y = vec![0.0f32; b * o];
     let flop = 2.0 * (b * k * o) as f64;
-    let threads = rayon::current_num_threads();
     let best = |f: &mut dyn FnMut()| {
         f(); // warm-up
         (0..repeats.max(1))
@@ -52,7 +58,13 @@ pub fn gemm_peak(repeats: usize) -> GemmPeak {
             .fold(0.0, f64::max)
     };
     let ours = best(&mut || kernels::matmul(&x, &w, &mut y, b, k, o));
-    let gemm_crate = best(&mut || gemm_crate_matmul(&x, &w, &mut y, b, k, o, threads));
+    #[cfg(feature = "bench")]
+    let gemm_crate = {
+        let threads = rayon::current_num_threads();
+        Some(best(&mut || gemm_crate_matmul(&x, &w, &mut y, b, k, o, threads)))
+    };
+    #[cfg(not(feature = "bench"))]
+    let gemm_crate = None;
     GemmPeak { ours, gemm_crate, shape: (b, k, o) }
 }
 
@@ -105,10 +117,12 @@ pub fn stream_seconds(weights: &[f32], repeats: usize) -> f64 {
 }
 
 /// y = x·Wᵀ through the `gemm` crate (candle's GEMM) with `threads` threads: the baseline our
-/// matmul is measured against.   x: (B, K), w: (O, K), y: (B, O), all row-major.
+/// matmul is measured against.   x: (B, K), w: (O, K), y: (B, O), all row-major. Only with the
+/// `bench` feature.
 ///
 /// # Panics
 /// If a slice length does not match its shape.
+#[cfg(feature = "bench")]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_crate_matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize, threads: usize) {
     assert!(x.len() == b * k && w.len() == o * k && y.len() == b * o, "gemm_crate_matmul: bad lengths");

@@ -7,7 +7,10 @@
 //! The weights live in a [`Params`] arena (f32, HF names); the model structure ([`Llama`]) holds only
 //! tensor ids, so one `Llama` runs any number of arenas (θ, or a member's θ + σε) without copying.
 
+// Both need candle: only with the `bench` feature.
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "bench")]
 pub mod candle_ref;
 pub mod config;
 pub mod delta;

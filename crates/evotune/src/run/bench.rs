@@ -232,7 +232,7 @@ impl std::fmt::Display for IterationBench {
         writeln!(
             f,
             "  prefill {:.2} s: {} prompt tokens ({} through the forward after prefix sharing), {:.0} tok/s, \
-             {:.1} GFLOP/s = {:.0}% of the GEMM probe ({:.1} GFLOP/s: ours {:.1}, gemm crate {:.1})",
+             {:.1} GFLOP/s = {:.0}% of the GEMM probe ({:.1} GFLOP/s: ours {:.1}{})",
             s.prefill_seconds,
             s.prompt_tokens,
             s.prefill_tokens,
@@ -241,7 +241,10 @@ impl std::fmt::Display for IterationBench {
             100.0 * self.prefill_gflop / s.prefill_seconds / self.peak.best(),
             self.peak.best(),
             self.peak.ours,
-            self.peak.gemm_crate
+            match self.peak.gemm_crate {
+                Some(g) => format!(", gemm crate {g:.1}"),
+                None => String::new(),
+            }
         )?;
         writeln!(
             f,

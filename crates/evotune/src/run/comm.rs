@@ -83,8 +83,9 @@ pub mod mpi {
         world: SimpleCommunicator,
     }
 
-    // The communicator is only used from the training thread, one call at a time.
+    // SAFETY: moving the handles is harmless; all MPI calls still come from one thread at a time.
     unsafe impl Send for MpiComm {}
+    // SAFETY: by use, not by type: only the training thread calls it, one MPI call at a time.
     unsafe impl Sync for MpiComm {}
 
     impl MpiComm {
