@@ -14,8 +14,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::error::{Error, IoResultExt, Result};
 use crate::model::{Layout, ModelConfig, Params};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
@@ -240,13 +238,15 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
     Ok((config, layout, data))
 }
 
-/// Converts one stored tensor to f32 (little-endian F32, F16 or BF16).
+/// Converts one stored tensor to f32 (little-endian F32, F16 or BF16) with the GGUF reader's
+/// converters, which also reject NaN and infinite values ([`Error::NonFiniteWeight`]).
 fn decode_into(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>, out: &mut [f32]) -> Result<()> {
+    use crate::model::quant::{self, GgmlType};
     use safetensors::Dtype;
-    let bytes = view.data();
-    let width = match view.dtype() {
-        Dtype::F32 => 4,
-        Dtype::F16 | Dtype::BF16 => 2,
+    let ty = match view.dtype() {
+        Dtype::F32 => GgmlType::F32,
+        Dtype::F16 => GgmlType::F16,
+        Dtype::BF16 => GgmlType::BF16,
         other => {
             return Err(Error::UnsupportedTensorType {
                 path: path.to_path_buf(),
@@ -255,26 +255,7 @@ fn decode_into(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'
             })
         }
     };
-    if bytes.len() != out.len() * width {
-        return Err(Error::CorruptModel {
-            path: path.to_path_buf(),
-            problem: format!("tensor `{name}`: {} bytes for {} elements of {width} bytes", bytes.len(), out.len()),
-        });
-    }
-    const CHUNK: usize = 1 << 16;
-    let dtype = view.dtype();
-    out.par_chunks_mut(CHUNK).zip(bytes.par_chunks(CHUNK * width)).for_each(|(o, b)| match dtype {
-        Dtype::F32 => {
-            o.iter_mut().zip(b.chunks_exact(4)).for_each(|(x, c)| *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        }
-        Dtype::F16 => {
-            o.iter_mut().zip(b.chunks_exact(2)).for_each(|(x, c)| *x = half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        }
-        _ => {
-            o.iter_mut().zip(b.chunks_exact(2)).for_each(|(x, c)| *x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-        }
-    });
-    Ok(())
+    quant::dequantize(ty, view.data(), out, path, name)
 }
 
 /// Writes `params` as a safetensors file of F32 tensors with HF names and metadata
