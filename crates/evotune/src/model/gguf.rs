@@ -405,6 +405,11 @@ impl GgufFile {
         Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, alignment, data_offset, mmap })
     }
 
+    /// Size of the file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.mmap.len()
+    }
+
     // === Metadata ===
 
     /// The value of `key`, if present.

@@ -215,12 +215,24 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
     }
 
     let config = hf.resolve(&config_path, index.contains_key("lm_head.weight"))?;
+    // The config must describe no more weights than the files hold (each is at least 2 bytes)
+    // before a layout is planned or memory allocated from it.
+    let file_bytes = index.values().map(|(_, v)| v.data().len()).fold(0usize, usize::saturating_add);
+    if config.checked_weight_count().is_none_or(|n| n > file_bytes / 2) {
+        return Err(Error::BadMetadata {
+            path: config_path,
+            key: "num_hidden_layers".into(),
+            problem: format!(
+                "{} layers of hidden size {}, intermediate size {}, {}×{} query and {} KV heads, vocabulary {}: \
+                 more weights than the {file_bytes} bytes of tensors in the *.safetensors files",
+                config.layers, config.hidden, config.ffn, config.heads, config.head_dim, config.kv_heads, config.vocab
+            ),
+        });
+    }
     let layout = hf_layout(&config);
-    let mut data = vec![0f32; layout.total()];
-    let mut rest: &mut [f32] = &mut data;
+    // Every tensor present with its shape, before the arena is allocated.
+    let mut views = Vec::with_capacity(layout.len());
     for info in layout.tensors() {
-        let (out, tail) = std::mem::take(&mut rest).split_at_mut(info.len);
-        rest = tail;
         let Some((file, view)) = index.get(&info.name) else {
             return Err(Error::MissingTensor { path: dir.to_path_buf(), tensor: info.name.clone() });
         };
@@ -233,6 +245,13 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
                 found: view.shape().to_vec(),
             });
         }
+        views.push((path, view));
+    }
+    let mut data = vec![0f32; layout.total()];
+    let mut rest: &mut [f32] = &mut data;
+    for (info, (path, view)) in layout.tensors().iter().zip(views) {
+        let (out, tail) = std::mem::take(&mut rest).split_at_mut(info.len);
+        rest = tail;
         decode_into(path, &info.name, view, out)?;
     }
     Ok((config, layout, data))
