@@ -497,24 +497,33 @@ fn failures_dir() -> PathBuf {
 
 /// Runs `check` on `cases` mutants of `seeds` (the seed is picked by the strategy too). On failure
 /// the shrunk input goes to `target/fuzz-failures/` and the test fails with its path.
-fn fuzz(target: &'static str, seeds: &[Seed], n: u32, check: impl Fn(&[u8])) {
+fn fuzz(target: &'static str, seeds: &[Seed], n: u32, check: impl Fn(&[u8]) -> String) {
     let config = Config { cases: n, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, rng(target));
     let watchdog = Watchdog::new(target);
     // The case in progress, for when the process aborts (allocation refused, hang).
     let current = failures_dir().join(format!("{target}-current"));
+    let outcomes = std::sync::Mutex::new(std::collections::BTreeMap::<String, u32>::new());
     let t = Instant::now();
     let result = runner.run(&(any::<Index>(), mutations()), |(which, muts)| {
         let seed = &seeds[which.index(seeds.len())];
         let input = apply(seed, &muts);
         std::fs::write(&current, &input).unwrap();
         watchdog.start();
-        check(&input);
+        let outcome = check(&input);
         watchdog.stop();
+        *outcomes.lock().unwrap().entry(outcome).or_default() += 1;
         Ok(())
     });
     watchdog.stop();
     eprintln!("fuzz {target}: {n} cases in {:.1} s", t.elapsed().as_secs_f64());
+    if std::env::var_os("EVOTUNE_FUZZ_STATS").is_some() {
+        let mut o: Vec<(String, u32)> = outcomes.into_inner().unwrap().into_iter().collect();
+        o.sort_by(|a, b| b.1.cmp(&a.1));
+        for (what, count) in o {
+            eprintln!("fuzz {target}: {count:6} × {what}");
+        }
+    }
     match result {
         Ok(()) => {}
         Err(TestError::Fail(reason, (which, muts))) => {
@@ -537,53 +546,88 @@ fn fuzz(target: &'static str, seeds: &[Seed], n: u32, check: impl Fn(&[u8])) {
 
 /// A few steps of what the CLI does with a loaded model: render, tokenize, generate, score. Any
 /// of them may fail (a mutated model may be nonsense); none may panic.
-fn exercise(model: &evotune::model::Model, params: &evotune::model::Params) {
-    let Ok(text) = model.chat.render_prompt(&Prompt::Chat { system: None, user: "ab abc 12".into() }) else { return };
-    let Ok(ids) = model.tokenizer.encode(&text) else { return };
+fn exercise(model: &evotune::model::Model, params: &evotune::model::Params) -> String {
+    let text = match model.chat.render_prompt(&Prompt::Chat { system: None, user: "ab abc 12".into() }) {
+        Ok(t) => t,
+        Err(e) => return format!("loaded, render: {}", kind(&e)),
+    };
+    let ids = match model.tokenizer.encode(&text) {
+        Ok(ids) => ids,
+        Err(e) => return format!("loaded, encode: {}", kind(&e)),
+    };
     let _ = model.tokenizer.decode(&ids, true);
     if ids.is_empty() {
-        return;
+        return "loaded, no tokens".into();
     }
     let opts = GenerateOptions {
         max_new_tokens: 2,
         sampling: Sampling::Greedy,
         stop_tokens: model.tokenizer.stop_tokens.clone(),
     };
-    let _ = generate(&model.llama, params, std::slice::from_ref(&ids), &opts);
-    let _ = score(&model.llama, params, &[(ids, vec![3, 4])]);
+    let generated = generate(&model.llama, params, std::slice::from_ref(&ids), &opts);
+    let scored = score(&model.llama, params, &[(ids, vec![3, 4])]);
+    format!("loaded, generate: {}, score: {}", outcome(&generated), outcome(&scored))
+}
+
+/// The variant of an error (with the key or field for metadata and task-line errors).
+fn kind(e: &evotune::Error) -> String {
+    use evotune::Error as E;
+    let debug = format!("{e:?}");
+    let variant = debug.split([' ', '{', '(']).next().unwrap_or("").to_string();
+    match e {
+        E::BadMetadata { key, .. } => format!("{variant} {key}"),
+        E::BadTaskLine { field, .. } => format!("{variant} {field}"),
+        _ => variant,
+    }
+}
+
+fn outcome<T>(r: &evotune::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => kind(e),
+    }
 }
 
 /// Loads a mutated GGUF from `path`: an error must name the file.
-fn gguf_check(path: &Path, bytes: &[u8]) {
+fn gguf_check(path: &Path, bytes: &[u8]) -> String {
     std::fs::write(path, bytes).unwrap();
     match load_path(path) {
         Ok((model, params)) => exercise(&model, &params),
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains(&path.display().to_string()), "a GGUF load error does not name the file: {msg}");
+            kind(&e)
         }
     }
 }
 
 /// Writes `bytes` as file `name` of the HF directory `dir`, then loads the directory.
-fn hf_check(dir: &Path, name: &str, bytes: &[u8]) {
+fn hf_check(dir: &Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(dir.join(name), bytes).unwrap();
-    if let Ok((model, params)) = load_path(dir) {
-        exercise(&model, &params);
+    match load_path(dir) {
+        Ok((model, params)) => exercise(&model, &params),
+        Err(e) => kind(&e),
     }
 }
 
 /// The tokenizer files of a HF directory alone.
-fn tokenizer_check(dir: &Path, name: &str, bytes: &[u8]) {
+fn tokenizer_check(dir: &Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(dir.join(name), bytes).unwrap();
-    if let Ok(tok) = Tokenizer::from_file(&dir.join("tokenizer.json"), dir) {
-        if let Ok(ids) = tok.encode("ab abc<|im_end|> us 12") {
-            let _ = tok.decode(&ids, false);
+    let tok = match Tokenizer::from_file(&dir.join("tokenizer.json"), dir) {
+        Ok(tok) => match tok.encode("ab abc<|im_end|> us 12") {
+            Ok(ids) => format!("tokenizer ok, decode {}", outcome(&tok.decode(&ids, false))),
+            Err(e) => format!("tokenizer ok, encode {}", kind(&e)),
+        },
+        Err(e) => format!("tokenizer {}", kind(&e)),
+    };
+    let chat = match ChatTemplate::from_hf_dir(dir) {
+        Ok(chat) => {
+            let r = chat.render_prompt(&Prompt::Chat { system: Some("s".into()), user: "u".into() });
+            format!("template ok, render {}", outcome(&r))
         }
-    }
-    if let Ok(chat) = ChatTemplate::from_hf_dir(dir) {
-        let _ = chat.render_prompt(&Prompt::Chat { system: Some("s".into()), user: "u".into() });
-    }
+        Err(e) => format!("template {}", kind(&e)),
+    };
+    format!("{tok}; {chat}")
 }
 
 const GENERATION_JSONL: &str = r#"{"prompt": "What is the capital of France?", "answer": "Paris"}
@@ -595,13 +639,14 @@ const CHOICE_JSONL: &str = r#"{"question": "Which is a fruit?", "choices": ["app
 {"question": "2 + 3?", "choices": ["4", "5", 6], "answer": "B", "system": "Be brief."}
 "#;
 
-fn jsonl_check(bytes: &[u8]) {
+fn jsonl_check(bytes: &[u8]) -> String {
     let path = Path::new("fuzz.jsonl");
     let text = String::from_utf8_lossy(bytes);
-    let _ = jsonl::parse_items(path, &text);
+    let generation = outcome(&jsonl::parse_items(path, &text));
     let _ = JsonlTask::from_text("fuzz", path, &text, &TaskOptions::default());
-    if let Ok(items) = multiple_choice::parse_items(path, &text) {
-        for it in &items {
+    let choice = multiple_choice::parse_items(path, &text);
+    if let Ok(items) = &choice {
+        for it in items {
             let _ = it.generation_prompt();
             let _ = multiple_choice::parse_choice(&text, &it.choices);
         }
@@ -609,6 +654,7 @@ fn jsonl_check(bytes: &[u8]) {
     // The reply parser sees model output: any text.
     let choices: Vec<String> = ["apple", "İstanbul", "ß", "5"].iter().map(|s| s.to_string()).collect();
     let _ = multiple_choice::parse_choice(&text, &choices);
+    format!("generation items {generation}; choice items {}", outcome(&choice))
 }
 
 fn gguf_seeds() -> Vec<Seed> {
@@ -682,9 +728,9 @@ fn corpus_replays_cleanly() {
         for file in files {
             let bytes = std::fs::read(&file).unwrap();
             let name = target.file_name().unwrap().to_str().unwrap();
-            eprintln!("replay {name}/{}", file.file_name().unwrap().to_string_lossy());
+            eprint!("replay {name}/{}", file.file_name().unwrap().to_string_lossy());
             watchdog.start();
-            match name {
+            let outcome = match name {
                 "gguf" => gguf_check(&gguf, &bytes),
                 "safetensors" => hf_check(&hf, "model.safetensors", &bytes),
                 "config" => hf_check(&hf, "config.json", &bytes),
@@ -692,8 +738,9 @@ fn corpus_replays_cleanly() {
                 "tokenizer_config" => tokenizer_check(&hf, "tokenizer_config.json", &bytes),
                 "jsonl" => jsonl_check(&bytes),
                 other => panic!("unknown corpus target {other}"),
-            }
+            };
             watchdog.stop();
+            eprintln!("  → {outcome}");
             // Each replay leaves the directory as it found it.
             tiny_files::write_tiny_hf_dir(&hf);
             n += 1;
