@@ -27,8 +27,9 @@
 //! A failing input is written to `target/fuzz-failures/<target>-<hash>` (after shrinking), and the
 //! input of the case in progress to `target/fuzz-failures/<target>-current` (what to look at when
 //! the binary aborts on a refused allocation or a hang); inputs
-//! that once found bugs live in `tests/fuzz_corpus/<target>/` and are replayed by
-//! [`corpus_replays_cleanly`] on every run.
+//! that once found bugs live in `tests/fuzz_corpus/<target>/` (the directory names the target;
+//! binary files end in `.bin`, as the repository ignores `*.gguf` and `*.safetensors`) and are
+//! replayed by [`corpus_replays_cleanly`] on every run.
 
 #[path = "support/tiny_files.rs"]
 mod tiny_files;
