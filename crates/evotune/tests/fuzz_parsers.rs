@@ -71,7 +71,7 @@ impl Bounded {
         let mut buf = [0u8; 160];
         let mut w = &mut buf[..];
         let _ =
-            write!(w, "fuzz_parsers: refused an allocation of {size} bytes ({} live)\n", LIVE.load(Ordering::Relaxed));
+            writeln!(w, "fuzz_parsers: refused an allocation of {size} bytes ({} live)", LIVE.load(Ordering::Relaxed));
         let n = 160 - w.len();
         let _ = std::io::stderr().write_all(&buf[..n]);
     }
@@ -209,7 +209,7 @@ fn gguf_fields(b: &[u8]) -> Vec<Field> {
         match ty {
             0 | 1 | 7 => *pos += 1,
             2 | 3 => *pos += 2,
-            4 | 5 | 6 => {
+            4..=6 => {
                 f.push(Field { at: *pos, len: 4, kind: FieldKind::U32 });
                 *pos += 4
             }
@@ -520,7 +520,7 @@ fn fuzz(target: &'static str, seeds: &[Seed], n: u32, check: impl Fn(&[u8]) -> S
     eprintln!("fuzz {target}: {n} cases in {:.1} s", t.elapsed().as_secs_f64());
     if std::env::var_os("EVOTUNE_FUZZ_STATS").is_some() {
         let mut o: Vec<(String, u32)> = outcomes.into_inner().unwrap().into_iter().collect();
-        o.sort_by(|a, b| b.1.cmp(&a.1));
+        o.sort_by_key(|e| std::cmp::Reverse(e.1));
         for (what, count) in o {
             eprintln!("fuzz {target}: {count:6} × {what}");
         }
