@@ -215,17 +215,29 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
     }
 
     let config = hf.resolve(&config_path, index.contains_key("lm_head.weight"))?;
-    // The config must describe no more weights than the files hold (each is at least 2 bytes)
-    // before a layout is planned or memory allocated from it.
-    let file_bytes = index.values().map(|(_, v)| v.data().len()).fold(0usize, usize::saturating_add);
-    if config.checked_weight_count().is_none_or(|n| n > file_bytes / 2) {
+    // Before a layout is planned from the config: its sizes must not overflow, and it may not ask
+    // for more layers than the files hold tensors (a layer count of 2⁴⁰ would otherwise plan 2⁴⁰
+    // names). Every planned tensor is then found with its shape before the arena is allocated, so
+    // the allocation is bounded by what the files hold.
+    if config.checked_weight_count().is_none() {
+        return Err(Error::BadMetadata {
+            path: config_path,
+            key: "hidden_size".into(),
+            problem: format!(
+                "the tensor sizes overflow: {} layers of hidden size {}, intermediate size {}, {}×{} query and {} KV \
+                 heads, vocabulary {}",
+                config.layers, config.hidden, config.ffn, config.heads, config.head_dim, config.kv_heads, config.vocab
+            ),
+        });
+    }
+    if config.layers > index.len() {
         return Err(Error::BadMetadata {
             path: config_path,
             key: "num_hidden_layers".into(),
             problem: format!(
-                "{} layers of hidden size {}, intermediate size {}, {}×{} query and {} KV heads, vocabulary {}: \
-                 more weights than the {file_bytes} bytes of tensors in the *.safetensors files",
-                config.layers, config.hidden, config.ffn, config.heads, config.head_dim, config.kv_heads, config.vocab
+                "{} layers, but the *.safetensors files hold only {} tensors in all",
+                config.layers,
+                index.len()
             ),
         });
     }
