@@ -25,6 +25,8 @@ pub enum Error {
     UnsupportedArchitecture { path: PathBuf, found: String },
     #[error("{path}: metadata key `{key}`: {problem}")]
     BadMetadata { path: PathBuf, key: String, problem: String },
+    #[error("{path}: tensor `{tensor}`: {location} is {value}; weights must be finite (the file is corrupt)")]
+    NonFiniteWeight { path: PathBuf, tensor: String, location: String, value: f32 },
     #[error("{path}: tensor `{tensor}` is missing")]
     MissingTensor { path: PathBuf, tensor: String },
     #[error("{path}: tensor `{tensor}`: shape {found:?}, expected {expected:?}")]
@@ -55,6 +57,11 @@ pub enum Error {
     LayoutTensorShape { tensor: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("model config: `{field}`: {problem}")]
     BadModelConfig { field: &'static str, problem: String },
+    #[error(
+        "sequence {sequence}: the logits at step {step} are not finite (NaN or infinity); the weights are \
+         corrupt or have diverged"
+    )]
+    NonFiniteLogits { step: usize, sequence: usize },
     #[error("candle reference model: {problem}")]
     CandleRef { problem: String },
 

@@ -80,13 +80,19 @@ fn every_supported_type_matches_candle_bit_for_bit() {
 fn f16_and_bf16_widen_exactly() {
     // Every f16 bit pattern widens to the f32 `half` says (independent of candle), NaNs stay NaN.
     let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|b| b.to_le_bytes()).collect();
+    // The kernels convert every pattern and report the first non-finite one (+inf: 0x7C00 in f16,
+    // 0x7F80 in bf16); `dequantize` turns that into an error naming the element.
     let mut out = vec![0.0f32; 1 << 16];
-    dequantize(GgmlType::F16, &bytes, &mut out, Path::new("all"), "f16").unwrap();
+    assert_eq!(evotune::model::quant::dequantize_f16(&bytes, &mut out), Some(0x7C00));
     for (b, y) in (0..=u16::MAX).zip(&out) {
         let want = half::f16::from_bits(b).to_f32();
         assert!(want.to_bits() == y.to_bits() || (want.is_nan() && y.is_nan()), "{b:#06x}");
     }
-    dequantize(GgmlType::BF16, &bytes, &mut out, Path::new("all"), "bf16").unwrap();
+    let e = dequantize(GgmlType::F16, &bytes, &mut out, Path::new("all"), "f16").unwrap_err();
+    assert!(e.to_string().contains("element 31744"), "{e}");
+    assert_eq!(evotune::model::quant::dequantize_bf16(&bytes, &mut out), Some(0x7F80));
+    let e = dequantize(GgmlType::BF16, &bytes, &mut out, Path::new("all"), "bf16").unwrap_err();
+    assert!(e.to_string().contains("element 32640"), "{e}");
     for (b, y) in (0..=u16::MAX).zip(&out) {
         // bf16 is the top half of an f32.
         let want = f32::from_bits((b as u32) << 16);

@@ -147,7 +147,8 @@ impl ModelConfig {
                 .ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: "token_embd.weight".into() })?;
             embd.shape()[0]
         };
-        Ok(ModelConfig {
+        let block_count_key = key("block_count");
+        let config = ModelConfig {
             architecture: arch,
             hidden,
             ffn,
@@ -161,7 +162,44 @@ impl ModelConfig {
             rms_eps,
             tied_embeddings: g.tensor("output.weight").is_none(),
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
-        })
+        };
+        // No ggml type stores a weight in less than a bit, so a config describing more than 8
+        // weights per byte of the file cannot be this file's (and its sizes may overflow).
+        let file_bytes = g.file_len();
+        if config.checked_weight_count().is_none_or(|n| n / 8 > file_bytes) {
+            return Err(Error::BadMetadata {
+                path: g.path.clone(),
+                key: block_count_key,
+                problem: format!(
+                    "{layers} layers of hidden size {hidden}, FFN {ffn}, {heads}×{head_dim} query and {kv_heads} KV heads, \
+                     vocabulary {vocab}: more weights than a {file_bytes}-byte file can hold"
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The number of weights this config describes (every tensor of the HF layout), or `None` when
+    /// a tensor's size or the total overflows `usize`. File readers check it before building a
+    /// layout, so that a corrupt header (a layer count or a hidden size of 2⁶⁰) is an error instead
+    /// of an overflow or an absurd allocation.
+    pub fn checked_weight_count(&self) -> Option<usize> {
+        let (d, f, v) = (self.hidden, self.ffn, self.vocab);
+        let q = self.heads.checked_mul(self.head_dim)?;
+        let kv = self.kv_heads.checked_mul(self.head_dim)?;
+        let bias = if self.qkv_bias { q.checked_add(kv.checked_mul(2)?)? } else { 0 };
+        let per_layer = [
+            d.checked_mul(2)?,                  // the two norms
+            q.checked_mul(d)?.checked_mul(2)?,  // q and o
+            kv.checked_mul(d)?.checked_mul(2)?, // k and v
+            f.checked_mul(d)?.checked_mul(3)?,  // gate, up, down
+            bias,
+        ]
+        .into_iter()
+        .try_fold(0usize, |a, x| a.checked_add(x))?;
+        let embed = v.checked_mul(d)?;
+        let head = if self.tied_embeddings { 0 } else { embed };
+        per_layer.checked_mul(self.layers)?.checked_add(embed)?.checked_add(head)?.checked_add(d)
     }
 
     /// Whether this architecture's GGUF Q/K rows are in llama.cpp's interleaved-RoPE order.

@@ -95,7 +95,8 @@ pub fn shared_prefix_len(prompts: &[Vec<u32>]) -> usize {
 ///
 /// Errors: an empty prompt ([`Error::EmptyPrompt`]); a prompt whose length plus `max_new_tokens`
 /// exceeds the model's context ([`Error::ContextOverflow`], checked up front so that no sequence is
-/// cut short silently); a token id outside the vocabulary.
+/// cut short silently); a token id outside the vocabulary; a NaN or infinite logit
+/// ([`Error::NonFiniteLogits`], naming the prompt and the step: 0 for the first new token).
 pub fn generate(llama: &Llama, params: &Params, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
     generate_with(llama, params, None, prompts, opts, &mut GenerateStats::default())
 }
@@ -186,7 +187,7 @@ pub fn generate_with(
         stats.prefill_tokens += prompts.iter().map(|p| p.len() - shared).sum::<usize>();
         stats.prefill_forwards += 1;
         stats.prompt_tokens += prompts.iter().map(|p| p.len()).sum::<usize>();
-        (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect()
+        (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect::<Result<_>>()?
     };
     stats.prefill_seconds += t_prefill.elapsed().as_secs_f64();
     let t_decode = Instant::now();
@@ -222,7 +223,7 @@ pub fn generate_with(
         stats.decode_tokens += active.len();
         stats.decode_forwards += 1;
         for (a, &i) in active.iter().enumerate() {
-            next[i] = pick(logits.row(a, 0), &opts.sampling, i, step);
+            next[i] = pick(logits.row(a, 0), &opts.sampling, i, step)?;
         }
     }
     stats.decode_seconds += t_decode.elapsed().as_secs_f64();
@@ -242,16 +243,38 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Chooses the next token of sequence `seq` at decoding step `step`.
-fn pick(logits: &[f32], sampling: &Sampling, seq: usize, step: usize) -> u32 {
+/// [`argmax`] when every logit is finite, `None` when one is NaN or infinite (checked in the same
+/// pass over the row).
+pub fn argmax_finite(logits: &[f32]) -> Option<u32> {
+    let mut best = 0usize;
+    let mut bv = f32::NEG_INFINITY;
+    let mut finite = true;
+    for (i, &x) in logits.iter().enumerate() {
+        finite &= x.is_finite();
+        if x > bv {
+            bv = x;
+            best = i;
+        }
+    }
+    finite.then_some(best as u32)
+}
+
+/// Chooses the next token of sequence `seq` at decoding step `step`. Non-finite logits are an
+/// error ([`Error::NonFiniteLogits`]): a NaN row has no argmax and no distribution to sample, and
+/// choosing a token anyway would hide a corrupt or diverged model behind plausible-looking output.
+fn pick(logits: &[f32], sampling: &Sampling, seq: usize, step: usize) -> Result<u32> {
+    let nonfinite = || Error::NonFiniteLogits { step, sequence: seq };
     match *sampling {
-        Sampling::Greedy => argmax(logits),
+        Sampling::Greedy => argmax_finite(logits).ok_or_else(nonfinite),
         Sampling::Sample { temperature, top_p, seed } => {
             if temperature == 0.0 {
-                return argmax(logits);
+                return argmax_finite(logits).ok_or_else(nonfinite);
+            }
+            if !logits.iter().all(|x| x.is_finite()) {
+                return Err(nonfinite());
             }
             let u = uniform(seed, seq as u64, step as u64);
-            sample_top_p(logits, temperature, top_p, u)
+            Ok(sample_top_p(logits, temperature, top_p, u))
         }
     }
 }
@@ -311,6 +334,20 @@ mod tests {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
         assert_eq!(argmax(&[f32::NAN, 0.5, 0.5]), 1);
         assert_eq!(argmax(&[-1.0]), 0);
+    }
+
+    #[test]
+    fn argmax_finite_agrees_with_argmax_and_rejects_nan_and_inf() {
+        for row in [&[1.0, 3.0, 3.0, 2.0][..], &[-1.0], &[0.0, -0.0, 5e-39, -3e38]] {
+            assert_eq!(argmax_finite(row), Some(argmax(row)));
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(argmax_finite(&[0.5, bad, 0.25]), None);
+            let e = pick(&[0.5, bad], &Sampling::Greedy, 3, 7).unwrap_err();
+            assert!(matches!(e, Error::NonFiniteLogits { step: 7, sequence: 3 }), "{e}");
+            let sample = Sampling::Sample { temperature: 0.8, top_p: 0.9, seed: 1 };
+            assert!(matches!(pick(&[bad, 0.5], &sample, 0, 2), Err(Error::NonFiniteLogits { step: 2, sequence: 0 })));
+        }
     }
 
     #[test]

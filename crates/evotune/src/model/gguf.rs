@@ -405,6 +405,11 @@ impl GgufFile {
         Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, alignment, data_offset, mmap })
     }
 
+    /// Size of the file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.mmap.len()
+    }
+
     // === Metadata ===
 
     /// The value of `key`, if present.
@@ -508,7 +513,8 @@ impl GgufFile {
         Ok(&self.mmap[start..start + n])
     }
 
-    /// Dequantizes `t` into `out` (`out.len()` must equal its element count).
+    /// Dequantizes `t` into `out` (`out.len()` must equal its element count). A NaN or infinite
+    /// value or block scale is an [`Error::NonFiniteWeight`] naming the tensor and the block.
     pub fn dequantize_into(&self, t: &GgufTensor, out: &mut [f32]) -> Result<()> {
         if !t.ggml_type.is_dequantizable() {
             return Err(Error::UnsupportedTensorType {
@@ -538,7 +544,7 @@ impl GgufFile {
         let bytes = self.tensor_bytes(t)?;
         let b0 = start / block * block_bytes;
         let b1 = b0 + out.len() / block * block_bytes;
-        quant::dequantize(t.ggml_type, &bytes[b0..b1], out, &self.path, &t.name)?;
+        quant::dequantize_at(t.ggml_type, &bytes[b0..b1], out, &self.path, &t.name, start)?;
         Ok(true)
     }
 

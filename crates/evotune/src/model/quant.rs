@@ -6,6 +6,14 @@
 //! Every element is computed independently, so splitting a tensor over threads gives bit-identical
 //! results. The arithmetic order matches ggml's `dequantize_row_*` (and candle's `to_float`), so
 //! results are bit-identical to theirs, not merely close.
+//!
+//! **Finiteness.** Every kernel also reports the first value that is not finite (NaN or ±∞), so a
+//! corrupt file is an error naming the tensor and the block instead of silent garbage downstream.
+//! Float types (F32, F16, BF16) check every element, folded into the copy loop. Quantized types
+//! check only their f16 scales: with finite scales every output is finite (the largest product,
+//! e.g. Q6_K's 65504·127·32, stays far below f32's range), and a non-finite scale makes its whole
+//! block non-finite. The check reads no more memory than the conversion already does, and changes
+//! no arithmetic.
 
 use std::path::Path;
 
@@ -239,41 +247,87 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// Whether the little-endian f16 at byte `i` is NaN or ±∞ (all five exponent bits set).
+#[inline(always)]
+fn f16_nonfinite(b: &[u8], i: usize) -> bool {
+    b[i + 1] & 0x7C == 0x7C
+}
+
+/// The first non-finite value of `out` (slow path, run only once the fast check failed).
+fn first_nonfinite(out: &[f32]) -> Option<usize> {
+    out.iter().position(|x| !x.is_finite())
+}
+
+// Every kernel returns `None` when all it wrote is finite, else `Some(i)`: for a float type, `i` is
+// the index in `out` of the first non-finite element; for a quantized type, the index of the first
+// block whose scale (or offset) is non-finite.
+
 /// F32: little-endian IEEE single, copied.
-pub fn dequantize_f32(data: &[u8], out: &mut [f32]) {
+pub fn dequantize_f32(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    let mut finite = true;
     for (y, b) in out.iter_mut().zip(data.chunks_exact(4)) {
-        *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        finite &= v.is_finite();
+        *y = v;
+    }
+    if finite {
+        None
+    } else {
+        first_nonfinite(out)
     }
 }
 
 /// F16: little-endian IEEE half, widened exactly.
-pub fn dequantize_f16(data: &[u8], out: &mut [f32]) {
+pub fn dequantize_f16(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    let mut finite = true;
     for (y, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-        *y = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        let v = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        finite &= v.is_finite();
+        *y = v;
+    }
+    if finite {
+        None
+    } else {
+        first_nonfinite(out)
     }
 }
 
 /// BF16: the top 16 bits of an f32, widened exactly.
-pub fn dequantize_bf16(data: &[u8], out: &mut [f32]) {
+pub fn dequantize_bf16(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    let mut finite = true;
     for (y, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-        *y = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+        let v = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+        finite &= v.is_finite();
+        *y = v;
+    }
+    if finite {
+        None
+    } else {
+        first_nonfinite(out)
     }
 }
 
 /// Q8_0 ([`BlockQ8_0`], 34 bytes: `d: f16, qs: [i8; 32]`): `y[j] = qs[j]·d`.
-pub fn dequantize_q8_0(data: &[u8], out: &mut [f32]) {
-    for (y, b) in out.chunks_exact_mut(QK).zip(data.chunks_exact(34)) {
+pub fn dequantize_q8_0(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    for (i, (y, b)) in out.chunks_exact_mut(QK).zip(data.chunks_exact(34)).enumerate() {
+        if f16_nonfinite(b, 0) {
+            return Some(i);
+        }
         let d = f16_at(b, 0);
         for (j, y) in y.iter_mut().enumerate() {
             *y = (b[2 + j] as i8) as f32 * d;
         }
     }
+    None
 }
 
 /// Q4_0 ([`BlockQ4_0`], 18 bytes: `d: f16, qs: [u8; 16]`):
 /// `y[j] = (lo(qs[j]) − 8)·d`, `y[j+16] = (hi(qs[j]) − 8)·d` for j < 16.
-pub fn dequantize_q4_0(data: &[u8], out: &mut [f32]) {
-    for (y, b) in out.chunks_exact_mut(QK).zip(data.chunks_exact(18)) {
+pub fn dequantize_q4_0(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    for (i, (y, b)) in out.chunks_exact_mut(QK).zip(data.chunks_exact(18)).enumerate() {
+        if f16_nonfinite(b, 0) {
+            return Some(i);
+        }
         let d = f16_at(b, 0);
         let qs = &b[2..18];
         for j in 0..QK / 2 {
@@ -281,12 +335,16 @@ pub fn dequantize_q4_0(data: &[u8], out: &mut [f32]) {
             y[j + QK / 2] = ((qs[j] >> 4) as i16 - 8) as f32 * d;
         }
     }
+    None
 }
 
 /// Q4_1 ([`BlockQ4_1`], 20 bytes: `d: f16, m: f16, qs: [u8; 16]`):
 /// `y[j] = lo(qs[j])·d + m`, `y[j+16] = hi(qs[j])·d + m` for j < 16.
-pub fn dequantize_q4_1(data: &[u8], out: &mut [f32]) {
-    for (y, b) in out.chunks_exact_mut(QK).zip(data.chunks_exact(20)) {
+pub fn dequantize_q4_1(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    for (i, (y, b)) in out.chunks_exact_mut(QK).zip(data.chunks_exact(20)).enumerate() {
+        if f16_nonfinite(b, 0) | f16_nonfinite(b, 2) {
+            return Some(i);
+        }
         let d = f16_at(b, 0);
         let m = f16_at(b, 2);
         let qs = &b[4..20];
@@ -295,6 +353,7 @@ pub fn dequantize_q4_1(data: &[u8], out: &mut [f32]) {
             y[j + QK / 2] = (qs[j] >> 4) as f32 * d + m;
         }
     }
+    None
 }
 
 /// The 6-bit (scale, min) of sub-block `j` (0..8) of a Q4_K/Q5_K block, from its 12 packed bytes:
@@ -315,8 +374,11 @@ pub fn q4k_scale_min(j: usize, s: &[u8]) -> (u8, u8) {
 /// (sc, m) = [`q4k_scale_min`]:
 /// `y[64c + l]      = (d·sc₂c)·lo(q[l]) − dmin·m₂c`,
 /// `y[64c + 32 + l] = (d·sc₂c₊₁)·hi(q[l]) − dmin·m₂c₊₁`, l < 32.
-pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) {
-    for (y, b) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(144)) {
+pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    for (i, (y, b)) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(144)).enumerate() {
+        if f16_nonfinite(b, 0) | f16_nonfinite(b, 2) {
+            return Some(i);
+        }
         let d = f16_at(b, 0);
         let dmin = f16_at(b, 2);
         let scales = &b[4..16];
@@ -334,6 +396,7 @@ pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) {
             }
         }
     }
+    None
 }
 
 /// Q6_K ([`BlockQ6K`], 210 bytes: `ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16`).
@@ -345,8 +408,11 @@ pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) {
 /// q2 = hi(ql[l])    | bits 4-5 of qh[l] << 4   →  y[l + 64] = (d·sc[l/16 + 4])·(q2 − 32)
 /// q3 = hi(ql[l+32]) | bits 6-7 of qh[l] << 4   →  y[l + 96] = (d·sc[l/16 + 6])·(q3 − 32)
 /// ```
-pub fn dequantize_q6k(data: &[u8], out: &mut [f32]) {
-    for (y, b) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(210)) {
+pub fn dequantize_q6k(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    for (i, (y, b)) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(210)).enumerate() {
+        if f16_nonfinite(b, 208) {
+            return Some(i);
+        }
         let d = f16_at(b, 208);
         for h in 0..2 {
             let ql = &b[64 * h..64 * h + 64];
@@ -366,17 +432,34 @@ pub fn dequantize_q6k(data: &[u8], out: &mut [f32]) {
             }
         }
     }
+    None
 }
 
 /// Blocks per parallel task: large enough to amortise scheduling, small enough to balance 2..64
 /// threads. Results do not depend on it (every element is computed independently).
 const BLOCKS_PER_TASK: usize = 1024;
+/// Fewest elements per parallel task (float types have one-element blocks).
+const MIN_ELEMENTS_PER_TASK: usize = 1 << 14;
 
 /// Dequantizes `data` (tensor `tensor` of file `path`, type `ty`) into `out`, in parallel over
-/// blocks. Errors: [`Error::UnsupportedTensorType`] for a type without a dequantizer, and
+/// blocks. Errors: [`Error::UnsupportedTensorType`] for a type without a dequantizer,
 /// [`Error::CorruptModel`] when `out.len()` is not a whole number of blocks or `data` is not exactly
-/// the bytes those blocks need.
+/// the bytes those blocks need, and [`Error::NonFiniteWeight`] (naming the first bad block or
+/// element) when a value or a block scale is NaN or infinite.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32], path: &Path, tensor: &str) -> Result<()> {
+    dequantize_at(ty, data, out, path, tensor, 0)
+}
+
+/// [`dequantize`] of a piece of a tensor whose first element is element `first` of the tensor
+/// (so that an error gives the index in the whole tensor).
+pub fn dequantize_at(
+    ty: GgmlType,
+    data: &[u8],
+    out: &mut [f32],
+    path: &Path,
+    tensor: &str,
+    first: usize,
+) -> Result<()> {
     if !ty.is_dequantizable() {
         return Err(Error::UnsupportedTensorType {
             path: path.to_path_buf(),
@@ -398,7 +481,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32], path: &Path, tenso
             ),
         });
     }
-    let kernel: fn(&[u8], &mut [f32]) = match ty {
+    let kernel: fn(&[u8], &mut [f32]) -> Option<usize> = match ty {
         GgmlType::F32 => dequantize_f32,
         GgmlType::F16 => dequantize_f16,
         GgmlType::BF16 => dequantize_bf16,
@@ -409,9 +492,40 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32], path: &Path, tenso
         GgmlType::Q6K => dequantize_q6k,
         _ => unreachable!("checked by is_dequantizable"),
     };
-    let per_task = BLOCKS_PER_TASK * block;
-    out.par_chunks_mut(per_task).zip(data.par_chunks(BLOCKS_PER_TASK * block_bytes)).for_each(|(y, b)| kernel(b, y));
-    Ok(())
+    let blocks_per_task = BLOCKS_PER_TASK.max(MIN_ELEMENTS_PER_TASK / block);
+    // The first bad block (or element, for float types) over all tasks: deterministic.
+    let bad = out
+        .par_chunks_mut(blocks_per_task * block)
+        .zip(data.par_chunks(blocks_per_task * block_bytes))
+        .enumerate()
+        .filter_map(|(k, (y, b))| kernel(b, y).map(|i| k * blocks_per_task + i))
+        .min();
+    match bad {
+        None => Ok(()),
+        Some(i) => Err(nonfinite_error(ty, data, out, path, tensor, first, i)),
+    }
+}
+
+/// The error for the non-finite block or element `i` (in units of `ty`'s blocks) of `data`.
+fn nonfinite_error(ty: GgmlType, data: &[u8], out: &[f32], path: &Path, tensor: &str, first: usize, i: usize) -> Error {
+    let (block, block_bytes) = ty.block_layout().expect("dequantizable types have a block layout");
+    let (location, value) = if block == 1 {
+        (format!("element {}", first + i), out[i])
+    } else {
+        let b = &data[i * block_bytes..(i + 1) * block_bytes];
+        // (name, byte offset) of the block's f16 scales, in the order the kernel checks them.
+        let fields: &[(&str, usize)] = match ty {
+            GgmlType::Q4_1 => &[("scale d", 0), ("offset m", 2)],
+            GgmlType::Q4K => &[("scale d", 0), ("scale dmin", 2)],
+            GgmlType::Q6K => &[("scale d", 208)],
+            _ => &[("scale d", 0)],
+        };
+        let &(name, at) = fields.iter().find(|&&(_, at)| f16_nonfinite(b, at)).unwrap_or(&fields[0]);
+        let start = first + i * block;
+        let n = start / block;
+        (format!("{} block {n} (elements {start}..{}), {name}", ty.name(), start + block), f16_at(b, at))
+    };
+    Error::NonFiniteWeight { path: path.to_path_buf(), tensor: tensor.to_string(), location, value }
 }
 
 #[cfg(test)]
@@ -476,6 +590,116 @@ mod tests {
         assert!(matches!(e, Error::CorruptModel { .. }), "{e}");
         let mut y = [0.0f32; 31];
         assert!(dequantize(GgmlType::Q8_0, &[0u8; 34], &mut y, p(), "x").is_err());
+    }
+
+    /// Bytes of `n` blocks of `ty` with every scale 1.0 and codes from a counter, and the byte
+    /// offsets of one block's f16 scales.
+    fn blocks(ty: GgmlType, n: usize) -> (Vec<u8>, Vec<usize>) {
+        let (_, bytes) = ty.block_layout().unwrap();
+        let scales: Vec<usize> = match ty {
+            GgmlType::Q4_1 | GgmlType::Q4K => vec![0, 2],
+            GgmlType::Q6K => vec![208],
+            GgmlType::F32 => vec![],
+            _ => vec![0],
+        };
+        let mut b: Vec<u8> = (0..n * bytes).map(|i| (i * 37 % 251) as u8).collect();
+        if ty == GgmlType::F32 {
+            for (i, c) in b.chunks_exact_mut(4).enumerate() {
+                c.copy_from_slice(&(i as f32 * 0.5).to_le_bytes());
+            }
+        } else if ty == GgmlType::F16 || ty == GgmlType::BF16 {
+            for (i, c) in b.chunks_exact_mut(2).enumerate() {
+                let v = if ty == GgmlType::F16 {
+                    f16::from_f32(i as f32).to_bits()
+                } else {
+                    bf16::from_f32(i as f32).to_bits()
+                };
+                c.copy_from_slice(&v.to_le_bytes());
+            }
+        } else {
+            for blk in b.chunks_exact_mut(bytes) {
+                for &at in &scales {
+                    blk[at..at + 2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+                }
+            }
+        }
+        (b, scales)
+    }
+
+    #[test]
+    fn nonfinite_scales_and_values_name_tensor_block_and_field() {
+        let types = [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q4K,
+            GgmlType::Q6K,
+        ];
+        // More blocks than one parallel task holds, so that the bad block is found across tasks.
+        for ty in types {
+            let (block, bytes) = ty.block_layout().unwrap();
+            let n = 2 * BLOCKS_PER_TASK.max(MIN_ELEMENTS_PER_TASK / block) + 3;
+            let (good, scales) = blocks(ty, n);
+            let mut y = vec![0.0f32; n * block];
+            dequantize(ty, &good, &mut y, p(), "t").unwrap();
+            assert!(y.iter().all(|x| x.is_finite()), "{ty:?}");
+            for bad in [f16::NAN, f16::INFINITY, f16::NEG_INFINITY] {
+                // Blocks k1 < k2 both bad: the error names k1, whichever task finishes first.
+                let (k1, k2) = (n - 2, n - 1);
+                let fields: Vec<(usize, &str)> = if block == 1 {
+                    vec![(0, "element")]
+                } else {
+                    scales
+                        .iter()
+                        .map(|&at| {
+                            (
+                                at,
+                                if at == 2 && ty == GgmlType::Q4_1 {
+                                    "offset m"
+                                } else if at == 2 {
+                                    "scale dmin"
+                                } else {
+                                    "scale d"
+                                },
+                            )
+                        })
+                        .collect()
+                };
+                for &(at, name) in &fields {
+                    let mut data = good.clone();
+                    for k in [k1, k2] {
+                        let at = k * bytes + at;
+                        match ty {
+                            GgmlType::F32 => data[at..at + 4].copy_from_slice(&bad.to_f32().to_le_bytes()),
+                            GgmlType::BF16 => {
+                                data[at..at + 2].copy_from_slice(&bf16::from_f32(bad.to_f32()).to_le_bytes())
+                            }
+                            _ => data[at..at + 2].copy_from_slice(&bad.to_le_bytes()),
+                        }
+                    }
+                    let e = dequantize(ty, &data, &mut y, p(), "blk.7.ffn_up.weight").unwrap_err();
+                    let Error::NonFiniteWeight { ref tensor, ref location, value, .. } = e else { panic!("{e}") };
+                    assert_eq!(tensor, "blk.7.ffn_up.weight");
+                    assert_eq!(value.is_nan(), bad.is_nan(), "{e}");
+                    let msg = e.to_string();
+                    assert!(msg.contains("test.gguf") && msg.contains("blk.7.ffn_up.weight"), "{msg}");
+                    if block == 1 {
+                        assert_eq!(location, &format!("element {k1}"), "{msg}");
+                    } else {
+                        assert!(location.contains(&format!("block {k1} ")) && location.ends_with(name), "{msg}");
+                    }
+                    // A piece read from element `first` on reports indices in the whole tensor.
+                    let first = 5 * block;
+                    let e = dequantize_at(ty, &data, &mut y, p(), "t", first).unwrap_err().to_string();
+                    let want =
+                        if block == 1 { format!("element {}", first + k1) } else { format!("block {} ", 5 + k1) };
+                    assert!(e.contains(&want), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -14,8 +14,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::error::{Error, IoResultExt, Result};
 use crate::files::write_atomic;
 use crate::model::{Layout, ModelConfig, Params};
@@ -218,12 +216,36 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
     }
 
     let config = hf.resolve(&config_path, index.contains_key("lm_head.weight"))?;
+    // Before a layout is planned from the config: its sizes must not overflow, and it may not ask
+    // for more layers than the files hold tensors (a layer count of 2⁴⁰ would otherwise plan 2⁴⁰
+    // names). Every planned tensor is then found with its shape before the arena is allocated, so
+    // the allocation is bounded by what the files hold.
+    if config.checked_weight_count().is_none() {
+        return Err(Error::BadMetadata {
+            path: config_path,
+            key: "hidden_size".into(),
+            problem: format!(
+                "the tensor sizes overflow: {} layers of hidden size {}, intermediate size {}, {}×{} query and {} KV \
+                 heads, vocabulary {}",
+                config.layers, config.hidden, config.ffn, config.heads, config.head_dim, config.kv_heads, config.vocab
+            ),
+        });
+    }
+    if config.layers > index.len() {
+        return Err(Error::BadMetadata {
+            path: config_path,
+            key: "num_hidden_layers".into(),
+            problem: format!(
+                "{} layers, but the *.safetensors files hold only {} tensors in all",
+                config.layers,
+                index.len()
+            ),
+        });
+    }
     let layout = hf_layout(&config);
-    let mut data = vec![0f32; layout.total()];
-    let mut rest: &mut [f32] = &mut data;
+    // Every tensor present with its shape, before the arena is allocated.
+    let mut views = Vec::with_capacity(layout.len());
     for info in layout.tensors() {
-        let (out, tail) = std::mem::take(&mut rest).split_at_mut(info.len);
-        rest = tail;
         let Some((file, view)) = index.get(&info.name) else {
             return Err(Error::MissingTensor { path: dir.to_path_buf(), tensor: info.name.clone() });
         };
@@ -236,18 +258,27 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
                 found: view.shape().to_vec(),
             });
         }
+        views.push((path, view));
+    }
+    let mut data = vec![0f32; layout.total()];
+    let mut rest: &mut [f32] = &mut data;
+    for (info, (path, view)) in layout.tensors().iter().zip(views) {
+        let (out, tail) = std::mem::take(&mut rest).split_at_mut(info.len);
+        rest = tail;
         decode_into(path, &info.name, view, out)?;
     }
     Ok((config, layout, data))
 }
 
-/// Converts one stored tensor to f32 (little-endian F32, F16 or BF16).
+/// Converts one stored tensor to f32 (little-endian F32, F16 or BF16) with the GGUF reader's
+/// converters, which also reject NaN and infinite values ([`Error::NonFiniteWeight`]).
 fn decode_into(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>, out: &mut [f32]) -> Result<()> {
+    use crate::model::quant::{self, GgmlType};
     use safetensors::Dtype;
-    let bytes = view.data();
-    let width = match view.dtype() {
-        Dtype::F32 => 4,
-        Dtype::F16 | Dtype::BF16 => 2,
+    let ty = match view.dtype() {
+        Dtype::F32 => GgmlType::F32,
+        Dtype::F16 => GgmlType::F16,
+        Dtype::BF16 => GgmlType::BF16,
         other => {
             return Err(Error::UnsupportedTensorType {
                 path: path.to_path_buf(),
@@ -256,26 +287,7 @@ fn decode_into(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'
             })
         }
     };
-    if bytes.len() != out.len() * width {
-        return Err(Error::CorruptModel {
-            path: path.to_path_buf(),
-            problem: format!("tensor `{name}`: {} bytes for {} elements of {width} bytes", bytes.len(), out.len()),
-        });
-    }
-    const CHUNK: usize = 1 << 16;
-    let dtype = view.dtype();
-    out.par_chunks_mut(CHUNK).zip(bytes.par_chunks(CHUNK * width)).for_each(|(o, b)| match dtype {
-        Dtype::F32 => {
-            o.iter_mut().zip(b.chunks_exact(4)).for_each(|(x, c)| *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        }
-        Dtype::F16 => {
-            o.iter_mut().zip(b.chunks_exact(2)).for_each(|(x, c)| *x = half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        }
-        _ => {
-            o.iter_mut().zip(b.chunks_exact(2)).for_each(|(x, c)| *x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-        }
-    });
-    Ok(())
+    quant::dequantize(ty, view.data(), out, path, name)
 }
 
 /// Writes `params` as a safetensors file of F32 tensors with HF names and metadata

@@ -128,55 +128,67 @@ fn forward_some(llama: &Llama, params: &Params, seqs: &mut [SeqInput]) -> Result
     llama.forward(params, seqs)
 }
 
-/// log Σᵥ exp z[v], with the max subtracted for stability and the sum in f64 (fixed order).
-fn log_sum_exp(z: &[f32]) -> f32 {
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// log Σᵥ exp z[v], with the max subtracted for stability and the sum in f64 (fixed order);
+/// `None` when a logit is NaN or infinite (checked in the pass that finds the max).
+fn log_sum_exp(z: &[f32]) -> Option<f32> {
+    let mut m = f32::NEG_INFINITY;
+    let mut finite = true;
+    for &x in z {
+        finite &= x.is_finite();
+        m = m.max(x);
+    }
+    if !finite {
+        return None;
+    }
     if m == f32::NEG_INFINITY {
-        return m;
+        return Some(m);
     }
     let s: f64 = z.iter().map(|&x| ((x - m) as f64).exp()).sum();
-    m + s.ln() as f32
+    Some(m + s.ln() as f32)
 }
 
 /// For each (prompt, continuation) pair, log p(continuation token | everything before) for every
-/// continuation token, in nats. An empty continuation gives an empty vector.
+/// continuation token, in nats. An empty continuation gives an empty vector. Logits that are NaN or
+/// infinite are an error ([`Error::NonFiniteLogits`] with the pair as `sequence` and the
+/// continuation token as `step`), never a NaN score.
 pub fn score(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<f32>>> {
     let logits = forward_pairs(llama, params, pairs)?;
-    Ok(pairs
+    pairs
         .iter()
         .enumerate()
         .map(|(s, (_, c))| match logits.index[s] {
-            None => Vec::new(),
+            None => Ok(Vec::new()),
             Some(_) => c
                 .iter()
                 .enumerate()
                 .map(|(i, &tok)| {
                     let z = logits.row(s, i);
-                    z[tok as usize] - log_sum_exp(z)
+                    let lse = log_sum_exp(z).ok_or(Error::NonFiniteLogits { step: i, sequence: s })?;
+                    Ok(z[tok as usize] - lse)
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }
 
 /// Like [`score`] but returns the full log-softmax row (length V) at every continuation position:
-/// the input of the KL(base‖current) probe.
+/// the input of the KL(base‖current) probe. Non-finite logits are an error, as in [`score`].
 pub fn log_distributions(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<Vec<f32>>>> {
     let logits = forward_pairs(llama, params, pairs)?;
-    Ok(pairs
+    pairs
         .iter()
         .enumerate()
         .map(|(s, (_, c))| match logits.index[s] {
-            None => Vec::new(),
+            None => Ok(Vec::new()),
             Some(_) => (0..c.len())
                 .map(|i| {
                     let z = logits.row(s, i);
-                    let lse = log_sum_exp(z);
-                    z.iter().map(|&x| x - lse).collect()
+                    let lse = log_sum_exp(z).ok_or(Error::NonFiniteLogits { step: i, sequence: s })?;
+                    Ok(z.iter().map(|&x| x - lse).collect())
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -186,7 +198,10 @@ mod tests {
     #[test]
     fn log_sum_exp_is_stable() {
         let z = [1000.0f32, 1000.0];
-        assert!((log_sum_exp(&z) - (1000.0 + 2f32.ln())).abs() < 1e-3);
-        assert!((log_sum_exp(&[0.0, 0.0, 0.0, 0.0]) - 4f32.ln()).abs() < 1e-6);
+        assert!((log_sum_exp(&z).unwrap() - (1000.0 + 2f32.ln())).abs() < 1e-3);
+        assert!((log_sum_exp(&[0.0, 0.0, 0.0, 0.0]).unwrap() - 4f32.ln()).abs() < 1e-6);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(log_sum_exp(&[0.0, bad, 1.0]), None);
+        }
     }
 }

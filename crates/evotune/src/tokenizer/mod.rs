@@ -147,7 +147,7 @@ impl Tokenizer {
     /// (`eos_token_id`, a number or a list: all become stop tokens) and `config.json`, in that order.
     pub fn from_file(tokenizer_json: &Path, config_dir: &Path) -> Result<Tokenizer> {
         let err = |problem: String| Error::Tokenizer { path: tokenizer_json.to_path_buf(), problem };
-        let inner = tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| err(e.to_string()))?;
+        let inner = parse_tokenizer_json(tokenizer_json)?;
 
         let tok_cfg = read_json_opt(&config_dir.join("tokenizer_config.json"))?;
         let gen_cfg = read_json_opt(&config_dir.join("generation_config.json"))?;
@@ -265,6 +265,26 @@ impl Tokenizer {
 
     fn err(&self, problem: String) -> Error {
         Error::Tokenizer { path: self.source.clone(), problem }
+    }
+}
+
+/// Reads a HF `tokenizer.json`. The `tokenizers` crate panics on some malformed files (its
+/// decoder and normalizer deserializers `expect` what they parse), so the text is first checked to
+/// be JSON, and a panic that still escapes the crate becomes an error naming the file.
+fn parse_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let err = |problem: String| Error::Tokenizer { path: path.to_path_buf(), problem };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    match std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>()) {
+        Ok(parsed) => parsed.map_err(|e| err(e.to_string())),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            Err(err(format!("not a tokenizer the `tokenizers` library can read (it failed with: {why})")))
+        }
     }
 }
 
