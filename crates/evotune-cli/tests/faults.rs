@@ -103,3 +103,42 @@ fn a_second_writer_is_refused_and_ctrl_c_stops_cleanly() {
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(trajectory(&out).0.len(), k + 1);
 }
+
+#[test]
+fn a_member_with_non_finite_logits_follows_the_nonfinite_reward_policy() {
+    // σ = 1e10 makes every perturbed weight ~1e10: the activations overflow and each member's
+    // logits are NaN from the first step. (A far larger σ overflows the RMSNorm scale to zero instead.)
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &str, policy: &str| {
+        let perturbation = if out.starts_with("lowrank") { "lowrank" } else { "full" };
+        evotune()
+            .args(["train", "--quiet", "--task", "arith", "--population", "2", "--sigma", "1e10"])
+            .args(["--perturbation", perturbation])
+            .args(["--iterations", "1", "--eval-every", "0", "--task-opt", "train_size=1", "--threads", "1"])
+            .args(["--nonfinite-reward", policy, "--model"])
+            .arg(&model)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let stopped = run("error", "error");
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(1), "{err}");
+    assert!(err.contains("member 0") && err.contains("non-finite") && err.contains("worst"), "{err}");
+
+    // Full rank (one member at a time) and low rank (the population in one batch, which is run
+    // again without each member that diverges).
+    for out in ["worst", "lowrank-worst"] {
+        let ranked = run(out, "worst");
+        let err = String::from_utf8_lossy(&ranked.stderr);
+        assert!(ranked.status.success(), "{out}: {err}");
+        assert!(err.contains("member 0") && err.contains("member 1") && err.contains("ranked worst"), "{out}: {err}");
+        // No reward was finite, so the step moved nothing: coefficients are all zero.
+        let line = std::fs::read_to_string(tmp.path().join(out).join("trajectory.jsonl")).unwrap();
+        let step: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        assert_eq!(step["coefficients"], serde_json::json!([0.0, 0.0]), "{line}");
+        assert_eq!(step["rewards"], serde_json::json!(["NaN", "NaN"]), "{line}");
+    }
+}

@@ -68,6 +68,11 @@ pub enum Error {
     // === Evolution strategies ===
     #[error("member {member}: reward is {value} (not finite); set `nonfinite_reward = \"worst\"` to rank such members last instead")]
     NonFiniteReward { member: usize, value: f32 },
+    #[error(
+        "iteration {iteration}, member {member}: {why}, so its reward is undefined; set \
+         `nonfinite_reward = \"worst\"` to rank such members last instead, or lower sigma"
+    )]
+    MemberDiverged { iteration: u64, member: usize, why: String },
     #[error("{got} rewards for a population of {expected}")]
     RewardCount { expected: usize, got: usize },
     #[error("invalid ES setting `{field}`: {problem}")]

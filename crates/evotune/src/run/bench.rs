@@ -165,7 +165,8 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
             &refs,
             &mut scratch,
             &mut s,
-        )?;
+        )?
+        .rewards;
         let e = t.elapsed().as_secs_f64();
         let t = Instant::now();
         strategy.tell(&mut state, &pop, &rewards)?;

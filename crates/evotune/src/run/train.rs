@@ -219,7 +219,7 @@ impl<'c> Trainer<'c> {
         let items = tasks::minibatch(target.train(), target.minibatch_size(), self.tasks.opts.seed, t);
         let pop = self.strategy.ask(&self.state);
         let mine = comm::share(pop.members.len(), self.comm.rank(), self.comm.size());
-        let local = member_rewards(
+        let fitness = member_rewards(
             &self.model,
             &self.strategy,
             &self.state.theta,
@@ -230,7 +230,10 @@ impl<'c> Trainer<'c> {
             &mut self.member_theta,
             &mut GenerateStats::default(),
         )?;
-        let rewards = self.comm.all_gather_f32(&local, &comm::counts(pop.members.len(), self.comm.size()));
+        for note in &fitness.diverged {
+            progress.message(note);
+        }
+        let rewards = self.comm.all_gather_f32(&fitness.rewards, &comm::counts(pop.members.len(), self.comm.size()));
         let eval_seconds = t_start.elapsed().as_secs_f64();
         let t_update = Instant::now();
         let step = self.strategy.tell(&mut self.state, &pop, &rewards)?;
