@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use evotune::es::{AwdKind, NoiseMode, NonFinitePolicy, PerturbationKind, Shaping};
+use evotune::model::gguf_write::ExportType;
 use evotune::run::PartialConfig;
 
 #[derive(Parser, Debug)]
@@ -244,14 +245,6 @@ pub enum ExportFormat {
     Gguf,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExportDtype {
-    F32,
-    F16,
-    #[value(name = "q8_0")]
-    Q8_0,
-}
-
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     pub run: PathBuf,
@@ -259,9 +252,9 @@ pub struct ExportArgs {
     pub iter: Option<u64>,
     #[arg(long, value_enum, default_value = "safetensors")]
     pub format: ExportFormat,
-    /// GGUF tensor type for matrices.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: ExportDtype,
+    /// GGUF tensor type for matrices: `f32`, `f16` or `q8_0`.
+    #[arg(long, default_value = "f32")]
+    pub dtype: ExportType,
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]

@@ -12,12 +12,12 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use evotune::es::ThetaSource;
 use evotune::model::generate::{generate, GenerateOptions, Sampling};
 use evotune::model::gguf::GgufFile;
 use evotune::model::gguf_write::ExportType;
 use evotune::model::loader::{load_gguf_weights, load_path};
 use evotune::model::score::{log_distributions, score};
+use evotune::model::ThetaSource;
 use evotune::model::{Llama, Params};
 use evotune::Error;
 use half::f16;

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use evotune::model::gguf_write::{write_gguf, ExportType};
 
-use crate::args::{ExportArgs, ExportDtype, ExportFormat};
+use crate::args::{ExportArgs, ExportFormat};
 use crate::cmd::with_threads;
 
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
@@ -11,17 +11,13 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("replaying {}", a.run.display()))?;
     match a.format {
         ExportFormat::Safetensors => {
-            if a.dtype != ExportDtype::F32 {
+            if a.dtype != ExportType::F32 {
                 bail!("safetensors export is f32 only (the master weights); use --format gguf for f16 / q8_0");
             }
             evotune::model::safetensors::write(&a.out, &w.theta, w.model.config.tied_embeddings)
         }
         ExportFormat::Gguf => {
-            let dtype = match a.dtype {
-                ExportDtype::F32 => ExportType::F32,
-                ExportDtype::F16 => ExportType::F16,
-                ExportDtype::Q8_0 => ExportType::Q8_0,
-            };
+            let dtype = a.dtype;
             let empty = Default::default();
             let metadata = w.model.theta0.gguf().map(|g| &g.metadata).unwrap_or(&empty);
             write_gguf(&a.out, &w.theta, &w.model.config, metadata, dtype)
