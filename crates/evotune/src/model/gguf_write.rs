@@ -41,19 +41,6 @@ pub enum ExportType {
     Q8_0,
 }
 
-impl std::str::FromStr for ExportType {
-    type Err = String;
-    /// `f32`, `f16` or `q8_0`, as llama.cpp names the types.
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(ExportType::F32),
-            "f16" => Ok(ExportType::F16),
-            "q8_0" => Ok(ExportType::Q8_0),
-            _ => Err(format!("`{s}` is not an export type (f32, f16, q8_0)")),
-        }
-    }
-}
-
 impl ExportType {
     /// llama.cpp's `general.file_type` (`LLAMA_FTYPE_ALL_F32` = 0, `MOSTLY_F16` = 1, `MOSTLY_Q8_0` = 7).
     pub fn file_type(self) -> u32 {
