@@ -262,11 +262,12 @@ fn first_nonfinite(out: &[f32]) -> Option<usize> {
 // the index in `out` of the first non-finite element; for a quantized type, the index of the first
 // block whose scale (or offset) is non-finite.
 
-/// F32: little-endian IEEE single, copied.
-pub fn dequantize_f32(data: &[u8], out: &mut [f32]) -> Option<usize> {
+/// A float type of `B` bytes per value, widened by `to_f32`; checks finiteness in the same pass.
+#[inline(always)]
+fn widen<const B: usize>(data: &[u8], out: &mut [f32], to_f32: impl Fn([u8; B]) -> f32) -> Option<usize> {
     let mut finite = true;
-    for (y, b) in out.iter_mut().zip(data.chunks_exact(4)) {
-        let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    for (y, b) in out.iter_mut().zip(data.chunks_exact(B)) {
+        let v = to_f32(b.try_into().expect("chunks_exact gives B bytes"));
         finite &= v.is_finite();
         *y = v;
     }
@@ -275,36 +276,21 @@ pub fn dequantize_f32(data: &[u8], out: &mut [f32]) -> Option<usize> {
     } else {
         first_nonfinite(out)
     }
+}
+
+/// F32: little-endian IEEE single, copied.
+pub fn dequantize_f32(data: &[u8], out: &mut [f32]) -> Option<usize> {
+    widen(data, out, f32::from_le_bytes)
 }
 
 /// F16: little-endian IEEE half, widened exactly.
 pub fn dequantize_f16(data: &[u8], out: &mut [f32]) -> Option<usize> {
-    let mut finite = true;
-    for (y, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-        let v = f16::from_le_bytes([b[0], b[1]]).to_f32();
-        finite &= v.is_finite();
-        *y = v;
-    }
-    if finite {
-        None
-    } else {
-        first_nonfinite(out)
-    }
+    widen(data, out, |b| f16::from_le_bytes(b).to_f32())
 }
 
 /// BF16: the top 16 bits of an f32, widened exactly.
 pub fn dequantize_bf16(data: &[u8], out: &mut [f32]) -> Option<usize> {
-    let mut finite = true;
-    for (y, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-        let v = bf16::from_le_bytes([b[0], b[1]]).to_f32();
-        finite &= v.is_finite();
-        *y = v;
-    }
-    if finite {
-        None
-    } else {
-        first_nonfinite(out)
-    }
+    widen(data, out, |b| bf16::from_le_bytes(b).to_f32())
 }
 
 /// Q8_0 ([`BlockQ8_0`], 34 bytes: `d: f16, qs: [i8; 32]`): `y[j] = qs[j]·d`.
