@@ -169,11 +169,6 @@ impl Strategy {
         }
     }
 
-    /// Whether members perturb matrices by low-rank factors (and are evaluated in one batch).
-    pub fn perturbation_is_low_rank(&self) -> bool {
-        self.params.perturbation.rank().is_some()
-    }
-
     /// The low-rank perturbations of `members` around θ, for one batched forward (group g =
     /// `members[g]`); `None` in full-rank mode.
     pub fn low_rank_population(&self, theta: &Params, iteration: u64, members: &[Member]) -> Option<LowRankPopulation> {

@@ -232,20 +232,17 @@ pub fn generate_with(
 
 /// Index of the largest logit; ties go to the lowest id. NaNs never win.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut bv = f32::NEG_INFINITY;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > bv {
-            bv = x;
-            best = i;
-        }
-    }
-    best as u32
+    argmax_and_finite(logits).0
 }
 
-/// [`argmax`] when every logit is finite, `None` when one is NaN or infinite (checked in the same
-/// pass over the row).
+/// [`argmax`] when every logit is finite, `None` when one is NaN or infinite.
 pub fn argmax_finite(logits: &[f32]) -> Option<u32> {
+    let (best, finite) = argmax_and_finite(logits);
+    finite.then_some(best)
+}
+
+/// The argmax and whether every logit is finite, in one pass over the row.
+fn argmax_and_finite(logits: &[f32]) -> (u32, bool) {
     let mut best = 0usize;
     let mut bv = f32::NEG_INFINITY;
     let mut finite = true;
@@ -256,7 +253,7 @@ pub fn argmax_finite(logits: &[f32]) -> Option<u32> {
             best = i;
         }
     }
-    finite.then_some(best as u32)
+    (best as u32, finite)
 }
 
 /// Chooses the next token of sequence `seq` at decoding step `step`. Non-finite logits are an

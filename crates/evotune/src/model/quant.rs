@@ -247,12 +247,6 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
-/// Whether the little-endian f16 at byte `i` is NaN or ±∞ (all five exponent bits set).
-#[inline(always)]
-fn f16_nonfinite(b: &[u8], i: usize) -> bool {
-    b[i + 1] & 0x7C == 0x7C
-}
-
 /// The first non-finite value of `out` (slow path, run only once the fast check failed).
 fn first_nonfinite(out: &[f32]) -> Option<usize> {
     out.iter().position(|x| !x.is_finite())
@@ -296,10 +290,10 @@ pub fn dequantize_bf16(data: &[u8], out: &mut [f32]) -> Option<usize> {
 /// Q8_0 ([`BlockQ8_0`], 34 bytes: `d: f16, qs: [i8; 32]`): `y[j] = qs[j]·d`.
 pub fn dequantize_q8_0(data: &[u8], out: &mut [f32]) -> Option<usize> {
     for (i, (y, b)) in out.chunks_exact_mut(QK).zip(data.chunks_exact(34)).enumerate() {
-        if f16_nonfinite(b, 0) {
+        let d = f16_at(b, 0);
+        if !d.is_finite() {
             return Some(i);
         }
-        let d = f16_at(b, 0);
         for (j, y) in y.iter_mut().enumerate() {
             *y = (b[2 + j] as i8) as f32 * d;
         }
@@ -311,10 +305,10 @@ pub fn dequantize_q8_0(data: &[u8], out: &mut [f32]) -> Option<usize> {
 /// `y[j] = (lo(qs[j]) − 8)·d`, `y[j+16] = (hi(qs[j]) − 8)·d` for j < 16.
 pub fn dequantize_q4_0(data: &[u8], out: &mut [f32]) -> Option<usize> {
     for (i, (y, b)) in out.chunks_exact_mut(QK).zip(data.chunks_exact(18)).enumerate() {
-        if f16_nonfinite(b, 0) {
+        let d = f16_at(b, 0);
+        if !d.is_finite() {
             return Some(i);
         }
-        let d = f16_at(b, 0);
         let qs = &b[2..18];
         for j in 0..QK / 2 {
             y[j] = ((qs[j] & 0x0F) as i16 - 8) as f32 * d;
@@ -328,11 +322,11 @@ pub fn dequantize_q4_0(data: &[u8], out: &mut [f32]) -> Option<usize> {
 /// `y[j] = lo(qs[j])·d + m`, `y[j+16] = hi(qs[j])·d + m` for j < 16.
 pub fn dequantize_q4_1(data: &[u8], out: &mut [f32]) -> Option<usize> {
     for (i, (y, b)) in out.chunks_exact_mut(QK).zip(data.chunks_exact(20)).enumerate() {
-        if f16_nonfinite(b, 0) | f16_nonfinite(b, 2) {
-            return Some(i);
-        }
         let d = f16_at(b, 0);
         let m = f16_at(b, 2);
+        if !(d.is_finite() && m.is_finite()) {
+            return Some(i);
+        }
         let qs = &b[4..20];
         for j in 0..QK / 2 {
             y[j] = (qs[j] & 0x0F) as f32 * d + m;
@@ -362,11 +356,11 @@ pub fn q4k_scale_min(j: usize, s: &[u8]) -> (u8, u8) {
 /// `y[64c + 32 + l] = (d·sc₂c₊₁)·hi(q[l]) − dmin·m₂c₊₁`, l < 32.
 pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) -> Option<usize> {
     for (i, (y, b)) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(144)).enumerate() {
-        if f16_nonfinite(b, 0) | f16_nonfinite(b, 2) {
-            return Some(i);
-        }
         let d = f16_at(b, 0);
         let dmin = f16_at(b, 2);
+        if !(d.is_finite() && dmin.is_finite()) {
+            return Some(i);
+        }
         let scales = &b[4..16];
         let qs = &b[16..144];
         for c in 0..4 {
@@ -396,10 +390,10 @@ pub fn dequantize_q4k(data: &[u8], out: &mut [f32]) -> Option<usize> {
 /// ```
 pub fn dequantize_q6k(data: &[u8], out: &mut [f32]) -> Option<usize> {
     for (i, (y, b)) in out.chunks_exact_mut(QK_K).zip(data.chunks_exact(210)).enumerate() {
-        if f16_nonfinite(b, 208) {
+        let d = f16_at(b, 208);
+        if !d.is_finite() {
             return Some(i);
         }
-        let d = f16_at(b, 208);
         for h in 0..2 {
             let ql = &b[64 * h..64 * h + 64];
             let qh = &b[128 + 32 * h..128 + 32 * h + 32];
@@ -506,7 +500,7 @@ fn nonfinite_error(ty: GgmlType, data: &[u8], out: &[f32], path: &Path, tensor: 
             GgmlType::Q6K => &[("scale d", 208)],
             _ => &[("scale d", 0)],
         };
-        let &(name, at) = fields.iter().find(|&&(_, at)| f16_nonfinite(b, at)).unwrap_or(&fields[0]);
+        let &(name, at) = fields.iter().find(|&&(_, at)| !f16_at(b, at).is_finite()).unwrap_or(&fields[0]);
         let start = first + i * block;
         let n = start / block;
         (format!("{} block {n} (elements {start}..{}), {name}", ty.name(), start + block), f16_at(b, at))

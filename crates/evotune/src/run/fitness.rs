@@ -74,40 +74,37 @@ pub fn member_rewards(
         Ok(f32::NAN)
     };
     let mut rewards = vec![0.0f32; members.len()];
-    match strategy.perturbation_is_low_rank() {
-        true => {
-            // Every member × prompt in one batch; a member that diverges leaves the batch.
-            let mut alive: Vec<usize> = (0..members.len()).collect();
-            while !alive.is_empty() {
-                let group: Vec<Member> = alive.iter().map(|&a| members[a]).collect();
-                let pop = strategy.low_rank_population(theta, iteration, &group).expect("low rank");
-                let all: Vec<Vec<u32>> = group.iter().flat_map(|_| ids.iter().cloned()).collect();
-                let group_of: Vec<usize> = (0..group.len()).flat_map(|g| std::iter::repeat_n(g, ids.len())).collect();
-                let deltas = Deltas { delta: &pop, group_of: &group_of };
-                match eval::complete_ids(model, theta, Some(deltas), &all, task.max_new_tokens(), stats) {
-                    Ok(completions) => {
-                        for (&a, c) in alive.iter().zip(completions.chunks(ids.len())) {
-                            rewards[a] = mean(c)?;
-                        }
-                        break;
+    if strategy.params().perturbation.rank().is_some() {
+        // Every member × prompt in one batch; a member that diverges leaves the batch.
+        let mut alive: Vec<usize> = (0..members.len()).collect();
+        while !alive.is_empty() {
+            let group: Vec<Member> = alive.iter().map(|&a| members[a]).collect();
+            let pop = strategy.low_rank_population(theta, iteration, &group).expect("low rank");
+            let all: Vec<Vec<u32>> = group.iter().flat_map(|_| ids.iter().cloned()).collect();
+            let group_of: Vec<usize> = (0..group.len()).flat_map(|g| std::iter::repeat_n(g, ids.len())).collect();
+            let deltas = Deltas { delta: &pop, group_of: &group_of };
+            match eval::complete_ids(model, theta, Some(deltas), &all, task.max_new_tokens(), stats) {
+                Ok(completions) => {
+                    for (&a, c) in alive.iter().zip(completions.chunks(ids.len())) {
+                        rewards[a] = mean(c)?;
                     }
-                    Err(Error::NonFiniteLogits { step, sequence }) => {
-                        let a = alive.remove(sequence / ids.len());
-                        rewards[a] = diverged(&members[a], step, sequence)?;
-                    }
-                    Err(e) => return Err(e),
+                    break;
                 }
+                Err(Error::NonFiniteLogits { step, sequence }) => {
+                    let a = alive.remove(sequence / ids.len());
+                    rewards[a] = diverged(&members[a], step, sequence)?;
+                }
+                Err(e) => return Err(e),
             }
         }
-        false => {
-            for (a, m) in members.iter().enumerate() {
-                strategy.perturb_into(theta, iteration, m, scratch);
-                rewards[a] = match eval::complete_ids(model, scratch, None, &ids, task.max_new_tokens(), stats) {
-                    Ok(completions) => mean(&completions)?,
-                    Err(Error::NonFiniteLogits { step, sequence }) => diverged(m, step, sequence)?,
-                    Err(e) => return Err(e),
-                };
-            }
+    } else {
+        for (a, m) in members.iter().enumerate() {
+            strategy.perturb_into(theta, iteration, m, scratch);
+            rewards[a] = match eval::complete_ids(model, scratch, None, &ids, task.max_new_tokens(), stats) {
+                Ok(completions) => mean(&completions)?,
+                Err(Error::NonFiniteLogits { step, sequence }) => diverged(m, step, sequence)?,
+                Err(e) => return Err(e),
+            };
         }
     }
     fitness.rewards = rewards;
