@@ -1,11 +1,11 @@
 //! Compute kernels behind safe, slice-based entry points.
 //!
 //! - [`matmul`]: y[b, o] = Σₖ x[b, k]·w[o, k] (w row-major out × in, as HF stores it). Dispatches
-//!   once per process to the best level the CPU has ([`Level`]): AVX-512 (hand-written, `x86.rs`),
+//!   once per process to the best level the CPU has ([`Level`]): AVX-512 (hand-written, `avx512.rs`),
 //!   AVX2+FMA, or portable code. All levels compute the same bits (the order of every sum is fixed
 //!   by [`lanes`]), and threads split rows or columns, never a sum: results are identical for any
 //!   thread count, any batch size and any tiling. From `PANEL_MIN_ROWS` (24) rows AVX-512 runs the
-//!   packed outer-product kernel of `panel.rs`, below it the dot-product tiles of `x86.rs`, which
+//!   packed outer-product kernel of `panel.rs`, below it the dot-product tiles of `avx512.rs`, which
 //!   stream w once with software prefetch (decode).
 //! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]): each row is computed
 //!   by one thread in a fixed order, so they share those guarantees.
@@ -20,7 +20,9 @@ pub(crate) mod panel;
 pub mod probe;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod x86;
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -102,7 +104,7 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
             unsafe { panel::matmul_panels(x, w, y, b, k, o) };
         } else {
             // SAFETY: lengths checked above, AVX-512F supported.
-            unsafe { x86::matmul_strips(x, w, y, b, k, o) };
+            unsafe { avx512::matmul_strips(x, w, y, b, k, o) };
         }
         return;
     }
@@ -141,7 +143,7 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
 }
 
 /// Rows from which AVX-512 runs the packed-panel kernel (`panel.rs`) instead of the streamed
-/// strips of dot-product tiles (`x86.rs`). On one cached matrix the strips win on two threads up
+/// strips of dot-product tiles (`avx512.rs`). On one cached matrix the strips win on two threads up
 /// to a few hundred rows, but in the ES iteration (weights from memory) the panels made prefill
 /// faster; below 24 rows the strips win everywhere (docs/performance.md).
 #[cfg(target_arch = "x86_64")]
@@ -155,7 +157,7 @@ fn matmul_serial(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     match level {
         // SAFETY: `matmul_at` checked lengths and that the CPU supports the level.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { x86::matmul_avx2(x, w, y, b, k, o) },
+        Level::Avx2Fma => unsafe { avx512::matmul_avx2(x, w, y, b, k, o) },
         _ => lanes::matmul(x, w, y, b, k, o),
     }
 }
@@ -173,14 +175,14 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
         #[cfg(target_arch = "x86_64")]
         if simd_level() == Level::Avx512 {
             // SAFETY: AVX-512F is supported (simd_level).
-            unsafe { x86::rmsnorm_rows_avx512(o, xs, weight, d, eps) };
+            unsafe { avx512::rmsnorm_rows_avx512(o, xs, weight, d, eps) };
             return;
         }
         rmsnorm_rows(o, xs, weight, d, eps);
     });
 }
 
-/// [`rmsnorm`] of whole rows, one thread (inlined into the AVX-512 copy in `x86.rs`: the same
+/// [`rmsnorm`] of whole rows, one thread (inlined into the AVX-512 copy in `avx512.rs`: the same
 /// operations, so the same bits, in wider registers).
 #[inline(always)]
 pub(crate) fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
@@ -220,14 +222,14 @@ pub fn silu_mul(g: &mut [f32], u: &[f32]) {
         #[cfg(target_arch = "x86_64")]
         if simd_level() == Level::Avx512 {
             // SAFETY: AVX-512F is supported (simd_level).
-            unsafe { x86::silu_mul_avx512(g, u) };
+            unsafe { avx512::silu_mul_avx512(g, u) };
             return;
         }
         silu_mul_chunk(g, u);
     });
 }
 
-/// [`silu_mul`] on one chunk (inlined into the AVX-512 copy in `x86.rs`, same bits).
+/// [`silu_mul`] on one chunk (inlined into the AVX-512 copy in `avx512.rs`, same bits).
 #[inline(always)]
 pub(crate) fn silu_mul_chunk(g: &mut [f32], u: &[f32]) {
     for (g, &u) in g.iter_mut().zip(u) {
@@ -246,7 +248,7 @@ pub fn dots(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if dh % 16 == 0 && simd_level() == Level::Avx512 {
         // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
-        unsafe { x86::dots_avx512(q, keys, stride, out) };
+        unsafe { avx512::dots_avx512(q, keys, stride, out) };
         return;
     }
     for (j, o) in out.iter_mut().enumerate() {
@@ -276,7 +278,7 @@ pub fn weighted_sum_add(out: &mut [f32], p: &[f32], values: &[f32], stride: usiz
     #[cfg(target_arch = "x86_64")]
     if dh % 16 == 0 && simd_level() == Level::Avx512 {
         // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
-        unsafe { x86::weighted_sum_add_avx512(out, p, values, stride) };
+        unsafe { avx512::weighted_sum_add_avx512(out, p, values, stride) };
         return;
     }
     for (j, &pj) in p.iter().enumerate() {

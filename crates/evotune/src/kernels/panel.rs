@@ -10,7 +10,7 @@
 //! and each of those runs as an ordinary register-blocked GEMM: a tile of PR = 12 rows × PC = 32
 //! columns of P_l in 24 zmm registers, one broadcast x value and two w vectors per step
 //! (24 FMAs per 2 vector loads + 12 broadcasts, against 24 per 10 vector loads in the
-//! dot-product tiles of `x86.rs`). The tile runs the 16 lanes in the tree's leaf order
+//! dot-product tiles of `avx512.rs`). The tile runs the 16 lanes in the tree's leaf order
 //! ([`LANE_ORDER`]) and adds each finished lane into a 4-slot stack exactly as `tree16` pairs
 //! them, so every element's arithmetic is that of the lane code.
 //!
@@ -308,14 +308,14 @@ unsafe fn panel_range(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o:
 pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: shared only by the parts of one parallel loop, which write disjoint elements of y.
 unsafe impl Sync for SendPtr {}
-// SAFETY: used only inside those loops (`matmul_panels`, `x86::matmul_strips`), which end before y.
+// SAFETY: used only inside those loops (`matmul_panels`, `avx512::matmul_strips`), which end before y.
 unsafe impl Send for SendPtr {}
 
 #[cfg(test)]
 mod bench {
     use super::*;
     use std::time::Instant;
-    /// Best-of-rounds GFLOP/s, panels vs the dot-product tiles of `x86.rs` (`matmul_strips`),
+    /// Best-of-rounds GFLOP/s, panels vs the dot-product tiles of `avx512.rs` (`matmul_strips`),
     /// alternating in the same process, 1 and 2 threads: where the dispatch should switch.
     /// Timing only: `cargo test --release -p evotune --lib panels_vs_tiles -- --ignored --nocapture`.
     #[test]
@@ -351,7 +351,7 @@ mod bench {
                     best_p = best_p.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
                     let t = Instant::now();
                     for _ in 0..reps {
-                        pool.install(|| unsafe { super::super::x86::matmul_strips(&x, &w, &mut y, b, k, o) });
+                        pool.install(|| unsafe { super::super::avx512::matmul_strips(&x, &w, &mut y, b, k, o) });
                     }
                     best_t = best_t.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
                 }

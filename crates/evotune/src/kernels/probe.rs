@@ -68,25 +68,35 @@ pub fn gemm_peak(repeats: usize) -> GemmPeak {
     GemmPeak { ours, gemm_crate, shape: (b, k, o) }
 }
 
-/// GFLOP/s of register-only fused multiply-adds on all threads of the current rayon pool at once
-/// (AVX-512: 12 independent chains per thread; the best of `repeats` runs of ≈ 0.05 s). No matmul
-/// can exceed it; `None` without AVX-512.
+/// GFLOP/s of register-only fused multiply-adds on all threads of the current rayon pool at once,
+/// at the matmul's level ([`kernels::simd_level`], so `EVOTUNE_SIMD=avx2` measures the AVX2
+/// peak): 12 independent chains of zmm (AVX-512) or ymm (AVX2) per thread, the best of `repeats`
+/// runs of ≈ 0.05 s. No matmul at that level can exceed it; `None` at the portable level.
 pub fn fma_peak(repeats: usize) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
-    if kernels::Level::Avx512.supported() {
-        const STEPS: usize = 20_000_000;
+    {
+        let (lanes, steps): (usize, usize) = match kernels::simd_level() {
+            kernels::Level::Avx512 => (16, 20_000_000),
+            kernels::Level::Avx2Fma => (8, 40_000_000),
+            kernels::Level::Portable => return None,
+        };
         let threads = rayon::current_num_threads();
-        let flop = (STEPS * 12 * 16 * 2 * threads) as f64;
+        let flop = (steps * 12 * lanes * 2 * threads) as f64;
         let run = || {
             let t = Instant::now();
-            // SAFETY: AVX-512F support was checked above.
-            let sums = rayon::broadcast(|_| unsafe { kernels::x86::fma_chains_avx512(STEPS) });
+            let sums = rayon::broadcast(|_| match lanes {
+                // SAFETY: simd_level() returns only levels the CPU supports.
+                16 => unsafe { kernels::avx512::fma_chains_avx512(steps) },
+                // SAFETY: as above.
+                _ => unsafe { kernels::avx2::fma_chains_avx2(steps) },
+            });
             std::hint::black_box(sums);
             flop / t.elapsed().as_secs_f64() / 1e9
         };
         run(); // warm-up (frequency, thread start)
-        return Some((0..repeats.max(1)).map(|_| run()).fold(0.0, f64::max));
+        Some((0..repeats.max(1)).map(|_| run()).fold(0.0, f64::max))
     }
+    #[cfg(not(target_arch = "x86_64"))]
     None
 }
 

@@ -141,7 +141,7 @@ fn avx512_reduction_follows_tree16() {
             }
         }
         // SAFETY: AVX-512F checked above.
-        let got = unsafe { x86::reduce16_arrays(&a) };
+        let got = unsafe { avx512::reduce16_arrays(&a) };
         for e in 0..16 {
             assert_eq!(got[e].to_bits(), lanes::tree16(&a[e]).to_bits(), "element {e}");
         }
@@ -159,7 +159,7 @@ fn fma_probe_computes_its_chains() {
     // rounding of the fused step at these magnitudes); the sum is 192·steps up to f32 rounding.
     for steps in [1usize, 10, 1000] {
         // SAFETY: AVX-512F checked above.
-        let got = unsafe { x86::fma_chains_avx512(steps) } as f64;
+        let got = unsafe { avx512::fma_chains_avx512(steps) } as f64;
         let want = 192.0 * steps as f64;
         assert!((got - want).abs() <= want * 1e-5, "{steps} steps: {got} vs {want}");
     }
@@ -264,12 +264,12 @@ fn rowwise_avx512_builds_equal_portable() {
         let (mut a, mut b) = (vec![0.0; t * d], vec![0.0; t * d]);
         rmsnorm_rows(&mut a, &x, &wt, d, 1e-5);
         // SAFETY: AVX-512F checked above.
-        unsafe { x86::rmsnorm_rows_avx512(&mut b, &x, &wt, d, 1e-5) };
+        unsafe { avx512::rmsnorm_rows_avx512(&mut b, &x, &wt, d, 1e-5) };
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "rmsnorm t={t} d={d}");
         let (mut a, mut b) = (x.clone(), x.clone());
         silu_mul_chunk(&mut a, &u);
         // SAFETY: as above.
-        unsafe { x86::silu_mul_avx512(&mut b, &u) };
+        unsafe { avx512::silu_mul_avx512(&mut b, &u) };
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "silu_mul t={t} d={d}");
     }
 }
