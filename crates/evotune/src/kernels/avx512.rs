@@ -1,49 +1,63 @@
-//! x86-64 fast paths (all of the crate's `unsafe` SIMD lives here).
+//! AVX-512 fast paths, each bit-identical to the portable code it stands for:
+//! - the strip tiles of the decode matmul ([`Avx512Strips`], driven by `strips.rs`): one zmm
+//!   accumulator per output element, 6×4 register tiles (fewer rows for the last tile), masked
+//!   loads for the k-tail, and a transposing reduction ([`reduce16`]) that sums 16 accumulators at
+//!   once along the same halving tree as [`super::lanes::tree16`];
+//! - attention's dot products and weighted sums, RMSNorm, the SwiGLU gate and softmax;
+//! - the register-only FMA loop of the peak probe.
 //!
-//! Kernel versions of the matmul (each bit-identical to [`super::lanes::matmul`]):
-//! 1. `matmul_avx2`: the portable lane code compiled with AVX2+FMA enabled (2 ymm per 16 lanes).
-//! 2. `matmul_strips`: hand-written AVX-512 for few rows (decode): one zmm accumulator per output
-//!    element, 6×4 register tiles (fewer rows for the last tile), masked loads for the k-tail, and
-//!    a transposing reduction that sums 16 accumulators at once along the same halving tree as
-//!    [`super::lanes::tree16`]. w is streamed once, strip by strip, with software prefetch ahead.
-//!    (Many rows run the packed-panel kernel of `panel.rs`.)
-//!
-//! The caller ([`super::matmul`]) checks slice lengths and CPU features before calling in.
+//! (The packed-panel kernel for many rows is `panel_avx512.rs`.) The callers in `mod.rs` check
+//! slice lengths and CPU features before calling in.
 
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
+use super::strips::StripKernel;
 
 /// Register tile: MR rows × NR columns = 24 zmm accumulators, plus MR x vectors and one w vector
 /// (31 of 32 registers). Per 16-wide k step: 6 loads of x (from L1), 4 of w, 24 FMAs.
 const MR: usize = 6;
 const NR: usize = 4;
 
-/// # Safety
-/// The CPU must support AVX2 and FMA; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn matmul_avx2(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
-    for r in 0..b {
-        let mut c = 0;
-        while c + 4 <= o {
-            tile_avx2::<1, 4>(&x[r * k..], &w[c * k..], k, &mut y[r * o + c..], o);
-            c += 4;
+/// The AVX-512 strip tiles (see the module doc).
+pub(crate) struct Avx512Strips;
+
+impl StripKernel for Avx512Strips {
+    const MR: usize = MR;
+    const NR: usize = NR;
+
+    unsafe fn tile(
+        rows: usize,
+        cols: usize,
+        x: *const f32,
+        w: *const f32,
+        k: usize,
+        y: *mut f32,
+        ldy: usize,
+        pf: *const f32,
+        pf_rows: usize,
+    ) {
+        macro_rules! run {
+            ($r:expr, $c:expr) => {
+                tile::<$r, $c>(x, w, k, y, ldy, pf, pf_rows)
+            };
         }
-        while c < o {
-            tile_avx2::<1, 1>(&x[r * k..], &w[c * k..], k, &mut y[r * o + c..], o);
-            c += 1;
+        match (rows, cols) {
+            (1, 1) => run!(1, 1),
+            (2, 1) => run!(2, 1),
+            (3, 1) => run!(3, 1),
+            (4, 1) => run!(4, 1),
+            (5, 1) => run!(5, 1),
+            (_, 1) => run!(MR, 1),
+            (1, _) => run!(1, NR),
+            (2, _) => run!(2, NR),
+            (3, _) => run!(3, NR),
+            (4, _) => run!(4, NR),
+            (5, _) => run!(5, NR),
+            _ => run!(MR, NR),
         }
     }
-}
-
-/// The portable lane tile compiled with AVX2+FMA (`mul_add` becomes `vfmadd`); kept out of line
-/// so that its accumulators get the registers to themselves.
-#[target_feature(enable = "avx2,fma")]
-#[inline(never)]
-unsafe fn tile_avx2<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], k: usize, y: &mut [f32], ldy: usize) {
-    super::lanes::tile::<MR, NR>(x, w, k, y, ldy)
 }
 
 /// Sums each of 16 accumulators across its lanes; lane e of the result is Σ acc[e], added in the
@@ -141,84 +155,6 @@ unsafe fn tile<const MR: usize, const NR: usize>(
     }
 }
 
-/// y = x·wᵀ for few rows (decode): threads split w's rows into one contiguous range each, and
-/// each streams its range once through [`matmul_strips_avx512`], writing its columns of y in place.
-///
-/// # Safety
-/// The CPU must support AVX-512F; `x`, `w`, `y` hold (b, k), (o, k), (b, o) elements.
-pub unsafe fn matmul_strips(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
-    debug_assert!(x.len() >= b * k && w.len() >= o * k && y.len() >= b * o);
-    let strips = o.div_ceil(NR);
-    let parts = if b * k * o < (1 << 16) { 1 } else { rayon::current_num_threads().min(strips) };
-    let per = strips.div_ceil(parts) * NR;
-    if parts == 1 {
-        matmul_strips_avx512(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), b, k, o, o);
-        return;
-    }
-    let yp = super::panel::SendPtr(y.as_mut_ptr());
-    (0..parts).into_par_iter().for_each(|part| {
-        let (c0, c1) = ((part * per).min(o), ((part + 1) * per).min(o));
-        let yp = &yp;
-        // SAFETY: AVX-512F per the caller; each part reads w's rows c0..c1 and writes only
-        // columns c0..c1 of y's b rows.
-        matmul_strips_avx512(x.as_ptr(), w.as_ptr().add(c0 * k), yp.0.add(c0), b, k, c1 - c0, o);
-    });
-}
-
-/// How many strips ahead [`matmul_strips_avx512`] prefetches.
-const PREFETCH_STRIPS: usize = 2;
-
-/// Few rows (decode): y[r, c] for c < `cols` (row stride `ldy`), reading w once, strip by strip
-/// (NR rows of w, contiguous). Every row tile runs on a strip while it is in L1, and the tiles of
-/// a strip between them prefetch the strip `PREFETCH_STRIPS` ahead (tile i of t its i-th share
-/// of the rows), so that memory traffic overlaps the compute instead of following it. Every
-/// element is one tile accumulator reduced by [`reduce16`]: the bits of the lane code.
-///
-/// # Safety
-/// The CPU must support AVX-512F; `x`, `w` hold (b, k), (cols, k) elements and `y` row r's
-/// `cols` elements at `r·ldy`.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn matmul_strips_avx512(
-    x: *const f32,
-    w: *const f32,
-    y: *mut f32,
-    b: usize,
-    k: usize,
-    cols: usize,
-    ldy: usize,
-) {
-    let tiles = b.div_ceil(MR).min(NR);
-    let mut c = 0;
-    while c + NR <= cols {
-        let ahead = c + PREFETCH_STRIPS * NR;
-        // Rows [share(i), share(i + 1)) of the strip ahead are tile i's to prefetch.
-        let share = |i: usize| if ahead + NR <= cols { (i.min(tiles) * NR / tiles).min(NR) } else { 0 };
-        let mut r = 0;
-        let mut i = 0;
-        while r < b {
-            let (xr, wc, yr) = (x.add(r * k), w.add(c * k), y.add(r * ldy + c));
-            // (wrapping: no prefetch, and no pointer past w, when the strip ahead is beyond it)
-            let (pf, pf_rows) = (w.wrapping_add((ahead + share(i)) * k), share(i + 1) - share(i));
-            match (b - r).min(MR) {
-                1 => tile::<1, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                2 => tile::<2, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                3 => tile::<3, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                4 => tile::<4, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                5 => tile::<5, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-                _ => tile::<MR, NR>(xr, wc, k, yr, ldy, pf, pf_rows),
-            }
-            r += MR.min(b - r);
-            i += 1;
-        }
-        c += NR;
-    }
-    for c in c..cols {
-        for r in 0..b {
-            tile::<1, 1>(x.add(r * k), w.add(c * k), k, y.add(r * ldy + c), ldy, std::ptr::null(), 0);
-        }
-    }
-}
-
 /// out[j] = Σᵢ q[i]·keys[j·stride + i] for j < out.len(), i < q.len() (a multiple of 16), with the
 /// arithmetic of [`super::lanes::dot`]: 16 unfused lanes (multiply, round, add, round), summed by
 /// the `tree16` order. Sixteen keys at a time, reduced together by [`reduce16`].
@@ -288,6 +224,15 @@ pub unsafe fn rmsnorm_rows_avx512(out: &mut [f32], x: &[f32], weight: &[f32], d:
 #[target_feature(enable = "avx512f")]
 pub unsafe fn silu_mul_avx512(g: &mut [f32], u: &[f32]) {
     super::silu_mul_chunk(g, u)
+}
+
+/// [`super::softmax_row`] compiled for AVX-512 (the same operations: the same bits).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn softmax_avx512(x: &mut [f32]) {
+    super::softmax_row(x)
 }
 
 /// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):

@@ -1,28 +1,37 @@
 //! Compute kernels behind safe, slice-based entry points.
 //!
 //! - [`matmul`]: y[b, o] = Σₖ x[b, k]·w[o, k] (w row-major out × in, as HF stores it). Dispatches
-//!   once per process to the best level the CPU has ([`Level`]): AVX-512 (hand-written, `avx512.rs`),
-//!   AVX2+FMA, or portable code. All levels compute the same bits (the order of every sum is fixed
-//!   by [`lanes`]), and threads split rows or columns, never a sum: results are identical for any
-//!   thread count, any batch size and any tiling. From `PANEL_MIN_ROWS` (24) rows AVX-512 runs the
-//!   packed outer-product kernel of `panel.rs`, below it the dot-product tiles of `avx512.rs`, which
-//!   stream w once with software prefetch (decode).
-//! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]): each row is computed
-//!   by one thread in a fixed order, so they share those guarantees.
+//!   once per process to the best level the CPU has ([`Level`]): AVX-512, AVX2+FMA (both
+//!   hand-written) or portable code. All levels compute the same bits (the order of every sum is
+//!   fixed by [`lanes`]), and threads split rows or columns, never a sum: results are identical for
+//!   any thread count, any batch size and any tiling. At both SIMD levels, from `PANEL_MIN_ROWS`
+//!   (24) rows the packed outer-product kernel of `panel.rs` runs (prefill), below it the
+//!   dot-product tiles of `strips.rs`, which stream w once with software prefetch (decode). Each
+//!   level's register tiles live in `avx512.rs` / `panel_avx512.rs` and `avx2.rs` /
+//!   `panel_avx2.rs`.
+//! - Row-wise ops ([`rmsnorm`], [`rope`], [`softmax`], [`silu_mul`], [`dot`]) and attention's
+//!   [`dots`] and [`weighted_sum`]: each row is computed by one thread in a fixed order, so they
+//!   share those guarantees; the SIMD levels run the same operations in wider registers.
 //! - [`normals`]: the ES noise generator's loop ([`crate::es::noise`]) at each level, same bits.
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 pub mod exp;
 pub mod lanes;
 pub mod normals;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod panel;
+#[cfg(target_arch = "x86_64")]
+mod panel_avx2;
+#[cfg(target_arch = "x86_64")]
+mod panel_avx512;
 pub mod probe;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512;
+mod strips;
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -98,15 +107,19 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     }
     let level = if level.supported() { level } else { Level::Portable };
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 {
-        if b >= PANEL_MIN_ROWS && k > 0 {
-            // SAFETY: lengths checked above, AVX-512F supported, b, k, o > 0.
-            unsafe { panel::matmul_panels(x, w, y, b, k, o) };
-        } else {
-            // SAFETY: lengths checked above, AVX-512F supported.
-            unsafe { avx512::matmul_strips(x, w, y, b, k, o) };
+    {
+        use panel::matmul_panels;
+        use strips::matmul_strips;
+        let panels = b >= PANEL_MIN_ROWS && k > 0;
+        // SAFETY (each arm): lengths checked above, the level is supported, b, o > 0 (and k > 0
+        // for the panels).
+        match (level, panels) {
+            (Level::Avx512, true) => return unsafe { matmul_panels::<panel_avx512::Avx512Panels>(x, w, y, b, k, o) },
+            (Level::Avx512, false) => return unsafe { matmul_strips::<avx512::Avx512Strips>(x, w, y, b, k, o) },
+            (Level::Avx2Fma, true) => return unsafe { matmul_panels::<panel_avx2::Avx2Panels>(x, w, y, b, k, o) },
+            (Level::Avx2Fma, false) => return unsafe { matmul_strips::<avx2::Avx2Strips>(x, w, y, b, k, o) },
+            (Level::Portable, _) => {}
         }
-        return;
     }
     let threads = rayon::current_num_threads();
     // Many rows (prefill, large batches): split rows, ≈2 blocks per thread, each written in place
@@ -115,14 +128,14 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
         let rows = b.div_ceil(2 * threads);
         y.par_chunks_mut(rows * o)
             .zip(x.par_chunks(rows * k))
-            .for_each(|(ys, xs)| matmul_serial(level, xs, w, ys, xs.len() / k, k, o));
+            .for_each(|(ys, xs)| lanes::matmul(xs, w, ys, xs.len() / k, k, o));
         return;
     }
     // Few rows (decode): split columns into ≈4 chunks per thread (a multiple of 16 wide); tiny
     // products run inline.
     let chunk = o.div_ceil(4 * threads).next_multiple_of(16).max(16);
     if threads == 1 || b * k * o < (1 << 16) || chunk >= o {
-        matmul_serial(level, x, w, y, b, k, o);
+        lanes::matmul(x, w, y, b, k, o);
         return;
     }
     let parts: Vec<(usize, Vec<f32>)> = (0..o.div_ceil(chunk))
@@ -130,7 +143,7 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
         .map(|ci| {
             let (c0, c1) = (ci * chunk, ((ci + 1) * chunk).min(o));
             let mut buf = vec![0.0f32; b * (c1 - c0)];
-            matmul_serial(level, x, &w[c0 * k..c1 * k], &mut buf, b, k, c1 - c0);
+            lanes::matmul(x, &w[c0 * k..c1 * k], &mut buf, b, k, c1 - c0);
             (c0, buf)
         })
         .collect();
@@ -142,25 +155,15 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     }
 }
 
-/// Rows from which AVX-512 runs the packed-panel kernel (`panel.rs`) instead of the streamed
-/// strips of dot-product tiles (`avx512.rs`). On one cached matrix the strips win on two threads up
+/// Rows from which the SIMD levels run the packed-panel kernel (`panel.rs`) instead of the
+/// streamed strips of dot-product tiles (`strips.rs`). Measured at AVX-512: On one cached matrix the strips win on two threads up
 /// to a few hundred rows, but in the ES iteration (weights from memory) the panels made prefill
 /// faster; below 24 rows the strips win everywhere (docs/performance.md).
 #[cfg(target_arch = "x86_64")]
 const PANEL_MIN_ROWS: usize = 24;
 
-/// Rows per thread from which [`matmul`] splits rows instead of columns (AVX2 and portable).
+/// Rows per thread from which the portable [`matmul`] splits rows instead of columns.
 const ROW_SPLIT_MIN_ROWS: usize = 96;
-
-/// One thread's matmul at `level` (assumed supported).
-fn matmul_serial(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
-    match level {
-        // SAFETY: `matmul_at` checked lengths and that the CPU supports the level.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { avx512::matmul_avx2(x, w, y, b, k, o) },
-        _ => lanes::matmul(x, w, y, b, k, o),
-    }
-}
 
 /// Rows per parallel task for row-wise ops over (T, D) buffers.
 fn rows_per_task(t: usize) -> usize {
@@ -169,21 +172,26 @@ fn rows_per_task(t: usize) -> usize {
 
 /// RMSNorm per row: out[t, :] = x[t, :] / sqrt(mean(x[t, :]²) + eps) · weight.   x, out: (T, D).
 pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
+    rmsnorm_at(simd_level(), out, x, weight, d, eps)
+}
+
+/// [`rmsnorm`] at a given level (tests and benchmarks); falls back to portable if unsupported.
+pub fn rmsnorm_at(level: Level, out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
     assert!(out.len() == x.len() && weight.len() == d && d > 0 && x.len() % d == 0, "rmsnorm: bad lengths");
+    let level = if level.supported() { level } else { Level::Portable };
     let rows = rows_per_task(x.len() / d);
-    out.par_chunks_mut(rows * d).zip(x.par_chunks(rows * d)).for_each(|(o, xs)| {
+    out.par_chunks_mut(rows * d).zip(x.par_chunks(rows * d)).for_each(|(o, xs)| match level {
+        // SAFETY (both arms): the level is supported (checked above).
         #[cfg(target_arch = "x86_64")]
-        if simd_level() == Level::Avx512 {
-            // SAFETY: AVX-512F is supported (simd_level).
-            unsafe { avx512::rmsnorm_rows_avx512(o, xs, weight, d, eps) };
-            return;
-        }
-        rmsnorm_rows(o, xs, weight, d, eps);
+        Level::Avx512 => unsafe { avx512::rmsnorm_rows_avx512(o, xs, weight, d, eps) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { avx2::rmsnorm_rows_avx2(o, xs, weight, d, eps) },
+        _ => rmsnorm_rows(o, xs, weight, d, eps),
     });
 }
 
-/// [`rmsnorm`] of whole rows, one thread (inlined into the AVX-512 copy in `avx512.rs`: the same
-/// operations, so the same bits, in wider registers).
+/// [`rmsnorm`] of whole rows, one thread (inlined into the SIMD copies in `avx512.rs` and
+/// `avx2.rs`: the same operations, so the same bits, in wider registers).
 #[inline(always)]
 pub(crate) fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
     for (orow, xrow) in out.chunks_mut(d).zip(x.chunks(d)) {
@@ -203,6 +211,24 @@ pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], heads: usize, dh: usize) {
 /// softmax in place: x ← exp(x − max x) / Σ exp(x − max x), the max subtracted for numerical
 /// stability only; [`exp::exp`] instead of libm (vectorised), the sum in index order.
 pub fn softmax(x: &mut [f32]) {
+    softmax_at(simd_level(), x)
+}
+
+/// [`softmax`] at a given level (tests and benchmarks); falls back to portable if unsupported.
+pub fn softmax_at(level: Level, x: &mut [f32]) {
+    match if level.supported() { level } else { Level::Portable } {
+        // SAFETY (both arms): the level is supported (checked above).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::softmax_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { avx2::softmax_avx2(x) },
+        _ => softmax_row(x),
+    }
+}
+
+/// [`softmax`] on one row (inlined into the SIMD copies, same bits).
+#[inline(always)]
+pub(crate) fn softmax_row(x: &mut [f32]) {
     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for v in x.iter_mut() {
         *v = exp::exp(*v - m);
@@ -216,20 +242,25 @@ pub fn softmax(x: &mut [f32]) {
 /// SwiGLU gate in place: g[i] ← silu(g[i])·u[i], silu(g) = g / (1 + e^(−g)) with [`exp::exp`];
 /// parallel over fixed chunks.
 pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+    silu_mul_at(simd_level(), g, u)
+}
+
+/// [`silu_mul`] at a given level (tests and benchmarks); falls back to portable if unsupported.
+pub fn silu_mul_at(level: Level, g: &mut [f32], u: &[f32]) {
     assert!(g.len() == u.len(), "silu_mul: bad lengths");
+    let level = if level.supported() { level } else { Level::Portable };
     const CHUNK: usize = 1 << 14;
-    g.par_chunks_mut(CHUNK).zip(u.par_chunks(CHUNK)).for_each(|(g, u)| {
+    g.par_chunks_mut(CHUNK).zip(u.par_chunks(CHUNK)).for_each(|(g, u)| match level {
+        // SAFETY (both arms): the level is supported (checked above).
         #[cfg(target_arch = "x86_64")]
-        if simd_level() == Level::Avx512 {
-            // SAFETY: AVX-512F is supported (simd_level).
-            unsafe { avx512::silu_mul_avx512(g, u) };
-            return;
-        }
-        silu_mul_chunk(g, u);
+        Level::Avx512 => unsafe { avx512::silu_mul_avx512(g, u) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { avx2::silu_mul_avx2(g, u) },
+        _ => silu_mul_chunk(g, u),
     });
 }
 
-/// [`silu_mul`] on one chunk (inlined into the AVX-512 copy in `avx512.rs`, same bits).
+/// [`silu_mul`] on one chunk (inlined into the SIMD copies, same bits).
 #[inline(always)]
 pub(crate) fn silu_mul_chunk(g: &mut [f32], u: &[f32]) {
     for (g, &u) in g.iter_mut().zip(u) {
@@ -238,26 +269,37 @@ pub(crate) fn silu_mul_chunk(g: &mut [f32], u: &[f32]) {
 }
 
 /// out[j] = [`dot`](q, keys[j·stride ..][..q.len()]) for every j < out.len(): attention scores of
-/// one query head against cached keys. Same bits as the `dot` loop; AVX-512 does 16 keys at once.
+/// one query head against cached keys. Same bits as the `dot` loop; the SIMD levels do 16
+/// (AVX-512) or 4 (AVX2) keys at once when the head size is a multiple of 16.
 ///
 /// # Panics
 /// If `keys` is too short for `out.len()` rows at `stride`.
 pub fn dots(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
+    dots_at(simd_level(), q, keys, stride, out)
+}
+
+/// [`dots`] at a given level (tests and benchmarks); falls back to portable if unsupported.
+pub fn dots_at(level: Level, q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
     let (dh, n) = (q.len(), out.len());
     assert!(n == 0 || keys.len() >= (n - 1) * stride + dh, "dots: keys too short");
-    #[cfg(target_arch = "x86_64")]
-    if dh % 16 == 0 && simd_level() == Level::Avx512 {
-        // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
-        unsafe { avx512::dots_avx512(q, keys, stride, out) };
-        return;
-    }
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = lanes::dot(q, &keys[j * stride..j * stride + dh]);
+    let level = if level.supported() && dh % 16 == 0 { level } else { Level::Portable };
+    match level {
+        // SAFETY (both arms): the level is supported, dh % 16 == 0 and the length was checked.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::dots_avx512(q, keys, stride, out) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { avx2::dots_avx2(q, keys, stride, out) },
+        _ => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = lanes::dot(q, &keys[j * stride..j * stride + dh]);
+            }
+        }
     }
 }
 
 /// out = Σⱼ p[j]·values[j·stride ..][..out.len()], summed in increasing j for each element
-/// (the weighted sum of attention). AVX-512 when `out.len()` is a multiple of 16, same bits.
+/// (the weighted sum of attention). Vectorised when `out.len()` is a multiple of the vector
+/// width (16 at AVX-512, 8 at AVX2), same bits.
 ///
 /// # Panics
 /// If `values` is too short for `p.len()` rows at `stride`.
@@ -273,17 +315,29 @@ pub fn weighted_sum(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
 /// # Panics
 /// If `values` is too short for `p.len()` rows at `stride`.
 pub fn weighted_sum_add(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
+    weighted_sum_add_at(simd_level(), out, p, values, stride)
+}
+
+/// [`weighted_sum_add`] at a given level (tests and benchmarks); falls back to portable if
+/// unsupported.
+pub fn weighted_sum_add_at(level: Level, out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
     assert!(p.is_empty() || values.len() >= (p.len() - 1) * stride + dh, "weighted_sum: values too short");
-    #[cfg(target_arch = "x86_64")]
-    if dh % 16 == 0 && simd_level() == Level::Avx512 {
-        // SAFETY: AVX-512F is supported (simd_level), dh % 16 == 0 and the length was checked.
-        unsafe { avx512::weighted_sum_add_avx512(out, p, values, stride) };
-        return;
-    }
-    for (j, &pj) in p.iter().enumerate() {
-        for (o, &v) in out.iter_mut().zip(&values[j * stride..j * stride + dh]) {
-            *o += pj * v;
+    let level = if level.supported() { level } else { Level::Portable };
+    match level {
+        // SAFETY (both arms): the level is supported, the width divides dh, the length was checked.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 if dh % 16 == 0 => unsafe { avx512::weighted_sum_add_avx512(out, p, values, stride) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma | Level::Avx512 if dh % 8 == 0 => unsafe {
+            avx2::weighted_sum_add_avx2(out, p, values, stride)
+        },
+        _ => {
+            for (j, &pj) in p.iter().enumerate() {
+                for (o, &v) in out.iter_mut().zip(&values[j * stride..j * stride + dh]) {
+                    *o += pj * v;
+                }
+            }
         }
     }
 }

@@ -150,58 +150,89 @@ fn avx512_reduction_follows_tree16() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn fma_probe_computes_its_chains() {
-    if !Level::Avx512.supported() {
-        println!("skipped: no AVX-512 on this CPU");
+fn avx2_reduction_follows_tree16() {
+    if !Level::Avx2Fma.supported() {
+        println!("skipped: no AVX2 on this CPU");
         return;
     }
-    // Each of 12 × 16 lanes accumulates `steps` products a·b = 1 − 1e-12 (exactly 1 in f32 after
-    // rounding of the fused step at these magnitudes); the sum is 192·steps up to f32 rounding.
-    for steps in [1usize, 10, 1000] {
-        // SAFETY: AVX-512F checked above.
-        let got = unsafe { avx512::fma_chains_avx512(steps) } as f64;
-        let want = 192.0 * steps as f64;
-        assert!((got - want).abs() <= want * 1e-5, "{steps} steps: {got} vs {want}");
+    for seed in 0..20u64 {
+        let v = rand_vec(128, seed);
+        let mut a = [[0.0f32; 16]; 8];
+        for (e, row) in a.iter_mut().enumerate() {
+            for (l, x) in row.iter_mut().enumerate() {
+                *x = v[e * 16 + l] * 10f32.powi((l as i32 * 7 + e as i32) % 9 - 4);
+            }
+        }
+        // The kernels hand reduce8 the first tree step (lane i + lane i+8) of each element.
+        let h: [[f32; 8]; 8] = std::array::from_fn(|e| std::array::from_fn(|i| a[e][i] + a[e][i + 8]));
+        // SAFETY: AVX2 checked above.
+        let got = unsafe { avx2::reduce8_arrays(&h) };
+        for e in 0..8 {
+            assert_eq!(got[e].to_bits(), lanes::tree16(&a[e]).to_bits(), "element {e}");
+        }
     }
-    let peak = crate::kernels::probe::fma_peak(1).expect("AVX-512 present");
-    assert!(peak.is_finite() && peak > 0.0, "{peak}");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fma_probes_compute_their_chains() {
+    // Each of 12 chains × W lanes accumulates `steps` products a·b = 1 − 1e-12 (exactly 1 in f32
+    // after rounding of the fused step at these magnitudes); the sum is 12·W·steps up to rounding.
+    for steps in [1usize, 10, 1000] {
+        if Level::Avx512.supported() {
+            // SAFETY: AVX-512F checked.
+            let got = unsafe { avx512::fma_chains_avx512(steps) } as f64;
+            let want = 192.0 * steps as f64;
+            assert!((got - want).abs() <= want * 1e-5, "AVX-512, {steps} steps: {got} vs {want}");
+        }
+        if Level::Avx2Fma.supported() {
+            // SAFETY: AVX2 and FMA checked.
+            let got = unsafe { avx2::fma_chains_avx2(steps) } as f64;
+            let want = 96.0 * steps as f64;
+            assert!((got - want).abs() <= want * 1e-5, "AVX2, {steps} steps: {got} vs {want}");
+        }
+    }
+    if simd_level() != Level::Portable {
+        let peak = crate::kernels::probe::fma_peak(1).expect("a SIMD level");
+        assert!(peak.is_finite() && peak > 0.0, "{peak}");
+    }
 }
 
 #[test]
 fn attention_dots_and_weighted_sums_equal_the_plain_loops() {
     // Same bits as `lanes::dot` per key and as the sequential o += p·v loop, for head sizes on and
     // off the 16-lane fast path and key counts around the 16-key blocks.
-    for dh in [16usize, 40, 64, 128] {
+    for dh in [16usize, 24, 40, 64, 128] {
         let stride = 3 * dh + 5;
         for n in [0usize, 1, 15, 16, 17, 33, 100] {
             let q = rand_vec(dh, n as u64 + 7);
             let kv = rand_vec(n.max(1) * stride, dh as u64 * 31 + n as u64);
-            let mut got = vec![0.0f32; n];
-            crate::kernels::dots(&q, &kv, stride, &mut got);
-            for j in 0..n {
-                let want = lanes::dot(&q, &kv[j * stride..j * stride + dh]);
-                assert_eq!(got[j].to_bits(), want.to_bits(), "dots dh={dh} n={n} j={j}");
-            }
             let p = rand_vec(n, 99 + n as u64);
-            let mut out = vec![f32::NAN; dh];
-            crate::kernels::weighted_sum(&mut out, &p, &kv, stride);
             let mut want = vec![0.0f32; dh];
             for j in 0..n {
                 for e in 0..dh {
                     want[e] += p[j] * kv[j * stride + e];
                 }
             }
-            for e in 0..dh {
-                assert_eq!(out[e].to_bits(), want[e].to_bits(), "weighted_sum dh={dh} n={n} e={e}");
+            for level in levels() {
+                let mut got = vec![0.0f32; n];
+                dots_at(level, &q, &kv, stride, &mut got);
+                for j in 0..n {
+                    let want = lanes::dot(&q, &kv[j * stride..j * stride + dh]);
+                    assert_eq!(got[j].to_bits(), want.to_bits(), "{level:?} dots dh={dh} n={n} j={j}");
+                }
+                // Two segments, the second added after the first: the bits of one sum over both.
+                for split in [0, n / 3, n] {
+                    let mut two = vec![0.0f32; dh];
+                    weighted_sum_add_at(level, &mut two, &p[..split], &kv, stride);
+                    weighted_sum_add_at(level, &mut two, &p[split..], &kv[split * stride..], stride);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&two), bits(&want), "{level:?} weighted_sum_add dh={dh} n={n} split={split}");
+                }
             }
-            // Two segments, the second added after the first: the bits of one sum over both.
-            for split in [0, n / 3, n] {
-                let mut two = vec![0.0f32; dh];
-                crate::kernels::weighted_sum_add(&mut two, &p[..split], &kv, stride);
-                crate::kernels::weighted_sum_add(&mut two, &p[split..], &kv[split * stride..], stride);
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&two), bits(&want), "weighted_sum_add dh={dh} n={n} split={split}");
-            }
+            let mut out = vec![f32::NAN; dh];
+            crate::kernels::weighted_sum(&mut out, &p, &kv, stride);
+            assert!(out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "weighted_sum dh={dh} n={n}");
         }
     }
 }
@@ -251,25 +282,29 @@ fn rowwise_ops_match_reference() {
     assert_eq!(v, vec![1.0, -4.0, 3.0, 2.0]);
 }
 
-/// The AVX-512 builds of the row-wise ops compute the portable code's bits.
-#[cfg(target_arch = "x86_64")]
+/// The SIMD builds of the row-wise ops compute the portable code's bits.
 #[test]
-fn rowwise_avx512_builds_equal_portable() {
-    if !Level::Avx512.supported() {
-        return;
-    }
-    for &(t, d) in &[(1usize, 1usize), (3, 7), (5, 64), (4, 576), (2, 1000)] {
+fn rowwise_simd_builds_equal_portable() {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for &(t, d) in &[(1usize, 1usize), (3, 7), (5, 64), (4, 576), (2, 1000), (70, 64)] {
         let x: Vec<f32> = rand_vec(t * d, 21).iter().map(|v| v * 40.0).collect();
         let (wt, u) = (rand_vec(d, 22), rand_vec(t * d, 23));
-        let (mut a, mut b) = (vec![0.0; t * d], vec![0.0; t * d]);
-        rmsnorm_rows(&mut a, &x, &wt, d, 1e-5);
-        // SAFETY: AVX-512F checked above.
-        unsafe { avx512::rmsnorm_rows_avx512(&mut b, &x, &wt, d, 1e-5) };
-        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "rmsnorm t={t} d={d}");
-        let (mut a, mut b) = (x.clone(), x.clone());
-        silu_mul_chunk(&mut a, &u);
-        // SAFETY: as above.
-        unsafe { avx512::silu_mul_avx512(&mut b, &u) };
-        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "silu_mul t={t} d={d}");
+        let mut want_norm = vec![0.0; t * d];
+        rmsnorm_at(Level::Portable, &mut want_norm, &x, &wt, d, 1e-5);
+        let mut want_silu = x.clone();
+        silu_mul_at(Level::Portable, &mut want_silu, &u);
+        let mut want_soft = x.clone();
+        softmax_at(Level::Portable, &mut want_soft);
+        for level in levels() {
+            let mut got = vec![0.0; t * d];
+            rmsnorm_at(level, &mut got, &x, &wt, d, 1e-5);
+            assert_eq!(bits(&got), bits(&want_norm), "{level:?} rmsnorm t={t} d={d}");
+            let mut got = x.clone();
+            silu_mul_at(level, &mut got, &u);
+            assert_eq!(bits(&got), bits(&want_silu), "{level:?} silu_mul t={t} d={d}");
+            let mut got = x.clone();
+            softmax_at(level, &mut got);
+            assert_eq!(bits(&got), bits(&want_soft), "{level:?} softmax t={t} d={d}");
+        }
     }
 }
