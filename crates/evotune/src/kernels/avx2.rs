@@ -11,6 +11,8 @@
 //! slice lengths and CPU features before calling in.
 
 #![allow(unsafe_op_in_unsafe_fn)]
+// Index loops mirror the tile maths (acc[i][j] for row i of x, row j of w).
+#![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 

@@ -308,3 +308,32 @@ fn rowwise_simd_builds_equal_portable() {
         }
     }
 }
+
+/// Register-only FMA GFLOP/s of one thread at each SIMD level the CPU has (the ceiling of each
+/// level's kernels). Timing only:
+/// `cargo test --release -p evotune --lib fma_peak_per_level -- --ignored --nocapture`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore]
+fn fma_peak_per_level() {
+    use std::time::Instant;
+    let one = |lanes: usize, f: &dyn Fn(usize) -> f32| {
+        let steps = 50_000_000 / lanes;
+        let _ = f(steps / 10); // warm-up
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f(steps));
+                (steps * 12 * lanes * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0.0, f64::max)
+    };
+    if Level::Avx512.supported() {
+        // SAFETY: AVX-512F checked.
+        println!("AVX-512: {:.1} GFLOP/s on one thread", one(16, &|s| unsafe { avx512::fma_chains_avx512(s) }));
+    }
+    if Level::Avx2Fma.supported() {
+        // SAFETY: AVX2 and FMA checked.
+        println!("AVX2:    {:.1} GFLOP/s on one thread", one(8, &|s| unsafe { avx2::fma_chains_avx2(s) }));
+    }
+}
