@@ -135,13 +135,16 @@ fn keep(slot: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, buf: Vec<f32>) 
 /// Largest packing buffer kept between calls (1 MB).
 const KEEP_FLOATS: usize = 1 << 18;
 
-/// The first `n` floats of `buf`, grown (never shrunk, so calls of alternating sizes do not
-/// clear it again) when shorter. Packing overwrites every float it hands out.
-fn grown(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if buf.len() < n {
-        buf.resize(n, 0.0);
+/// `n` floats of `buf` starting on a 64-byte boundary (so that no vector load of the packed
+/// operands straddles two cache lines), `buf` grown when shorter (never shrunk, so calls of
+/// alternating sizes do not clear it again). Packing overwrites every float it hands out.
+pub(crate) fn grown(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    const LINE_FLOATS: usize = 16;
+    if buf.len() < n + LINE_FLOATS {
+        buf.resize(n + LINE_FLOATS, 0.0);
     }
-    &mut buf[..n]
+    let skip = buf.as_ptr().align_offset(64).min(LINE_FLOATS);
+    &mut buf[skip..skip + n]
 }
 
 /// Calls `f` with x (B, K) packed into ⌈B/PR⌉ row tiles (in parallel when `parallel`).
