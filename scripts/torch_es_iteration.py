@@ -10,7 +10,9 @@ new tokens, stop at <|im_end|>), subtract σ·ε; then the update θ += α/N·Σ
         [--population 8] [--iterations 2] [--threads 2] [--sigma 1e-3] [--alpha 5e-4]
 
 prompts.json is a JSON list of user messages. Runs one untimed warm-up iteration, then prints
-progress to stderr and, as its last stdout line, JSON with `seconds_per_iteration`.
+progress to stderr and, as its last stdout line, JSON with `seconds_per_iteration` and `cpu_capability`
+(ATen's SIMD level; `evotune bench es-iteration --vs-torch` caps it, oneDNN's and MKL's at AVX2 through
+ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and MKL_ENABLE_INSTRUCTIONS when EVOTUNE_SIMD=avx2 caps ours).
 """
 import argparse
 import json
@@ -89,8 +91,10 @@ def main():
         mean = iteration(it)
         times.append(time.time() - t)
         print(f"torch iteration {it}: {times[-1]:.2f} s, mean reward {mean:.3f}", file=sys.stderr)
+    # The SIMD level of ATen's CPU kernels (ATEN_CPU_CAPABILITY caps it), e.g. AVX512 or AVX2.
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
     print(json.dumps({"seconds_per_iteration": sum(times) / len(times), "threads": args.threads,
-                      "torch": torch.__version__}))
+                      "torch": torch.__version__, "cpu_capability": capability}))
 
 
 if __name__ == "__main__":

@@ -286,6 +286,9 @@ pub enum BenchWhich {
     Generate {
         #[arg(long, default_value = "smollm2-135m")]
         model: String,
+        /// Print one JSON object per engine and batch size on stdout (the text goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Seconds per ES iteration on the reference workload (16 arith prompts, N = 8, greedy, 16
     /// new tokens), with prefill/decode rates, fraction of a GEMM probe and peak memory.
@@ -306,9 +309,12 @@ pub enum BenchWhich {
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// Also run the PyTorch + transformers reference loop on the same prompts (needs python3
-        /// with torch and transformers) and print the speed ratio.
+        /// with torch, transformers, accelerate and gguf) and print the speed ratio.
         #[arg(long)]
         vs_torch: bool,
+        /// Print one JSON object per mode on stdout (the text goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
     Es {
@@ -316,6 +322,9 @@ pub enum BenchWhich {
         dim: usize,
         #[arg(long, default_value_t = 30)]
         population: usize,
+        /// Print the figures as one JSON object on stdout (the text goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+use evotune::kernels::machine::Machine;
 #[cfg(feature = "bench")]
 use evotune::model::bench::{bench_generate, BenchOptions};
 use evotune::model::Llama;
@@ -51,6 +52,7 @@ fn bench_matmul_shapes() {
     let level = simd_level();
     for threads in [1, rayon::current_num_threads()] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        println!("{}", pool.install(Machine::current));
         for (b, k, o) in [
             (16, 576, 1536),
             (27, 576, 1536),
@@ -93,6 +95,7 @@ fn bench_prefill_scaling() {
     let llama = Llama::new(config.clone(), params.layout()).unwrap();
     let (d, f) = (config.hidden, config.ffn);
     let w1 = vec![0.01f32; f * d];
+    println!("{}", Machine::current());
     for round in 0..3 {
         for b in [1usize, 4, 16] {
             let ps: Vec<Vec<u32>> = (0..b).map(|s| (0..64).map(|i| (s * 64 + i) as u32 * 7 + 100).collect()).collect();
@@ -149,7 +152,8 @@ fn bench_matmul_vs_gemm_crate() {
             }
         }
     }
-    println!("level {:?}, one thread each", simd_level());
+    // The gemm crate picks its own level (AVX2+FMA without its `x86-v4` feature), not ours.
+    println!("{}; one thread each (the gemm crate runs its own kernels)", pool.install(Machine::current));
     for (b, k, o) in shapes {
         let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
         let w: Vec<f32> = (0..o * k).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
@@ -191,6 +195,7 @@ fn bench_decode_streaming() {
     let (k, o, mats) = (576usize, 1536usize, 160usize); // 160 × 3.5 MB = 566 MB, about one model
     let ws: Vec<Vec<f32>> =
         (0..mats).map(|m| (0..o * k).map(|i| ((i * 7 + m) % 1000) as f32 * 1e-3 - 0.5).collect()).collect();
+    println!("{}", Machine::current());
     for round in 0..3 {
         for b in [1usize, 16] {
             let x: Vec<f32> = (0..b * k).map(|i| (i % 100) as f32 * 1e-2).collect();

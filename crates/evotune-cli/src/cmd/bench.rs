@@ -4,7 +4,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use evotune::es::Perturbation;
-use evotune::run::bench::{bench_es_iteration, reference_items, IterationBench, IterationBenchOptions};
+use evotune::kernels::{simd_level, Level};
+use evotune::run::bench::{
+    bench_es_iteration, reference_items, torch_isa_cap, IterationBench, IterationBenchOptions, IterationLine,
+};
 
 use crate::args::{BenchArgs, BenchWhich};
 
@@ -13,8 +16,9 @@ const TORCH_SCRIPT: &str = include_str!("../../../../scripts/torch_es_iteration.
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
-        BenchWhich::Generate { model } => bench_generate(&model)?,
-        BenchWhich::EsIteration { model, perturbation, rank, population, iterations, threads, vs_torch } => {
+        BenchWhich::Generate { model, json } => bench_generate(&model, Text { json })?,
+        BenchWhich::EsIteration { model, perturbation, rank, population, iterations, threads, vs_torch, json } => {
+            let text = Text { json };
             let modes = match perturbation.as_str() {
                 "full" => vec![Perturbation::Full],
                 "lowrank" => vec![Perturbation::LowRank { rank }],
@@ -32,65 +36,151 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 path = m.path.clone();
                 let opts = IterationBenchOptions { perturbation: mode, population, iterations, ..Default::default() };
                 let r = pool.install(|| bench_es_iteration(&m, theta, &opts))?;
-                println!("{r}\n");
+                text.line(format_args!("{r}\n"));
                 results.push(r);
             }
             let full = results.iter().find(|r| r.perturbation == Perturbation::Full);
             let low = results.iter().find(|r| r.perturbation != Perturbation::Full);
             if let (Some(f), Some(l)) = (full, low) {
-                println!(
+                text.line(format_args!(
                     "low rank vs full rank: {:.2}× the iteration speed at equal N",
                     f.seconds_per_iteration / l.seconds_per_iteration
-                );
+                ));
             }
-            if vs_torch {
-                let torch = run_torch(&path, population, iterations, pool.current_num_threads())?;
-                println!(
-                    "PyTorch reference loop: {torch:.2} s/iteration ({:.3} s per member)",
-                    torch / population as f64
-                );
+            let torch = if vs_torch {
+                let cap = torch_isa_cap(simd_level(), Level::Avx512.supported());
+                if let Some((isa, env)) = cap {
+                    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    text.line(format_args!(
+                        "our kernels are capped at {isa} on a CPU with AVX-512: running the PyTorch reference at \
+                         {isa} too ({})",
+                        vars.join(" ")
+                    ));
+                }
+                let torch = run_torch(&path, population, iterations, pool.current_num_threads(), cap.map(|c| c.1))?;
+                let t = torch.seconds_per_iteration;
+                text.line(format_args!(
+                    "PyTorch reference loop: {t:.2} s/iteration ({:.3} s per member){}",
+                    t / population as f64,
+                    match &torch.cpu_capability {
+                        Some(c) => format!(", ATen CPU capability {c}"),
+                        None => String::new(),
+                    }
+                ));
                 for r in &results {
-                    println!("  evotune {:?}: {:.1}× faster", r.perturbation, torch / r.seconds_per_iteration);
+                    text.line(format_args!(
+                        "  evotune {:?}: {:.1}× faster",
+                        r.perturbation,
+                        t / r.seconds_per_iteration
+                    ));
                     if let (Some(flops), Some(lower)) = (r.fma_bound_seconds(), r.lower_bound_seconds()) {
-                        println!(
+                        text.line(format_args!(
                             "    at most {:.1}× even at the FMA peak, and {:.1}× counting one read of the weights \
                              per forward (evaluation at its bound, update as measured)",
-                            torch / (flops + r.update_seconds),
-                            torch / (lower + r.update_seconds)
-                        );
+                            t / (flops + r.update_seconds),
+                            t / (lower + r.update_seconds)
+                        ));
                     }
+                }
+                Some((torch, cap.map(|c| c.0)))
+            } else {
+                None
+            };
+            if json {
+                for r in &results {
+                    let line = IterationJson {
+                        bench: r.json_line(),
+                        iterations,
+                        torch_s_per_iteration: torch.as_ref().map(|t| t.0.seconds_per_iteration),
+                        torch_isa_cap: torch.as_ref().and_then(|t| t.1),
+                        torch_cpu_capability: torch.as_ref().and_then(|t| t.0.cpu_capability.as_deref()),
+                    };
+                    println!("{}", serde_json::to_string(&line)?);
                 }
             }
         }
-        BenchWhich::Es { dim, population } => {
+        BenchWhich::Es { dim, population, json } => {
             let report = evotune::es::bench::bench_es(dim, population)?;
-            println!("{report}");
+            Text { json }.line(&report);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
         }
     }
     Ok(())
 }
 
+/// Where the human-readable text goes: stdout, or stderr when stdout carries JSON lines (`--json`).
+#[derive(Clone, Copy)]
+struct Text {
+    json: bool,
+}
+
+impl Text {
+    fn line(self, s: impl std::fmt::Display) {
+        if self.json {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    }
+}
+
+/// One line of `bench es-iteration --json`: a mode's figures and the PyTorch reference's.
+#[derive(serde::Serialize)]
+struct IterationJson<'a> {
+    #[serde(flatten)]
+    bench: IterationLine<'a>,
+    /// Timed iterations the figures average over.
+    iterations: usize,
+    /// The PyTorch loop's seconds per iteration with `--vs-torch`, else null.
+    torch_s_per_iteration: Option<f64>,
+    /// The ISA the PyTorch loop was capped at (`avx2`), or null when it ran uncapped or not at all.
+    torch_isa_cap: Option<&'static str>,
+    /// What `torch.backends.cpu.get_cpu_capability()` reported in the reference run.
+    torch_cpu_capability: Option<&'a str>,
+}
+
 /// Prefill and decode throughput, ours vs candle's llama on the same weights.
 #[cfg(feature = "bench")]
-fn bench_generate(model: &str) -> anyhow::Result<()> {
+fn bench_generate(model: &str, text: Text) -> anyhow::Result<()> {
     let (m, theta) = evotune::model::load(model).with_context(|| format!("loading model {model}"))?;
     let opts = evotune::model::bench::BenchOptions::default();
     let report = evotune::model::bench::bench_generate(&m.llama, &theta, &opts)?;
-    println!("{report}");
+    text.line(&report);
+    if text.json {
+        for line in report.json_lines() {
+            println!("{}", serde_json::to_string(&line)?);
+        }
+    }
     Ok(())
 }
 
 /// Without the `bench` feature candle is not compiled in, so there is nothing to compare against.
 #[cfg(not(feature = "bench"))]
-fn bench_generate(_model: &str) -> anyhow::Result<()> {
+fn bench_generate(_model: &str, _text: Text) -> anyhow::Result<()> {
     bail!(
         "`bench generate` compares against candle, which this build leaves out; rebuild with \
          `--features bench` (e.g. `cargo run --release --features bench -- bench generate`)"
     )
 }
 
-/// Seconds per iteration of the PyTorch reference loop on the same prompts and model file.
-fn run_torch(model: &std::path::Path, population: usize, iterations: usize, threads: usize) -> anyhow::Result<f64> {
+/// What the PyTorch reference run reported.
+struct TorchRun {
+    seconds_per_iteration: f64,
+    /// `torch.backends.cpu.get_cpu_capability()`, when the script reports it.
+    cpu_capability: Option<String>,
+}
+
+/// Seconds per iteration of the PyTorch reference loop on the same prompts and model file, with
+/// `env` (an ISA cap, [`torch_isa_cap`]) in its environment.
+fn run_torch(
+    model: &std::path::Path,
+    population: usize,
+    iterations: usize,
+    threads: usize,
+    env: Option<&[(&str, &str)]>,
+) -> anyhow::Result<TorchRun> {
     let (_, items) = reference_items(16, 16)?;
     let questions: Vec<String> = items.iter().map(|i| i.prompt.text().to_string()).collect();
     let dir = tempfile::tempdir()?;
@@ -107,14 +197,23 @@ fn run_torch(model: &std::path::Path, population: usize, iterations: usize, thre
         .arg(&prompts)
         .args(["--population", &population.to_string(), "--iterations", &iterations.to_string()])
         .args(["--threads", &threads.to_string()])
+        .envs(env.unwrap_or_default().iter().copied())
         .output()
         .context("running python3 (is it installed?)")?;
     if !out.status.success() {
-        bail!("the PyTorch reference failed (needs torch and transformers):\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "the PyTorch reference failed (needs torch, transformers, accelerate and gguf):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let last = stdout.lines().last().unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(last).with_context(|| format!("parsing `{last}`"))?;
-    v["seconds_per_iteration"].as_f64().context("no seconds_per_iteration in the reference's output")
+    Ok(TorchRun {
+        seconds_per_iteration: v["seconds_per_iteration"]
+            .as_f64()
+            .context("no seconds_per_iteration in the reference's output")?,
+        cpu_capability: v["cpu_capability"].as_str().map(str::to_string),
+    })
 }

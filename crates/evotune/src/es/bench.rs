@@ -14,22 +14,25 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::es::noise::{self, NoiseKey};
 use crate::es::{Anchor, EsParams, EsState, Member, Strategy};
+use crate::kernels::machine::Machine;
 use crate::kernels::{simd_level, Level};
 use crate::model::{Layout, Params, ThetaSource};
 
-/// Figures from [`bench_es`]; times in seconds.
+/// Figures from [`bench_es`]; times in seconds. Serialized (`bench es --json`) as one flat object:
+/// the machine's fields, then these.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct EsBenchReport {
+    /// CPU, the SIMD level the noise generator dispatched to, and rayon's threads.
+    #[serde(flatten)]
+    pub machine: Machine,
     pub d: usize,
     pub population: usize,
-    pub threads: usize,
-    /// The vector width the noise generator dispatched to.
-    pub level: String,
     /// Giga-normals per second, one thread.
     pub noise_gnps_1thread: f64,
     /// Giga-normals per second of the raw generator at each vector width this CPU has, one thread,
     /// per CPU second where measurable (the portable loop is what a build without runtime
-    /// dispatch would get).
+    /// dispatch would get). A JSON object `{level: rate}`, in this order.
+    #[serde(serialize_with = "as_map")]
     pub noise_gnps_by_level: Vec<(String, f64)>,
     /// Giga-normals per second of the calling thread's CPU time (insensitive to other load on the
     /// machine; Linux only, 0 elsewhere).
@@ -47,16 +50,17 @@ pub struct EsBenchReport {
     pub update_vs_n_passes: f64,
 }
 
+fn as_map<S: serde::Serializer>(pairs: &[(String, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
 impl std::fmt::Display for EsBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "ES engine, d = {}, N = {}, {} threads, noise level {}",
-            self.d, self.population, self.threads, self.level
-        )?;
+        writeln!(f, "ES engine, d = {}, N = {}", self.d, self.population)?;
+        writeln!(f, "{}", self.machine)?;
         writeln!(f, "  noise generator   {:7.3} G normals/s (1 thread)", self.noise_gnps_1thread)?;
         writeln!(f, "  noise generator   {:7.3} G normals/s per CPU second (1 thread)", self.noise_gnps_1thread_cpu)?;
-        writeln!(f, "  noise generator   {:7.3} G normals/s ({} threads)", self.noise_gnps_all, self.threads)?;
+        writeln!(f, "  noise generator   {:7.3} G normals/s ({} threads)", self.noise_gnps_all, self.machine.threads)?;
         for (level, g) in &self.noise_gnps_by_level {
             writeln!(f, "    {level:<10} loop {g:7.3} G normals/s per CPU second (1 thread)")?;
         }
@@ -127,7 +131,8 @@ pub fn bench_es(d: usize, population: usize) -> Result<EsBenchReport> {
     let params = EsParams { population, ..EsParams::paper() };
     // No AWD, so θ0 is never read: a zero source avoids a third arena of d floats.
     let es = Strategy::new(params, Anchor::Source(Arc::new(Zeros)))?;
-    let threads = rayon::current_num_threads();
+    let machine = Machine::current();
+    let threads = machine.threads;
     let key = NoiseKey { seed: 1, iteration: 2, noise_id: 3, tensor_key: 4 };
 
     let count = d.clamp(1 << 20, 1 << 26);
@@ -210,10 +215,9 @@ pub fn bench_es(d: usize, population: usize) -> Result<EsBenchReport> {
     };
 
     Ok(EsBenchReport {
+        machine,
         d,
         population,
-        threads,
-        level: format!("{:?}", simd_level()),
         noise_gnps_1thread: count as f64 / t1 / 1e9,
         noise_gnps_by_level,
         noise_gnps_1thread_cpu: cpu1,

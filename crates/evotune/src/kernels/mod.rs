@@ -21,6 +21,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub mod exp;
 pub mod lanes;
+pub mod machine;
 pub mod normals;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod panel;

@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use crate::error::Result;
+use crate::kernels::machine::Machine;
 use crate::model::candle_ref::CandleLlama;
 use crate::model::generate::argmax;
 use crate::model::llama::SeqInput;
@@ -34,7 +35,7 @@ impl Default for BenchOptions {
 }
 
 /// Throughput of one engine at one batch size.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BenchRow {
     /// `evotune` or `candle`.
     pub engine: &'static str,
@@ -42,14 +43,16 @@ pub struct BenchRow {
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
     /// Tokens per CPU-second (all threads), when the OS reports process CPU time.
+    #[serde(rename = "prefill_tok_per_cpu_s")]
     pub prefill_tok_cpu_s: Option<f64>,
+    #[serde(rename = "decode_tok_per_cpu_s")]
     pub decode_tok_cpu_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchReport {
-    pub threads: usize,
-    pub simd: String,
+    /// CPU, our kernels' SIMD level and the threads both engines ran with.
+    pub machine: Machine,
     pub prompt_len: usize,
     pub decode_steps: usize,
     pub rows: Vec<BenchRow>,
@@ -64,7 +67,34 @@ impl BenchReport {
     }
 }
 
+/// One JSON line of `bench generate --json`: one engine at one batch size, with the machine.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchLine<'a> {
+    #[serde(flatten)]
+    pub machine: &'a Machine,
+    /// The weights' type in the forward (both engines run f32).
+    pub weights: &'static str,
+    pub prompt_len: usize,
+    pub decode_steps: usize,
+    #[serde(flatten)]
+    pub row: &'a BenchRow,
+}
+
 impl BenchReport {
+    /// One [`BenchLine`] per measured engine and batch size, in the order of [`BenchReport::rows`].
+    pub fn json_lines(&self) -> Vec<BenchLine<'_>> {
+        self.rows
+            .iter()
+            .map(|row| BenchLine {
+                machine: &self.machine,
+                weights: "f32",
+                prompt_len: self.prompt_len,
+                decode_steps: self.decode_steps,
+                row,
+            })
+            .collect()
+    }
+
     /// Like [`BenchReport::ratio`], per CPU-second.
     pub fn cpu_ratio(&self, b: usize) -> Option<(f64, f64)> {
         let ours = self.rows.iter().find(|r| r.engine == "evotune" && r.batch == b)?;
@@ -108,9 +138,10 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "generate benchmark: {}-token prompts, {} decode steps, {} threads, matmul {}",
-            self.prompt_len, self.decode_steps, self.threads, self.simd
+            "generate benchmark: {}-token prompts, {} decode steps, f32 weights",
+            self.prompt_len, self.decode_steps
         )?;
+        writeln!(f, "{}", self.machine)?;
         writeln!(
             f,
             "{:<8} {:>5} {:>14} {:>14} {:>18} {:>18}",
@@ -226,13 +257,7 @@ pub fn bench_generate(llama: &Llama, params: &Params, opts: &BenchOptions) -> Re
             rows.push(row("candle", b, opts, &theirs));
         }
     }
-    Ok(BenchReport {
-        threads: rayon::current_num_threads(),
-        simd: format!("{:?}", crate::kernels::simd_level()),
-        prompt_len: opts.prompt_len,
-        decode_steps: opts.decode_steps,
-        rows,
-    })
+    Ok(BenchReport { machine: Machine::current(), prompt_len: opts.prompt_len, decode_steps: opts.decode_steps, rows })
 }
 
 fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Timing)]) -> BenchRow {
@@ -250,5 +275,47 @@ fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Ti
         decode_tok_s: if opts.decode_steps == 0 { 0.0 } else { dt / d },
         prefill_tok_cpu_s: cpu(|t| t.0.cpu).map(|c| pt / c),
         decode_tok_cpu_s: if opts.decode_steps == 0 { None } else { cpu(|t| t.1.cpu).map(|c| dt / c) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_carry_the_machine_and_every_figure() {
+        let machine = Machine { cpu: "cpu".into(), simd: "Avx2Fma".into(), simd_cap: Some("avx2".into()), threads: 2 };
+        let row = |engine, batch| BenchRow {
+            engine,
+            batch,
+            prefill_tok_s: 10.0,
+            decode_tok_s: 5.0,
+            prefill_tok_cpu_s: Some(6.0),
+            decode_tok_cpu_s: None,
+        };
+        let report = BenchReport {
+            machine,
+            prompt_len: 64,
+            decode_steps: 32,
+            rows: vec![row("evotune", 1), row("candle", 1), row("evotune", 16)],
+        };
+        let lines: Vec<serde_json::Value> =
+            report.json_lines().iter().map(|l| serde_json::to_value(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        let l = &lines[1];
+        assert_eq!(l["engine"], "candle");
+        assert_eq!(l["batch"], 1);
+        assert_eq!(l["weights"], "f32");
+        assert_eq!(l["cpu"], "cpu");
+        assert_eq!(l["simd"], "Avx2Fma");
+        assert_eq!(l["simd_cap"], "avx2");
+        assert_eq!(l["threads"], 2);
+        assert_eq!(l["prefill_tok_s"], 10.0);
+        assert_eq!(l["decode_tok_s"], 5.0);
+        assert_eq!(l["prefill_tok_per_cpu_s"], 6.0);
+        assert!(l["decode_tok_per_cpu_s"].is_null());
+        assert_eq!(l["prompt_len"], 64);
+        assert_eq!(l["decode_steps"], 32);
+        assert!(report.to_string().contains("CPU: cpu · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · 2 threads"));
     }
 }

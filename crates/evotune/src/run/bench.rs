@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::es::{Anchor, EsParams, EsState, Perturbation, Strategy};
+use crate::kernels::machine::Machine;
 use crate::kernels::probe::{fma_peak, gemm_peak, stream_seconds, GemmPeak};
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, Params};
@@ -51,7 +52,8 @@ impl Default for IterationBenchOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct IterationBench {
     pub perturbation: Perturbation,
-    pub threads: usize,
+    /// CPU, the kernels' SIMD level and the threads of the pool the iterations ran in.
+    pub machine: Machine,
     pub seconds_per_iteration: f64,
     pub eval_seconds: f64,
     pub update_seconds: f64,
@@ -93,6 +95,122 @@ impl IterationBench {
                 + (s.decode_forwards as f64 * self.stream_seconds).max(self.decode_gflop / p)
         })
     }
+}
+
+/// The figures of one [`IterationBench`] as one flat JSON object (`bench es-iteration --json`):
+/// seconds, GFLOP/s, tokens and bytes per iteration, named by their unit. `None` is `null`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IterationLine<'a> {
+    #[serde(flatten)]
+    pub machine: &'a Machine,
+    /// Always `es`.
+    pub method: &'static str,
+    /// `full` or `lowrank`.
+    pub perturbation: &'static str,
+    /// r in low-rank mode, `null` in full rank.
+    pub rank: Option<usize>,
+    pub population: usize,
+    pub s_per_iteration: f64,
+    pub s_per_member: f64,
+    pub eval_s: f64,
+    pub update_s: f64,
+    pub prefill_s: f64,
+    /// Prompt tokens of all members, shared prefixes included.
+    pub prompt_tokens: usize,
+    /// Prompt tokens run through the forward (shared prefixes once).
+    pub prefill_tokens: usize,
+    pub prefill_tok_s: f64,
+    pub prefill_gflop_s: f64,
+    /// prefill_gflop_s ÷ gemm_probe_gflop_s.
+    pub prefill_fraction_of_gemm_probe: f64,
+    /// The GEMM probe's best ([`GemmPeak::best`]) and each engine's reading.
+    pub gemm_probe_gflop_s: f64,
+    pub gemm_probe_ours_gflop_s: f64,
+    pub gemm_probe_gemm_crate_gflop_s: Option<f64>,
+    pub decode_s: f64,
+    pub decode_tokens: usize,
+    pub decode_gflop_s: f64,
+    pub generated_tokens: usize,
+    /// Generated tokens per second of evaluation.
+    pub generated_tok_s: f64,
+    pub prefill_forwards: usize,
+    pub decode_forwards: usize,
+    /// Seconds of evaluation at the GEMM probe's rate.
+    pub flop_bound_probe_s: f64,
+    pub fma_peak_gflop_s: Option<f64>,
+    /// [`IterationBench::fma_bound_seconds`] and [`IterationBench::lower_bound_seconds`].
+    pub flop_bound_fma_s: Option<f64>,
+    pub lower_bound_s: Option<f64>,
+    /// One read of the f32 weights from memory, and its rate.
+    pub stream_s: f64,
+    pub stream_gb_s: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub model_bytes: u64,
+    pub mean_reward: f32,
+}
+
+impl IterationBench {
+    /// This mode's [`IterationLine`].
+    pub fn json_line(&self) -> IterationLine<'_> {
+        let s = &self.stats;
+        let prefill_gflop_s = self.prefill_gflop / s.prefill_seconds;
+        IterationLine {
+            machine: &self.machine,
+            method: "es",
+            perturbation: match self.perturbation {
+                Perturbation::Full => "full",
+                Perturbation::LowRank { .. } => "lowrank",
+            },
+            rank: self.perturbation.rank(),
+            population: self.members,
+            s_per_iteration: self.seconds_per_iteration,
+            s_per_member: self.per_member(),
+            eval_s: self.eval_seconds,
+            update_s: self.update_seconds,
+            prefill_s: s.prefill_seconds,
+            prompt_tokens: s.prompt_tokens,
+            prefill_tokens: s.prefill_tokens,
+            prefill_tok_s: s.prefill_tokens as f64 / s.prefill_seconds,
+            prefill_gflop_s,
+            prefill_fraction_of_gemm_probe: prefill_gflop_s / self.peak.best(),
+            gemm_probe_gflop_s: self.peak.best(),
+            gemm_probe_ours_gflop_s: self.peak.ours,
+            gemm_probe_gemm_crate_gflop_s: self.peak.gemm_crate,
+            decode_s: s.decode_seconds,
+            decode_tokens: s.decode_tokens,
+            decode_gflop_s: self.decode_gflop / s.decode_seconds,
+            generated_tokens: s.generated_tokens,
+            generated_tok_s: s.generated_tokens as f64 / self.eval_seconds,
+            prefill_forwards: s.prefill_forwards,
+            decode_forwards: s.decode_forwards,
+            flop_bound_probe_s: (self.prefill_gflop + self.decode_gflop) / self.peak.best(),
+            fma_peak_gflop_s: self.fma_peak,
+            flop_bound_fma_s: self.fma_bound_seconds(),
+            lower_bound_s: self.lower_bound_seconds(),
+            stream_s: self.stream_seconds,
+            stream_gb_s: self.model_bytes as f64 / self.stream_seconds / 1e9,
+            peak_rss_bytes: self.peak_rss,
+            model_bytes: self.model_bytes,
+            mean_reward: self.mean_reward,
+        }
+    }
+}
+
+/// Environment that holds the PyTorch reference loop to AVX2 (ATen's kernels, oneDNN, MKL), so
+/// that it compares like for like with our kernels capped at AVX2 on a CPU that has AVX-512.
+pub const TORCH_AVX2_ENV: [(&str, &str); 3] =
+    [("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("MKL_ENABLE_INSTRUCTIONS", "AVX2")];
+
+/// The ISA to cap PyTorch at, with its environment: AVX2 when our kernels run at `ours` =
+/// [`Level::Avx2Fma`] although the CPU has AVX-512 (`EVOTUNE_SIMD=avx2`); `None` otherwise (torch
+/// then uses the best it finds, as our kernels do).
+///
+/// [`Level::Avx2Fma`]: crate::kernels::Level::Avx2Fma
+pub fn torch_isa_cap(
+    ours: crate::kernels::Level,
+    avx512_supported: bool,
+) -> Option<(&'static str, &'static [(&'static str, &'static str)])> {
+    (ours == crate::kernels::Level::Avx2Fma && avx512_supported).then_some(("avx2", &TORCH_AVX2_ENV[..]))
 }
 
 /// The 16 reference prompts (exposed so that a PyTorch reference can run the same ones).
@@ -197,7 +315,7 @@ pub fn bench_es_iteration(model: &Model, theta0: Params, opts: &IterationBenchOp
     };
     Ok(IterationBench {
         perturbation: opts.perturbation,
-        threads: rayon::current_num_threads(),
+        machine: Machine::current(),
         seconds_per_iteration: (eval_s + update_s) / n,
         eval_seconds: eval_s / n,
         update_seconds: update_s / n,
@@ -221,7 +339,8 @@ impl std::fmt::Display for IterationBench {
             Perturbation::Full => "full rank".to_string(),
             Perturbation::LowRank { rank } => format!("low rank (r = {rank})"),
         };
-        writeln!(f, "{mode}, N = {}, {} thread(s):", self.members, self.threads)?;
+        writeln!(f, "{mode}, N = {}:", self.members)?;
+        writeln!(f, "  {}", self.machine)?;
         writeln!(
             f,
             "  {:.2} s/iteration = {:.2} s evaluating + {:.2} s update; {:.3} s per member",
@@ -296,5 +415,77 @@ impl std::fmt::Display for IterationBench {
             )?;
         }
         write!(f, "  mean population reward {:.3}", self.mean_reward)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Level;
+
+    fn bench(perturbation: Perturbation) -> IterationBench {
+        IterationBench {
+            perturbation,
+            machine: Machine { cpu: "cpu".into(), simd: "Avx512".into(), simd_cap: None, threads: 2 },
+            seconds_per_iteration: 8.0,
+            eval_seconds: 7.5,
+            update_seconds: 0.5,
+            stats: GenerateStats {
+                prefill_tokens: 100,
+                prompt_tokens: 400,
+                decode_tokens: 50,
+                prefill_forwards: 2,
+                decode_forwards: 15,
+                generated_tokens: 60,
+                prefill_seconds: 2.0,
+                decode_seconds: 5.0,
+            },
+            prefill_gflop: 100.0,
+            decode_gflop: 50.0,
+            peak: GemmPeak { ours: 200.0, gemm_crate: Some(100.0), shape: (1, 1, 1) },
+            fma_peak: Some(300.0),
+            stream_seconds: 0.03,
+            peak_rss: Some(900_000_000),
+            model_bytes: 540_000_000,
+            mean_reward: 0.25,
+            members: 8,
+        }
+    }
+
+    #[test]
+    fn json_line_names_mode_rank_and_figures() {
+        let full = serde_json::to_value(bench(Perturbation::Full).json_line()).unwrap();
+        assert_eq!(full["method"], "es");
+        assert_eq!(full["perturbation"], "full");
+        assert!(full["rank"].is_null());
+        let low = serde_json::to_value(bench(Perturbation::LowRank { rank: 4 }).json_line()).unwrap();
+        assert_eq!(low["perturbation"], "lowrank");
+        assert_eq!(low["rank"], 4);
+        for key in ["cpu", "simd", "threads", "population", "s_per_iteration", "peak_rss_bytes", "eval_s", "update_s"] {
+            assert!(!low[key].is_null(), "{key}: {low}");
+        }
+        assert_eq!(low["population"], 8);
+        assert_eq!(low["s_per_iteration"], 8.0);
+        assert_eq!(low["s_per_member"], 1.0);
+        assert_eq!(low["prefill_gflop_s"], 50.0);
+        assert_eq!(low["prefill_fraction_of_gemm_probe"], 0.25);
+        assert_eq!(low["gemm_probe_gflop_s"], 200.0);
+        assert_eq!(low["gemm_probe_gemm_crate_gflop_s"], 100.0);
+        assert_eq!(low["decode_gflop_s"], 10.0);
+        assert_eq!(low["fma_peak_gflop_s"], 300.0);
+        assert_eq!(low["flop_bound_fma_s"], 0.5);
+        assert_eq!(low["peak_rss_bytes"], 900_000_000u64);
+        assert_eq!(low["stream_s"], 0.03);
+    }
+
+    #[test]
+    fn torch_is_capped_at_avx2_only_when_ours_is_capped_below_the_cpu() {
+        let (isa, env) = torch_isa_cap(Level::Avx2Fma, true).unwrap();
+        assert_eq!(isa, "avx2");
+        assert!(env.contains(&("ATEN_CPU_CAPABILITY", "avx2")));
+        assert!(env.contains(&("ONEDNN_MAX_CPU_ISA", "AVX2")));
+        assert!(env.contains(&("MKL_ENABLE_INSTRUCTIONS", "AVX2")));
+        assert_eq!(torch_isa_cap(Level::Avx2Fma, false), None);
+        assert_eq!(torch_isa_cap(Level::Avx512, true), None);
     }
 }
