@@ -239,6 +239,15 @@ pub unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
     super::silu_mul_chunk(g, u)
 }
 
+/// [`super::lanes::dot`] compiled for AVX2 + FMA (the same operations: the same bits).
+///
+/// # Safety
+/// The CPU must support AVX2 + FMA.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    super::lanes::dot(a, b)
+}
+
 /// [`super::softmax_row`] compiled for AVX2 + FMA (the same bits).
 ///
 /// # Safety

@@ -226,6 +226,15 @@ pub unsafe fn silu_mul_avx512(g: &mut [f32], u: &[f32]) {
     super::silu_mul_chunk(g, u)
 }
 
+/// [`super::lanes::dot`] compiled for AVX-512 (the same operations: the same bits).
+///
+/// # Safety
+/// The CPU must support AVX-512.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    super::lanes::dot(a, b)
+}
+
 /// [`super::softmax_row`] compiled for AVX-512 (the same operations: the same bits).
 ///
 /// # Safety

@@ -84,7 +84,8 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize)
 
 /// Σᵢ a[i]·b[i] with 16 unfused lanes and [`tree16`]: fast without FMA hardware, order fixed
 /// (used by attention and norms, which need determinism but not bit-equality with the matmul).
-#[inline]
+/// Always inlined, so that the SIMD builds of its callers vectorise it at their width.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; LANES];

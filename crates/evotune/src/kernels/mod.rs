@@ -343,10 +343,22 @@ pub fn weighted_sum_add_at(level: Level, out: &mut [f32], p: &[f32], values: &[f
     }
 }
 
-/// Σᵢ a[i]·b[i] in a fixed order (16 lanes, then a fixed tree).
+/// Σᵢ a[i]·b[i] in a fixed order (16 lanes, then a fixed tree), at the SIMD level.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_at(simd_level(), a, b)
+}
+
+/// [`dot`] at a given level (tests and benchmarks); falls back to portable if unsupported.
+pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");
-    lanes::dot(a, b)
+    match if level.supported() { level } else { Level::Portable } {
+        // SAFETY (both arms): the level is supported (checked above).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::dot_avx512(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { avx2::dot_avx2(a, b) },
+        _ => lanes::dot(a, b),
+    }
 }
 
 #[cfg(test)]

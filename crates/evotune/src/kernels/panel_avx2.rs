@@ -53,7 +53,6 @@ impl PanelKernel for Avx2Panels {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn transpose_lanes(src: *const f32, k: usize, n: usize, width: usize, dst: *mut f32) {
     let t_len = k / 16;
-    let mask = first_lanes(n);
     let mut rows = [_mm256_setzero_ps(); 8];
     for t in 0..t_len {
         for half in 0..2 {
@@ -62,10 +61,23 @@ unsafe fn transpose_lanes(src: *const f32, k: usize, n: usize, width: usize, dst
             }
             for (j, v) in transpose8(&rows).iter().enumerate() {
                 let l = 8 * half + j;
-                _mm256_maskstore_ps(dst.add((l * t_len + t) * width), mask, *v);
+                store_first(dst.add((l * t_len + t) * width), *v, n);
             }
         }
     }
+}
+
+/// Stores lanes 0..n of `v` at `dst` with plain 32-, 64- and 128-bit stores (masked stores are
+/// microcoded and slow on some AVX2 CPUs).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_first(dst: *mut f32, v: __m256, n: usize) {
+    if n == 8 {
+        return _mm256_storeu_ps(dst, v);
+    }
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n);
 }
 
 /// The 8 × 8 transpose: out[l][i] = r[i][l]. Interleaves 32-bit pairs, then 64-bit pairs within

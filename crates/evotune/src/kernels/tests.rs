@@ -305,6 +305,8 @@ fn rowwise_simd_builds_equal_portable() {
             let mut got = x.clone();
             softmax_at(level, &mut got);
             assert_eq!(bits(&got), bits(&want_soft), "{level:?} softmax t={t} d={d}");
+            let got = dot_at(level, &x[..d], &u[..d]);
+            assert_eq!(got.to_bits(), lanes::dot(&x[..d], &u[..d]).to_bits(), "{level:?} dot d={d}");
         }
     }
 }
