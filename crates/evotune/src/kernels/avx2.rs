@@ -3,7 +3,8 @@
 //! step of [`super::lanes::tree16`], l + l+8, is one add of the pair):
 //! - the strip tiles of the decode matmul ([`Avx2Strips`], driven by `strips.rs`): 2 × 2 tiles
 //!   of ymm pairs (8 accumulators, 4 x and 2 w registers: 8 FMAs per 8 loads), masked loads for
-//!   the k-tail, and a transposing reduction ([`reduce8`]) of 8 elements at once;
+//!   the k-tail, and a transposing reduction ([`reduce8`]) of 8 elements at once; a single row of
+//!   x (batch-1 decode) takes 1 × 4 tiles instead ([`Avx2RowStrips`]);
 //! - attention's dot products and weighted sums, RMSNorm, the SwiGLU gate and softmax;
 //! - the register-only FMA loop of the peak probe.
 //!
@@ -50,6 +51,32 @@ impl StripKernel for Avx2Strips {
             (_, 1) => run!(MR, 1),
             (1, _) => run!(1, NR),
             _ => run!(MR, NR),
+        }
+    }
+}
+
+/// The AVX2 strip tiles for a single row of x (batch-1 decode): 1 × 4 tiles, so that 8
+/// accumulator chains hide the FMA latency (a 1 × 2 tile has 4, and waits on them).
+pub(crate) struct Avx2RowStrips;
+
+impl StripKernel for Avx2RowStrips {
+    const MR: usize = 1;
+    const NR: usize = 4;
+
+    unsafe fn tile(
+        _rows: usize,
+        cols: usize,
+        x: *const f32,
+        w: *const f32,
+        k: usize,
+        y: *mut f32,
+        ldy: usize,
+        pf: *const f32,
+        pf_rows: usize,
+    ) {
+        match cols {
+            1 => tile::<1, 1>(x, w, k, y, ldy, pf, pf_rows),
+            _ => tile::<1, 4>(x, w, k, y, ldy, pf, pf_rows),
         }
     }
 }

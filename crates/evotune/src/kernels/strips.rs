@@ -2,7 +2,7 @@
 //! contiguous), and every element is one 16-lane dot-product accumulator of a register tile,
 //! reduced along [`super::lanes::tree16`]: the bits of the lane code. This file is the driver
 //! (threads, the strip walk, prefetch); each level's tiles are a [`StripKernel`] (`avx512.rs`:
-//! 6 × 4 tiles of zmm, `avx2.rs`: 2 × 2 tiles of ymm pairs).
+//! 6 × 4 tiles of zmm, `avx2.rs`: 2 × 2 tiles of ymm pairs, 1 × 4 for a single row).
 
 use rayon::prelude::*;
 
