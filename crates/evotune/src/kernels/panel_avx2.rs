@@ -128,7 +128,7 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
                 row[1] = _mm256_fmadd_ps(av, b1, row[1]);
             }
         };
-        // Four steps per trip: a short loop (T/4 trips) whose exit the branch predictor learns.
+        // Four steps per trip (T/4 loop exits to predict instead of T).
         let mut t = 0;
         while t + 4 <= t_len {
             step(&mut acc, t);
