@@ -339,3 +339,72 @@ fn fma_peak_per_level() {
         println!("AVX2:    {:.1} GFLOP/s on one thread", one(8, &|s| unsafe { avx2::fma_chains_avx2(s) }));
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod panels_vs_strips {
+    use crate::kernels::panel::{matmul_panels, PanelKernel};
+    use crate::kernels::strips::{matmul_strips, StripKernel};
+    use crate::kernels::{avx2::Avx2Strips, avx512::Avx512Strips, panel_avx2::Avx2Panels};
+    use crate::kernels::{panel_avx512::Avx512Panels, Level};
+    use std::time::Instant;
+
+    /// Best-of-rounds GFLOP/s, panels (`panel.rs`) vs the dot-product tiles of `strips.rs`, alternating in the
+    /// same process, 1 and 2 threads, at each SIMD level the CPU has: where the dispatch should
+    /// switch. Timing only:
+    /// `cargo test --release -p evotune --lib panels_vs_tiles -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn panels_vs_tiles() {
+        if Level::Avx512.supported() {
+            compare::<Avx512Panels, Avx512Strips>("AVX-512");
+        }
+        if Level::Avx2Fma.supported() {
+            compare::<Avx2Panels, Avx2Strips>("AVX2");
+        }
+    }
+
+    fn compare<P: PanelKernel, S: StripKernel>(level: &str) {
+        for threads in [1usize, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (b, k, o) in [
+                (1024usize, 576usize, 1536usize),
+                (1024, 1536, 576),
+                (1024, 576, 192),
+                (304, 576, 1536),
+                (128, 576, 1536),
+                (128, 1536, 576),
+                (64, 576, 1536),
+                (32, 576, 1536),
+                (27, 576, 1536),
+                (24, 576, 1536),
+                (16, 576, 1536),
+                (16, 1536, 576),
+                (1, 576, 1536),
+                (128, 576, 49152),
+            ] {
+                let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+                let w: Vec<f32> = (0..o * k).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+                let mut y = vec![0.0; b * o];
+                let flop = 2.0 * (b * k * o) as f64;
+                let reps = (1e9 / flop).clamp(1.0, 100.0) as usize;
+                let (mut best_p, mut best_t) = (0.0f64, 0.0f64);
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        pool.install(|| unsafe { matmul_panels::<P>(&x, &w, &mut y, b, k, o) });
+                    }
+                    best_p = best_p.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        pool.install(|| unsafe { matmul_strips::<S>(&x, &w, &mut y, b, k, o) });
+                    }
+                    best_t = best_t.max(reps as f64 * flop / t.elapsed().as_secs_f64() / 1e9);
+                }
+                println!(
+                    "{level} threads={threads} b={b:5} k={k:5} o={o:6}: panels {best_p:6.1}  tiles {best_t:6.1} GFLOP/s  ratio {:.2}",
+                    best_p / best_t
+                );
+            }
+        }
+    }
+}
