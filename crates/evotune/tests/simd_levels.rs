@@ -73,7 +73,10 @@ fn every_simd_level_computes_the_same_bits() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{level}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-        let line = stdout.lines().find_map(|l| Some(l.split_once("FINGERPRINT ")?.1)).unwrap_or_else(|| panic!("{level}: {stdout}"));
+        let line = stdout
+            .lines()
+            .find_map(|l| Some(l.split_once("FINGERPRINT ")?.1))
+            .unwrap_or_else(|| panic!("{level}: {stdout}"));
         line.to_string()
     };
     // A level the CPU lacks falls back to the next one down, which then runs twice.

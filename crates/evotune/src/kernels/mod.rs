@@ -118,7 +118,9 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
             (Level::Avx512, true) => return unsafe { matmul_panels::<panel_avx512::Avx512Panels>(x, w, y, b, k, o) },
             (Level::Avx512, false) => return unsafe { matmul_strips::<avx512::Avx512Strips>(x, w, y, b, k, o) },
             (Level::Avx2Fma, true) => return unsafe { matmul_panels::<panel_avx2::Avx2Panels>(x, w, y, b, k, o) },
-            (Level::Avx2Fma, false) if b == 1 => return unsafe { matmul_strips::<avx2::Avx2RowStrips>(x, w, y, b, k, o) },
+            (Level::Avx2Fma, false) if b == 1 => {
+                return unsafe { matmul_strips::<avx2::Avx2RowStrips>(x, w, y, b, k, o) }
+            }
             (Level::Avx2Fma, false) => return unsafe { matmul_strips::<avx2::Avx2Strips>(x, w, y, b, k, o) },
             (Level::Portable, _) => {}
         }
@@ -331,9 +333,7 @@ pub fn weighted_sum_add_at(level: Level, out: &mut [f32], p: &[f32], values: &[f
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 if dh % 16 == 0 => unsafe { avx512::weighted_sum_add_avx512(out, p, values, stride) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma | Level::Avx512 if dh % 8 == 0 => unsafe {
-            avx2::weighted_sum_add_avx2(out, p, values, stride)
-        },
+        Level::Avx2Fma | Level::Avx512 if dh % 8 == 0 => unsafe { avx2::weighted_sum_add_avx2(out, p, values, stride) },
         _ => {
             for (j, &pj) in p.iter().enumerate() {
                 for (o, &v) in out.iter_mut().zip(&values[j * stride..j * stride + dh]) {

@@ -181,7 +181,16 @@ unsafe fn with_packed_rows<P: PanelKernel, R>(
 /// The CPU supports `P`'s level; `ap` holds ⌈B/PR⌉ packed tiles of x; y is valid for (B, O) and
 /// no other thread writes these columns.
 #[allow(clippy::too_many_arguments)]
-unsafe fn panel_range<P: PanelKernel>(ap: &[f32], w: &[f32], y: *mut f32, b: usize, k: usize, o: usize, p0: usize, p1: usize) {
+unsafe fn panel_range<P: PanelKernel>(
+    ap: &[f32],
+    w: &[f32],
+    y: *mut f32,
+    b: usize,
+    k: usize,
+    o: usize,
+    p0: usize,
+    p1: usize,
+) {
     let t_len = k.div_ceil(16);
     let (a_len, b_len) = (packed_len(P::PR, k), packed_len(P::PC, k));
     let block = BLOCK_COLUMNS / P::PC;

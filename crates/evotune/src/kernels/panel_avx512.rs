@@ -160,4 +160,3 @@ fn col_mask(cols: usize, from: usize) -> __mmask16 {
     let n = cols.saturating_sub(from).min(16);
     ((1u32 << n) - 1) as u16
 }
-

@@ -71,7 +71,15 @@ pub(crate) unsafe fn matmul_strips<S: StripKernel>(x: &[f32], w: &[f32], y: &mut
 /// # Safety
 /// The CPU must support `S`'s level; `x`, `w` hold (b, k), (cols, k) elements and `y` row r's
 /// `cols` elements at `r·ldy`.
-unsafe fn strips<S: StripKernel>(x: *const f32, w: *const f32, y: *mut f32, b: usize, k: usize, cols: usize, ldy: usize) {
+unsafe fn strips<S: StripKernel>(
+    x: *const f32,
+    w: *const f32,
+    y: *mut f32,
+    b: usize,
+    k: usize,
+    cols: usize,
+    ldy: usize,
+) {
     let nr = S::NR;
     let tiles = b.div_ceil(S::MR).min(nr);
     let mut c = 0;
