@@ -247,41 +247,11 @@ pub unsafe fn weighted_sum_add_avx2(out: &mut [f32], p: &[f32], values: &[f32], 
     }
 }
 
-/// [`super::rmsnorm_rows`] compiled for AVX2 + FMA (the same operations: the same bits; Rust never
-/// contracts a·b + c into an FMA on its own).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn rmsnorm_rows_avx2(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
-    super::rmsnorm_rows(out, x, weight, d, eps)
-}
-
-/// [`super::silu_mul_chunk`] compiled for AVX2 + FMA (the same bits).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
-    super::silu_mul_chunk(g, u)
-}
-
-/// [`super::lanes::dot`] compiled for AVX2 + FMA (the same operations: the same bits).
-///
-/// # Safety
-/// The CPU must support AVX2 + FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    super::lanes::dot(a, b)
-}
-
-/// [`super::softmax_row`] compiled for AVX2 + FMA (the same bits).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn softmax_avx2(x: &mut [f32]) {
-    super::softmax_row(x)
+compiled_for! { "avx2,fma":
+    rmsnorm_rows_avx2(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) = super::rmsnorm_rows;
+    silu_mul_avx2(g: &mut [f32], u: &[f32]) = super::silu_mul_chunk;
+    dot_avx2(a: &[f32], b: &[f32]) -> f32 = super::lanes::dot;
+    softmax_avx2(x: &mut [f32]) = super::softmax_row;
 }
 
 #[cfg(test)]

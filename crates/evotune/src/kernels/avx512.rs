@@ -208,40 +208,11 @@ pub unsafe fn weighted_sum_add_avx512(out: &mut [f32], p: &[f32], values: &[f32]
     }
 }
 
-/// [`super::rmsnorm_rows`] compiled for AVX-512 (the same operations: the same bits).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn rmsnorm_rows_avx512(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
-    super::rmsnorm_rows(out, x, weight, d, eps)
-}
-
-/// [`super::silu_mul_chunk`] compiled for AVX-512 (the same operations: the same bits).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn silu_mul_avx512(g: &mut [f32], u: &[f32]) {
-    super::silu_mul_chunk(g, u)
-}
-
-/// [`super::lanes::dot`] compiled for AVX-512 (the same operations: the same bits).
-///
-/// # Safety
-/// The CPU must support AVX-512.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-    super::lanes::dot(a, b)
-}
-
-/// [`super::softmax_row`] compiled for AVX-512 (the same operations: the same bits).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn softmax_avx512(x: &mut [f32]) {
-    super::softmax_row(x)
+compiled_for! { "avx512f":
+    rmsnorm_rows_avx512(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) = super::rmsnorm_rows;
+    silu_mul_avx512(g: &mut [f32], u: &[f32]) = super::silu_mul_chunk;
+    dot_avx512(a: &[f32], b: &[f32]) -> f32 = super::lanes::dot;
+    softmax_avx512(x: &mut [f32]) = super::softmax_row;
 }
 
 /// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):

@@ -15,6 +15,24 @@
 //! - [`normals`]: the ES noise generator's loop ([`crate::es::noise`]) at each level, same bits.
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
 
+/// For each `name(args) -> R = path;`, defines `pub unsafe fn name(args) -> R { path(args) }`
+/// compiled with the target features `$features`: the portable code built for a SIMD level. It
+/// computes the portable bits, since it runs the same IEEE operations (Rust never contracts
+/// a·b + c into an FMA) in wider registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! compiled_for {
+    ($features:literal: $($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:path;)*) => {$(
+        #[doc = concat!("`", stringify!($body), "` compiled with `", $features, "` (the same bits).")]
+        ///
+        /// # Safety
+        /// The CPU must support those target features.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            $body($($arg),*)
+        }
+    )*};
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
