@@ -119,7 +119,7 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
     for (p, &l) in LANE_ORDER.iter().enumerate() {
         let (al, bl) = (a.add(l * t_len * PR), b.add(l * t_len * PC));
         acc = [[_mm256_setzero_ps(); 2]; PR];
-        let step = |acc: &mut [[__m256; 2]; PR], t: usize| {
+        for t in 0..t_len {
             let b0 = _mm256_loadu_ps(bl.add(t * PC));
             let b1 = _mm256_loadu_ps(bl.add(t * PC + 8));
             for (i, row) in acc.iter_mut().enumerate() {
@@ -127,19 +127,6 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
                 row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(av, b1, row[1]);
             }
-        };
-        // Four steps per trip (T/4 loop exits to predict instead of T).
-        let mut t = 0;
-        while t + 4 <= t_len {
-            step(&mut acc, t);
-            step(&mut acc, t + 1);
-            step(&mut acc, t + 2);
-            step(&mut acc, t + 3);
-            t += 4;
-        }
-        while t < t_len {
-            step(&mut acc, t);
-            t += 1;
         }
         // Leaf p enters the tree: at each level an even position waits in its slot, an odd one
         // is added to its waiting sibling and climbs (p = 15 leaves the whole sum in acc).
