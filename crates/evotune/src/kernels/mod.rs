@@ -13,6 +13,9 @@
 //!   [`dots`] and [`weighted_sum`]: each row is computed by one thread in a fixed order, so they
 //!   share those guarantees; the SIMD levels run the same operations in wider registers.
 //! - [`normals`]: the ES noise generator's loop ([`crate::es::noise`]) at each level, same bits.
+//! - [`qmatmul`]: y = x·Wᵀ with W kept in GGML-style blocks ([`QMatrix`]: Q8_0, Q4_0, Q4_1) and x
+//!   quantized per block ([`QActs`]): exact integer block sums (AVX-512 VNNI, AVX2, plain loop),
+//!   then a fixed order of float steps, so the same guarantees hold (`quant_matmul.rs`).
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
 
 /// For each `name(args) -> R = path;`, defines `pub unsafe fn name(args) -> R { path(args) }`
@@ -48,12 +51,23 @@ mod panel_avx2;
 #[cfg(target_arch = "x86_64")]
 mod panel_avx512;
 pub mod probe;
+pub mod quant_acts;
+#[cfg(target_arch = "x86_64")]
+mod quant_avx2;
+#[cfg(target_arch = "x86_64")]
+mod quant_avx512;
+pub mod quant_matmul;
+pub mod quant_matrix;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod strips;
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
+
+pub use quant_acts::QActs;
+pub use quant_matmul::{qmatmul, qmatmul_at, QuantKernel};
+pub use quant_matrix::{QFormat, QMatrix};
 
 /// SIMD level of the matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -380,5 +394,7 @@ pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+#[cfg(test)]
+mod quant_tests;
 #[cfg(test)]
 mod tests;

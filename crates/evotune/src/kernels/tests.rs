@@ -4,7 +4,7 @@
 use super::*;
 
 /// Deterministic uniform(−1, 1) numbers (xorshift64*).
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -17,7 +17,7 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn levels() -> Vec<Level> {
+pub(super) fn levels() -> Vec<Level> {
     [Level::Portable, Level::Avx2Fma, Level::Avx512].into_iter().filter(|l| l.supported()).collect()
 }
 

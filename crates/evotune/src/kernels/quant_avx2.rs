@@ -1,0 +1,113 @@
+//! The integer kernel of `quant_matmul.rs` with AVX2: a group's 16 rows as two halves of 8, one
+//! ymm holding a quad of codes of each of 8 rows (the `quant_matrix.rs` layout).
+//!
+//! `vpmaddubsw` (unsigned × signed bytes → pairs summed in 16 bits) against a broadcast quad of
+//! activation codes, then `vpmaddwd` by ones adds the pairs into each row's 32-bit lane. For
+//! 4-bit codes a pair is at most 2·15·127 = 3810, so all eight quads of a block are summed in 16
+//! bits (≤ 30480 < 2¹⁵) before a single widening. Q8_0 codes are signed: |c| goes in as the
+//! unsigned operand and the activation takes c's sign (`vpsignb`), a pair at most 2·128·127 =
+//! 32512, widened per quad. The integer sums are exact, so the float step gives the bits of the
+//! plain loop.
+
+use std::arch::x86_64::*;
+
+use super::quant_acts::QActs;
+use super::quant_matrix::{QFormat, GROUP, QK};
+
+const Q8_0: u8 = 0;
+const Q4_0: u8 = 1;
+const Q4_1: u8 = 2;
+
+/// Activation rows per register tile.
+const NT: usize = 4;
+
+/// out[i·16 + r] = y[t0 + i, r] of group `wg` (nb blocks of format f), i < nt.
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and F16C; `wg` holds nb blocks of `f`; x has rows t0..t0+nt;
+/// `out` holds nt·16 floats.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn group_rows(wg: &[u8], f: QFormat, nb: usize, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
+    macro_rules! by_rows {
+        ($fmt:expr, $t:expr, $out:expr, $half:expr) => {
+            match nt - $t {
+                1 => kernel::<$fmt, 1>(wg, nb, x, t0 + $t, $half, $out),
+                2 => kernel::<$fmt, 2>(wg, nb, x, t0 + $t, $half, $out),
+                3 => kernel::<$fmt, 3>(wg, nb, x, t0 + $t, $half, $out),
+                _ => kernel::<$fmt, NT>(wg, nb, x, t0 + $t, $half, $out),
+            }
+        };
+    }
+    let mut t = 0;
+    while t < nt {
+        for half in 0..2 {
+            let o = &mut out[t * GROUP..];
+            match f {
+                QFormat::Q8_0 => by_rows!(Q8_0, t, o, half),
+                QFormat::Q4_0 => by_rows!(Q4_0, t, o, half),
+                QFormat::Q4_1 => by_rows!(Q4_1, t, o, half),
+            }
+        }
+        t += NT;
+    }
+}
+
+/// Rows 8·half .. 8·half + 8 of the group, for activation rows t0 .. t0 + R:
+/// out[i·16 + 8·half + r].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kernel<const F: u8, const R: usize>(wg: &[u8], nb: usize, x: &QActs, t0: usize, half: usize, out: &mut [f32]) {
+    let fmt = match F {
+        Q8_0 => QFormat::Q8_0,
+        Q4_0 => QFormat::Q4_0,
+        _ => QFormat::Q4_1,
+    };
+    let (bb, cb, k) = (fmt.block_bytes(), fmt.code_bytes(), x.cols);
+    let low4 = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let quad = |t: usize, b: usize, q: usize| {
+        _mm256_set1_epi32((x.q.as_ptr().add(t * k + b * QK + 4 * q) as *const i32).read_unaligned())
+    };
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = wg.as_ptr().add(b * bb + 32 * half);
+        let mut n = [_mm256_setzero_si256(); R];
+        if F == Q8_0 {
+            for q in 0..8 {
+                let w = _mm256_loadu_si256(blk.add(64 * q) as *const _);
+                let aw = _mm256_abs_epi8(w);
+                for (i, n) in n.iter_mut().enumerate() {
+                    let xs = _mm256_sign_epi8(quad(t0 + i, b, q), w);
+                    *n = _mm256_add_epi32(*n, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones));
+                }
+            }
+        } else {
+            for j in 0..4 {
+                let raw = _mm256_loadu_si256(blk.add(64 * j) as *const _);
+                let lo = _mm256_and_si256(raw, low4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low4);
+                for (i, n) in n.iter_mut().enumerate() {
+                    *n = _mm256_add_epi16(*n, _mm256_maddubs_epi16(lo, quad(t0 + i, b, 2 * j)));
+                    *n = _mm256_add_epi16(*n, _mm256_maddubs_epi16(hi, quad(t0 + i, b, 2 * j + 1)));
+                }
+            }
+            for n in n.iter_mut() {
+                *n = _mm256_madd_epi16(*n, ones);
+            }
+        }
+        let sc = wg.as_ptr().add(b * bb + cb + 16 * half);
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(sc as *const _));
+        let m = if F == Q4_1 { _mm256_cvtph_ps(_mm_loadu_si128(sc.add(2 * GROUP) as *const _)) } else { _mm256_setzero_ps() };
+        for (i, (acc, n)) in acc.iter_mut().zip(n).enumerate() {
+            let t = t0 + i;
+            let n = if F == Q4_0 { _mm256_sub_epi32(n, _mm256_set1_epi32(8 * *x.isum.get_unchecked(t * nb + b))) } else { n };
+            let ddx = _mm256_mul_ps(d, _mm256_set1_ps(*x.d.get_unchecked(t * nb + b)));
+            *acc = _mm256_fmadd_ps(ddx, _mm256_cvtepi32_ps(n), *acc);
+            if F == Q4_1 {
+                *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(*x.s.get_unchecked(t * nb + b)), *acc);
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(i * GROUP + 8 * half), *acc);
+    }
+}

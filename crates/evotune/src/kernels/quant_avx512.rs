@@ -1,0 +1,103 @@
+//! The integer kernel of `quant_matmul.rs` with AVX-512 VNNI: one zmm holds a quad of codes of
+//! each of a group's 16 rows (the `quant_matrix.rs` layout), so `vpdpbusd` against one broadcast
+//! quad of activation codes adds four products into each row's lane. Eight of them make a
+//! block's 16 integer sums; then the float step of the module doc of `quant_matmul.rs`, for up
+//! to 8 activation rows at once over the same weight registers.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes: 4-bit codes are unsigned already; Q8_0 codes c
+//! become c + 128 (flip the top bit) and the exact correction 128·isx is subtracted.
+
+use std::arch::x86_64::*;
+
+use super::quant_acts::QActs;
+use super::quant_matrix::{QFormat, GROUP, QK};
+
+const Q8_0: u8 = 0;
+const Q4_0: u8 = 1;
+const Q4_1: u8 = 2;
+
+/// out[i·16 + r] = y[t0 + i, r] of group `wg` (nb blocks of format f), i < nt ≤ 8.
+///
+/// # Safety
+/// The CPU supports AVX-512F/BW/VNNI; `wg` holds nb blocks of `f`; x has rows t0..t0+nt;
+/// `out` holds nt·16 floats.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn group_rows(wg: &[u8], f: QFormat, nb: usize, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
+    macro_rules! by_rows {
+        ($fmt:expr) => {
+            match nt {
+                1 => kernel::<$fmt, 1>(wg, nb, x, t0, out),
+                2 => kernel::<$fmt, 2>(wg, nb, x, t0, out),
+                3 => kernel::<$fmt, 3>(wg, nb, x, t0, out),
+                4 => kernel::<$fmt, 4>(wg, nb, x, t0, out),
+                5 => kernel::<$fmt, 5>(wg, nb, x, t0, out),
+                6 => kernel::<$fmt, 6>(wg, nb, x, t0, out),
+                7 => kernel::<$fmt, 7>(wg, nb, x, t0, out),
+                8 => kernel::<$fmt, 8>(wg, nb, x, t0, out),
+                _ => unreachable!("at most 8 rows per call"),
+            }
+        };
+    }
+    match f {
+        QFormat::Q8_0 => by_rows!(Q8_0),
+        QFormat::Q4_0 => by_rows!(Q4_0),
+        QFormat::Q4_1 => by_rows!(Q4_1),
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel<const F: u8, const NT: usize>(wg: &[u8], nb: usize, x: &QActs, t0: usize, out: &mut [f32]) {
+    let fmt = match F {
+        Q8_0 => QFormat::Q8_0,
+        Q4_0 => QFormat::Q4_0,
+        _ => QFormat::Q4_1,
+    };
+    let (bb, cb, k) = (fmt.block_bytes(), fmt.code_bytes(), x.cols);
+    let low4 = _mm512_set1_epi8(0x0F);
+    let top = _mm512_set1_epi8(-128);
+    let mut acc = [_mm512_setzero_ps(); NT];
+    for b in 0..nb {
+        let blk = wg.as_ptr().add(b * bb);
+        let mut w = [_mm512_setzero_si512(); 8];
+        if F == Q8_0 {
+            for (q, w) in w.iter_mut().enumerate() {
+                *w = _mm512_xor_si512(_mm512_loadu_si512(blk.add(64 * q) as *const _), top);
+            }
+        } else {
+            for j in 0..4 {
+                let raw = _mm512_loadu_si512(blk.add(64 * j) as *const _);
+                w[2 * j] = _mm512_and_si512(raw, low4);
+                w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4);
+            }
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(cb) as *const _));
+        let m = if F == Q4_1 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(cb + 2 * GROUP) as *const _))
+        } else {
+            _mm512_setzero_ps()
+        };
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let t = t0 + i;
+            let q = x.q.as_ptr().add(t * k + b * QK);
+            let mut n = _mm512_setzero_si512();
+            for (quad, w) in w.iter().enumerate() {
+                let xq = _mm512_set1_epi32((q.add(4 * quad) as *const i32).read_unaligned());
+                n = _mm512_dpbusd_epi32(n, *w, xq);
+            }
+            let isx = *x.isum.get_unchecked(t * nb + b);
+            match F {
+                Q8_0 => n = _mm512_sub_epi32(n, _mm512_set1_epi32(128 * isx)),
+                Q4_0 => n = _mm512_sub_epi32(n, _mm512_set1_epi32(8 * isx)),
+                _ => {}
+            }
+            let ddx = _mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(t * nb + b)));
+            *acc = _mm512_fmadd_ps(ddx, _mm512_cvtepi32_ps(n), *acc);
+            if F == Q4_1 {
+                *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(t * nb + b)), *acc);
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.as_mut_ptr().add(i * GROUP), *acc);
+    }
+}

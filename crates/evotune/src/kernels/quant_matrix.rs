@@ -1,0 +1,234 @@
+//! A quantized weight matrix kept in its block format, laid out for the integer kernels.
+//!
+//! Three formats, each a block of 32 weights of one row with f16 scale `d` (and min `m`):
+//!
+//! | format | code c          | weight value      | as GGML |
+//! |--------|-----------------|-------------------|---------|
+//! | Q8_0   | i8, −128..=127  | d·c               | same    |
+//! | Q4_0   | u4, 0..=15      | d·(c − 8)         | same    |
+//! | Q4_1   | u4, 0..=15      | d·c + m           | same    |
+//!
+//! **Layout.** Rows are taken in groups of [`GROUP`] (16; the last group is padded with zero
+//! codes and zero scales). A group stores its blocks in order; block b of a group holds
+//!
+//! ```text
+//! codes   Q8_0: 8 chunks of 64 bytes; chunk q, byte 4r + i = c[r][32b + 4q + i]
+//!         Q4_*: 4 chunks of 64 bytes; chunk j, byte 4r + i = c[r][32b + 8j + i]       (low nibble)
+//!                                                          | c[r][32b + 8j + 4 + i] << 4 (high)
+//! d       16 × f16, row r at r
+//! m       16 × f16 (Q4_1 only)
+//! ```
+//!
+//! so the four codes of one row at one "quad" of k are one 32-bit lane, and one 64-byte chunk
+//! holds that quad for all 16 rows: a 16-lane (AVX-512) or two 8-lane (AVX2) integer
+//! multiply-adds against one broadcast quad of the activation accumulate each row's block sum in
+//! its own lane, with no horizontal reduction. The bytes per block equal GGML's (e.g. Q4_1: 16 ×
+//! 20), and one group is one contiguous stream.
+
+use half::f16;
+
+/// Weights per block.
+pub const QK: usize = 32;
+/// Rows per group (the lanes of a 512-bit integer register).
+pub const GROUP: usize = 16;
+
+/// A block format of [`QMatrix`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QFormat {
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+impl QFormat {
+    /// Bytes of codes of one block of a whole group.
+    pub const fn code_bytes(self) -> usize {
+        match self {
+            QFormat::Q8_0 => GROUP * QK,
+            QFormat::Q4_0 | QFormat::Q4_1 => GROUP * QK / 2,
+        }
+    }
+    /// Bytes of one block of a whole group: codes, d, and m for Q4_1.
+    pub const fn block_bytes(self) -> usize {
+        self.code_bytes() + GROUP * 2 * if matches!(self, QFormat::Q4_1) { 2 } else { 1 }
+    }
+    /// The largest code (codes run from 0, or from −128 for Q8_0).
+    pub const fn max_code(self) -> i32 {
+        match self {
+            QFormat::Q8_0 => 127,
+            QFormat::Q4_0 | QFormat::Q4_1 => 15,
+        }
+    }
+    /// The smallest code.
+    pub const fn min_code(self) -> i32 {
+        match self {
+            QFormat::Q8_0 => -128,
+            QFormat::Q4_0 | QFormat::Q4_1 => 0,
+        }
+    }
+    /// GGML's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            QFormat::Q8_0 => "Q8_0",
+            QFormat::Q4_0 => "Q4_0",
+            QFormat::Q4_1 => "Q4_1",
+        }
+    }
+}
+
+/// An (O, K) weight matrix in [`QFormat`] blocks, in the group layout of the module doc.
+#[derive(Clone, PartialEq)]
+pub struct QMatrix {
+    format: QFormat,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QMatrix({}, {}×{})", self.format.name(), self.rows, self.cols)
+    }
+}
+
+/// One row's blocks as a loader reads them from a file: codes (one per weight; Q8_0 codes as
+/// their i8 bit pattern), and per block the scale and (Q4_1) min as f16 bits.
+pub struct RowBlocks<'a> {
+    pub codes: &'a [u8],
+    pub d: &'a [u16],
+    pub m: &'a [u16],
+}
+
+impl QMatrix {
+    /// Builds the matrix row by row: `row(r, codes, d, m)` fills row r's K codes, K/32 scales and
+    /// (Q4_1) K/32 mins. Panics if K is not a multiple of 32 or a 4-bit code exceeds 15 (callers
+    /// check the shape and read codes from nibbles).
+    pub fn from_rows(
+        format: QFormat,
+        rows: usize,
+        cols: usize,
+        mut row: impl FnMut(usize, &mut [u8], &mut [u16], &mut [u16]),
+    ) -> QMatrix {
+        assert!(cols % QK == 0, "QMatrix: K = {cols} is not a multiple of {QK}");
+        let nb = cols / QK;
+        let groups = rows.div_ceil(GROUP);
+        let mut data = vec![0u8; groups * nb * format.block_bytes()];
+        let (mut codes, mut d, mut m) = (vec![0u8; cols], vec![0u16; nb], vec![0u16; nb]);
+        for r in 0..rows {
+            row(r, &mut codes, &mut d, &mut m);
+            let (g, lane) = (r / GROUP, r % GROUP);
+            for b in 0..nb {
+                let blk = &mut data[(g * nb + b) * format.block_bytes()..][..format.block_bytes()];
+                let c = &codes[b * QK..(b + 1) * QK];
+                match format {
+                    QFormat::Q8_0 => {
+                        for (q, quad) in c.chunks_exact(4).enumerate() {
+                            blk[q * 64 + 4 * lane..][..4].copy_from_slice(quad);
+                        }
+                    }
+                    QFormat::Q4_0 | QFormat::Q4_1 => {
+                        for j in 0..4 {
+                            for i in 0..4 {
+                                let (lo, hi) = (c[8 * j + i], c[8 * j + 4 + i]);
+                                assert!(lo < 16 && hi < 16, "QMatrix: 4-bit code out of range");
+                                blk[j * 64 + 4 * lane + i] = lo | hi << 4;
+                            }
+                        }
+                    }
+                }
+                let cb = format.code_bytes();
+                blk[cb + 2 * lane..][..2].copy_from_slice(&d[b].to_le_bytes());
+                if format == QFormat::Q4_1 {
+                    blk[cb + 2 * GROUP + 2 * lane..][..2].copy_from_slice(&m[b].to_le_bytes());
+                }
+            }
+        }
+        QMatrix { format, rows, cols, data }
+    }
+
+    /// Quantizes an f32 (O, K) matrix to Q8_0 as GGML's reference does: per block
+    /// d = max|w|/127 (stored as f16), c = round(w/d) (ties away from zero).
+    pub fn quantize_q8_0(w: &[f32], rows: usize, cols: usize) -> QMatrix {
+        assert_eq!(w.len(), rows * cols, "quantize_q8_0: bad length");
+        QMatrix::from_rows(QFormat::Q8_0, rows, cols, |r, codes, d, _| {
+            for (b, x) in w[r * cols..(r + 1) * cols].chunks_exact(QK).enumerate() {
+                let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let scale = amax / 127.0;
+                let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+                d[b] = f16::from_f32(scale).to_bits();
+                for (c, &v) in codes[b * QK..(b + 1) * QK].iter_mut().zip(x) {
+                    *c = ((v * inv).round() as i32).clamp(-128, 127) as i8 as u8;
+                }
+            }
+        })
+    }
+
+    pub fn format(&self) -> QFormat {
+        self.format
+    }
+    /// O.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// K.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Blocks per row.
+    pub fn blocks(&self) -> usize {
+        self.cols / QK
+    }
+    /// Row groups (O rounded up to [`GROUP`]).
+    pub fn groups(&self) -> usize {
+        self.rows.div_ceil(GROUP)
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+    /// The bytes of group g: its blocks in order, [`QFormat::block_bytes`] each.
+    pub fn group(&self, g: usize) -> &[u8] {
+        let n = self.blocks() * self.format.block_bytes();
+        &self.data[g * n..(g + 1) * n]
+    }
+
+    /// The code of weight (r, k) (Q8_0: as i8).
+    pub fn code(&self, r: usize, k: usize) -> i32 {
+        let (b, kk) = (k / QK, k % QK);
+        let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];
+        let lane = r % GROUP;
+        match self.format {
+            QFormat::Q8_0 => blk[(kk / 4) * 64 + 4 * lane + kk % 4] as i8 as i32,
+            QFormat::Q4_0 | QFormat::Q4_1 => {
+                let (j, within) = (kk / 8, kk % 8);
+                let byte = blk[j * 64 + 4 * lane + within % 4];
+                (if within < 4 { byte & 0x0F } else { byte >> 4 }) as i32
+            }
+        }
+    }
+
+    /// Scale d and min m (0 unless Q4_1) of block b of row r, as f32 (exact from f16).
+    pub fn scale_min(&self, r: usize, b: usize) -> (f32, f32) {
+        let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];
+        let (cb, lane) = (self.format.code_bytes(), r % GROUP);
+        let f = |at: usize| f16::from_bits(u16::from_le_bytes([blk[at], blk[at + 1]])).to_f32();
+        let m = if self.format == QFormat::Q4_1 { f(cb + 2 * GROUP + 2 * lane) } else { 0.0 };
+        (f(cb + 2 * lane), m)
+    }
+
+    /// out = row r as f32, with GGML's arithmetic (so the values equal its dequantization).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows && out.len() == self.cols, "dequantize_row: bad row or length");
+        for b in 0..self.blocks() {
+            let (d, m) = self.scale_min(r, b);
+            for (i, y) in out[b * QK..(b + 1) * QK].iter_mut().enumerate() {
+                let c = self.code(r, b * QK + i);
+                *y = match self.format {
+                    QFormat::Q8_0 => c as f32 * d,
+                    QFormat::Q4_0 => (c - 8) as f32 * d,
+                    QFormat::Q4_1 => c as f32 * d + m,
+                };
+            }
+        }
+    }
+}
