@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use evotune::es::{AwdKind, NoiseMode, NonFinitePolicy, PerturbationKind, Shaping};
 use evotune::model::gguf_write::ExportType;
+use evotune::model::WeightFormat;
 use evotune::run::PartialConfig;
 
 #[derive(Parser, Debug)]
@@ -67,6 +68,10 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Weights of the forward: `f32` (dequantized), `quantized` (the GGUF's own Q8_0/Q4_0/Q4_1
+    /// blocks, K-quants as Q8_0; integer kernels) or `q8_0` (every matrix quantized to Q8_0 at load).
+    #[arg(long, default_value = "f32", value_parser = parse_weights)]
+    pub weights: WeightFormat,
 }
 
 #[derive(Args, Debug, Default)]
@@ -225,6 +230,10 @@ pub struct EvalArgs {
     /// Task option KEY=VALUE (TOML value), repeatable.
     #[arg(long = "task-opt", value_name = "KEY=VALUE")]
     pub task_opts: Vec<String>,
+    /// Weights of the forward: `f32` (dequantized), `quantized` (the GGUF's own Q8_0/Q4_0/Q4_1
+    /// blocks, K-quants as Q8_0; integer kernels) or `q8_0` (every matrix quantized to Q8_0 at load).
+    #[arg(long, default_value = "f32", value_parser = parse_weights)]
+    pub weights: WeightFormat,
 }
 
 #[derive(Args, Debug)]
@@ -289,6 +298,10 @@ pub enum BenchWhich {
         /// Print one JSON object per engine and batch size on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
+        /// `f32` (ours and candle's), or `quantized` / `q8_0` (ours on those weights, and ours on
+        /// f32 in the same run).
+        #[arg(long, default_value = "f32", value_parser = parse_weights)]
+        weights: WeightFormat,
     },
     /// Seconds per ES iteration on the reference workload (16 arith prompts, N = 8, greedy, 16
     /// new tokens), with prefill/decode rates, fraction of a GEMM probe and peak memory.
@@ -341,4 +354,8 @@ pub struct DemoArgs {
     /// Start over even if the demo's runs already exist (otherwise they are resumed).
     #[arg(long)]
     pub fresh: bool,
+}
+
+fn parse_weights(s: &str) -> Result<WeightFormat, String> {
+    s.parse()
 }

@@ -21,6 +21,8 @@ pub enum Error {
     CorruptModel { path: PathBuf, problem: String },
     #[error("{path}: tensor `{tensor}`: type {found} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
     UnsupportedTensorType { path: PathBuf, tensor: String, found: String },
+    #[error("{path}: tensor `{tensor}`: {problem} on the quantized path; {instead}")]
+    QuantizedPath { path: PathBuf, tensor: String, problem: String, instead: String },
     #[error("{path}: architecture `{found}` is not supported (llama, qwen2 and their relatives are)")]
     UnsupportedArchitecture { path: PathBuf, found: String },
     #[error("{path}: metadata key `{key}`: {problem}")]

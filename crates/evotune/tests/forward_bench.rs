@@ -23,7 +23,7 @@ fn bench_generate_default_model() {
     if std::env::var_os("EVOTUNE_BENCH_NO_CANDLE").is_some() {
         opts.candle = false;
     }
-    let report = bench_generate(&llama, params, &opts).unwrap();
+    let report = bench_generate(&llama, &[("f32", params)], Some(params), &opts).unwrap();
     println!("{report}");
 }
 
@@ -39,7 +39,7 @@ fn bench_generate_smollm2_shape_random_weights() {
     if let Ok(b) = std::env::var("EVOTUNE_BENCH_BATCHES") {
         opts.batches = b.split(',').map(|x| x.trim().parse().unwrap()).collect();
     }
-    let report = bench_generate(&llama, &params, &opts).unwrap();
+    let report = bench_generate(&llama, &[("f32", &params)], Some(&params), &opts).unwrap();
     println!("{report}");
 }
 

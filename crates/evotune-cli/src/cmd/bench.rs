@@ -5,6 +5,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use evotune::es::Perturbation;
 use evotune::kernels::{simd_level, Level};
+use evotune::model::{WeightFormat, Weights};
 use evotune::run::bench::{
     bench_es_iteration, reference_items, torch_isa_cap, IterationBench, IterationBenchOptions, IterationLine,
 };
@@ -16,7 +17,7 @@ const TORCH_SCRIPT: &str = include_str!("../../../../scripts/torch_es_iteration.
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
-        BenchWhich::Generate { model, json } => bench_generate(&model, Text { json })?,
+        BenchWhich::Generate { model, json, weights } => bench_generate(&model, weights, Text { json })?,
         BenchWhich::EsIteration { model, perturbation, rank, population, iterations, threads, vs_torch, json } => {
             let text = Text { json };
             let modes = match perturbation.as_str() {
@@ -143,10 +144,22 @@ struct IterationJson<'a> {
 
 /// Prefill and decode throughput, ours vs candle's llama on the same weights.
 #[cfg(feature = "bench")]
-fn bench_generate(model: &str, text: Text) -> anyhow::Result<()> {
+fn bench_generate(model: &str, weights: WeightFormat, text: Text) -> anyhow::Result<()> {
     let (m, theta) = evotune::model::load(model).with_context(|| format!("loading model {model}"))?;
     let opts = evotune::model::bench::BenchOptions::default();
-    let report = evotune::model::bench::bench_generate(&m.llama, &theta, &opts)?;
+    let report = if weights == WeightFormat::F32 {
+        evotune::model::bench::bench_generate(&m.llama, &[("f32", &theta)], Some(&theta), &opts)?
+    } else {
+        let (_, q, notes) = evotune::model::load_weights(model, weights)
+            .with_context(|| format!("loading model {model} (--weights {})", weights.name()))?;
+        for n in &notes {
+            text.line(format_args!("note: {n}"));
+        }
+        text.line(format_args!("{} weights: {}", weights.name(), q.summary()));
+        let ours: [(&'static str, &dyn Weights); 2] = [(weights.name(), q.weights()), ("f32", &theta)];
+        let opts = evotune::model::bench::BenchOptions { candle: false, ..opts };
+        evotune::model::bench::bench_generate(&m.llama, &ours, None, &opts)?
+    };
     text.line(&report);
     if text.json {
         for line in report.json_lines() {
@@ -158,7 +171,7 @@ fn bench_generate(model: &str, text: Text) -> anyhow::Result<()> {
 
 /// Without the `bench` feature candle is not compiled in, so there is nothing to compare against.
 #[cfg(not(feature = "bench"))]
-fn bench_generate(_model: &str, _text: Text) -> anyhow::Result<()> {
+fn bench_generate(_model: &str, _weights: WeightFormat, _text: Text) -> anyhow::Result<()> {
     bail!(
         "`bench generate` compares against candle, which this build leaves out; rebuild with \
          `--features bench` (e.g. `cargo run --release --features bench -- bench generate`)"

@@ -17,7 +17,14 @@ struct PromptLine {
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
-    let (model, theta) = evotune::model::load(&a.model).with_context(|| format!("loading model {}", a.model))?;
+    let (model, weights, notes) = evotune::model::load_weights(&a.model, a.weights)
+        .with_context(|| format!("loading model {} (--weights {})", a.model, a.weights.name()))?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    if a.weights != evotune::model::WeightFormat::F32 {
+        eprintln!("weights: {}", weights.summary());
+    }
     let prompts: Vec<Prompt> = match (&a.prompt, &a.prompt_file) {
         (Some(p), _) => vec![to_prompt(p.clone(), a.system.clone(), a.raw)],
         (None, Some(file)) => {
@@ -43,7 +50,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         sampling,
         stop_tokens: model.tokenizer.stop_tokens.clone(),
     };
-    let outputs = with_threads(a.threads, || generate(&model.llama, &theta, &ids, &opts))??;
+    let outputs = with_threads(a.threads, || generate(&model.llama, weights.weights(), &ids, &opts))??;
     let texts: Vec<String> = outputs.iter().map(|o| model.tokenizer.decode(o, true)).collect::<Result<_, _>>()?;
 
     if a.prompt.is_some() {

@@ -14,6 +14,8 @@ pub struct Machine {
     pub simd: String,
     /// The value of `EVOTUNE_SIMD` when it is set (it caps [`Machine::simd`]).
     pub simd_cap: Option<String>,
+    /// The integer kernel of the quantized matmul at that level ([`super::QuantKernel`]).
+    pub int8: String,
     /// Threads of the rayon pool [`Machine::current`] was called in.
     pub threads: usize,
 }
@@ -26,6 +28,7 @@ impl Machine {
             cpu: cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string()),
             simd: format!("{:?}", super::simd_level()),
             simd_cap: std::env::var("EVOTUNE_SIMD").ok(),
+            int8: super::QuantKernel::at(super::simd_level()).name().to_string(),
             threads: rayon::current_num_threads(),
         }
     }
@@ -42,14 +45,14 @@ fn cpu_model() -> Option<String> {
 }
 
 impl fmt::Display for Machine {
-    /// `CPU: Intel(R) Xeon(R) Processor · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · 2 threads`
+    /// `CPU: Intel(R) Xeon(R) Processor · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · int8: avx2 (vpmaddubsw) · 2 threads`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CPU: {} · SIMD: {}", self.cpu, self.simd)?;
         if let Some(cap) = &self.simd_cap {
             write!(f, " (EVOTUNE_SIMD={cap})")?;
         }
         let s = if self.threads == 1 { "" } else { "s" };
-        write!(f, " · {} thread{s}", self.threads)
+        write!(f, " · int8: {} · {} thread{s}", self.int8, self.threads)
     }
 }
 
@@ -65,7 +68,7 @@ mod tests {
         assert!(["Avx512", "Avx2Fma", "Portable"].contains(&m.simd.as_str()), "{m:?}");
         assert_eq!(m.threads, 3);
         let json = serde_json::to_value(&m).unwrap();
-        for key in ["cpu", "simd", "simd_cap", "threads"] {
+        for key in ["cpu", "simd", "simd_cap", "int8", "threads"] {
             assert!(json.get(key).is_some(), "{json}");
         }
     }
@@ -76,10 +79,14 @@ mod tests {
             cpu: "Intel(R) Xeon(R) Processor".into(),
             simd: "Avx2Fma".into(),
             simd_cap: Some("avx2".into()),
+            int8: "avx2 (vpmaddubsw)".into(),
             threads: 2,
         };
-        assert_eq!(m.to_string(), "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · 2 threads");
-        let one = Machine { simd: "Avx512".into(), simd_cap: None, threads: 1, ..m };
-        assert_eq!(one.to_string(), "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx512 · 1 thread");
+        assert_eq!(
+            m.to_string(),
+            "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · int8: avx2 (vpmaddubsw) · 2 threads"
+        );
+        let one = Machine { simd: "Avx512".into(), simd_cap: None, int8: "avx512-vnni (vpdpbusd)".into(), threads: 1, ..m };
+        assert_eq!(one.to_string(), "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx512 · int8: avx512-vnni (vpdpbusd) · 1 thread");
     }
 }

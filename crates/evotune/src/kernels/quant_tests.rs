@@ -229,3 +229,41 @@ fn activations_round_to_nearest_even_and_carry_nan() {
     let a = QActs::quantize(&t, 1, 32);
     assert_eq!((a.q[1], a.q[2]), (2, 4));
 }
+
+/// Throughput of each kernel on the default model's shapes (thread CPU time is not used: run it
+/// on a quiet machine). `cargo test --release --lib qmatmul_speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn qmatmul_speed() {
+    println!("{}", machine::Machine::current());
+    for &(t, k, o) in &[(1, 576, 1536), (16, 576, 1536), (16, 1536, 576), (256, 576, 1536), (1, 576, 49152), (16, 576, 49152)] {
+        let x = rand_vec(t * k, 1);
+        let wf = rand_vec(o * k, 2);
+        let mut y = vec![0.0; t * o];
+        let time = |f: &mut dyn FnMut()| {
+            f();
+            let reps = (2e9 / (t * k * o) as f64).clamp(3.0, 2000.0) as usize;
+            let t0 = std::time::Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t0.elapsed().as_secs_f64() / reps as f64
+        };
+        let f32s = time(&mut || matmul(&x, &wf, &mut y, t, k, o));
+        let mut line = format!("t={t:4} k={k:5} o={o:6}  f32 {:7.1} GFLOP/s", 2.0 * (t * k * o) as f64 / f32s / 1e9);
+        for f in FORMATS {
+            let w = rand_matrix(f, o, k, 3);
+            for kern in kernels() {
+                if kern == QuantKernel::Portable {
+                    continue;
+                }
+                let s = time(&mut || {
+                    let a = QActs::quantize(&x, t, k);
+                    qmatmul_acts(kern, &a, &w, &mut y)
+                });
+                line += &format!("  {} {:?} {:6.1} GOP/s ({:.2}×)", f.name(), kern, 2.0 * (t * k * o) as f64 / s / 1e9, f32s / s);
+            }
+        }
+        println!("{line}");
+    }
+}

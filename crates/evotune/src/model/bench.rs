@@ -1,4 +1,5 @@
-//! Generation throughput: our forward against candle's llama on the same weights, same process.
+//! Generation throughput: our forward (on f32 or quantized weights) against candle's llama on the
+//! same f32 weights, same process.
 //!
 //! For each batch size B: prefill B prompts of `prompt_len` tokens (logits at the last position
 //! only, as generation needs), then `decode_steps` greedy steps of B tokens. Throughput is
@@ -16,7 +17,7 @@ use crate::kernels::machine::Machine;
 use crate::model::candle_ref::CandleLlama;
 use crate::model::generate::argmax;
 use crate::model::llama::SeqInput;
-use crate::model::{Llama, Params};
+use crate::model::{Llama, Params, Weights};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchOptions {
@@ -39,6 +40,8 @@ impl Default for BenchOptions {
 pub struct BenchRow {
     /// `evotune` or `candle`.
     pub engine: &'static str,
+    /// The weights the engine's forward read: `f32`, `quantized` or `q8_0`.
+    pub weights: &'static str,
     pub batch: usize,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
@@ -59,11 +62,21 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// (prefill, decode) throughput ratio evotune / candle at batch `b`, when both were measured.
+    /// (prefill, decode) throughput ratio evotune / candle at batch `b` (both f32), when both were
+    /// measured.
     pub fn ratio(&self, b: usize) -> Option<(f64, f64)> {
-        let ours = self.rows.iter().find(|r| r.engine == "evotune" && r.batch == b)?;
-        let theirs = self.rows.iter().find(|r| r.engine == "candle" && r.batch == b)?;
+        let (ours, theirs) = (self.find("evotune", "f32", b)?, self.find("candle", "f32", b)?);
         Some((ours.prefill_tok_s / theirs.prefill_tok_s, ours.decode_tok_s / theirs.decode_tok_s))
+    }
+
+    /// (prefill, decode) throughput ratio of our forward on `weights` to ours on f32 at batch `b`.
+    pub fn weights_ratio(&self, weights: &str, b: usize) -> Option<(f64, f64)> {
+        let (q, f) = (self.find("evotune", weights, b)?, self.find("evotune", "f32", b)?);
+        Some((q.prefill_tok_s / f.prefill_tok_s, q.decode_tok_s / f.decode_tok_s))
+    }
+
+    fn find(&self, engine: &str, weights: &str, b: usize) -> Option<&BenchRow> {
+        self.rows.iter().find(|r| r.engine == engine && r.weights == weights && r.batch == b)
     }
 }
 
@@ -72,8 +85,6 @@ impl BenchReport {
 pub struct BenchLine<'a> {
     #[serde(flatten)]
     pub machine: &'a Machine,
-    /// The weights' type in the forward (both engines run f32).
-    pub weights: &'static str,
     pub prompt_len: usize,
     pub decode_steps: usize,
     #[serde(flatten)]
@@ -87,7 +98,6 @@ impl BenchReport {
             .iter()
             .map(|row| BenchLine {
                 machine: &self.machine,
-                weights: "f32",
                 prompt_len: self.prompt_len,
                 decode_steps: self.decode_steps,
                 row,
@@ -97,8 +107,7 @@ impl BenchReport {
 
     /// Like [`BenchReport::ratio`], per CPU-second.
     pub fn cpu_ratio(&self, b: usize) -> Option<(f64, f64)> {
-        let ours = self.rows.iter().find(|r| r.engine == "evotune" && r.batch == b)?;
-        let theirs = self.rows.iter().find(|r| r.engine == "candle" && r.batch == b)?;
+        let (ours, theirs) = (self.find("evotune", "f32", b)?, self.find("candle", "f32", b)?);
         Some((ours.prefill_tok_cpu_s? / theirs.prefill_tok_cpu_s?, ours.decode_tok_cpu_s? / theirs.decode_tok_cpu_s?))
     }
 }
@@ -138,21 +147,22 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "generate benchmark: {}-token prompts, {} decode steps, f32 weights",
+            "generate benchmark: {}-token prompts, {} decode steps",
             self.prompt_len, self.decode_steps
         )?;
         writeln!(f, "{}", self.machine)?;
         writeln!(
             f,
-            "{:<8} {:>5} {:>14} {:>14} {:>18} {:>18}",
-            "engine", "batch", "prefill tok/s", "decode tok/s", "prefill tok/cpu-s", "decode tok/cpu-s"
+            "{:<8} {:<10} {:>5} {:>14} {:>14} {:>18} {:>18}",
+            "engine", "weights", "batch", "prefill tok/s", "decode tok/s", "prefill tok/cpu-s", "decode tok/cpu-s"
         )?;
         let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
         for r in &self.rows {
             writeln!(
                 f,
-                "{:<8} {:>5} {:>14.1} {:>14.1} {:>18} {:>18}",
+                "{:<8} {:<10} {:>5} {:>14.1} {:>14.1} {:>18} {:>18}",
                 r.engine,
+                r.weights,
                 r.batch,
                 r.prefill_tok_s,
                 r.decode_tok_s,
@@ -167,6 +177,11 @@ impl std::fmt::Display for BenchReport {
                 writeln!(f, "batch {b}: evotune/candle wall-clock prefill {p:.2}x, decode {d:.2}x")?;
                 if let Some((p, d)) = self.cpu_ratio(b) {
                     writeln!(f, "batch {b}: evotune/candle per CPU-second prefill {p:.2}x, decode {d:.2}x")?;
+                }
+            }
+            for w in ["quantized", "q8_0"] {
+                if let Some((p, d)) = self.weights_ratio(w, b) {
+                    writeln!(f, "batch {b}: evotune {w}/f32 wall-clock prefill {p:.2}x, decode {d:.2}x")?;
                 }
             }
         }
@@ -197,7 +212,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One timed run of our engine: (prefill seconds, decode seconds).
-fn run_ours(llama: &Llama, params: &Params, ps: &[Vec<u32>], steps: usize) -> Result<(Timing, Timing)> {
+fn run_ours(llama: &Llama, params: &dyn Weights, ps: &[Vec<u32>], steps: usize) -> Result<(Timing, Timing)> {
     let mut caches: Vec<_> =
         ps.iter().map(|p| crate::model::kv_cache::KvCache::with_capacity(&llama.config, p.len() + steps)).collect();
     let t0 = Timer::start();
@@ -233,34 +248,45 @@ fn run_candle(m: &CandleLlama, ps: &[Vec<u32>], steps: usize, vocab: usize) -> R
     Ok((prefill, t1.stop()))
 }
 
-/// Measures prefill and decode throughput of our forward and (optionally) candle's llama on the
-/// same weights, at each batch size in `opts.batches`.
-pub fn bench_generate(llama: &Llama, params: &Params, opts: &BenchOptions) -> Result<BenchReport> {
-    let candle = if opts.candle { Some(CandleLlama::new(&llama.config, params)?) } else { None };
+/// Measures prefill and decode throughput of our forward on each of `ours` (a weights name and
+/// the weights) and, given f32 `candle_params`, of candle's llama, at each batch size in
+/// `opts.batches`.
+pub fn bench_generate(
+    llama: &Llama,
+    ours: &[(&'static str, &dyn Weights)],
+    candle_params: Option<&Params>,
+    opts: &BenchOptions,
+) -> Result<BenchReport> {
+    let candle = match candle_params {
+        Some(p) if opts.candle => Some(CandleLlama::new(&llama.config, p)?),
+        _ => None,
+    };
     let v = llama.config.vocab;
     let mut rows = Vec::new();
     let reps = opts.repeats.max(1);
     for &b in &opts.batches {
         let ps = prompts(b, opts.prompt_len, v);
-        let mut ours = Vec::new();
-        run_ours(llama, params, &ps, opts.decode_steps)?; // warm-up
-        for _ in 0..reps {
-            ours.push(run_ours(llama, params, &ps, opts.decode_steps)?);
+        for &(name, params) in ours {
+            let mut times = Vec::new();
+            run_ours(llama, params, &ps, opts.decode_steps)?; // warm-up
+            for _ in 0..reps {
+                times.push(run_ours(llama, params, &ps, opts.decode_steps)?);
+            }
+            rows.push(row("evotune", name, b, opts, &times));
         }
-        rows.push(row("evotune", b, opts, &ours));
         if let Some(m) = &candle {
             let mut theirs = Vec::new();
             run_candle(m, &ps, opts.decode_steps, v)?;
             for _ in 0..reps {
                 theirs.push(run_candle(m, &ps, opts.decode_steps, v)?);
             }
-            rows.push(row("candle", b, opts, &theirs));
+            rows.push(row("candle", "f32", b, opts, &theirs));
         }
     }
     Ok(BenchReport { machine: Machine::current(), prompt_len: opts.prompt_len, decode_steps: opts.decode_steps, rows })
 }
 
-fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Timing)]) -> BenchRow {
+fn row(engine: &'static str, weights: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Timing)]) -> BenchRow {
     let p = median(times.iter().map(|t| t.0.wall).collect());
     let d = median(times.iter().map(|t| t.1.wall).collect());
     let cpu = |sel: fn(&(Timing, Timing)) -> Option<f64>| -> Option<f64> {
@@ -270,6 +296,7 @@ fn row(engine: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Ti
     let (pt, dt) = ((b * opts.prompt_len) as f64, (b * opts.decode_steps) as f64);
     BenchRow {
         engine,
+        weights,
         batch: b,
         prefill_tok_s: pt / p,
         decode_tok_s: if opts.decode_steps == 0 { 0.0 } else { dt / d },
@@ -284,9 +311,10 @@ mod tests {
 
     #[test]
     fn json_lines_carry_the_machine_and_every_figure() {
-        let machine = Machine { cpu: "cpu".into(), simd: "Avx2Fma".into(), simd_cap: Some("avx2".into()), threads: 2 };
+        let machine = Machine { cpu: "cpu".into(), simd: "Avx2Fma".into(), simd_cap: Some("avx2".into()), int8: "avx2 (vpmaddubsw)".into(), threads: 2 };
         let row = |engine, batch| BenchRow {
             engine,
+            weights: "f32",
             batch,
             prefill_tok_s: 10.0,
             decode_tok_s: 5.0,
@@ -316,6 +344,6 @@ mod tests {
         assert!(l["decode_tok_per_cpu_s"].is_null());
         assert_eq!(l["prompt_len"], 64);
         assert_eq!(l["decode_steps"], 32);
-        assert!(report.to_string().contains("CPU: cpu · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · 2 threads"));
+        assert!(report.to_string().contains("CPU: cpu · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · int8: avx2 (vpmaddubsw) · 2 threads"));
     }
 }

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::delta::{group_runs, Deltas};
 use crate::model::kv_cache::{KvCache, Segments};
-use crate::model::{Layout, ModelConfig, Params};
+use crate::model::{Layout, ModelConfig, Weights};
 
 /// Tensor ids of one transformer block.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,7 +189,7 @@ impl Llama {
 
     /// Checks `params` has, at every id the forward reads, the tensor (name and shape) this
     /// `Llama` was built for.
-    fn check_params(&self, params: &Params) -> Result<()> {
+    fn check_params(&self, params: &dyn Weights) -> Result<()> {
         let l = params.layout();
         for (id, name, shape) in &self.used {
             match l.tensors().get(*id) {
@@ -214,7 +214,7 @@ impl Llama {
 
     /// Batched forward over `seqs`: appends every sequence's new tokens to its cache and returns
     /// logits for the last `seq.logits` new positions of each sequence.
-    pub fn forward(&self, params: &Params, seqs: &mut [SeqInput<'_>]) -> Result<Logits> {
+    pub fn forward(&self, params: &dyn Weights, seqs: &mut [SeqInput<'_>]) -> Result<Logits> {
         self.forward_with(params, None, seqs)
     }
 
@@ -222,7 +222,7 @@ impl Llama {
     /// `deltas.group_of[s]` (see [`crate::model::delta`]); `None` is the plain forward.
     pub fn forward_with(
         &self,
-        params: &Params,
+        params: &dyn Weights,
         deltas: Option<Deltas<'_>>,
         seqs: &mut [SeqInput<'_>],
     ) -> Result<Logits> {
@@ -308,15 +308,14 @@ impl Llama {
         }
 
         // x = embed[tokens]                                    (Ttot, D)
-        let emb = params.tensor(self.embed);
-        let mut x = Vec::with_capacity(tt * d);
+        let mut x = vec![0.0f32; tt * d];
+        let mut rows = x.chunks_mut(d);
         for (i, s) in seqs.iter().enumerate() {
             for &tok in s.tokens {
-                let row = tok as usize;
-                x.extend_from_slice(&emb[row * d..(row + 1) * d]);
+                let (row, out) = (tok as usize, rows.next().expect("one row per new token"));
+                params.row(self.embed, row, out);
                 if let Some(dl) = deltas {
-                    let n = x.len();
-                    dl.delta.add_row(self.embed, dl.group_of[i], row, &mut x[n - d..]);
+                    dl.delta.add_row(self.embed, dl.group_of[i], row, out);
                 }
             }
         }
@@ -400,7 +399,7 @@ impl Llama {
     }
 
     /// Convenience: logits at every position of one token list, from an empty cache: (T, V).
-    pub fn logits_all(&self, params: &Params, tokens: &[u32]) -> Result<Vec<f32>> {
+    pub fn logits_all(&self, params: &dyn Weights, tokens: &[u32]) -> Result<Vec<f32>> {
         let mut cache = self.new_cache();
         let mut seqs = [SeqInput { tokens, cache: &mut cache, logits: tokens.len() }];
         Ok(self.forward(params, &mut seqs)?.data)
@@ -412,7 +411,7 @@ impl Llama {
 /// the rows the op is applied to.
 #[derive(Clone, Copy)]
 struct Ops<'a> {
-    params: &'a Params,
+    params: &'a dyn Weights,
     deltas: Option<Deltas<'a>>,
     runs: &'a [(usize, usize, usize)],
     eps: f32,
@@ -421,8 +420,7 @@ struct Ops<'a> {
 impl Ops<'_> {
     /// y = x·Wᵀ, then y[rows of g] += x[rows of g]·ΔW_gᵀ.   x: (T, K), W: (O, K), y: (T, O).
     fn matmul(&self, x: &[f32], w: usize, y: &mut [f32], k: usize, o: usize) {
-        let t = x.len() / k;
-        kernels::matmul(x, self.params.tensor(w), y, t, k, o);
+        self.params.matmul(w, x, y);
         if let Some(dl) = self.deltas {
             let mut parts = Vec::with_capacity(self.runs.len());
             let mut rest = y;
@@ -437,7 +435,7 @@ impl Ops<'_> {
 
     /// RMSNorm with the norm weight of each row's group.
     fn rmsnorm(&self, out: &mut [f32], x: &[f32], w: usize, d: usize) {
-        let base = self.params.tensor(w);
+        let base = self.params.vector(w);
         match self.deltas {
             None => kernels::rmsnorm(out, x, base, d, self.eps),
             Some(dl) => {
@@ -451,7 +449,7 @@ impl Ops<'_> {
 
     /// x[t, :] += b for every row t, b of the row's group.   x: (T, n).
     fn add_bias(&self, x: &mut [f32], b: usize, n: usize) {
-        let base = self.params.tensor(b);
+        let base = self.params.vector(b);
         match self.deltas {
             None => add_bias(x, base),
             Some(dl) => {

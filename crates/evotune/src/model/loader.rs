@@ -36,8 +36,10 @@ use rayon::prelude::*;
 use crate::error::{Error, IoResultExt, Result};
 use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
+use crate::kernels;
 use crate::model::quant;
-use crate::model::{Layout, Llama, ModelConfig, Params, ThetaSource};
+use crate::model::weights::Stored;
+use crate::model::{Layout, Llama, ModelConfig, Params, QuantizedParams, ThetaSource, WeightFormat, Weights};
 use crate::tokenizer::{ChatTemplate, Prompt, Tokenizer};
 
 /// Where the weights came from; kept so θ0 can be re-derived from the file (the AWD anchor).
@@ -63,9 +65,13 @@ pub struct Model {
 
 /// Loads `spec`: a GGUF path, a HF model directory, or the name `smollm2-135m` (fetched on first use).
 pub fn load(spec: &str) -> Result<(Model, Params)> {
+    load_path(&resolve(spec)?)
+}
+
+/// The file or directory `spec` names (the default model is fetched on first use).
+fn resolve(spec: &str) -> Result<PathBuf> {
     if spec == DEFAULT_MODEL {
-        let path = fetch_default_model()?;
-        return load_path(&path);
+        return fetch_default_model();
     }
     let path = Path::new(spec);
     if !path.exists() {
@@ -77,7 +83,7 @@ pub fn load(spec: &str) -> Result<(Model, Params)> {
             ),
         });
     }
-    load_path(path)
+    Ok(path.to_path_buf())
 }
 
 impl Model {
@@ -124,25 +130,81 @@ pub fn load_path(path: &Path) -> Result<(Model, Params)> {
 
 /// Loads a GGUF file: config, θ0 (dequantized, un-permuted, HF order), tokenizer, chat template.
 pub fn load_gguf(path: &Path) -> Result<(Model, Params)> {
-    let (config, theta0, params) = load_gguf_weights(path)?;
+    let model = open_gguf(path)?;
+    let params = model.theta0.read_all()?;
+    Ok((model, params))
+}
+
+/// Opens a GGUF file without reading its weights: config, layout, tokenizer, chat template, and
+/// the open θ0 source the weights are read from.
+pub fn open_gguf(path: &Path) -> Result<Model> {
+    let (config, theta0) = open_gguf_weights(path)?;
     let metadata = &theta0.gguf().expect("a GGUF source").metadata;
     let tokenizer = Tokenizer::from_gguf(path, metadata)?;
     let chat = ChatTemplate::from_gguf(path, metadata)?;
     let layout = theta0.layout().clone();
     let llama = Llama::new(config.clone(), &layout)?;
-    let model =
-        Model { path: path.to_path_buf(), format: ModelFormat::Gguf, config, layout, llama, tokenizer, chat, theta0 };
-    Ok((model, params))
+    Ok(Model { path: path.to_path_buf(), format: ModelFormat::Gguf, config, layout, llama, tokenizer, chat, theta0 })
 }
 
 /// The weights of a GGUF file alone (no tokenizer): its config, the open θ0 source, and θ0.
 pub fn load_gguf_weights(path: &Path) -> Result<(ModelConfig, Arc<Theta0>, Params)> {
+    let (config, theta0) = open_gguf_weights(path)?;
+    let params = theta0.read_all()?;
+    Ok((config, theta0, params))
+}
+
+fn open_gguf_weights(path: &Path) -> Result<(ModelConfig, Arc<Theta0>)> {
     let gguf = GgufFile::open(path)?;
     let config = ModelConfig::from_gguf(&gguf)?;
     let (layout, sources) = gguf_layout(&gguf, &config)?;
     let theta0 = Arc::new(Theta0 { layout: Arc::new(layout), source: Source::Gguf { file: gguf, tensors: sources } });
-    let params = theta0.read_all()?;
-    Ok((config, theta0, params))
+    Ok((config, theta0))
+}
+
+/// The weights of a model in the form a forward runs on ([`WeightFormat`]).
+pub enum LoadedWeights {
+    F32(Params),
+    Quantized(QuantizedParams),
+}
+
+impl LoadedWeights {
+    pub fn weights(&self) -> &dyn Weights {
+        match self {
+            LoadedWeights::F32(p) => p,
+            LoadedWeights::Quantized(q) => q,
+        }
+    }
+    /// One line: the formats held and their size.
+    pub fn summary(&self) -> String {
+        match self {
+            LoadedWeights::F32(p) => format!("{} f32 tensors ({:.1} MB)", p.layout().len(), 4.0 * p.data().len() as f64 / 1e6),
+            LoadedWeights::Quantized(q) => q.summary(),
+        }
+    }
+}
+
+/// Loads `spec` (as [`load`]) with its weights in `format`, plus notes on any conversion made
+/// (K-quants to Q8_0, a HF model quantized at load). A quantized GGUF is never expanded to f32:
+/// its blocks are packed tensor by tensor from the mapped file.
+pub fn load_weights(spec: &str, format: WeightFormat) -> Result<(Model, LoadedWeights, Vec<String>)> {
+    if format == WeightFormat::F32 {
+        let (model, params) = load(spec)?;
+        return Ok((model, LoadedWeights::F32(params), Vec::new()));
+    }
+    let path = resolve(spec)?;
+    if std::fs::metadata(&path).with_path(&path)?.is_dir() {
+        let (model, params) = load_hf_dir(&path)?;
+        let (q, kept) = QuantizedParams::q8_0_from(&params);
+        let mut notes = vec![format!("{}: HF weights quantized to Q8_0 at load", path.display())];
+        if !kept.is_empty() {
+            notes.push(format!("{} matrices stay f32 (rows not whole 32-blocks): {}", kept.len(), kept.join(", ")));
+        }
+        return Ok((model, LoadedWeights::Quantized(q), notes));
+    }
+    let model = open_gguf(&path)?;
+    let (q, notes) = model.theta0.read_quantized(format)?;
+    Ok((model, LoadedWeights::Quantized(q), notes))
 }
 
 /// Loads a HF model directory (config.json, *.safetensors, tokenizer.json).
@@ -328,6 +390,85 @@ impl Theta0 {
         let mut params = Params::zeros(self.layout.clone());
         params.tensors_mut().into_par_iter().enumerate().try_for_each(|(id, (_, out))| self.read_tensor(id, out))?;
         Ok(params)
+    }
+
+    /// θ0 of a GGUF source in `format` (not [`WeightFormat::F32`]): each matrix packed from the
+    /// file's Q8_0/Q4_0/Q4_1 blocks as they are (Q/K rows un-permuted), or dequantized and
+    /// re-quantized to Q8_0 (K-quants always, everything under [`WeightFormat::Q8_0`]); float
+    /// matrices stay f32 under [`WeightFormat::Quantized`]; vectors are f32. Tensors are read
+    /// one at a time and their file pages released, so the peak is the packed store plus one
+    /// tensor. Returns notes naming each conversion.
+    pub fn read_quantized(&self, format: WeightFormat) -> Result<(QuantizedParams, Vec<String>)> {
+        let Source::Gguf { file, tensors } = &self.source else {
+            return Err(Error::CorruptModel {
+                path: self.path().to_path_buf(),
+                problem: "only a GGUF file has quantized blocks to read".into(),
+            });
+        };
+        let converted = std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new());
+        let stored = (0..self.layout.len())
+            .into_par_iter()
+            .map(|id| {
+                let info = self.layout.info(id);
+                let src = &tensors[id];
+                let t = &file.tensors[src.index];
+                let [rows, cols] = info.shape[..] else {
+                    let mut v = vec![0.0f32; info.len];
+                    self.read_tensor(id, &mut v)?;
+                    return Ok(Stored::F32(v));
+                };
+                let native = quant::native_qformat(t.ggml_type)
+                    .filter(|f| format == WeightFormat::Quantized || *f == kernels::QFormat::Q8_0);
+                let is_float = matches!(t.ggml_type, quant::GgmlType::F32 | quant::GgmlType::F16 | quant::GgmlType::BF16);
+                let out = if native.is_some() {
+                    let src_row = |r: usize| match src.unpermute_heads {
+                        None => r,
+                        // HF row h·Dh + s·Dh/2 + j is file row h·Dh + 2j + s (see `unpermute_rows`).
+                        Some(heads) => {
+                            let dh = rows / heads;
+                            let (h, within) = (r / dh, r % dh);
+                            let (s, j) = (within / (dh / 2), within % (dh / 2));
+                            h * dh + 2 * j + s
+                        }
+                    };
+                    Stored::Quant(quant::pack_qmatrix(
+                        t.ggml_type,
+                        file.tensor_bytes(t)?,
+                        rows,
+                        cols,
+                        src_row,
+                        &file.path,
+                        &t.name,
+                    )?)
+                } else if is_float && format == WeightFormat::Quantized {
+                    let mut v = vec![0.0f32; info.len];
+                    self.read_tensor(id, &mut v)?;
+                    Stored::F32(v)
+                } else {
+                    if cols % kernels::quant_matrix::QK != 0 {
+                        return Err(Error::QuantizedPath {
+                            path: file.path.clone(),
+                            tensor: t.name.clone(),
+                            problem: format!("rows of {cols} values are not whole blocks of 32 for Q8_0"),
+                            instead: "use `--weights f32`".into(),
+                        });
+                    }
+                    let mut v = vec![0.0f32; info.len];
+                    self.read_tensor(id, &mut v)?;
+                    *converted.lock().unwrap().entry(t.ggml_type.name()).or_default() += 1;
+                    Stored::Quant(kernels::QMatrix::quantize_q8_0(&v, rows, cols))
+                };
+                file.release(t);
+                Ok(out)
+            })
+            .collect::<Result<Vec<Stored>>>()?;
+        let notes = converted
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .map(|(ty, n)| format!("{}: {n} {ty} matrices converted to Q8_0 at load", file.path.display()))
+            .collect();
+        Ok((QuantizedParams::new(self.layout.clone(), stored), notes))
     }
 
     /// The GGUF file θ0 comes from (`None` for a HF directory).

@@ -27,10 +27,12 @@ pub mod quant;
 pub mod safetensors;
 pub mod score;
 pub mod theta_source;
+pub mod weights;
 
 pub use config::ModelConfig;
 pub use generate::{GenerateOptions, Sampling};
 pub use llama::Llama;
-pub use loader::{load, Model, ModelFormat};
+pub use loader::{load, load_weights, LoadedWeights, Model, ModelFormat};
 pub use params::{Layout, Params, TensorInfo, TensorKind};
 pub use theta_source::ThetaSource;
+pub use weights::{QuantizedParams, WeightFormat, Weights};

@@ -21,6 +21,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::kernels::quant_matrix::{QFormat, QMatrix};
 
 /// A ggml tensor type, as numbered in `ggml.h` (`enum ggml_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -506,6 +507,76 @@ fn nonfinite_error(ty: GgmlType, data: &[u8], out: &[f32], path: &Path, tensor: 
         (format!("{} block {n} (elements {start}..{}), {name}", ty.name(), start + block), f16_at(b, at))
     };
     Error::NonFiniteWeight { path: path.to_path_buf(), tensor: tensor.to_string(), location, value }
+}
+
+/// The [`QFormat`] a GGML type runs as on the quantized path without conversion.
+pub fn native_qformat(ty: GgmlType) -> Option<QFormat> {
+    match ty {
+        GgmlType::Q8_0 => Some(QFormat::Q8_0),
+        GgmlType::Q4_0 => Some(QFormat::Q4_0),
+        GgmlType::Q4_1 => Some(QFormat::Q4_1),
+        _ => None,
+    }
+}
+
+/// Packs a (rows, cols) Q8_0/Q4_0/Q4_1 tensor's blocks into a [`QMatrix`] without decoding them:
+/// row r of the matrix is row `src_row(r)` of the file (the loader's Q/K un-permutation). A
+/// non-finite scale or min is an [`Error::NonFiniteWeight`] naming the block, as in
+/// [`dequantize`].
+pub fn pack_qmatrix(
+    ty: GgmlType,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    src_row: impl Fn(usize) -> usize,
+    path: &Path,
+    tensor: &str,
+) -> Result<QMatrix> {
+    let format = native_qformat(ty).expect("pack_qmatrix takes Q8_0, Q4_0 or Q4_1");
+    let (_, block_bytes) = ty.block_layout().expect("legacy quants have a block layout");
+    let nb = cols / QK;
+    if cols % QK != 0 || ty.bytes_for(rows * cols) != Some(data.len()) {
+        return Err(Error::CorruptModel {
+            path: path.to_path_buf(),
+            problem: format!("tensor `{tensor}`: {} bytes do not hold {rows}×{cols} {} values", data.len(), ty.name()),
+        });
+    }
+    let mut bad: Option<(usize, usize)> = None; // (file row, block)
+    let packed = QMatrix::from_rows(format, rows, cols, |r, codes, d, m| {
+        let fr = src_row(r);
+        for b in 0..nb {
+            let blk = &data[(fr * nb + b) * block_bytes..][..block_bytes];
+            let f16_bits = |at: usize| u16::from_le_bytes([blk[at], blk[at + 1]]);
+            d[b] = f16_bits(0);
+            let c = &mut codes[b * QK..(b + 1) * QK];
+            let finite = match format {
+                QFormat::Q8_0 => {
+                    c.copy_from_slice(&blk[2..34]);
+                    f16::from_bits(d[b]).is_finite()
+                }
+                QFormat::Q4_0 | QFormat::Q4_1 => {
+                    let qs = if format == QFormat::Q4_1 { &blk[4..20] } else { &blk[2..18] };
+                    for j in 0..QK / 2 {
+                        c[j] = qs[j] & 0x0F;
+                        c[j + QK / 2] = qs[j] >> 4;
+                    }
+                    if format == QFormat::Q4_1 {
+                        m[b] = f16_bits(2);
+                    }
+                    f16::from_bits(d[b]).is_finite() && (format == QFormat::Q4_0 || f16::from_bits(m[b]).is_finite())
+                }
+            };
+            if !finite && bad.is_none() {
+                bad = Some((fr, b));
+            }
+        }
+    });
+    if let Some((fr, b)) = bad {
+        let i = fr * nb + b;
+        let scratch = [0.0f32; QK];
+        return Err(nonfinite_error(ty, &data[i * block_bytes..(i + 1) * block_bytes], &scratch, path, tensor, i * QK, 0));
+    }
+    Ok(packed)
 }
 
 #[cfg(test)]

@@ -14,11 +14,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::generate::shared_prefix_len;
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::{Logits, SeqInput};
-use crate::model::{Llama, Params};
+use crate::model::Llama;
 
 /// Teacher-forced logits of a batch of pairs: row 0 of a pair comes from its prompt's last position,
 /// rows 1.. from its continuation.
@@ -45,7 +46,7 @@ impl PairLogits {
 
 /// Runs the teacher-forced forward of every pair with a non-empty continuation (inputs are checked
 /// up front, so every error names the pair).
-fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<PairLogits> {
+fn forward_pairs(llama: &Llama, params: &dyn Weights, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<PairLogits> {
     let (max, vocab) = (llama.config.context, llama.config.vocab);
     let mut distinct: Vec<Vec<u32>> = Vec::new();
     let mut seen: HashMap<&[u32], usize> = HashMap::new();
@@ -121,7 +122,7 @@ fn forward_pairs(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)])
 }
 
 /// The forward of `seqs`; no rows for an empty batch.
-fn forward_some(llama: &Llama, params: &Params, seqs: &mut [SeqInput]) -> Result<Logits> {
+fn forward_some(llama: &Llama, params: &dyn Weights, seqs: &mut [SeqInput]) -> Result<Logits> {
     if seqs.is_empty() {
         return Ok(Logits { data: Vec::new(), vocab: llama.config.vocab, starts: vec![0] });
     }
@@ -151,7 +152,7 @@ fn log_sum_exp(z: &[f32]) -> Option<f32> {
 /// continuation token, in nats. An empty continuation gives an empty vector. Logits that are NaN or
 /// infinite are an error ([`Error::NonFiniteLogits`] with the pair as `sequence` and the
 /// continuation token as `step`), never a NaN score.
-pub fn score(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<f32>>> {
+pub fn score(llama: &Llama, params: &dyn Weights, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<f32>>> {
     let logits = forward_pairs(llama, params, pairs)?;
     pairs
         .iter()
@@ -173,7 +174,7 @@ pub fn score(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> 
 
 /// Like [`score`] but returns the full log-softmax row (length V) at every continuation position:
 /// the input of the KL(base‖current) probe. Non-finite logits are an error, as in [`score`].
-pub fn log_distributions(llama: &Llama, params: &Params, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<Vec<f32>>>> {
+pub fn log_distributions(llama: &Llama, params: &dyn Weights, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<Vec<f32>>>> {
     let logits = forward_pairs(llama, params, pairs)?;
     pairs
         .iter()

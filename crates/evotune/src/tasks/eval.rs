@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::delta::Deltas;
 use crate::model::generate::{generate_with, GenerateStats};
 use crate::model::score::score;
-use crate::model::{GenerateOptions, Model, Params, Sampling};
+use crate::model::{GenerateOptions, Model, Sampling};
 use crate::tasks::kl_probe::KlStats;
 use crate::tasks::multiple_choice::{loglik_stats, McItem};
 use crate::tasks::registry::EvalTask;
@@ -44,7 +45,7 @@ fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D:
 /// Greedy completions of `prompts` (each followed by `prefix`), decoded without special tokens.
 pub fn complete(
     model: &Model,
-    params: &Params,
+    params: &dyn Weights,
     prompts: &[&Prompt],
     prefix: &str,
     max_new_tokens: usize,
@@ -57,7 +58,7 @@ pub fn complete(
 /// decoded without special tokens; adds what it computed to `stats`.
 pub fn complete_ids(
     model: &Model,
-    params: &Params,
+    params: &dyn Weights,
     deltas: Option<Deltas<'_>>,
     ids: &[Vec<u32>],
     max_new_tokens: usize,
@@ -73,7 +74,7 @@ pub fn complete_ids(
 }
 
 /// Rewards of the model's greedy completions of `items` (the ES fitness of one member is their mean).
-pub fn target_rewards(model: &Model, params: &Params, task: &dyn Task, items: &[&Item]) -> Result<Vec<Reward>> {
+pub fn target_rewards(model: &Model, params: &dyn Weights, task: &dyn Task, items: &[&Item]) -> Result<Vec<Reward>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -83,7 +84,7 @@ pub fn target_rewards(model: &Model, params: &Params, task: &dyn Task, items: &[
 }
 
 /// Accuracy and mean reward over `items`.
-fn score_items(model: &Model, params: &Params, task: &dyn Task, items: &[Item]) -> Result<TaskScore> {
+fn score_items(model: &Model, params: &dyn Weights, task: &dyn Task, items: &[Item]) -> Result<TaskScore> {
     if items.is_empty() {
         return Err(Error::Task { task: task.name().into(), problem: "has no test items to evaluate".into() });
     }
@@ -132,7 +133,7 @@ pub fn kl_score(name: &str, s: &KlStats) -> TaskScore {
 
 /// The task's score on its test split. A task rewarded without the model and without test items
 /// (`random`) scores NaN with `items` = 0: there is nothing to answer.
-pub fn evaluate_target(model: &Model, params: &Params, task: &dyn Task) -> Result<TaskScore> {
+pub fn evaluate_target(model: &Model, params: &dyn Weights, task: &dyn Task) -> Result<TaskScore> {
     if task.test().is_empty() && task.reward_without_model(0, 0).is_some() {
         return Ok(TaskScore {
             task: task.name().to_string(),
@@ -146,7 +147,7 @@ pub fn evaluate_target(model: &Model, params: &Params, task: &dyn Task) -> Resul
 
 /// Per-choice log-likelihoods ℓ[item][choice] = Σ log p(choice tokens | question), one batched
 /// `score` call.
-pub fn choice_logliks(model: &Model, params: &Params, items: &[McItem]) -> Result<Vec<Vec<f64>>> {
+pub fn choice_logliks(model: &Model, params: &dyn Weights, items: &[McItem]) -> Result<Vec<Vec<f64>>> {
     let mut pairs = Vec::new();
     for item in items {
         let prompt = model.encode_prompt(&item.loglik_prompt(), "")?;
@@ -178,7 +179,7 @@ pub fn choice_logliks(model: &Model, params: &Params, items: &[McItem]) -> Resul
 }
 
 /// Scores a prior task on `params`.
-pub fn evaluate_prior(model: &Model, params: &Params, prior: &PriorTask) -> Result<TaskScore> {
+pub fn evaluate_prior(model: &Model, params: &dyn Weights, prior: &PriorTask) -> Result<TaskScore> {
     match prior {
         PriorTask::MultipleChoice { name, items } => {
             Ok(logliks_score(name, items, &choice_logliks(model, params, items)?))
@@ -190,7 +191,7 @@ pub fn evaluate_prior(model: &Model, params: &Params, prior: &PriorTask) -> Resu
 
 /// Scores an [`EvalTask`] on `params`: a target on its test split, a prior after preparing it on
 /// the base weights `theta0` (the KL probe's reference).
-pub fn evaluate(model: &Model, params: &Params, theta0: &Params, task: &mut EvalTask) -> Result<TaskScore> {
+pub fn evaluate(model: &Model, params: &dyn Weights, theta0: &dyn Weights, task: &mut EvalTask) -> Result<TaskScore> {
     match task {
         EvalTask::Target(task) => evaluate_target(model, params, task.as_ref()),
         EvalTask::Prior(prior) => {

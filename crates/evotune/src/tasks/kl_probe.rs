@@ -17,10 +17,11 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::generate::generate;
 use crate::model::score::log_distributions;
-use crate::model::{GenerateOptions, Model, Params, Sampling};
+use crate::model::{GenerateOptions, Model, Sampling};
 use crate::tokenizer::Prompt;
 
 /// Per-position KL(p‖q) from two log-softmax rows: Σ_v exp(lp_v)·(lp_v − lq_v), in f64. Terms with
@@ -94,7 +95,7 @@ impl KlProbe {
 
     /// Samples the continuations from the base weights `theta0` and caches their
     /// log-distributions. Must run once before [`KlProbe::kl`].
-    pub fn prepare(&mut self, model: &Model, theta0: &Params) -> Result<()> {
+    pub fn prepare(&mut self, model: &Model, theta0: &dyn Weights) -> Result<()> {
         let prompt_ids: Vec<Vec<u32>> =
             self.prompts.iter().map(|p| model.encode_prompt(p, "")).collect::<Result<_>>()?;
         let opts = GenerateOptions {
@@ -117,7 +118,7 @@ impl KlProbe {
     }
 
     /// KL(base‖current) of `params` on the cached continuations.
-    pub fn kl(&self, model: &Model, params: &Params) -> Result<KlStats> {
+    pub fn kl(&self, model: &Model, params: &dyn Weights) -> Result<KlStats> {
         Ok(kl_from_pairs(&self.pair_kls(model, params, 0..self.pairs())?))
     }
 
@@ -128,7 +129,7 @@ impl KlProbe {
 
     /// Per-continuation KL of `params` on the cached continuations `range` (the probe's work can be
     /// split by continuation: a continuation's rows do not depend on the rest of the batch).
-    pub fn pair_kls(&self, model: &Model, params: &Params, range: Range<usize>) -> Result<Vec<PairKl>> {
+    pub fn pair_kls(&self, model: &Model, params: &dyn Weights, range: Range<usize>) -> Result<Vec<PairKl>> {
         let base = self.base.as_ref().ok_or_else(|| Error::Task {
             task: self.name.clone(),
             problem: "KL probe not prepared: call PriorTask::prepare with θ0 before evaluating".into(),

@@ -15,7 +15,8 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::model::{Model, Params};
+use crate::model::Model;
+use crate::model::Weights;
 use crate::tasks::arith::Arith;
 use crate::tasks::conciseness::Conciseness;
 use crate::tasks::countdown::Countdown;
@@ -77,7 +78,7 @@ impl PriorTask {
 
     /// Prepares what needs the base model: the KL probe's continuations and base distributions,
     /// computed on `theta0`. A no-op for other kinds. Call once, with θ0, before evaluating.
-    pub fn prepare(&mut self, model: &Model, theta0: &Params) -> Result<()> {
+    pub fn prepare(&mut self, model: &Model, theta0: &dyn Weights) -> Result<()> {
         match self {
             PriorTask::Kl(probe) if !probe.is_prepared() => probe.prepare(model, theta0),
             _ => Ok(()),
