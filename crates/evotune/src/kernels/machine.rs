@@ -86,7 +86,11 @@ mod tests {
             m.to_string(),
             "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · int8: avx2 (vpmaddubsw) · 2 threads"
         );
-        let one = Machine { simd: "Avx512".into(), simd_cap: None, int8: "avx512-vnni (vpdpbusd)".into(), threads: 1, ..m };
-        assert_eq!(one.to_string(), "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx512 · int8: avx512-vnni (vpdpbusd) · 1 thread");
+        let one =
+            Machine { simd: "Avx512".into(), simd_cap: None, int8: "avx512-vnni (vpdpbusd)".into(), threads: 1, ..m };
+        assert_eq!(
+            one.to_string(),
+            "CPU: Intel(R) Xeon(R) Processor · SIMD: Avx512 · int8: avx512-vnni (vpdpbusd) · 1 thread"
+        );
     }
 }

@@ -40,8 +40,14 @@ impl QActs {
     pub fn quantize(x: &[f32], rows: usize, cols: usize) -> QActs {
         assert!(cols % QK == 0 && x.len() == rows * cols, "QActs: bad shape (T={rows}, K={cols})");
         let nb = cols / QK;
-        let mut a =
-            QActs { rows, cols, q: vec![0; rows * cols], d: vec![0.0; rows * nb], isum: vec![0; rows * nb], s: vec![0.0; rows * nb] };
+        let mut a = QActs {
+            rows,
+            cols,
+            q: vec![0; rows * cols],
+            d: vec![0.0; rows * nb],
+            isum: vec![0; rows * nb],
+            s: vec![0.0; rows * nb],
+        };
         if rows * nb == 0 {
             return a;
         }

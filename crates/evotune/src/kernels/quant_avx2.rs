@@ -55,7 +55,14 @@ pub(crate) unsafe fn group_rows(wg: &[u8], f: QFormat, nb: usize, x: &QActs, t0:
 /// Rows 8·half .. 8·half + 8 of the group, for activation rows t0 .. t0 + R:
 /// out[i·16 + 8·half + r].
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel<const F: u8, const R: usize>(wg: &[u8], nb: usize, x: &QActs, t0: usize, half: usize, out: &mut [f32]) {
+unsafe fn kernel<const F: u8, const R: usize>(
+    wg: &[u8],
+    nb: usize,
+    x: &QActs,
+    t0: usize,
+    half: usize,
+    out: &mut [f32],
+) {
     let fmt = match F {
         Q8_0 => QFormat::Q8_0,
         Q4_0 => QFormat::Q4_0,
@@ -96,10 +103,18 @@ unsafe fn kernel<const F: u8, const R: usize>(wg: &[u8], nb: usize, x: &QActs, t
         }
         let sc = wg.as_ptr().add(b * bb + cb + 16 * half);
         let d = _mm256_cvtph_ps(_mm_loadu_si128(sc as *const _));
-        let m = if F == Q4_1 { _mm256_cvtph_ps(_mm_loadu_si128(sc.add(2 * GROUP) as *const _)) } else { _mm256_setzero_ps() };
+        let m = if F == Q4_1 {
+            _mm256_cvtph_ps(_mm_loadu_si128(sc.add(2 * GROUP) as *const _))
+        } else {
+            _mm256_setzero_ps()
+        };
         for (i, (acc, n)) in acc.iter_mut().zip(n).enumerate() {
             let t = t0 + i;
-            let n = if F == Q4_0 { _mm256_sub_epi32(n, _mm256_set1_epi32(8 * *x.isum.get_unchecked(t * nb + b))) } else { n };
+            let n = if F == Q4_0 {
+                _mm256_sub_epi32(n, _mm256_set1_epi32(8 * *x.isum.get_unchecked(t * nb + b)))
+            } else {
+                n
+            };
             let ddx = _mm256_mul_ps(d, _mm256_set1_ps(*x.d.get_unchecked(t * nb + b)));
             *acc = _mm256_fmadd_ps(ddx, _mm256_cvtepi32_ps(n), *acc);
             if F == Q4_1 {

@@ -41,9 +41,7 @@ impl QuantKernel {
     pub fn at(level: Level) -> QuantKernel {
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = || {
-                Level::Avx2Fma.supported() && is_x86_feature_detected!("f16c")
-            };
+            let avx2 = || Level::Avx2Fma.supported() && is_x86_feature_detected!("f16c");
             if level == Level::Avx512
                 && Level::Avx512.supported()
                 && is_x86_feature_detected!("avx512bw")
@@ -87,7 +85,12 @@ pub fn qmatmul_at(level: Level, x: &[f32], w: &QMatrix, y: &mut [f32], t: usize)
 /// If the shapes disagree (a programming error, not bad input).
 pub fn qmatmul_acts(kernel: QuantKernel, x: &QActs, w: &QMatrix, y: &mut [f32]) {
     let (t, o) = (x.rows, w.rows());
-    assert!(x.cols == w.cols() && y.len() == t * o, "qmatmul: shapes disagree (T={t}, K={}/{}, O={o})", x.cols, w.cols());
+    assert!(
+        x.cols == w.cols() && y.len() == t * o,
+        "qmatmul: shapes disagree (T={t}, K={}/{}, O={o})",
+        x.cols,
+        w.cols()
+    );
     if t == 0 || o == 0 {
         return;
     }

@@ -115,7 +115,11 @@ fn plain_loop_is_the_block_formula() {
                     }
                 }
                 let got = y[ti * o + r] as f64;
-                assert!((got - exact).abs() <= 4.0 * nb as f64 * f32::EPSILON as f64 * abs + 1e-30, "{} ({ti},{r}): {got} vs {exact}", f.name());
+                assert!(
+                    (got - exact).abs() <= 4.0 * nb as f64 * f32::EPSILON as f64 * abs + 1e-30,
+                    "{} ({ti},{r}): {got} vs {exact}",
+                    f.name()
+                );
             }
         }
     }
@@ -178,7 +182,8 @@ fn rows_do_not_depend_on_the_batch_or_the_threads() {
 fn layout_round_trips_codes_and_scales() {
     for f in FORMATS {
         let (o, k) = (37, 96);
-        let codes: Vec<i32> = (0..o * k).map(|i| f.min_code() + (i * 7 % (f.max_code() - f.min_code() + 1) as usize) as i32).collect();
+        let codes: Vec<i32> =
+            (0..o * k).map(|i| f.min_code() + (i * 7 % (f.max_code() - f.min_code() + 1) as usize) as i32).collect();
         let w = QMatrix::from_rows(f, o, k, |r, c, d, m| {
             for i in 0..k {
                 c[i] = codes[r * k + i] as i8 as u8;
@@ -236,7 +241,9 @@ fn activations_round_to_nearest_even_and_carry_nan() {
 #[ignore]
 fn qmatmul_speed() {
     println!("{}", machine::Machine::current());
-    for &(t, k, o) in &[(1, 576, 1536), (16, 576, 1536), (16, 1536, 576), (256, 576, 1536), (1, 576, 49152), (16, 576, 49152)] {
+    for &(t, k, o) in
+        &[(1, 576, 1536), (16, 576, 1536), (16, 1536, 576), (256, 576, 1536), (1, 576, 49152), (16, 576, 49152)]
+    {
         let x = rand_vec(t * k, 1);
         let wf = rand_vec(o * k, 2);
         let mut y = vec![0.0; t * o];
@@ -261,7 +268,13 @@ fn qmatmul_speed() {
                     let a = QActs::quantize(&x, t, k);
                     qmatmul_acts(kern, &a, &w, &mut y)
                 });
-                line += &format!("  {} {:?} {:6.1} GOP/s ({:.2}×)", f.name(), kern, 2.0 * (t * k * o) as f64 / s / 1e9, f32s / s);
+                line += &format!(
+                    "  {} {:?} {:6.1} GOP/s ({:.2}×)",
+                    f.name(),
+                    kern,
+                    2.0 * (t * k * o) as f64 / s / 1e9,
+                    f32s / s
+                );
             }
         }
         println!("{line}");

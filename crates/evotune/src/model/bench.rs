@@ -145,11 +145,7 @@ impl Timer {
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "generate benchmark: {}-token prompts, {} decode steps",
-            self.prompt_len, self.decode_steps
-        )?;
+        writeln!(f, "generate benchmark: {}-token prompts, {} decode steps", self.prompt_len, self.decode_steps)?;
         writeln!(f, "{}", self.machine)?;
         writeln!(
             f,
@@ -286,7 +282,13 @@ pub fn bench_generate(
     Ok(BenchReport { machine: Machine::current(), prompt_len: opts.prompt_len, decode_steps: opts.decode_steps, rows })
 }
 
-fn row(engine: &'static str, weights: &'static str, b: usize, opts: &BenchOptions, times: &[(Timing, Timing)]) -> BenchRow {
+fn row(
+    engine: &'static str,
+    weights: &'static str,
+    b: usize,
+    opts: &BenchOptions,
+    times: &[(Timing, Timing)],
+) -> BenchRow {
     let p = median(times.iter().map(|t| t.0.wall).collect());
     let d = median(times.iter().map(|t| t.1.wall).collect());
     let cpu = |sel: fn(&(Timing, Timing)) -> Option<f64>| -> Option<f64> {
@@ -311,7 +313,13 @@ mod tests {
 
     #[test]
     fn json_lines_carry_the_machine_and_every_figure() {
-        let machine = Machine { cpu: "cpu".into(), simd: "Avx2Fma".into(), simd_cap: Some("avx2".into()), int8: "avx2 (vpmaddubsw)".into(), threads: 2 };
+        let machine = Machine {
+            cpu: "cpu".into(),
+            simd: "Avx2Fma".into(),
+            simd_cap: Some("avx2".into()),
+            int8: "avx2 (vpmaddubsw)".into(),
+            threads: 2,
+        };
         let row = |engine, batch| BenchRow {
             engine,
             weights: "f32",
@@ -344,6 +352,8 @@ mod tests {
         assert!(l["decode_tok_per_cpu_s"].is_null());
         assert_eq!(l["prompt_len"], 64);
         assert_eq!(l["decode_steps"], 32);
-        assert!(report.to_string().contains("CPU: cpu · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · int8: avx2 (vpmaddubsw) · 2 threads"));
+        assert!(report
+            .to_string()
+            .contains("CPU: cpu · SIMD: Avx2Fma (EVOTUNE_SIMD=avx2) · int8: avx2 (vpmaddubsw) · 2 threads"));
     }
 }

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::delta::Deltas;
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::SeqInput;
 use crate::model::Llama;
+use crate::model::Weights;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampling {
@@ -98,7 +98,12 @@ pub fn shared_prefix_len(prompts: &[Vec<u32>]) -> usize {
 /// exceeds the model's context ([`Error::ContextOverflow`], checked up front so that no sequence is
 /// cut short silently); a token id outside the vocabulary; a NaN or infinite logit
 /// ([`Error::NonFiniteLogits`], naming the prompt and the step: 0 for the first new token).
-pub fn generate(llama: &Llama, params: &dyn Weights, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+pub fn generate(
+    llama: &Llama,
+    params: &dyn Weights,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+) -> Result<Vec<Vec<u32>>> {
     generate_with(llama, params, None, prompts, opts, &mut GenerateStats::default())
 }
 

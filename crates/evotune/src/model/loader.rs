@@ -34,9 +34,9 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::kernels;
 use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
-use crate::kernels;
 use crate::model::quant;
 use crate::model::weights::Stored;
 use crate::model::{Layout, Llama, ModelConfig, Params, QuantizedParams, ThetaSource, WeightFormat, Weights};
@@ -178,7 +178,9 @@ impl LoadedWeights {
     /// One line: the formats held and their size.
     pub fn summary(&self) -> String {
         match self {
-            LoadedWeights::F32(p) => format!("{} f32 tensors ({:.1} MB)", p.layout().len(), 4.0 * p.data().len() as f64 / 1e6),
+            LoadedWeights::F32(p) => {
+                format!("{} f32 tensors ({:.1} MB)", p.layout().len(), 4.0 * p.data().len() as f64 / 1e6)
+            }
             LoadedWeights::Quantized(q) => q.summary(),
         }
     }
@@ -419,7 +421,8 @@ impl Theta0 {
                 };
                 let native = quant::native_qformat(t.ggml_type)
                     .filter(|f| format == WeightFormat::Quantized || *f == kernels::QFormat::Q8_0);
-                let is_float = matches!(t.ggml_type, quant::GgmlType::F32 | quant::GgmlType::F16 | quant::GgmlType::BF16);
+                let is_float =
+                    matches!(t.ggml_type, quant::GgmlType::F32 | quant::GgmlType::F16 | quant::GgmlType::BF16);
                 let out = if native.is_some() {
                     let src_row = |r: usize| match src.unpermute_heads {
                         None => r,

@@ -574,7 +574,15 @@ pub fn pack_qmatrix(
     if let Some((fr, b)) = bad {
         let i = fr * nb + b;
         let scratch = [0.0f32; QK];
-        return Err(nonfinite_error(ty, &data[i * block_bytes..(i + 1) * block_bytes], &scratch, path, tensor, i * QK, 0));
+        return Err(nonfinite_error(
+            ty,
+            &data[i * block_bytes..(i + 1) * block_bytes],
+            &scratch,
+            path,
+            tensor,
+            i * QK,
+            0,
+        ));
     }
     Ok(packed)
 }

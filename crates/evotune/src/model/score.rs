@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::generate::shared_prefix_len;
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::{Logits, SeqInput};
 use crate::model::Llama;
+use crate::model::Weights;
 
 /// Teacher-forced logits of a batch of pairs: row 0 of a pair comes from its prompt's last position,
 /// rows 1.. from its continuation.
@@ -174,7 +174,11 @@ pub fn score(llama: &Llama, params: &dyn Weights, pairs: &[(Vec<u32>, Vec<u32>)]
 
 /// Like [`score`] but returns the full log-softmax row (length V) at every continuation position:
 /// the input of the KL(base‖current) probe. Non-finite logits are an error, as in [`score`].
-pub fn log_distributions(llama: &Llama, params: &dyn Weights, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<Vec<f32>>>> {
+pub fn log_distributions(
+    llama: &Llama,
+    params: &dyn Weights,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+) -> Result<Vec<Vec<Vec<f32>>>> {
     let logits = forward_pairs(llama, params, pairs)?;
     pairs
         .iter()

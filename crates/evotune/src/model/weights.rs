@@ -152,9 +152,9 @@ impl QuantizedParams {
         let mut counts: Vec<(String, usize)> = Vec::new();
         for (info, t) in self.layout.tensors().iter().zip(&self.tensors) {
             let name = match t {
-                Stored::Quant(q) => q.format().name().to_string(),
-                Stored::F32(_) if info.shape.len() == 2 => "F32 matrix".to_string(),
-                Stored::F32(_) => "F32 vector".to_string(),
+                Stored::Quant(q) => format!("{} matrices", q.format().name()),
+                Stored::F32(_) if info.shape.len() == 2 => "f32 matrices".to_string(),
+                Stored::F32(_) => "f32 vectors".to_string(),
             };
             match counts.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, c)) => *c += 1,

@@ -426,7 +426,13 @@ mod tests {
     fn bench(perturbation: Perturbation) -> IterationBench {
         IterationBench {
             perturbation,
-            machine: Machine { cpu: "cpu".into(), simd: "Avx512".into(), simd_cap: None, int8: "avx512-vnni (vpdpbusd)".into(), threads: 2 },
+            machine: Machine {
+                cpu: "cpu".into(),
+                simd: "Avx512".into(),
+                simd_cap: None,
+                int8: "avx512-vnni (vpdpbusd)".into(),
+                threads: 2,
+            },
             seconds_per_iteration: 8.0,
             eval_seconds: 7.5,
             update_seconds: 0.5,

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::delta::Deltas;
 use crate::model::generate::{generate_with, GenerateStats};
 use crate::model::score::score;
+use crate::model::Weights;
 use crate::model::{GenerateOptions, Model, Sampling};
 use crate::tasks::kl_probe::KlStats;
 use crate::tasks::multiple_choice::{loglik_stats, McItem};

@@ -17,10 +17,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::model::Weights;
 use crate::error::{Error, Result};
 use crate::model::generate::generate;
 use crate::model::score::log_distributions;
+use crate::model::Weights;
 use crate::model::{GenerateOptions, Model, Sampling};
 use crate::tokenizer::Prompt;
 
