@@ -1,5 +1,6 @@
 //! Every SIMD level computes the same bits through the whole forward (matmul panels and strips,
-//! k-tails, attention, RMSNorm, SwiGLU, softmax), in generation and in scoring. The level is
+//! k-tails, attention, RMSNorm, SwiGLU, softmax; the integer kernels on Q8_0, Q4_1 and Q4_0
+//! weights), in generation and in scoring. The level is
 //! chosen once per process (`EVOTUNE_SIMD` caps it), so the test runs this test binary again under
 //! each level and compares the fingerprints the runs print.
 
@@ -9,7 +10,9 @@ use std::process::Command;
 
 use evotune::model::generate::generate;
 use evotune::model::score::log_distributions;
-use evotune::model::{GenerateOptions, Llama, ModelConfig, Sampling};
+use evotune::kernels::{QFormat, QMatrix};
+use evotune::model::weights::Stored;
+use evotune::model::{GenerateOptions, Llama, ModelConfig, QuantizedParams, Sampling, Weights};
 
 /// Set in the child runs: makes [`child_prints_fingerprint`] do its work.
 const CHILD: &str = "EVOTUNE_SIMD_LEVELS_CHILD";
@@ -38,10 +41,38 @@ fn fingerprint() -> String {
     let prompts: Vec<Vec<u32>> = (0..4u32).map(|p| (0..7 + 5 * p).map(|i| (i * 37 + p * 11) % 300).collect()).collect();
     let opts = GenerateOptions { max_new_tokens: 10, sampling: Sampling::Greedy, stop_tokens: vec![] };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    let (tokens, dists) = pool.install(|| {
-        let tokens = generate(&llama, &params, &prompts, &opts).unwrap();
-        let pairs: Vec<(Vec<u32>, Vec<u32>)> = prompts.iter().cloned().zip(tokens.iter().cloned()).collect();
-        (tokens, log_distributions(&llama, &params, &pairs).unwrap())
+    // The same model on quantized weights: Q8_0 from the f32 values, and Q4_1 / Q4_0 stores whose
+    // codes are derived from them (the down projection, K = 200, stays f32).
+    let q8 = QuantizedParams::q8_0_from(&params).0;
+    let q4 = |format: QFormat| {
+        let stored = params
+            .layout()
+            .tensors()
+            .iter()
+            .enumerate()
+            .map(|(id, info)| match info.shape[..] {
+                [o, k] if k % 32 == 0 => Stored::Quant(QMatrix::from_rows(format, o, k, |r, c, d, m| {
+                    for (i, c) in c.iter_mut().enumerate() {
+                        *c = (params.tensor(id)[r * k + i].to_bits() >> 11) as u8 & 15;
+                    }
+                    d.fill(half::f16::from_f32(0.01).to_bits());
+                    m.fill(half::f16::from_f32(-0.07).to_bits());
+                })),
+                _ => Stored::F32(params.tensor(id).to_vec()),
+            })
+            .collect();
+        QuantizedParams::new(params.layout().clone(), stored)
+    };
+    let stores: [&dyn Weights; 4] = [&params, &q8, &q4(QFormat::Q4_1), &q4(QFormat::Q4_0)];
+    let (tokens, dists): (Vec<Vec<u32>>, Vec<Vec<Vec<f32>>>) = pool.install(|| {
+        let mut all = (Vec::new(), Vec::new());
+        for w in stores {
+            let tokens = generate(&llama, w, &prompts, &opts).unwrap();
+            let pairs: Vec<(Vec<u32>, Vec<u32>)> = prompts.iter().cloned().zip(tokens.iter().cloned()).collect();
+            all.1.extend(log_distributions(&llama, w, &pairs).unwrap());
+            all.0.extend(tokens);
+        }
+        all
     });
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |x: u32| {
