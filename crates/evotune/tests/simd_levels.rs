@@ -8,9 +8,9 @@ mod support;
 
 use std::process::Command;
 
+use evotune::kernels::{QFormat, QMatrix};
 use evotune::model::generate::generate;
 use evotune::model::score::log_distributions;
-use evotune::kernels::{QFormat, QMatrix};
 use evotune::model::weights::Stored;
 use evotune::model::{GenerateOptions, Llama, ModelConfig, QuantizedParams, Sampling, Weights};
 
