@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # llama.cpp CPU speed on the default model, the reference for evotune's quantized forward:
-# prefill and batched decode tokens/s at batch 1 and 16 (llama-batched-bench, 48 prompt + 16 new
-# tokens per sequence, prompts not shared, 2 threads).
+# prefill and batched decode tokens/s at batch 1 and 16 (llama-batched-bench, 64 prompt + 32 new
+# tokens per sequence as `evotune bench generate` uses, prompts not shared, 2 threads), then
+# evotune's `bench generate --weights quantized` on the same file and thread count, and the ratios.
 #
 #   scripts/bench_llamacpp.sh [BUILD_DIR] [MODEL.gguf] [--json]
 #
+# EVOTUNE=path/to/evotune picks the binary (default target/release/evotune; NO_EVOTUNE=1 skips it);
+# EVOTUNE_SIMD=avx2 caps evotune at AVX2, to compare with an AVX2 build of llama.cpp.
 # BUILD_DIR defaults to $LLAMACPP_BUILD or /work/llamacpp/build-avx512; MODEL to $EVOTUNE_MODEL or
 # ~/.cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf. THREADS=N overrides 2. --json prints one object per
 # batch size: {"engine","simd","batch","prefill_tok_s","decode_tok_s","cpu","threads","pp","tg"}.
@@ -16,6 +19,7 @@ for a in "$@"; do if [ "$a" = --json ]; then JSON=1; else POS+=("$a"); fi; done
 BUILD=${POS[0]:-${LLAMACPP_BUILD:-/work/llamacpp/build-avx512}}
 MODEL=${POS[1]:-${EVOTUNE_MODEL:-$HOME/.cache/evotune/SmolLM2-135M-Instruct.Q4_1.gguf}}
 THREADS=${THREADS:-2}
+PP=${PP:-64}; TG=${TG:-32}
 BIN=$BUILD/bin/llama-batched-bench
 
 if [ ! -x "$BIN" ]; then
@@ -39,10 +43,17 @@ SIMD=avx2
 grep -q '^GGML_AVX512:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null && SIMD=avx512
 CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 
-OUT=$("$BIN" -m "$MODEL" -c 2048 -npp 48 -ntg 16 -npl 1,16 -t "$THREADS" --output-format jsonl 2>&1) \
+OUT=$("$BIN" -m "$MODEL" -c 2048 -npp $PP -ntg $TG -npl 1,16 -t "$THREADS" --output-format jsonl 2>&1) \
   || { echo "$OUT" >&2; exit 1; }
 
-ROWS=$(echo "$OUT" | grep '^{"n_kv_max"') python3 - "$JSON" "$SIMD" "$CPU" "$THREADS" <<'PY'
+EVO=""
+EVOTUNE=${EVOTUNE:-$(dirname "$0")/../target/release/evotune}
+if [ -z "${NO_EVOTUNE:-}" ] && [ -x "$EVOTUNE" ]; then
+  EVO=$(RAYON_NUM_THREADS=$THREADS "$EVOTUNE" bench generate --model "$MODEL" --weights quantized --json 2>/dev/null) \
+    || { echo "evotune bench generate failed" >&2; EVO=""; }
+fi
+
+EVO="$EVO" ROWS=$(echo "$OUT" | grep '^{"n_kv_max"') python3 - "$JSON" "$SIMD" "$CPU" "$THREADS" <<'PY'
 import json, os, sys
 json_out, simd, cpu, threads = sys.argv[1] == "1", sys.argv[2], sys.argv[3], int(sys.argv[4])
 if not json_out:
@@ -55,4 +66,13 @@ for line in os.environ["ROWS"].splitlines():
                           "decode_tok_s": round(r["speed_tg"], 2), "cpu": cpu, "threads": threads, "pp": r["pp"], "tg": r["tg"]}))
     else:
         print(f"{r['pl']:>5} {r['speed_pp']:>14.1f} {r['speed_tg']:>13.1f}")
+    ours = [json.loads(l) for l in os.environ.get("EVO", "").splitlines() if l.startswith("{")]
+    for o in ours:
+        if o["engine"] == "evotune" and o["weights"] == "quantized" and o["batch"] == r["pl"]:
+            pf, dc = o["prefill_tok_s"] / r["speed_pp"], o["decode_tok_s"] / r["speed_tg"]
+            if json_out:
+                print(json.dumps({**o, "vs_llama_cpp_prefill": round(pf, 3), "vs_llama_cpp_decode": round(dc, 3)}))
+            else:
+                print(f"      evotune quantized ({o['simd']}): prefill {o['prefill_tok_s']:.1f} ({pf:.2f}x), "
+                      f"decode {o['decode_tok_s']:.1f} ({dc:.2f}x)")
 PY

@@ -84,34 +84,56 @@ pub fn qmatmul_at(level: Level, x: &[f32], w: &QMatrix, y: &mut [f32], t: usize)
 /// # Panics
 /// If the shapes disagree (a programming error, not bad input).
 pub fn qmatmul_acts(kernel: QuantKernel, x: &QActs, w: &QMatrix, y: &mut [f32]) {
-    let (t, o) = (x.rows, w.rows());
-    assert!(
-        x.cols == w.cols() && y.len() == t * o,
-        "qmatmul: shapes disagree (T={t}, K={}/{}, O={o})",
-        x.cols,
-        w.cols()
-    );
-    if t == 0 || o == 0 {
+    qmatmul_acts_many(kernel, x, &mut [(w, y)])
+}
+
+/// yᵢ = x·Wᵢᵀ for several matrices sharing the input (q, k, v; gate, up): x is quantized once by
+/// the caller, and one parallel loop runs over the row groups of all of them.
+///
+/// # Panics
+/// If the shapes disagree (a programming error, not bad input).
+pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatrix, &mut [f32])]) {
+    let t = x.rows;
+    for (w, y) in products.iter() {
+        assert!(
+            x.cols == w.cols() && y.len() == t * w.rows(),
+            "qmatmul: shapes disagree (T={t}, K={}/{}, O={})",
+            x.cols,
+            w.cols(),
+            w.rows()
+        );
+    }
+    if t == 0 {
         return;
     }
-    let groups = w.groups();
+    // Tasks: ranges of row groups of one matrix, ≈ 4 per thread over all matrices.
+    let groups: usize = products.iter().map(|(w, _)| w.groups()).sum();
     let per_task = groups.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let yp = OutPtr(y.as_mut_ptr());
-    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
-        let yp = &yp;
+    let mut tasks = Vec::new();
+    for (i, (w, _)) in products.iter().enumerate() {
+        let mut g = 0;
+        while g < w.groups() {
+            tasks.push((i, g, (g + per_task).min(w.groups())));
+            g += per_task;
+        }
+    }
+    let outs: Vec<(&QMatrix, OutPtr)> = products.iter_mut().map(|(w, y)| (*w, OutPtr(y.as_mut_ptr()))).collect();
+    tasks.into_par_iter().for_each(|(i, g0, g1)| {
+        let (w, yp) = (outs[i].0, &outs[i].1);
+        let o = w.rows();
         let mut tile = [0.0f32; ROWS_MAX * GROUP];
-        for g in task * per_task..((task + 1) * per_task).min(groups) {
+        for g in g0..g1 {
             let lanes = GROUP.min(o - g * GROUP);
             let mut t0 = 0;
             while t0 < t {
                 let nt = ROWS_MAX.min(t - t0);
                 group_rows(kernel, w.group(g), w.format(), w.blocks(), x, t0, nt, &mut tile);
-                for i in 0..nt {
-                    // SAFETY: row t0+i of y has o elements; this task alone writes columns
-                    // g·16 .. g·16 + lanes (its own groups), which lie inside the row.
+                for r in 0..nt {
+                    // SAFETY: row t0+r of this product's y has o elements; this task alone writes
+                    // its columns g·16 .. g·16 + lanes (its own groups), which lie inside the row.
                     unsafe {
-                        let dst = yp.0.add((t0 + i) * o + g * GROUP);
-                        std::ptr::copy_nonoverlapping(tile.as_ptr().add(i * GROUP), dst, lanes);
+                        let dst = yp.0.add((t0 + r) * o + g * GROUP);
+                        std::ptr::copy_nonoverlapping(tile.as_ptr().add(r * GROUP), dst, lanes);
                     }
                 }
                 t0 += nt;
@@ -180,9 +202,9 @@ fn group_rows_portable(wg: &[u8], f: QFormat, nb: usize, x: &QActs, t0: usize, n
     }
 }
 
-/// y's base pointer, shared by the tasks of [`qmatmul_acts`], which write disjoint columns.
+/// A y's base pointer, shared by the tasks of [`qmatmul_acts_many`], which write disjoint columns.
 struct OutPtr(*mut f32);
-// SAFETY: only used inside `qmatmul_acts`'s parallel loop, whose tasks write disjoint elements
+// SAFETY: only used inside `qmatmul_acts_many`'s parallel loop, whose tasks write disjoint elements
 // of y and end before y is used again.
 unsafe impl Sync for OutPtr {}
 unsafe impl Send for OutPtr {}

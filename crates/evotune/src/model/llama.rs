@@ -332,9 +332,7 @@ impl Llama {
         for (l, blk) in self.blocks.iter().enumerate() {
             // --- attention ---
             op.rmsnorm(&mut xn, &x, blk.attn_norm, d);
-            op.matmul(&xn, blk.q, &mut q, d, qd);
-            op.matmul(&xn, blk.k, &mut k, d, kvd);
-            op.matmul(&xn, blk.v, &mut vv, d, kvd);
+            op.matmuls(&xn, d, &mut [(blk.q, &mut q), (blk.k, &mut k), (blk.v, &mut vv)]);
             if let Some([bq, bk, bv]) = blk.qkv_bias {
                 op.add_bias(&mut q, bq, qd);
                 op.add_bias(&mut k, bk, kvd);
@@ -363,8 +361,7 @@ impl Llama {
 
             // --- MLP (SwiGLU) ---
             op.rmsnorm(&mut xn, &x, blk.mlp_norm, d);
-            op.matmul(&xn, blk.gate, &mut g, d, f);
-            op.matmul(&xn, blk.up, &mut u, d, f);
+            op.matmuls(&xn, d, &mut [(blk.gate, &mut g), (blk.up, &mut u)]);
             kernels::silu_mul(&mut g, &u); // g ← silu(g)·u
             op.matmul(&g, blk.down, &mut proj, f, d);
             add_in_place(&mut x, &proj);
@@ -421,6 +418,21 @@ impl Ops<'_> {
     /// y = x·Wᵀ, then y[rows of g] += x[rows of g]·ΔW_gᵀ.   x: (T, K), W: (O, K), y: (T, O).
     fn matmul(&self, x: &[f32], w: usize, y: &mut [f32], k: usize, o: usize) {
         self.params.matmul(w, x, y);
+        self.add_deltas(x, w, y, k, o);
+    }
+
+    /// [`Ops::matmul`] for several matrices of the same input x (T, K): yᵢ = x·Wᵢᵀ (+ deltas).
+    fn matmuls(&self, x: &[f32], k: usize, products: &mut [(usize, &mut [f32])]) {
+        self.params.matmuls(x, products);
+        let t = x.len() / k;
+        for (w, y) in products.iter_mut() {
+            let o = y.len() / t.max(1);
+            self.add_deltas(x, *w, y, k, o);
+        }
+    }
+
+    /// y[rows of g] += x[rows of g]·ΔW_gᵀ for each group's rows (nothing without deltas).
+    fn add_deltas(&self, x: &[f32], w: usize, y: &mut [f32], k: usize, o: usize) {
         if let Some(dl) = self.deltas {
             let mut parts = Vec::with_capacity(self.runs.len());
             let mut rest = y;

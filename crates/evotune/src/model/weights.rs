@@ -15,6 +15,14 @@ pub trait Weights: Sync {
     fn layout(&self) -> &Arc<Layout>;
     /// y = x·Wᵀ for matrix `id` of shape (O, K): x is (T, K), y is (T, O).
     fn matmul(&self, id: usize, x: &[f32], y: &mut [f32]);
+    /// [`Weights::matmul`] for several matrices of the same input (q, k, v; gate, up), each
+    /// output computed as `matmul` would. A store may share work between them (the quantized one
+    /// quantizes x once and runs one parallel loop).
+    fn matmuls(&self, x: &[f32], products: &mut [(usize, &mut [f32])]) {
+        for (id, y) in products.iter_mut() {
+            self.matmul(*id, x, y);
+        }
+    }
     /// out = W[row, :] (length K).
     fn row(&self, id: usize, row: usize, out: &mut [f32]);
     /// A vector tensor (norm weight, bias) as f32.
@@ -208,6 +216,33 @@ impl Weights for QuantizedParams {
             Stored::F32(w) => {
                 let (o, k) = matrix_shape(&self.layout, id);
                 kernels::matmul(x, w, y, x.len() / k, k, o)
+            }
+        }
+    }
+    fn matmuls(&self, x: &[f32], products: &mut [(usize, &mut [f32])]) {
+        let quant: Option<Vec<&QMatrix>> = products
+            .iter()
+            .map(|(id, _)| match &self.tensors[*id] {
+                Stored::Quant(q) => Some(q),
+                Stored::F32(_) => None,
+            })
+            .collect();
+        match quant {
+            Some(qs) if qs.windows(2).all(|w| w[0].cols() == w[1].cols()) && !qs.is_empty() => {
+                let k = qs[0].cols();
+                let acts = kernels::QActs::quantize(x, x.len() / k, k);
+                let mut pairs: Vec<(&QMatrix, &mut [f32])> =
+                    qs.into_iter().zip(products.iter_mut()).map(|(q, (_, y))| (q, &mut **y)).collect();
+                kernels::quant_matmul::qmatmul_acts_many(
+                    kernels::QuantKernel::at(kernels::simd_level()),
+                    &acts,
+                    &mut pairs,
+                );
+            }
+            _ => {
+                for (id, y) in products.iter_mut() {
+                    self.matmul(*id, x, y);
+                }
             }
         }
     }
