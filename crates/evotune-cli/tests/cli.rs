@@ -213,6 +213,29 @@ fn generate_answers_a_chat_prompt() {
     assert!(text.contains("Paris"), "{text}");
 }
 
+/// `--weights quantized` keeps the GGUF's blocks: the same answer, and the whole process (weights,
+/// tokenizer, KV cache, mapped file pages) peaks within the file's size + 100 MB.
+#[test]
+fn generate_on_quantized_weights_stays_within_the_file_size() {
+    let model = model();
+    let out = run_ok(
+        evotune()
+            .args(["generate", "--prompt", "What is the capital of France? Answer briefly.", "--max-new-tokens", "12"])
+            .args(["--weights", "quantized", "--model"])
+            .arg(&model),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Paris"), "{text}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let mb: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak RSS ")?.strip_suffix(" MB")?.parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS line in {err}"));
+    let file_mb = std::fs::metadata(&model).unwrap().len() as f64 / 1e6;
+    assert!(mb <= file_mb + 100.0, "peak RSS {mb} MB for a {file_mb} MB file");
+    assert!(err.contains("Q4_1 matrices"), "{err}");
+}
+
 #[test]
 fn low_rank_run_replays_and_resumes_bit_identically() {
     // The low-rank population (all members in one batch) goes through the same trajectory,

@@ -52,6 +52,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let outputs = with_threads(a.threads, || generate(&model.llama, weights.weights(), &ids, &opts))??;
     let texts: Vec<String> = outputs.iter().map(|o| model.tokenizer.decode(o, true)).collect::<Result<_, _>>()?;
+    if a.weights != evotune::model::WeightFormat::F32 {
+        if let Some(b) = evotune::run::bench::peak_rss_bytes() {
+            eprintln!("peak RSS {:.1} MB", b as f64 / 1e6);
+        }
+    }
 
     if a.prompt.is_some() {
         println!("{}", texts[0]);
