@@ -9,8 +9,8 @@
 //! sx  = dx · isx        (one f32 rounding, used by Q4_1's min)
 //! ```
 //!
-//! A NaN or ±∞ in a block makes its dx NaN or ∞, so the products come out NaN, as they would in
-//! f32. Rounding is ties-to-even through the 1.5·2²³ trick, so every level and compiler computes the
+//! A NaN or ±∞ in a block makes its dx NaN, so the products come out NaN (f32 would give NaN or
+//! ±∞). Rounding is ties-to-even through the 1.5·2²³ trick, so every level and compiler computes the
 //! same codes with plain f32 arithmetic. The error per value is at most dx/2 = max|x|/254.
 
 use rayon::prelude::*;
@@ -36,8 +36,14 @@ pub struct QActs {
 const ROUND: f32 = 12_582_912.0;
 
 impl QActs {
-    /// Quantizes x (T, K), K a multiple of 32; rows in parallel.
+    /// Quantizes x (T, K), K a multiple of 32, at the best SIMD level; rows in parallel.
     pub fn quantize(x: &[f32], rows: usize, cols: usize) -> QActs {
+        QActs::quantize_at(super::simd_level(), x, rows, cols)
+    }
+
+    /// [`QActs::quantize`] at a given level (the same codes and scales at every level: plain f32
+    /// operations, vectorised by the compiler).
+    pub fn quantize_at(level: super::Level, x: &[f32], rows: usize, cols: usize) -> QActs {
         assert!(cols % QK == 0 && x.len() == rows * cols, "QActs: bad shape (T={rows}, K={cols})");
         let nb = cols / QK;
         let mut a = QActs {
@@ -51,28 +57,21 @@ impl QActs {
         if rows * nb == 0 {
             return a;
         }
-        a.q.par_chunks_mut(cols)
-            .zip(a.d.par_chunks_mut(nb))
-            .zip(a.isum.par_chunks_mut(nb))
-            .zip(a.s.par_chunks_mut(nb))
-            .zip(x.par_chunks(cols))
-            .for_each(|((((q, d), isum), s), x)| {
-                for b in 0..nb {
-                    let xb = &x[b * QK..(b + 1) * QK];
-                    let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                    // A NaN in x makes the block's scale NaN, so it reaches the output as in f32.
-                    let scale = if xb.iter().any(|v| v.is_nan()) { f32::NAN } else { amax / 127.0 };
-                    let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-                    let mut sum = 0i32;
-                    for (qi, &v) in q[b * QK..(b + 1) * QK].iter_mut().zip(xb) {
-                        let r = ((v * inv + ROUND) - ROUND) as i32;
-                        *qi = r as i8;
-                        sum += r;
-                    }
-                    d[b] = scale;
-                    isum[b] = sum;
-                    s[b] = scale * sum as f32;
-                }
+        let level = if level.supported() { level } else { super::Level::Portable };
+        // ≈ 4 tasks per thread, whole rows each.
+        let per = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
+        a.q.par_chunks_mut(per * cols)
+            .zip(a.d.par_chunks_mut(per * nb))
+            .zip(a.isum.par_chunks_mut(per * nb))
+            .zip(a.s.par_chunks_mut(per * nb))
+            .zip(x.par_chunks(per * cols))
+            .for_each(|((((q, d), isum), s), x)| match level {
+                // SAFETY (both arms): the level is supported (checked above).
+                #[cfg(target_arch = "x86_64")]
+                super::Level::Avx512 => unsafe { quantize_blocks_avx512(x, q, d, isum, s) },
+                #[cfg(target_arch = "x86_64")]
+                super::Level::Avx2Fma => unsafe { quantize_blocks_avx2(x, q, d, isum, s) },
+                _ => quantize_blocks(x, q, d, isum, s),
             });
         a
     }
@@ -81,4 +80,41 @@ impl QActs {
     pub fn blocks(&self) -> usize {
         self.cols / QK
     }
+}
+
+/// The module doc's formulas for consecutive blocks of 32 (x, q: 32 per block; the rest one per
+/// block). Written branch-free per element so that it vectorises.
+#[inline(always)]
+pub(crate) fn quantize_blocks(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
+    for (b, (xb, qb)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
+        let mut amax = 0.0f32;
+        let mut finite = true;
+        for &v in xb {
+            let a = v.abs();
+            amax = if a > amax { a } else { amax };
+            finite &= a <= f32::MAX; // false for NaN and ±∞
+        }
+        // A NaN or ±∞ makes the block's scale NaN (its codes 0), so it reaches the output as NaN.
+        let scale = if finite { amax / 127.0 } else { f32::NAN };
+        let inv = if finite && scale != 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (qi, &v) in qb.iter_mut().zip(xb) {
+            // |v·inv| ≤ 127 (plus rounding), finite: the cast is exact.
+            let r = ((v * inv + ROUND) - ROUND) as i32;
+            *qi = r as i8;
+            sum += r;
+        }
+        d[b] = scale;
+        isum[b] = sum;
+        s[b] = d[b] * sum as f32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+compiled_for! { "avx2,fma":
+    quantize_blocks_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) = quantize_blocks;
+}
+#[cfg(target_arch = "x86_64")]
+compiled_for! { "avx512f,avx512bw":
+    quantize_blocks_avx512(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) = quantize_blocks;
 }

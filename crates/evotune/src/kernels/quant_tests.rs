@@ -213,6 +213,25 @@ fn layout_round_trips_codes_and_scales() {
 }
 
 #[test]
+fn activation_quantization_is_the_same_at_every_level() {
+    let (t, k) = (9, 576);
+    let mut x = rand_vec(t * k, 41);
+    x[100] = f32::INFINITY;
+    x[700] = f32::NAN;
+    x[1024..1056].fill(0.0);
+    let want = QActs::quantize_at(Level::Portable, &x, t, k);
+    for level in levels() {
+        let a = QActs::quantize_at(level, &x, t, k);
+        assert_eq!(a.q, want.q, "{level:?}");
+        assert_eq!(a.isum, want.isum, "{level:?}");
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.d), bits(&want.d), "{level:?}");
+        assert_eq!(bits(&a.s), bits(&want.s), "{level:?}");
+    }
+    assert!(want.d[100 / 32].is_nan() && want.d[700 / 32].is_nan() && want.d[1024 / 32] == 0.0);
+}
+
+#[test]
 fn activations_round_to_nearest_even_and_carry_nan() {
     let mut x: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) / 10.0).collect();
     x[40] = f32::NAN;
