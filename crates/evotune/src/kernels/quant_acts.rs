@@ -110,11 +110,79 @@ pub(crate) fn quantize_blocks(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut
     }
 }
 
+/// [`quantize_blocks`] in ymm registers: the same operations (max of |x|, one division, one
+/// reciprocal, then a product, an add and a subtract per value, never fused), so the same bits.
+///
+/// # Safety
+/// The CPU supports AVX2; x and q hold whole blocks, d/isum/s one value per block.
 #[cfg(target_arch = "x86_64")]
-compiled_for! { "avx2,fma":
-    quantize_blocks_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) = quantize_blocks;
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn quantize_blocks_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+    let (round, max) = (_mm256_set1_ps(ROUND), _mm256_set1_ps(f32::MAX));
+    for b in 0..d.len() {
+        let xp = x.as_ptr().add(b * QK);
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(xp.add(8 * i)));
+        let a: [__m256; 4] = std::array::from_fn(|i| _mm256_and_ps(v[i], abs_mask));
+        let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+        let fin = a.iter().fold(-1i32, |f, &ai| f & _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(ai, max)));
+        let mut lanes = [0.0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let amax = lanes.iter().fold(0.0f32, |acc, &l| if l > acc { l } else { acc });
+        let finite = fin & 0xFF == 0xFF;
+        let scale = if finite { amax / 127.0 } else { f32::NAN };
+        let inv = _mm256_set1_ps(if finite && scale != 0.0 { 1.0 / scale } else { 0.0 });
+        let mut sum = _mm256_setzero_si256();
+        let mut codes = [0i32; QK];
+        for i in 0..4 {
+            let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v[i], inv), round), round);
+            let r = _mm256_cvttps_epi32(if finite { r } else { _mm256_setzero_ps() });
+            sum = _mm256_add_epi32(sum, r);
+            _mm256_storeu_si256(codes.as_mut_ptr().add(8 * i) as *mut __m256i, r);
+        }
+        for (qi, c) in q[b * QK..(b + 1) * QK].iter_mut().zip(codes) {
+            *qi = c as i8;
+        }
+        let mut parts = [0i32; 8];
+        _mm256_storeu_si256(parts.as_mut_ptr() as *mut __m256i, sum);
+        let total: i32 = parts.iter().sum();
+        d[b] = scale;
+        isum[b] = total;
+        s[b] = scale * total as f32;
+    }
 }
+
+/// [`quantize_blocks`] in zmm registers (same operations, same bits as the plain loop).
+///
+/// # Safety
+/// The CPU supports AVX-512F/BW; x and q hold whole blocks, d/isum/s one value per block.
 #[cfg(target_arch = "x86_64")]
-compiled_for! { "avx512f,avx512bw":
-    quantize_blocks_avx512(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) = quantize_blocks;
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn quantize_blocks_avx512(x: &[f32], q: &mut [i8], d: &mut [f32], isum: &mut [i32], s: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (round, max) = (_mm512_set1_ps(ROUND), _mm512_set1_ps(f32::MAX));
+    for b in 0..d.len() {
+        let xp = x.as_ptr().add(b * QK);
+        let (v0, v1) = (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)));
+        let (a0, a1) = (_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+        let fin = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(a0, max) & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(a1, max);
+        let finite = fin == 0xFFFF;
+        // max is exact and order-free for finite values (a NaN block takes the other branch).
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        let scale = if finite { amax / 127.0 } else { f32::NAN };
+        let inv = _mm512_set1_ps(if finite && scale != 0.0 { 1.0 / scale } else { 0.0 });
+        let code = |v| {
+            let r = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, inv), round), round);
+            _mm512_cvttps_epi32(if finite { r } else { _mm512_setzero_ps() })
+        };
+        let (r0, r1) = (code(v0), code(v1));
+        let qp = q.as_mut_ptr().add(b * QK);
+        _mm_storeu_si128(qp as *mut __m128i, _mm512_cvtepi32_epi8(r0));
+        _mm_storeu_si128(qp.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(r1));
+        let total = _mm512_reduce_add_epi32(_mm512_add_epi32(r0, r1));
+        d[b] = scale;
+        isum[b] = total;
+        s[b] = scale * total as f32;
+    }
 }
