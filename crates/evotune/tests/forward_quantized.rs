@@ -262,3 +262,49 @@ fn logits_agree_with_llama_cpp() {
     assert!(worst <= 3.0 * tol, "worst relative difference {worst}");
     assert!(argmax_same as f64 >= 0.9 * n as f64, "argmax equal at {argmax_same} of {n}");
 }
+
+/// A QES population in one batch over the shared quantized store (sparse integer moves added
+/// after the shared product): each member's logits do not depend on the other members in the
+/// batch (bit for bit), and stay close to the forward of its materialised codes — the two differ
+/// only in how the moved weights meet the input (x itself vs its int8 codes), plus what the
+/// activation rounding makes of that downstream.
+#[test]
+fn a_code_population_runs_in_one_batch_like_its_materialised_members() {
+    use evotune::es::code_population::CodePopulation;
+    use evotune::es::noise::{IterationNoise, NoiseMode};
+    use evotune::es::population::Member;
+    use evotune::model::delta::Deltas;
+    use evotune::model::llama::SeqInput;
+    let Some(b) = both() else { return };
+    let members: Vec<Member> = (0..3)
+        .map(|i| Member { index: i, noise_id: i as u32 / 2, sign: if i % 2 == 0 { 1.0 } else { -1.0 } })
+        .collect();
+    let noise = IterationNoise { seed: 9, iteration: 1, mode: NoiseMode::Iid };
+    let pop = CodePopulation::new(&b.quant, &noise, &members, 0.01);
+    let moved: usize = (0..b.quant.layout().len()).map(|id| pop.moves(0, id).len()).sum();
+    let codes: usize = b.quant.layout().tensors().iter().filter(|t| t.shape.len() == 2).map(|t| t.len).sum();
+    println!("member 0 moves {moved} of {codes} codes ({:.3}%)", 100.0 * moved as f64 / codes as f64);
+    assert!((moved as f64 / codes as f64 - 0.00798).abs() < 0.0005, "{moved} of {codes}");
+    let prompt = &golden()[0].input_ids;
+    let v = b.model.config.vocab;
+    let run = |groups: &[usize]| {
+        let mut caches: Vec<_> = groups.iter().map(|_| b.model.llama.new_cache()).collect();
+        let mut seqs: Vec<SeqInput> =
+            caches.iter_mut().map(|c| SeqInput { tokens: prompt, cache: c, logits: prompt.len() }).collect();
+        let d = Deltas { delta: &pop, group_of: groups };
+        b.model.llama.forward_with(&b.quant, Some(d), &mut seqs).unwrap()
+    };
+    let batch = run(&[0, 1, 2]);
+    for g in 0..3 {
+        assert_eq!(batch.seq(g), run(&[g]).seq(0), "member {g} depends on the batch");
+        let alone = b.model.llama.logits_all(&pop.materialize(g), prompt).unwrap();
+        let (mut e, mut n) = (0.0f64, 0.0f64);
+        for (x, y) in batch.seq(g).iter().zip(&alone) {
+            e += ((x - y) as f64).powi(2);
+            n += (*y as f64).powi(2);
+        }
+        println!("member {g}: relative RMS difference from its materialised codes {:.3}%", 100.0 * (e / n).sqrt());
+        assert!((e / n).sqrt() < 0.0523, "member {g}: {}", (e / n).sqrt());
+        assert_eq!(alone.len(), prompt.len() * v);
+    }
+}

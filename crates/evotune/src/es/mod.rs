@@ -16,6 +16,8 @@
 //! - [`shaping`]: z-score and centred rank, non-finite reward policy.
 //! - [`update`]: the fused perturb and update passes over θ.
 //! - [`lowrank`]: low-rank (EGGROLL) perturbations, evaluated as one batch.
+//! - [`code_noise`], [`code_population`]: QES's sparse integer perturbations of quantized codes,
+//!   and a population of them evaluated as one batch over the shared quantized store.
 //! - [`awd`], [`anchor`]: decay toward θ0, and where θ0 comes from.
 //! - [`drift`]: ‖θ − θ0‖ total, per layer, per kind.
 //! - [`step`]: one iteration's record (members, rewards, coefficients).
@@ -40,6 +42,8 @@ macro_rules! from_str_by_serde {
 pub mod anchor;
 pub mod awd;
 pub mod bench;
+pub mod code_noise;
+pub mod code_population;
 pub mod drift;
 pub mod lowrank;
 pub mod noise;

@@ -207,6 +207,27 @@ impl QMatrix {
         }
     }
 
+    /// Sets the code of weight (r, k) to c (Q8_0: −128..=127, 4-bit: 0..=15).
+    ///
+    /// # Panics
+    /// If c is outside the format's range or (r, k) outside the matrix.
+    pub fn set_code(&mut self, r: usize, k: usize, c: i32) {
+        assert!(r < self.rows && k < self.cols, "set_code: ({r}, {k}) outside {}×{}", self.rows, self.cols);
+        assert!((self.format.min_code()..=self.format.max_code()).contains(&c), "set_code: code {c} out of range");
+        let (b, kk) = (k / QK, k % QK);
+        let n = self.blocks() * self.format.block_bytes();
+        let at = (r / GROUP) * n + b * self.format.block_bytes();
+        let lane = r % GROUP;
+        match self.format {
+            QFormat::Q8_0 => self.data[at + (kk / 4) * 64 + 4 * lane + kk % 4] = c as i8 as u8,
+            QFormat::Q4_0 | QFormat::Q4_1 => {
+                let (j, within) = (kk / 8, kk % 8);
+                let byte = &mut self.data[at + j * 64 + 4 * lane + within % 4];
+                *byte = if within < 4 { (*byte & 0xF0) | c as u8 } else { (*byte & 0x0F) | (c as u8) << 4 };
+            }
+        }
+    }
+
     /// Scale d and min m (0 unless Q4_1) of block b of row r, as f32 (exact from f16).
     pub fn scale_min(&self, r: usize, b: usize) -> (f32, f32) {
         let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];

@@ -209,6 +209,16 @@ fn layout_round_trips_codes_and_scales() {
             }
         }
         assert_eq!(w.bytes(), 3 * (k / QK) * f.block_bytes());
+        // set_code changes exactly one code.
+        let mut v = w.clone();
+        let c = if w.code(20, 45) == f.max_code() { f.min_code() } else { w.code(20, 45) + 1 };
+        v.set_code(20, 45, c);
+        for r in 0..o {
+            for i in 0..k {
+                let want = if (r, i) == (20, 45) { c } else { w.code(r, i) };
+                assert_eq!(v.code(r, i), want, "({r}, {i})");
+            }
+        }
     }
 }
 
