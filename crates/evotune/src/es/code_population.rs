@@ -59,6 +59,12 @@ impl<'a> CodePopulation<'a> {
         CodePopulation { store, moves }
     }
 
+    /// Every member's moves (`[member][tensor]`), for the update once the evaluation is done
+    /// ([`super::qes::apply`]).
+    pub fn into_moves(self) -> Vec<Vec<CodeNoise>> {
+        self.moves
+    }
+
     /// Member g's moves of tensor `id`.
     pub fn moves(&self, group: usize, id: usize) -> &CodeNoise {
         &self.moves[group][id]

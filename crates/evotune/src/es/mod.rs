@@ -17,7 +17,8 @@
 //! - [`update`]: the fused perturb and update passes over θ.
 //! - [`lowrank`]: low-rank (EGGROLL) perturbations, evaluated as one batch.
 //! - [`code_noise`], [`code_population`]: QES's sparse integer perturbations of quantized codes,
-//!   and a population of them evaluated as one batch over the shared quantized store.
+//!   and a population of them evaluated as one batch over the shared quantized store;
+//!   [`qes`]: the QES update of the codes with error feedback.
 //! - [`awd`], [`anchor`]: decay toward θ0, and where θ0 comes from.
 //! - [`drift`]: ‖θ − θ0‖ total, per layer, per kind.
 //! - [`step`]: one iteration's record (members, rewards, coefficients).
@@ -48,6 +49,7 @@ pub mod drift;
 pub mod lowrank;
 pub mod noise;
 pub mod population;
+pub mod qes;
 pub mod shaping;
 pub mod step;
 pub mod strategy;

@@ -144,6 +144,11 @@ impl QuantizedParams {
         &self.tensors[id]
     }
 
+    /// Tensor `id`, to change its codes (QES updates them in place).
+    pub fn stored_mut(&mut self, id: usize) -> &mut Stored {
+        &mut self.tensors[id]
+    }
+
     /// Bytes held by all tensors.
     pub fn bytes(&self) -> usize {
         self.tensors
