@@ -15,6 +15,7 @@ pub mod dir;
 pub mod eval_split;
 pub mod fitness;
 pub mod metrics;
+pub mod qes_step;
 pub mod replay;
 pub mod report;
 pub mod train;
