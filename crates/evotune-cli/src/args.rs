@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use evotune::es::{AwdKind, NoiseMode, NonFinitePolicy, PerturbationKind, Shaping};
 use evotune::model::gguf_write::ExportType;
 use evotune::model::WeightFormat;
-use evotune::run::PartialConfig;
+use evotune::run::{Method, PartialConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "evotune", version, about = "Fine-tune LLMs with Evolution Strategies, and keep what they knew")]
@@ -162,6 +162,20 @@ pub struct SettingArgs {
     /// Task option KEY=VALUE (TOML value), repeatable, e.g. `--task-opt minibatch=8`.
     #[arg(long = "task-opt", value_name = "KEY=VALUE")]
     pub task_opts: Vec<String>,
+    /// `es` (f32 master weights, the default) or `qes` (the GGUF's own Q8_0/Q4_0/Q4_1 codes, with
+    /// error feedback; σ in code steps, default 0.01, α default 5e-4).
+    #[arg(long, value_parser = parse_method)]
+    pub method: Option<Method>,
+    /// QES: decay β of the error-feedback residual (default 0.9).
+    #[arg(long)]
+    pub residual_decay: Option<f32>,
+    /// QES: round α·ĝ alone, without the residual (the vanishing update, for comparison).
+    #[arg(long)]
+    pub no_error_feedback: bool,
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    s.parse()
 }
 
 /// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
@@ -206,6 +220,9 @@ impl SettingArgs {
             threads: self.threads,
             out: self.out.clone(),
             task_options,
+            method: self.method,
+            residual_decay: self.residual_decay,
+            error_feedback: if self.no_error_feedback { Some(false) } else { None },
         })
     }
 }

@@ -43,7 +43,7 @@ fn qes_iterations_are_reproducible_for_any_threads_and_by_replay() {
             let mut e = Residual::init(&store, RUN.seed, true);
             let mut out = Vec::new();
             for t in 0..2 {
-                let (rec, st) =
+                let (rec, st, _) =
                     qes_step(&model, &mut store, &mut e, &RUN, t, task.as_ref(), &items, &mut GenerateStats::default())
                         .unwrap();
                 out.push((rec, st));

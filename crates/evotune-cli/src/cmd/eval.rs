@@ -14,14 +14,18 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         (Some(run), format) => {
             let w = with_threads(a.threads, || evotune::run::replay::weights_at(run, a.iter))?
                 .with_context(|| format!("replaying {}", run.display()))?;
-            let (theta0, theta) = match format {
-                WeightFormat::F32 => (LoadedWeights::F32(w.theta0), LoadedWeights::F32(w.theta)),
-                WeightFormat::Q8_0 => (
+            let (theta0, theta) = match (format, w.codes) {
+                // A QES run's own codes: the quantized forward exactly as the run evaluated them.
+                (WeightFormat::Quantized, Some((base, codes))) => {
+                    (LoadedWeights::Quantized(base), LoadedWeights::Quantized(codes))
+                }
+                (WeightFormat::F32, _) => (LoadedWeights::F32(w.theta0), LoadedWeights::F32(w.theta)),
+                (WeightFormat::Q8_0, _) => (
                     LoadedWeights::Quantized(QuantizedParams::q8_0_from(&w.theta0).0),
                     LoadedWeights::Quantized(QuantizedParams::q8_0_from(&w.theta).0),
                 ),
-                WeightFormat::Quantized => {
-                    bail!("a run's weights are f32, not blocks of the model file: use --weights q8_0 or f32")
+                (WeightFormat::Quantized, None) => {
+                    bail!("an ES run's weights are f32, not blocks of the model file: use --weights q8_0 or f32")
                 }
             };
             (w.model, theta0, Some(theta))

@@ -53,6 +53,11 @@ pub fn drift(theta: &Params, anchor: &Anchor, scratch: &mut Vec<f32>) -> Result<
         }
         per_tensor.push(sq);
     }
+    Ok(from_squares(layout, per_tensor))
+}
+
+/// The norms from Σ (θ − θ0)² of each tensor (tensor-id order), summed per layer and kind.
+pub fn from_squares(layout: &crate::model::Layout, per_tensor: Vec<f64>) -> Drift {
     let layers = layout.tensors().iter().filter_map(|t| t.layer).max().map_or(0, |l| l + 1);
     let mut per_layer = vec![0.0f64; layers];
     let mut outside = 0.0f64;
@@ -66,13 +71,13 @@ pub fn drift(theta: &Params, anchor: &Anchor, scratch: &mut Vec<f32>) -> Result<
         }
         *per_kind.entry(info.kind.as_str().to_string()).or_default() += sq;
     }
-    Ok(Drift {
+    Drift {
         total: total.sqrt(),
         per_layer: per_layer.into_iter().map(f64::sqrt).collect(),
         outside_layers: outside.sqrt(),
         per_kind: per_kind.into_iter().map(|(k, v)| (k, v.sqrt())).collect(),
         per_tensor: per_tensor.into_iter().map(f64::sqrt).collect(),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,35 @@ pub fn apply(
     total
 }
 
+/// ‖θ − θ0‖ in real units between `store` and the `base` codes it started from (a moved code
+/// moves its weight by d·Δc), per layer, kind and tensor; and how many codes differ, of how many.
+pub fn code_drift(store: &QuantizedParams, base: &QuantizedParams) -> (super::drift::Drift, u64, u64) {
+    let layout = store.layout();
+    let per: Vec<(f64, u64, u64)> = (0..layout.len())
+        .into_par_iter()
+        .map(|id| match (store.stored(id), base.stored(id)) {
+            (Stored::Quant(q), Stored::Quant(b)) => {
+                let k = q.cols();
+                let (mut sq, mut moved) = (0.0f64, 0u64);
+                for r in 0..q.rows() {
+                    for i in 0..k {
+                        let dc = q.code(r, i) - b.code(r, i);
+                        if dc != 0 {
+                            let d = q.scale_min(r, i / crate::kernels::quant_matrix::QK).0 as f64;
+                            sq += (d * dc as f64).powi(2);
+                            moved += 1;
+                        }
+                    }
+                }
+                (sq, moved, (q.rows() * k) as u64)
+            }
+            _ => (0.0, 0, 0),
+        })
+        .collect();
+    let drift = super::drift::from_squares(layout, per.iter().map(|p| p.0).collect());
+    (drift, per.iter().map(|p| p.1).sum(), per.iter().map(|p| p.2).sum())
+}
+
 /// Codes per parallel chunk of the update (whole rows).
 const CHUNK: usize = 1 << 16;
 

@@ -149,6 +149,23 @@ impl QuantizedParams {
         &mut self.tensors[id]
     }
 
+    /// FNV-1a over every tensor's stored bytes (codes, scales, f32 bits): equal for equal weights.
+    pub fn checksum(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for t in &self.tensors {
+            match t {
+                Stored::F32(v) => v.iter().for_each(|x| eat(&x.to_bits().to_le_bytes())),
+                Stored::Quant(q) => (0..q.groups()).for_each(|g| eat(q.group(g))),
+            }
+        }
+        h
+    }
+
     /// Bytes held by all tensors.
     pub fn bytes(&self) -> usize {
         self.tensors

@@ -23,6 +23,37 @@ fn default_rank() -> usize {
     DEFAULT_RANK
 }
 
+fn default_residual_decay() -> f32 {
+    0.9
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What a run trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// ES on f32 master weights (the papers' method).
+    #[default]
+    Es,
+    /// QES: ES on the integer codes of the GGUF's Q8_0/Q4_0/Q4_1 matrices, with error feedback
+    /// (σ in code units; see `crate::es::qes`).
+    Qes,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "es" => Ok(Method::Es),
+            "qes" => Ok(Method::Qes),
+            other => Err(format!("unknown method `{other}` (es or qes)")),
+        }
+    }
+}
+
 /// Every setting of a run, resolved. Field names are the TOML keys; flags use the same names
 /// with dashes (`awd_lambda` ↔ `--awd-lambda`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +102,15 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// Options of the target task (and of built-in priors): see `evotune::tasks::TaskOptions`.
     pub task_options: toml::Table,
+    /// `es` (f32 master weights) or `qes` (the quantized codes).
+    #[serde(default)]
+    pub method: Method,
+    /// QES: β, the decay of the error-feedback residual.
+    #[serde(default = "default_residual_decay")]
+    pub residual_decay: f32,
+    /// QES: carry the residual (true) or round α·ĝ alone (false, the vanishing update).
+    #[serde(default = "default_true")]
+    pub error_feedback: bool,
 }
 
 /// What the user wrote: every field optional. Used for the TOML file and for the flags.
@@ -100,6 +140,9 @@ pub struct PartialConfig {
     pub checksum_every: Option<u64>,
     pub out: Option<PathBuf>,
     pub task_options: Option<toml::Table>,
+    pub method: Option<Method>,
+    pub residual_decay: Option<f32>,
+    pub error_feedback: Option<bool>,
 }
 
 impl PartialConfig {
@@ -158,14 +201,21 @@ impl PartialConfig {
             threads,
             checksum_every,
             out,
-            task_options
+            task_options,
+            method,
+            residual_decay,
+            error_feedback
         );
         self
     }
 
     /// Fills every unset field with its default and validates the result.
     pub fn resolve(self) -> Result<RunConfig> {
-        let es = EsParams::default();
+        let mut es = EsParams::default();
+        if self.method == Some(Method::Qes) {
+            // The QES paper's 4-bit values: σ in code steps, α per code step.
+            (es.sigma, es.alpha) = (0.01, 5e-4);
+        }
         let awd = self.awd.unwrap_or_default();
         let cfg = RunConfig {
             model: self.model.unwrap_or_else(|| crate::model::fetch::DEFAULT_MODEL.to_string()),
@@ -195,6 +245,9 @@ impl PartialConfig {
                 t.entry("minibatch").or_insert(toml::Value::Integer(DEFAULT_MINIBATCH));
                 t
             },
+            method: self.method.unwrap_or_default(),
+            residual_decay: self.residual_decay.unwrap_or_else(default_residual_decay),
+            error_feedback: self.error_feedback.unwrap_or(true),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -203,9 +256,43 @@ impl PartialConfig {
 
 impl RunConfig {
     /// Checks the settings: the ES hyperparameters by [`EsParams::check`], the check the strategy
-    /// itself makes (the other settings have no invalid values).
+    /// itself makes, and for QES its own limits.
     pub fn validate(&self) -> Result<()> {
-        self.es_params().check()
+        self.es_params().check()?;
+        if self.method == Method::Qes {
+            let bad = |field, problem: String| Err(Error::EsConfig { field, problem });
+            if !(self.sigma as f64 <= crate::es::code_noise::MAX_SIGMA) {
+                return bad(
+                    "sigma",
+                    format!(
+                        "{} code steps: QES draws moves of one code, exact for σ ≤ {} (the paper uses 0.01 for \
+                         4-bit codes, 0.001 for 8-bit)",
+                        self.sigma,
+                        crate::es::code_noise::MAX_SIGMA
+                    ),
+                );
+            }
+            if !(self.residual_decay.is_finite() && (0.0..1.0).contains(&self.residual_decay)) {
+                return bad("residual_decay", format!("{} (must be in [0, 1))", self.residual_decay));
+            }
+            if self.perturbation != PerturbationKind::Full {
+                return bad("perturbation", "QES perturbs the codes themselves; use the default `full`".into());
+            }
+            if self.awd != AwdKind::None {
+                return bad("awd", "AWD in code space is not implemented for QES yet; use `--awd none`".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The QES update's hyperparameters of this run.
+    pub fn qes_params(&self) -> crate::es::qes::QesParams {
+        crate::es::qes::QesParams {
+            sigma: self.sigma as f64,
+            alpha: self.alpha,
+            beta: self.residual_decay,
+            feedback: self.error_feedback,
+        }
     }
 
     /// The ES hyperparameters of this run.

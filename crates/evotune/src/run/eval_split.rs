@@ -18,7 +18,7 @@
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::model::{Model, Params};
+use crate::model::{Model, Weights};
 use crate::run::comm::{self, Comm};
 use crate::tasks::eval::{self, TaskScore};
 use crate::tasks::kl_probe::{kl_from_pairs, KlProbe, PairKl};
@@ -58,7 +58,7 @@ impl Job<'_> {
     }
 
     /// This rank's numbers for units `range`, appended to `out`.
-    fn evaluate(&self, model: &Model, params: &Params, range: Range<usize>, out: &mut Vec<f64>) -> Result<()> {
+    fn evaluate(&self, model: &Model, params: &dyn Weights, range: Range<usize>, out: &mut Vec<f64>) -> Result<()> {
         match self {
             Job::Rewards(task) => {
                 let items: Vec<&Item> = task.test()[range].iter().collect();
@@ -105,7 +105,7 @@ impl Job<'_> {
 /// `iteration` only labels errors.
 pub fn evaluate_split(
     model: &Model,
-    params: &Params,
+    params: &dyn Weights,
     target: &dyn Task,
     priors: &[PriorTask],
     comm: &dyn Comm,

@@ -20,7 +20,7 @@ pub mod replay;
 pub mod report;
 pub mod train;
 
-pub use config::{PartialConfig, RunConfig};
+pub use config::{Method, PartialConfig, RunConfig};
 pub use dir::RunDir;
 pub use metrics::{EvalLine, IterationLine, MetricsLine};
 pub use train::{train, Progress, RunSummary};

@@ -38,13 +38,27 @@ pub struct QesRun {
 }
 
 impl QesRun {
+    /// The QES settings of a run's config.
+    pub fn from_config(c: &crate::run::RunConfig) -> QesRun {
+        QesRun {
+            population: c.population,
+            mirrored: c.mirrored,
+            shaping: c.shaping,
+            nonfinite: c.nonfinite_reward,
+            seed: c.seed,
+            noise: c.noise,
+            update: c.qes_params(),
+        }
+    }
+
     fn noise(&self, iteration: u64) -> IterationNoise {
         IterationNoise { seed: self.seed, iteration, mode: self.noise }
     }
 }
 
 /// Runs iteration `iteration` on `items` of `task`: evaluates the members in one batch, shapes
-/// their rewards and moves the codes. Returns the record and what the update did.
+/// their rewards and moves the codes. Returns the record, what the update did and the seconds the
+/// update took.
 #[allow(clippy::too_many_arguments)]
 pub fn qes_step(
     model: &Model,
@@ -55,7 +69,7 @@ pub fn qes_step(
     task: &dyn Task,
     items: &[&Item],
     stats: &mut GenerateStats,
-) -> Result<(StepRecord, QesStats)> {
+) -> Result<(StepRecord, QesStats, f64)> {
     let members = population::members(run.population, run.mirrored, iteration).members;
     let pop = CodePopulation::new(store, &run.noise(iteration), &members, run.update.sigma);
     // A task whose reward ignores the model (`random`) generates nothing.
@@ -65,9 +79,10 @@ pub fn qes_step(
         None => batch_rewards(model, store, &pop, &members, task, items, stats)?,
     };
     let coefficients = shaping::shape(run.shaping, run.nonfinite, &rewards)?;
+    let t = std::time::Instant::now();
     let moves = pop.into_moves();
     let st = qes::apply(store, residual, &moves, &coefficients, &run.update);
-    Ok((StepRecord { iteration, members, rewards, coefficients }, st))
+    Ok((StepRecord { iteration, members, rewards, coefficients }, st, t.elapsed().as_secs_f64()))
 }
 
 /// Every member's mean reward, all members × prompts in one batch.

@@ -3,9 +3,11 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::es::{replay_onto, Anchor, EsState, Strategy};
-use crate::model::{self, Model, Params};
-use crate::run::config::RunConfig;
+use crate::es::qes::Residual;
+use crate::es::{replay_onto, Anchor, EsState, StepRecord, Strategy};
+use crate::model::{self, Model, Params, QuantizedParams, WeightFormat};
+use crate::run::config::{Method, RunConfig};
+use crate::run::qes_step::{replay_step, QesRun};
 use crate::run::dir::{self, RunDir};
 
 /// A run's weights at one iteration, with the model they belong to.
@@ -18,6 +20,9 @@ pub struct RunWeights {
     pub theta: Params,
     /// K.
     pub iteration: u64,
+    /// For a QES run: the base codes and the codes at K (θ0 and θ above are their decoded
+    /// values), which the quantized forward runs on exactly as the run did.
+    pub codes: Option<(QuantizedParams, QuantizedParams)>,
 }
 
 /// Loads the run's base model and replays its trajectory up to iteration `upto` (default: the
@@ -34,9 +39,35 @@ pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
             problem: format!("iteration {k} requested, but the run has logged only {}", records.len()),
         });
     }
+    if config.method == Method::Qes {
+        return qes_weights_at(config, &records, k);
+    }
     let (model, theta0) = model::load(&config.model)?;
     let strategy = Strategy::new(config.es_params(), Anchor::Source(model.theta0_source()))?;
     let mut state = EsState::new(theta0.clone());
     replay_onto(&strategy, &mut state, &records, k)?;
-    Ok(RunWeights { config, model, theta0, theta: state.theta, iteration: k })
+    Ok(RunWeights { config, model, theta0, theta: state.theta, iteration: k, codes: None })
+}
+
+/// [`weights_at`] of a QES run: the codes replayed from the model file's own, step by step.
+fn qes_weights_at(config: RunConfig, records: &[StepRecord], k: u64) -> Result<RunWeights> {
+    let (model, weights, _) = model::load_weights(&config.model, WeightFormat::Quantized)?;
+    let model::LoadedWeights::Quantized(base) = weights else { unreachable!("quantized weights") };
+    let run = QesRun::from_config(&config);
+    let mut store = base.clone();
+    let mut residual = Residual::init(&store, config.seed, config.error_feedback);
+    for (i, r) in records.iter().take(k as usize).enumerate() {
+        if r.iteration != i as u64 {
+            return Err(Error::StepOutOfOrder { expected: i as u64, found: r.iteration });
+        }
+        replay_step(&mut store, &mut residual, &run, r);
+    }
+    Ok(RunWeights {
+        config,
+        model,
+        theta0: base.dequantize(),
+        theta: store.dequantize(),
+        iteration: k,
+        codes: Some((base, store)),
+    })
 }

@@ -16,15 +16,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::{replay_onto, Anchor, EsState, StepRecord, Strategy};
+use crate::es::qes::{code_drift, Residual};
+use crate::es::{replay_onto, Anchor, Drift, EsState, StepRecord, Strategy};
 use crate::model::generate::GenerateStats;
-use crate::model::{self, Model, Params};
+use crate::model::{self, Model, Params, QuantizedParams, WeightFormat, Weights};
 use crate::run::comm::{self, Comm, SingleProcess};
-use crate::run::config::{PartialConfig, RunConfig};
+use crate::run::config::{Method, PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
 use crate::run::eval_split::evaluate_split;
 use crate::run::fitness::member_rewards;
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
+use crate::run::qes_step::{qes_step, replay_step, QesRun};
 use crate::tasks::{self, PriorTask, Task, TaskOptions};
 
 /// Callbacks for the CLI's progress display; every method has a silent default.
@@ -123,7 +125,7 @@ struct RunTasks {
     priors: Vec<PriorTask>,
 }
 
-fn prepare_tasks(cfg: &RunConfig, model: &Model, theta0: &Params) -> Result<RunTasks> {
+fn prepare_tasks(cfg: &RunConfig, model: &Model, theta0: &dyn Weights) -> Result<RunTasks> {
     let (target, opts) = build_target(cfg)?;
     let mut priors: Vec<PriorTask> = cfg.priors.iter().map(|p| tasks::prior_task(p, &opts)).collect::<Result<_>>()?;
     for p in &mut priors {
@@ -133,6 +135,61 @@ fn prepare_tasks(cfg: &RunConfig, model: &Model, theta0: &Params) -> Result<RunT
     Ok(RunTasks { target, opts, priors })
 }
 
+/// What a run trains, and the state it keeps between iterations.
+enum Learner {
+    /// ES on the f32 θ.
+    Es {
+        strategy: Strategy,
+        state: EsState,
+        /// The full-rank member arena θ + σε: allocated by the first `perturb_into`, never in
+        /// low-rank mode.
+        member_theta: Params,
+    },
+    /// QES on the quantized codes ([`crate::run::qes_step`]).
+    Qes(Box<QesLearner>),
+}
+
+/// The codes being trained, their residual, and the codes they started from (drift, KL base).
+struct QesLearner {
+    run: QesRun,
+    store: QuantizedParams,
+    residual: Residual,
+    base: QuantizedParams,
+    iteration: u64,
+}
+
+impl Learner {
+    fn iteration(&self) -> u64 {
+        match self {
+            Learner::Es { state, .. } => state.iteration,
+            Learner::Qes(q) => q.iteration,
+        }
+    }
+
+    /// The current weights, as the forward reads them.
+    fn weights(&self) -> &dyn Weights {
+        match self {
+            Learner::Es { state, .. } => &state.theta,
+            Learner::Qes(q) => &q.store,
+        }
+    }
+
+    /// ‖θ − θ0‖ (real units for QES codes).
+    fn drift(&self) -> Result<Drift> {
+        match self {
+            Learner::Es { strategy, state, .. } => strategy.drift(&state.theta),
+            Learner::Qes(q) => Ok(code_drift(&q.store, &q.base).0),
+        }
+    }
+
+    fn checksum(&self) -> u64 {
+        match self {
+            Learner::Es { state, .. } => state.theta.checksum(),
+            Learner::Qes(q) => q.store.checksum(),
+        }
+    }
+}
+
 /// Everything one training process holds between iterations.
 struct Trainer<'c> {
     cfg: RunConfig,
@@ -140,10 +197,7 @@ struct Trainer<'c> {
     comm: &'c dyn Comm,
     model: Model,
     tasks: RunTasks,
-    strategy: Strategy,
-    state: EsState,
-    /// The full-rank member arena θ + σε: allocated by the first `perturb_into`, never in low-rank mode.
-    member_theta: Params,
+    learner: Learner,
     first_eval: Option<EvalLine>,
     last_eval: Option<EvalLine>,
 }
@@ -154,14 +208,45 @@ impl<'c> Trainer<'c> {
         let root = comm.is_root();
         let (dir, cfg, records) = open_or_resume(cfg, start, root)?;
         progress.message(&format!("loading model {}", cfg.model));
-        let (model, theta0) = model::load(&cfg.model)?;
-        let tasks = prepare_tasks(&cfg, &model, &theta0)?;
-        // θ0 is re-derived tensor by tensor from the model file: AWD and drift (both through the
-        // strategy's anchor and its reusable scratch) need no f32 copy.
-        let strategy = Strategy::new(cfg.es_params(), Anchor::Source(model.theta0_source()))?;
-        let mut state = EsState::new(theta0);
-        replay_onto(&strategy, &mut state, &records, u64::MAX)?;
-        let k0 = state.iteration;
+        let (model, tasks, learner) = match cfg.method {
+            Method::Es => {
+                let (model, theta0) = model::load(&cfg.model)?;
+                let tasks = prepare_tasks(&cfg, &model, &theta0)?;
+                // θ0 is re-derived tensor by tensor from the model file: AWD and drift (both
+                // through the strategy's anchor and its reusable scratch) need no f32 copy.
+                let strategy = Strategy::new(cfg.es_params(), Anchor::Source(model.theta0_source()))?;
+                let mut state = EsState::new(theta0);
+                replay_onto(&strategy, &mut state, &records, u64::MAX)?;
+                let member_theta = Params::zeros(Arc::new(Default::default()));
+                (model, tasks, Learner::Es { strategy, state, member_theta })
+            }
+            Method::Qes => {
+                if comm.size() > 1 {
+                    return Err(Error::EsConfig {
+                        field: "method",
+                        problem: "QES runs in one process for now (no MPI ranks)".into(),
+                    });
+                }
+                let (model, weights, notes) = model::load_weights(&cfg.model, WeightFormat::Quantized)?;
+                for n in &notes {
+                    progress.message(&format!("note: {n}"));
+                }
+                let model::LoadedWeights::Quantized(store) = weights else { unreachable!("quantized weights") };
+                let tasks = prepare_tasks(&cfg, &model, &store)?;
+                let run = QesRun::from_config(&cfg);
+                let residual = Residual::init(&store, cfg.seed, cfg.error_feedback);
+                let mut q = QesLearner { run, base: store.clone(), store, residual, iteration: 0 };
+                for r in &records {
+                    if r.iteration != q.iteration {
+                        return Err(Error::StepOutOfOrder { expected: q.iteration, found: r.iteration });
+                    }
+                    replay_step(&mut q.store, &mut q.residual, &q.run, r);
+                    q.iteration += 1;
+                }
+                (model, tasks, Learner::Qes(Box::new(q)))
+            }
+        };
+        let k0 = learner.iteration();
         if k0 > 0 && root {
             // Drop log lines past the replayed state (a kill between the two appends).
             dir.drop_partial_lines(dir::TRAJECTORY, |_| true)?;
@@ -170,22 +255,11 @@ impl<'c> Trainer<'c> {
             })?;
             progress.message(&format!("resumed {} at iteration {k0}", dir.root().display()));
         }
-        Ok(Trainer {
-            cfg,
-            dir,
-            comm,
-            model,
-            tasks,
-            strategy,
-            state,
-            member_theta: Params::zeros(Arc::new(Default::default())),
-            first_eval: None,
-            last_eval: None,
-        })
+        Ok(Trainer { cfg, dir, comm, model, tasks, learner, first_eval: None, last_eval: None })
     }
 
     fn run(mut self, progress: &mut dyn Progress) -> Result<RunSummary> {
-        let k0 = self.state.iteration;
+        let k0 = self.learner.iteration();
         // Only the root reads the metrics log: its answer holds for every rank.
         let evaluated: Vec<u64> = if self.comm.is_root() { evaluated_iterations(&self.dir)? } else { Vec::new() };
         progress.start(&self.cfg, k0);
@@ -195,53 +269,76 @@ impl<'c> Trainer<'c> {
         if root_decides(self.comm, first_due) {
             self.evaluate(progress)?;
         }
-        while self.state.iteration < self.cfg.iterations {
+        while self.learner.iteration() < self.cfg.iterations {
             if root_decides(self.comm, progress.stop_requested()) {
-                return Err(Error::Interrupted { dir: self.dir.root().to_owned(), iteration: self.state.iteration });
+                return Err(Error::Interrupted { dir: self.dir.root().to_owned(), iteration: self.learner.iteration() });
             }
             self.iteration(progress)?;
         }
         progress.finish();
         Ok(RunSummary {
             dir: self.dir.root().to_owned(),
-            iterations: self.state.iteration,
+            iterations: self.learner.iteration(),
             first_eval: self.first_eval,
             last_eval: self.last_eval,
-            checksum: self.state.theta.checksum(),
+            checksum: self.learner.checksum(),
         })
     }
 
-    /// One ES iteration, its log lines, and the checkpoint and evaluation that fall due after it.
+    /// One ES (or QES) iteration, its log lines, and the checkpoint and evaluation that fall due
+    /// after it.
     fn iteration(&mut self, progress: &mut dyn Progress) -> Result<()> {
         let t_start = Instant::now();
-        let t = self.state.iteration;
+        let t = self.learner.iteration();
         let target = self.tasks.target.as_ref();
         let items = tasks::minibatch(target.train(), target.minibatch_size(), self.tasks.opts.seed, t);
-        let pop = self.strategy.ask(&self.state);
-        let mine = comm::share(pop.members.len(), self.comm.rank(), self.comm.size());
-        let fitness = member_rewards(
-            &self.model,
-            &self.strategy,
-            &self.state.theta,
-            t,
-            &pop.members[mine],
-            target,
-            &items,
-            &mut self.member_theta,
-            &mut GenerateStats::default(),
-        )?;
-        for note in &fitness.diverged {
-            progress.message(note);
-        }
-        let rewards = self.comm.all_gather_f32(&fitness.rewards, &comm::counts(pop.members.len(), self.comm.size()));
-        let eval_seconds = t_start.elapsed().as_secs_f64();
-        let t_update = Instant::now();
-        let step = self.strategy.tell(&mut self.state, &pop, &rewards)?;
-        let update_seconds = t_update.elapsed().as_secs_f64();
-        let k = self.state.iteration;
-        if self.comm.size() > 1 && self.cfg.checksum_every > 0 && k % self.cfg.checksum_every == 0 {
-            check_replicas(self.comm, &self.state)?;
-        }
+        let (step, rewards, eval_seconds, update_seconds) = match &mut self.learner {
+            Learner::Es { strategy, state, member_theta } => {
+                let pop = strategy.ask(state);
+                let mine = comm::share(pop.members.len(), self.comm.rank(), self.comm.size());
+                let fitness = member_rewards(
+                    &self.model,
+                    strategy,
+                    &state.theta,
+                    t,
+                    &pop.members[mine],
+                    target,
+                    &items,
+                    member_theta,
+                    &mut GenerateStats::default(),
+                )?;
+                for note in &fitness.diverged {
+                    progress.message(note);
+                }
+                let rewards =
+                    self.comm.all_gather_f32(&fitness.rewards, &comm::counts(pop.members.len(), self.comm.size()));
+                let eval_seconds = t_start.elapsed().as_secs_f64();
+                let t_update = Instant::now();
+                let step = strategy.tell(state, &pop, &rewards)?;
+                let update_seconds = t_update.elapsed().as_secs_f64();
+                if self.comm.size() > 1 && self.cfg.checksum_every > 0 && state.iteration % self.cfg.checksum_every == 0
+                {
+                    check_replicas(self.comm, state)?;
+                }
+                (step, rewards, eval_seconds, update_seconds)
+            }
+            Learner::Qes(q) => {
+                let (step, _, update_seconds) = qes_step(
+                    &self.model,
+                    &mut q.store,
+                    &mut q.residual,
+                    &q.run,
+                    t,
+                    target,
+                    &items,
+                    &mut GenerateStats::default(),
+                )?;
+                q.iteration += 1;
+                let rewards = step.rewards.clone();
+                (step, rewards, t_start.elapsed().as_secs_f64() - update_seconds, update_seconds)
+            }
+        };
+        let k = self.learner.iteration();
         if self.comm.is_root() {
             self.dir.append_line(dir::TRAJECTORY, &step)?;
             let (reward_mean, reward_std, reward_min, reward_max) = IterationLine::reward_stats(&rewards);
@@ -251,7 +348,7 @@ impl<'c> Trainer<'c> {
                 reward_std,
                 reward_min,
                 reward_max,
-                drift: self.strategy.drift(&self.state.theta)?.total,
+                drift: self.learner.drift()?.total,
                 eval_seconds,
                 update_seconds,
                 seconds: t_start.elapsed().as_secs_f64(),
@@ -261,7 +358,12 @@ impl<'c> Trainer<'c> {
             if is_due(self.cfg.checkpoint_every, k, self.cfg.iterations) {
                 let path = self.dir.checkpoint_path(k);
                 std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
-                model::safetensors::write(&path, &self.state.theta, self.model.config.tied_embeddings)?;
+                let tied = self.model.config.tied_embeddings;
+                match &self.learner {
+                    Learner::Es { state, .. } => model::safetensors::write(&path, &state.theta, tied)?,
+                    // The tuned codes decoded to f32 (the same values the forward runs on).
+                    Learner::Qes(q) => model::safetensors::write(&path, &q.store.dequantize(), tied)?,
+                }
             }
         }
         if is_due(self.cfg.eval_every, k, self.cfg.iterations) {
@@ -276,18 +378,25 @@ impl<'c> Trainer<'c> {
         let t = Instant::now();
         let Some((target, priors)) = evaluate_split(
             &self.model,
-            &self.state.theta,
+            self.learner.weights(),
             self.tasks.target.as_ref(),
             &self.tasks.priors,
             self.comm,
-            self.state.iteration,
+            self.learner.iteration(),
         )?
         else {
             return Ok(());
         };
-        let drift = self.strategy.drift(&self.state.theta)?;
+        let drift = self.learner.drift()?;
+        if let Learner::Qes(q) = &self.learner {
+            let (_, moved, codes) = code_drift(&q.store, &q.base);
+            progress.message(&format!(
+                "codes moved from the base: {moved} of {codes} ({:.4}%)",
+                100.0 * moved as f64 / codes.max(1) as f64
+            ));
+        }
         let line =
-            EvalLine { iteration: self.state.iteration, target, priors, drift, seconds: t.elapsed().as_secs_f64() };
+            EvalLine { iteration: self.learner.iteration(), target, priors, drift, seconds: t.elapsed().as_secs_f64() };
         self.dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
         progress.eval(&line);
         self.first_eval.get_or_insert(line.clone());
