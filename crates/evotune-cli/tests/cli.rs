@@ -332,3 +332,53 @@ fn random_task_needs_no_model_output_and_walks_like_the_law() {
     run_ok(evotune().arg("report").arg(&out).arg("--out").arg(&report));
     assert!(report.join("drift.png").exists());
 }
+
+/// `train --method qes`: the quantized codes trained with error feedback. Killed with SIGKILL and
+/// resumed, and on one thread instead of two, the run logs the same trajectory and ends on the same
+/// codes (the checksum of the stored blocks).
+#[test]
+fn qes_run_resumes_and_is_thread_independent_bit_for_bit() {
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let qes = |out: &Path, threads: &str| {
+        let mut c = evotune();
+        c.args(["train", "--method", "qes", "--task", "arith", "--population", "4", "--mirrored"])
+            .args(["--seed", "5", "--eval-every", "0", "--iterations", "3", "--threads", threads])
+            .args(["--task-opt", "train_size=4", "--task-opt", "test_size=4", "--model"])
+            .arg(model.as_os_str())
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let checksum = |out: &Output| -> String {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        text.split("θ checksum ").nth(1).unwrap_or_else(|| panic!("no checksum in {text}"))[..16].to_string()
+    };
+    let straight = tmp.path().join("straight");
+    let a = checksum(&run_ok(&mut qes(&straight, "2")));
+    let one = tmp.path().join("one-thread");
+    assert_eq!(checksum(&run_ok(&mut qes(&one, "1"))), a, "1 vs 2 threads");
+
+    let killed = tmp.path().join("killed");
+    let mut child = qes(&killed, "2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while std::fs::read_to_string(killed.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0) < 1
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap().lines().count();
+    assert!(logged < 3, "the run finished before it could be killed");
+    let b = checksum(&run_ok(evotune().args(["train", "--resume"]).arg(&killed)));
+    assert_eq!(b, a, "resumed QES run ends on other codes");
+    for dir in [&one, &killed] {
+        assert_eq!(
+            std::fs::read_to_string(straight.join("trajectory.jsonl")).unwrap(),
+            std::fs::read_to_string(dir.join("trajectory.jsonl")).unwrap(),
+            "{} differs",
+            dir.display()
+        );
+    }
+}

@@ -7,8 +7,8 @@ use crate::es::qes::Residual;
 use crate::es::{replay_onto, Anchor, EsState, StepRecord, Strategy};
 use crate::model::{self, Model, Params, QuantizedParams, WeightFormat};
 use crate::run::config::{Method, RunConfig};
-use crate::run::qes_step::{replay_step, QesRun};
 use crate::run::dir::{self, RunDir};
+use crate::run::qes_step::{replay_step, QesRun};
 
 /// A run's weights at one iteration, with the model they belong to.
 pub struct RunWeights {

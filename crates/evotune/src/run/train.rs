@@ -271,7 +271,10 @@ impl<'c> Trainer<'c> {
         }
         while self.learner.iteration() < self.cfg.iterations {
             if root_decides(self.comm, progress.stop_requested()) {
-                return Err(Error::Interrupted { dir: self.dir.root().to_owned(), iteration: self.learner.iteration() });
+                return Err(Error::Interrupted {
+                    dir: self.dir.root().to_owned(),
+                    iteration: self.learner.iteration(),
+                });
             }
             self.iteration(progress)?;
         }
