@@ -278,9 +278,10 @@ pub struct ExportArgs {
     pub iter: Option<u64>,
     #[arg(long, value_enum, default_value = "safetensors")]
     pub format: ExportFormat,
-    /// GGUF tensor type for matrices: `f32`, `f16` or `q8_0`.
-    #[arg(long, default_value = "f32")]
-    pub dtype: ExportType,
+    /// GGUF tensor type for matrices: `f32`, `f16` or `q8_0`. Default: f32; for a QES run with
+    /// `--format gguf`, the source file itself with the tuned codes (its own quantization types).
+    #[arg(long)]
+    pub dtype: Option<ExportType>,
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]

@@ -381,4 +381,30 @@ fn qes_run_resumes_and_is_thread_independent_bit_for_bit() {
             dir.display()
         );
     }
+
+    // Export: the source GGUF with the tuned codes written into its own blocks.
+    let out = tmp.path().join("tuned.gguf");
+    let said = run_ok(evotune().args(["export"]).arg(&straight).args(["--format", "gguf", "--out"]).arg(&out));
+    let said = String::from_utf8_lossy(&said.stdout).to_string();
+    let n: usize = said.split(" codes differ").next().unwrap().rsplit('(').next().unwrap().parse().unwrap();
+    let (src, tuned) = (std::fs::read(&model).unwrap(), std::fs::read(&out).unwrap());
+    assert_eq!(src.len(), tuned.len());
+    let bytes = src.iter().zip(&tuned).filter(|(a, b)| a != b).count();
+    assert!(n > 0 && bytes > 0 && bytes <= n, "{bytes} bytes differ for {n} changed codes: {said}");
+    // Evaluating the exported file on its blocks reproduces the run's own codes exactly.
+    let eval = |args: &[&str], what: &Path| {
+        let mut c = evotune();
+        c.args(["eval", "--weights", "quantized", "--task", "arith", "--task-opt", "test_size=4"]).args(args).arg(what);
+        String::from_utf8(run_ok(&mut c).stdout).unwrap()
+    };
+    assert_eq!(eval(&["--model"], &out), eval(&["--run"], &straight));
+    // llama.cpp's own reader (the `gguf` package) reads it.
+    let py = Command::new("python3")
+        .args(["-c", "import sys, gguf; r = gguf.GGUFReader(sys.argv[1]); print(len(r.tensors))"])
+        .arg(&out)
+        .output();
+    match py {
+        Ok(o) if o.status.success() => assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "272"),
+        _ => eprintln!("SKIP: python3 with the gguf package is not available"),
+    }
 }

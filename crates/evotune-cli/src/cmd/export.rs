@@ -9,15 +9,27 @@ use crate::cmd::with_threads;
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     let w = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
         .with_context(|| format!("replaying {}", a.run.display()))?;
+    if let (ExportFormat::Gguf, None, Some((base, codes))) = (a.format, a.dtype, &w.codes) {
+        // A QES run: the source GGUF with the tuned codes written into its own blocks.
+        let n = with_threads(a.threads, || w.model.theta0.write_with_codes(base, codes, &a.out))?
+            .with_context(|| format!("writing {}", a.out.display()))?;
+        println!(
+            "θ_{} of {} → {} ({n} codes differ from the source file)",
+            w.iteration,
+            a.run.display(),
+            a.out.display()
+        );
+        return Ok(());
+    }
     match a.format {
         ExportFormat::Safetensors => {
-            if a.dtype != ExportType::F32 {
+            if a.dtype.unwrap_or(ExportType::F32) != ExportType::F32 {
                 bail!("safetensors export is f32 only (the master weights); use --format gguf for f16 / q8_0");
             }
             evotune::model::safetensors::write(&a.out, &w.theta, w.model.config.tied_embeddings)
         }
         ExportFormat::Gguf => {
-            let dtype = a.dtype;
+            let dtype = a.dtype.unwrap_or(ExportType::F32);
             let empty = Default::default();
             let metadata = w.model.theta0.gguf().map(|g| &g.metadata).unwrap_or(&empty);
             write_gguf(&a.out, &w.theta, &w.model.config, metadata, dtype)

@@ -336,6 +336,20 @@ pub fn unpermute_rows(src: &[f32], dst: &mut [f32], heads: usize, cols: usize) {
     });
 }
 
+/// The file row of HF row `r` of a matrix with `rows` rows: itself, or under llama.cpp's Q/K
+/// permutation with `heads` heads, HF row h·Dh + s·Dh/2 + j is file row h·Dh + 2j + s (see
+/// [`unpermute_rows`]).
+fn file_row(r: usize, rows: usize, unpermute_heads: Option<usize>) -> usize {
+    match unpermute_heads {
+        None => r,
+        Some(heads) => {
+            let dh = rows / heads;
+            let (h, within) = (r / dh, r % dh);
+            h * dh + 2 * (within % (dh / 2)) + within / (dh / 2)
+        }
+    }
+}
+
 /// θ0's source, kept open after loading: re-derives any tensor of the initial arena.
 pub struct Theta0 {
     layout: Arc<Layout>,
@@ -424,22 +438,12 @@ impl Theta0 {
                 let is_float =
                     matches!(t.ggml_type, quant::GgmlType::F32 | quant::GgmlType::F16 | quant::GgmlType::BF16);
                 let out = if native.is_some() {
-                    let src_row = |r: usize| match src.unpermute_heads {
-                        None => r,
-                        // HF row h·Dh + s·Dh/2 + j is file row h·Dh + 2j + s (see `unpermute_rows`).
-                        Some(heads) => {
-                            let dh = rows / heads;
-                            let (h, within) = (r / dh, r % dh);
-                            let (s, j) = (within / (dh / 2), within % (dh / 2));
-                            h * dh + 2 * j + s
-                        }
-                    };
                     Stored::Quant(quant::pack_qmatrix(
                         t.ggml_type,
                         file.tensor_bytes(t)?,
                         rows,
                         cols,
-                        src_row,
+                        |r| file_row(r, rows, src.unpermute_heads),
                         &file.path,
                         &t.name,
                     )?)
@@ -472,6 +476,68 @@ impl Theta0 {
             .map(|(ty, n)| format!("{}: {n} {ty} matrices converted to Q8_0 at load", file.path.display()))
             .collect();
         Ok((QuantizedParams::new(self.layout.clone(), stored), notes))
+    }
+
+    /// Writes the source GGUF to `out` with the codes of `tuned` (a QES run's codes, built by
+    /// [`Theta0::read_quantized`] from this file) in place of the file's: every byte outside a
+    /// changed code is the source file's, so the quantization types, scales, metadata and tensor
+    /// order stay as they were. Returns how many codes differ. A matrix whose file type is not
+    /// the type it was trained in (a K-quant converted to Q8_0) is an error naming it.
+    pub fn write_with_codes(&self, base: &QuantizedParams, tuned: &QuantizedParams, out: &Path) -> Result<u64> {
+        let Source::Gguf { file, tensors } = &self.source else {
+            return Err(Error::CorruptModel {
+                path: self.path().to_path_buf(),
+                problem: "only a GGUF source can be written back with new codes".into(),
+            });
+        };
+        let mut bytes = std::fs::read(&file.path).with_path(&file.path)?;
+        let mut changed = 0u64;
+        for id in 0..self.layout.len() {
+            let (Stored::Quant(q), Stored::Quant(b)) = (tuned.stored(id), base.stored(id)) else { continue };
+            let t = &file.tensors[tensors[id].index];
+            let (rows, cols) = (q.rows(), q.cols());
+            let diffs: Vec<(usize, usize, i32)> = (0..rows)
+                .flat_map(|r| (0..cols).map(move |k| (r, k)))
+                .filter_map(|(r, k)| {
+                    let c = q.code(r, k);
+                    (c != b.code(r, k)).then_some((r, k, c))
+                })
+                .collect();
+            if diffs.is_empty() {
+                continue;
+            }
+            if quant::native_qformat(t.ggml_type) != Some(q.format()) {
+                return Err(Error::QuantizedPath {
+                    path: file.path.clone(),
+                    tensor: t.name.clone(),
+                    problem: format!(
+                        "stored as {} in the file but trained as {}",
+                        t.ggml_type.name(),
+                        q.format().name()
+                    ),
+                    instead: "export it with `--dtype q8_0` (or f16/f32)".into(),
+                });
+            }
+            let (_, block_bytes) = t.ggml_type.block_layout().expect("legacy quants have a block layout");
+            let nb = cols / kernels::quant_matrix::QK;
+            let base_at = file.data_offset + t.offset;
+            for (r, k, c) in diffs {
+                let fr = file_row(r, rows, tensors[id].unpermute_heads);
+                let blk = base_at + (fr * nb + k / 32) * block_bytes;
+                let j = k % 32;
+                match q.format() {
+                    kernels::QFormat::Q8_0 => bytes[blk + 2 + j] = c as i8 as u8,
+                    f => {
+                        let qs = blk + if f == kernels::QFormat::Q4_1 { 4 } else { 2 };
+                        let byte = &mut bytes[qs + j % 16];
+                        *byte = if j < 16 { (*byte & 0xF0) | c as u8 } else { (*byte & 0x0F) | (c as u8) << 4 };
+                    }
+                }
+                changed += 1;
+            }
+        }
+        crate::files::write_atomic_bytes(out, &bytes)?;
+        Ok(changed)
     }
 
     /// The GGUF file θ0 comes from (`None` for a HF directory).
