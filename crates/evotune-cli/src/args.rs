@@ -346,6 +346,10 @@ pub enum BenchWhich {
         /// Print one JSON object per mode on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
+        /// `es` (the f32 modes of --perturbation), or `qes` (those, then QES on the GGUF's own
+        /// codes in the same run).
+        #[arg(long, default_value = "es", value_parser = parse_method)]
+        method: Method,
     },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
     Es {

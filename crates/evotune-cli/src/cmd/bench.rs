@@ -9,6 +9,7 @@ use evotune::model::{WeightFormat, Weights};
 use evotune::run::bench::{
     bench_es_iteration, reference_items, torch_isa_cap, IterationBench, IterationBenchOptions, IterationLine,
 };
+use evotune::run::Method;
 
 use crate::args::{BenchArgs, BenchWhich};
 
@@ -18,7 +19,17 @@ const TORCH_SCRIPT: &str = include_str!("../../../../scripts/torch_es_iteration.
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
         BenchWhich::Generate { model, json, weights } => bench_generate(&model, weights, Text { json })?,
-        BenchWhich::EsIteration { model, perturbation, rank, population, iterations, threads, vs_torch, json } => {
+        BenchWhich::EsIteration {
+            model,
+            perturbation,
+            rank,
+            population,
+            iterations,
+            threads,
+            vs_torch,
+            json,
+            method,
+        } => {
             let text = Text { json };
             let modes = match perturbation.as_str() {
                 "full" => vec![Perturbation::Full],
@@ -40,6 +51,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 text.line(format_args!("{r}\n"));
                 results.push(r);
             }
+            let qes = if method == Method::Qes {
+                evotune::run::bench::reset_peak_rss();
+                let (m, w, _) = evotune::model::load_weights(&model, WeightFormat::Quantized)
+                    .with_context(|| format!("loading model {model} (quantized)"))?;
+                let evotune::model::LoadedWeights::Quantized(store) = w else { unreachable!("quantized weights") };
+                let r =
+                    pool.install(|| evotune::run::bench_qes::bench_qes_iteration(&m, store, population, iterations))?;
+                text.line(format_args!("{r}\n"));
+                Some(r)
+            } else {
+                None
+            };
             let full = results.iter().find(|r| r.perturbation == Perturbation::Full);
             let low = results.iter().find(|r| r.perturbation != Perturbation::Full);
             if let (Some(f), Some(l)) = (full, low) {
@@ -68,6 +91,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                         None => String::new(),
                     }
                 ));
+                if let Some(q) = &qes {
+                    text.line(format_args!("  evotune QES: {:.1}× faster", t / q.s_per_iteration));
+                }
                 for r in &results {
                     text.line(format_args!(
                         "  evotune {:?}: {:.1}× faster",
@@ -87,7 +113,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             } else {
                 None
             };
+            if let (Some(q), Some(f)) = (&qes, full) {
+                text.line(format_args!(
+                    "QES vs f32 full rank: {:.2}× the iteration speed at equal N",
+                    f.seconds_per_iteration / q.s_per_iteration
+                ));
+            }
             if json {
+                if let Some(q) = &qes {
+                    let line = QesJson {
+                        bench: q,
+                        iterations,
+                        torch_s_per_iteration: torch.as_ref().map(|t| t.0.seconds_per_iteration),
+                    };
+                    println!("{}", serde_json::to_string(&line)?);
+                }
                 for r in &results {
                     let line = IterationJson {
                         bench: r.json_line(),
@@ -140,6 +180,15 @@ struct IterationJson<'a> {
     torch_isa_cap: Option<&'static str>,
     /// What `torch.backends.cpu.get_cpu_capability()` reported in the reference run.
     torch_cpu_capability: Option<&'a str>,
+}
+
+/// The `bench es-iteration --json` line of the QES mode.
+#[derive(serde::Serialize)]
+struct QesJson<'a> {
+    #[serde(flatten)]
+    bench: &'a evotune::run::bench_qes::QesIterationBench,
+    iterations: usize,
+    torch_s_per_iteration: Option<f64>,
 }
 
 /// Prefill and decode throughput, ours vs candle's llama on the same weights.

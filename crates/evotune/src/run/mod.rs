@@ -9,6 +9,7 @@
 //! ```
 
 pub mod bench;
+pub mod bench_qes;
 pub mod comm;
 pub mod config;
 pub mod dir;
