@@ -136,20 +136,40 @@ impl<'a> CodePopulation<'a> {
 }
 
 impl WeightDelta for CodePopulation<'_> {
-    /// For each row t: y[t, r] += (d·u)·x[t, k] over the moves in increasing index (row-major).
+    /// y[t, r] += (d·u)·x[t, k] over the moves in increasing index (row-major), for every row t
+    /// at once: x and y are transposed so that each move is one add of c·x[:, k] into y[:, r]
+    /// (vectorised over the rows; the same operations per element as a row at a time).
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
         let w = &self.weights[group][tensor];
         let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
         let (k, o) = (q.cols(), q.rows());
-        for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(o)) {
-            let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
-            for &(i, c) in w {
-                if i >= row_end {
-                    r = i as usize / k;
-                    row_start = (r * k) as u32;
-                    row_end = row_start + k as u32;
-                }
-                yr[r] += c * xr[(i - row_start) as usize];
+        let rows = x.len() / k;
+        let mut xt = vec![0.0f32; k * rows];
+        let mut yt = vec![0.0f32; o * rows];
+        for t in 0..rows {
+            for (j, &v) in x[t * k..(t + 1) * k].iter().enumerate() {
+                xt[j * rows + t] = v;
+            }
+            for (r, &v) in y[t * o..(t + 1) * o].iter().enumerate() {
+                yt[r * rows + t] = v;
+            }
+        }
+        let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
+        for &(i, c) in w {
+            if i >= row_end {
+                r = i as usize / k;
+                row_start = (r * k) as u32;
+                row_end = row_start + k as u32;
+            }
+            let kk = (i - row_start) as usize;
+            let (dst, src) = (&mut yt[r * rows..(r + 1) * rows], &xt[kk * rows..(kk + 1) * rows]);
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d += c * v;
+            }
+        }
+        for t in 0..rows {
+            for (r, v) in y[t * o..(t + 1) * o].iter_mut().enumerate() {
+                *v = yt[r * rows + t];
             }
         }
     }
