@@ -249,8 +249,9 @@ pub struct EvalArgs {
     pub task_opts: Vec<String>,
     /// Weights of the forward: `f32` (dequantized), `quantized` (the GGUF's own Q8_0/Q4_0/Q4_1
     /// blocks, K-quants as Q8_0; integer kernels) or `q8_0` (every matrix quantized to Q8_0 at load).
-    #[arg(long, default_value = "f32", value_parser = parse_weights)]
-    pub weights: WeightFormat,
+    /// Default: `quantized` for a QES run's codes (as the run evaluated them), else `f32`.
+    #[arg(long, value_parser = parse_weights)]
+    pub weights: Option<WeightFormat>,
 }
 
 #[derive(Args, Debug)]

@@ -397,7 +397,12 @@ fn qes_run_resumes_and_is_thread_independent_bit_for_bit() {
         c.args(["eval", "--weights", "quantized", "--task", "arith", "--task-opt", "test_size=4"]).args(args).arg(what);
         String::from_utf8(run_ok(&mut c).stdout).unwrap()
     };
-    assert_eq!(eval(&["--model"], &out), eval(&["--run"], &straight));
+    let on_codes = eval(&["--run"], &straight);
+    assert_eq!(eval(&["--model"], &out), on_codes);
+    // `eval --run` of a QES run defaults to its codes.
+    let mut c = evotune();
+    c.args(["eval", "--task", "arith", "--task-opt", "test_size=4", "--run"]).arg(&straight);
+    assert_eq!(String::from_utf8(run_ok(&mut c).stdout).unwrap(), on_codes);
     // llama.cpp's own reader (the `gguf` package) reads it.
     let py = Command::new("python3")
         .args(["-c", "import sys, gguf; r = gguf.GGUFReader(sys.argv[1]); print(len(r.tensors))"])

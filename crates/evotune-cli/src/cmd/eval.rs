@@ -14,6 +14,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         (Some(run), format) => {
             let w = with_threads(a.threads, || evotune::run::replay::weights_at(run, a.iter))?
                 .with_context(|| format!("replaying {}", run.display()))?;
+            let qes_default = if w.codes.is_some() { WeightFormat::Quantized } else { WeightFormat::F32 };
+            let format = format.unwrap_or(qes_default);
             let (theta0, theta) = match (format, w.codes) {
                 // A QES run's own codes: the quantized forward exactly as the run evaluated them.
                 (WeightFormat::Quantized, Some((base, codes))) => {
@@ -31,6 +33,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             (w.model, theta0, Some(theta))
         }
         (None, format) => {
+            let format = format.unwrap_or_default();
             let (model, weights, notes) = evotune::model::load_weights(&a.model, format)
                 .with_context(|| format!("loading model {} (--weights {})", a.model, format.name()))?;
             for n in &notes {
