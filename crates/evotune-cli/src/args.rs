@@ -70,7 +70,7 @@ pub struct GenerateArgs {
     pub threads: usize,
     /// Weights of the forward: `f32` (dequantized), `quantized` (the GGUF's own Q8_0/Q4_0/Q4_1
     /// blocks, K-quants as Q8_0; integer kernels) or `q8_0` (every matrix quantized to Q8_0 at load).
-    #[arg(long, default_value = "f32", value_parser = parse_weights)]
+    #[arg(long, default_value = "f32")]
     pub weights: WeightFormat,
 }
 
@@ -164,7 +164,7 @@ pub struct SettingArgs {
     pub task_opts: Vec<String>,
     /// `es` (f32 master weights, the default) or `qes` (the GGUF's own Q8_0/Q4_0/Q4_1 codes, with
     /// error feedback; σ in code steps, default 0.01, α default 5e-4).
-    #[arg(long, value_parser = parse_method)]
+    #[arg(long)]
     pub method: Option<Method>,
     /// QES: decay β of the error-feedback residual (default 0.9).
     #[arg(long)]
@@ -172,10 +172,6 @@ pub struct SettingArgs {
     /// QES: round α·ĝ alone, without the residual (the vanishing update, for comparison).
     #[arg(long)]
     pub no_error_feedback: bool,
-}
-
-fn parse_method(s: &str) -> Result<Method, String> {
-    s.parse()
 }
 
 /// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
@@ -250,7 +246,7 @@ pub struct EvalArgs {
     /// Weights of the forward: `f32` (dequantized), `quantized` (the GGUF's own Q8_0/Q4_0/Q4_1
     /// blocks, K-quants as Q8_0; integer kernels) or `q8_0` (every matrix quantized to Q8_0 at load).
     /// Default: `quantized` for a QES run's codes (as the run evaluated them), else `f32`.
-    #[arg(long, value_parser = parse_weights)]
+    #[arg(long)]
     pub weights: Option<WeightFormat>,
 }
 
@@ -319,7 +315,7 @@ pub enum BenchWhich {
         json: bool,
         /// `f32` (ours and candle's), or `quantized` / `q8_0` (ours on those weights, and ours on
         /// f32 in the same run).
-        #[arg(long, default_value = "f32", value_parser = parse_weights)]
+        #[arg(long, default_value = "f32")]
         weights: WeightFormat,
     },
     /// Seconds per ES iteration on the reference workload (16 arith prompts, N = 8, greedy, 16
@@ -349,7 +345,7 @@ pub enum BenchWhich {
         json: bool,
         /// `es` (the f32 modes of --perturbation), or `qes` (those, then QES on the GGUF's own
         /// codes in the same run).
-        #[arg(long, default_value = "es", value_parser = parse_method)]
+        #[arg(long, default_value = "es")]
         method: Method,
     },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
@@ -377,8 +373,4 @@ pub struct DemoArgs {
     /// Start over even if the demo's runs already exist (otherwise they are resumed).
     #[arg(long)]
     pub fresh: bool,
-}
-
-fn parse_weights(s: &str) -> Result<WeightFormat, String> {
-    s.parse()
 }

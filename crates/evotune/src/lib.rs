@@ -17,6 +17,21 @@
 //! Layers (each imports only from those before it): error/files → kernels → tokenizer → model →
 //! es, tasks → run → the CLI. See `docs/architecture.md`.
 
+/// `FromStr` for a unit-variant enum through its serde names (`"shared-shape"` → `SharedShape`),
+/// so that flags, TOML keys and the library share one spelling and one error message.
+macro_rules! from_str_by_serde {
+    ($($t:ty),*) => {$(
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                use serde::de::IntoDeserializer;
+                let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
+                <$t as serde::Deserialize>::deserialize(de).map_err(|e| e.to_string())
+            }
+        }
+    )*};
+}
+
 pub mod error;
 pub mod es;
 pub mod files;

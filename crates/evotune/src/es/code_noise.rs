@@ -24,7 +24,7 @@
 //! Boundary gating (a code that would leave its range is not moved) depends on the current codes
 //! and is applied by the caller ([`CodeNoise::gate`]).
 
-use super::noise::NoiseKey;
+use super::noise::{splitmix64, NoiseKey};
 
 /// The largest σ (in code units) for which u ∈ {−1, 0, 1} is exact to 10⁻²¹.
 pub const MAX_SIGMA: f64 = 0.1;
@@ -114,13 +114,6 @@ impl Stream {
         self.i += 1;
         splitmix64(self.base ^ self.i.wrapping_mul(0xd1b5_4a32_d192_ed03))
     }
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// ln x for x > 0 finite, in plain f64 operations (the same bits on every machine, unlike the

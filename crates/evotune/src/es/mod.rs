@@ -25,21 +25,6 @@
 //! - [`trajectory`]: the JSON-lines log of records and bit-exact replay.
 //! - [`bench`]: throughput figures (`evotune bench es`).
 
-/// `FromStr` for a unit-variant enum through its serde names (`"shared-shape"` → `SharedShape`),
-/// so that flags, TOML keys and the library share one spelling and one error message.
-macro_rules! from_str_by_serde {
-    ($($t:ty),*) => {$(
-        impl std::str::FromStr for $t {
-            type Err = String;
-            fn from_str(s: &str) -> std::result::Result<Self, String> {
-                use serde::de::IntoDeserializer;
-                let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
-                <$t as serde::Deserialize>::deserialize(de).map_err(|e| e.to_string())
-            }
-        }
-    )*};
-}
-
 pub mod anchor;
 pub mod awd;
 pub mod bench;

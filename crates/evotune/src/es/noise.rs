@@ -64,7 +64,7 @@ pub fn tensor_key(mode: NoiseMode, id: usize, shape: &[usize]) -> u64 {
 
 /// splitmix64's output function applied to `x + γ`: a full-avalanche 64-bit mixer.
 #[inline]
-fn splitmix64(x: u64) -> u64 {
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -28,6 +28,7 @@
 use rayon::prelude::*;
 
 use super::code_noise::CodeNoise;
+use super::noise::splitmix64;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
 
@@ -64,11 +65,11 @@ impl Residual {
             .map(|id| match store.stored(id) {
                 Stored::Quant(q) if feedback => {
                     let mut e = vec![0i8; q.rows() * q.cols()];
-                    let key = mix(mix(seed ^ 0x5245_5349_4455_414c) ^ id as u64); // "RESIDUAL"
+                    let key = splitmix64(splitmix64(seed ^ 0x5245_5349_4455_414c) ^ id as u64); // "RESIDUAL"
                     e.par_chunks_mut(1 << 16).enumerate().for_each(|(c, chunk)| {
                         for (j, v) in chunk.iter_mut().enumerate() {
                             let i = (c << 16) + j;
-                            let u = (mix(key ^ i as u64) >> 11) as f32 * (1.0 / (1u64 << 53) as f32) - 0.5;
+                            let u = (splitmix64(key ^ i as u64) >> 11) as f32 * (1.0 / (1u64 << 53) as f32) - 0.5;
                             *v = to_fixed(u);
                         }
                     });
@@ -180,19 +181,15 @@ pub fn code_drift(store: &QuantizedParams, base: &QuantizedParams) -> (super::dr
         .into_par_iter()
         .map(|id| match (store.stored(id), base.stored(id)) {
             (Stored::Quant(q), Stored::Quant(b)) => {
-                let k = q.cols();
-                let (mut sq, mut moved) = (0.0f64, 0u64);
-                for r in 0..q.rows() {
-                    for i in 0..k {
-                        let dc = q.code(r, i) - b.code(r, i);
-                        if dc != 0 {
-                            let d = q.scale_min(r, i / crate::kernels::quant_matrix::QK).0 as f64;
-                            sq += (d * dc as f64).powi(2);
-                            moved += 1;
-                        }
-                    }
-                }
-                (sq, moved, (q.rows() * k) as u64)
+                let changed = q.changed_codes(b);
+                let sq = changed
+                    .iter()
+                    .map(|&(r, i, c)| {
+                        let d = q.scale_min(r, i / crate::kernels::quant_matrix::QK).0 as f64;
+                        (d * (c - b.code(r, i)) as f64).powi(2)
+                    })
+                    .sum();
+                (sq, changed.len() as u64, (q.rows() * q.cols()) as u64)
             }
             _ => (0.0, 0, 0),
         })
@@ -207,13 +204,6 @@ const CHUNK: usize = 1 << 16;
 /// e (code steps, |e| ≤ 1.5) to the nearest int8 step.
 fn to_fixed(e: f32) -> i8 {
     (e / RESIDUAL_STEP).round().clamp(-127.0, 127.0) as i8
-}
-
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -228,6 +228,36 @@ impl QMatrix {
         }
     }
 
+    /// The codes where `self` differs from `base` (same format and shape) as (row, k, code): blocks
+    /// whose code bytes are equal are skipped whole, so a few moved codes cost a compare of the
+    /// bytes, not a decode of every code. Order: group, block, row, k.
+    pub fn changed_codes(&self, base: &QMatrix) -> Vec<(usize, usize, i32)> {
+        assert!(
+            self.format == base.format && self.rows == base.rows && self.cols == base.cols,
+            "changed_codes: {self:?} vs {base:?}"
+        );
+        let (bb, cb) = (self.format.block_bytes(), self.format.code_bytes());
+        let mut out = Vec::new();
+        for g in 0..self.groups() {
+            let (a, b) = (self.group(g), base.group(g));
+            for blk in 0..self.blocks() {
+                let at = blk * bb;
+                if a[at..at + cb] == b[at..at + cb] {
+                    continue;
+                }
+                for r in g * GROUP..((g + 1) * GROUP).min(self.rows) {
+                    for k in blk * QK..(blk + 1) * QK {
+                        let c = self.code(r, k);
+                        if c != base.code(r, k) {
+                            out.push((r, k, c));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Scale d and min m (0 unless Q4_1) of block b of row r, as f32 (exact from f16).
     pub fn scale_min(&self, r: usize, b: usize) -> (f32, f32) {
         let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];

@@ -496,13 +496,7 @@ impl Theta0 {
             let (Stored::Quant(q), Stored::Quant(b)) = (tuned.stored(id), base.stored(id)) else { continue };
             let t = &file.tensors[tensors[id].index];
             let (rows, cols) = (q.rows(), q.cols());
-            let diffs: Vec<(usize, usize, i32)> = (0..rows)
-                .flat_map(|r| (0..cols).map(move |k| (r, k)))
-                .filter_map(|(r, k)| {
-                    let c = q.code(r, k);
-                    (c != b.code(r, k)).then_some((r, k, c))
-                })
-                .collect();
+            let diffs = q.changed_codes(b);
             if diffs.is_empty() {
                 continue;
             }

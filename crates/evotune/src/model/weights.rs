@@ -54,7 +54,8 @@ impl Weights for Params {
 }
 
 /// Which form the weights of a forward take (`--weights`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WeightFormat {
     /// Every tensor dequantized to f32 (the master weights of ES).
     #[default]
@@ -63,20 +64,11 @@ pub enum WeightFormat {
     /// load; float matrices stay f32.
     Quantized,
     /// Every matrix quantized to Q8_0 at load (for HF safetensors or float GGUF models).
+    #[serde(alias = "Q8_0")]
     Q8_0,
 }
 
-impl std::str::FromStr for WeightFormat {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(WeightFormat::F32),
-            "quantized" => Ok(WeightFormat::Quantized),
-            "q8_0" | "Q8_0" => Ok(WeightFormat::Q8_0),
-            other => Err(format!("unknown weight format `{other}` (f32, quantized or q8_0)")),
-        }
-    }
-}
+from_str_by_serde!(WeightFormat);
 
 impl WeightFormat {
     pub fn name(self) -> &'static str {

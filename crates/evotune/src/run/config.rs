@@ -43,16 +43,7 @@ pub enum Method {
     Qes,
 }
 
-impl std::str::FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "es" => Ok(Method::Es),
-            "qes" => Ok(Method::Qes),
-            other => Err(format!("unknown method `{other}` (es or qes)")),
-        }
-    }
-}
+from_str_by_serde!(Method);
 
 /// Every setting of a run, resolved. Field names are the TOML keys; flags use the same names
 /// with dashes (`awd_lambda` ↔ `--awd-lambda`).

@@ -390,14 +390,18 @@ impl<'c> Trainer<'c> {
         else {
             return Ok(());
         };
-        let drift = self.learner.drift()?;
-        if let Learner::Qes(q) = &self.learner {
-            let (_, moved, codes) = code_drift(&q.store, &q.base);
-            progress.message(&format!(
-                "codes moved from the base: {moved} of {codes} ({:.4}%)",
-                100.0 * moved as f64 / codes.max(1) as f64
-            ));
-        }
+        let drift = match &self.learner {
+            // One pass over the codes gives both the drift and the count of moved codes.
+            Learner::Qes(q) => {
+                let (drift, moved, codes) = code_drift(&q.store, &q.base);
+                progress.message(&format!(
+                    "codes moved from the base: {moved} of {codes} ({:.4}%)",
+                    100.0 * moved as f64 / codes.max(1) as f64
+                ));
+                drift
+            }
+            Learner::Es { .. } => self.learner.drift()?,
+        };
         let line =
             EvalLine { iteration: self.learner.iteration(), target, priors, drift, seconds: t.elapsed().as_secs_f64() };
         self.dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
