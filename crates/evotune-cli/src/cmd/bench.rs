@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use evotune::es::Perturbation;
 use evotune::kernels::{simd_level, Level};
-use evotune::model::{WeightFormat, Weights};
+use evotune::model::WeightFormat;
 use evotune::run::bench::{
     bench_es_iteration, reference_items, torch_isa_cap, IterationBench, IterationBenchOptions, IterationLine,
 };
@@ -205,7 +205,7 @@ fn bench_generate(model: &str, weights: WeightFormat, text: Text) -> anyhow::Res
             text.line(format_args!("note: {n}"));
         }
         text.line(format_args!("{} weights: {}", weights.name(), q.summary()));
-        let ours: [(&'static str, &dyn Weights); 2] = [(weights.name(), q.weights()), ("f32", &theta)];
+        let ours: [(&'static str, &dyn evotune::model::Weights); 2] = [(weights.name(), q.weights()), ("f32", &theta)];
         let opts = evotune::model::bench::BenchOptions { candle: false, ..opts };
         evotune::model::bench::bench_generate(&m.llama, &ours, None, &opts)?
     };
