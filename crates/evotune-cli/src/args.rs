@@ -172,6 +172,16 @@ pub struct SettingArgs {
     /// QES: round α·ĝ alone, without the residual (the vanishing update, for comparison).
     #[arg(long)]
     pub no_error_feedback: bool,
+    /// QES: hold the residual `stored` (int8 per code, the default) or `replay` it from the last
+    /// K steps' noise (no memory per code, K·N noise draws per update).
+    #[arg(long)]
+    pub residual: Option<evotune::es::qes::ResidualKind>,
+    /// QES: K, the steps a replayed residual is rebuilt from (default 50).
+    #[arg(long)]
+    pub residual_window: Option<usize>,
+    /// QES: train the file's own codes (`native`, the default) or every matrix as 8-bit `q8_0` codes.
+    #[arg(long)]
+    pub codes: Option<evotune::run::config::Codes>,
 }
 
 /// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
@@ -219,6 +229,9 @@ impl SettingArgs {
             method: self.method,
             residual_decay: self.residual_decay,
             error_feedback: if self.no_error_feedback { Some(false) } else { None },
+            residual: self.residual,
+            residual_window: self.residual_window,
+            codes: self.codes,
         })
     }
 }
@@ -347,6 +360,9 @@ pub enum BenchWhich {
         /// codes in the same run).
         #[arg(long, default_value = "es")]
         method: Method,
+        /// QES: how the residual is held, `stored` or `replay` (window 50).
+        #[arg(long, default_value = "stored")]
+        residual: evotune::es::qes::ResidualKind,
     },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
     Es {

@@ -5,11 +5,13 @@
 mod support;
 
 use evotune::es::noise::NoiseMode;
-use evotune::es::qes::{QesParams, Residual};
+use evotune::es::qes::{QesParams, ResidualKind};
+use evotune::es::Awd;
 use evotune::es::shaping::{NonFinitePolicy, Shaping};
 use evotune::model::generate::GenerateStats;
 use evotune::model::{load_weights, LoadedWeights, Model, QuantizedParams, WeightFormat};
-use evotune::run::qes_step::{qes_step, replay_step, QesRun};
+use evotune::run::comm::SingleProcess;
+use evotune::run::qes_step::{QesRun, QesState};
 use evotune::tasks::{target_task, Item, TaskOptions};
 
 fn load() -> Option<(Model, QuantizedParams)> {
@@ -27,7 +29,9 @@ const RUN: QesRun = QesRun {
     nonfinite: NonFinitePolicy::Error,
     seed: 17,
     noise: NoiseMode::Iid,
-    update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true },
+    update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true, awd: Awd::None },
+    residual: ResidualKind::Stored,
+    window: 50,
 };
 
 #[test]
@@ -36,39 +40,42 @@ fn qes_iterations_are_reproducible_for_any_threads_and_by_replay() {
     // Conciseness: a graded reward (relative length error), so members differ from the start.
     let task = target_task("conciseness", &TaskOptions::default()).unwrap();
     let items: Vec<&Item> = task.train().iter().collect();
-    let run_with = |threads: usize| {
+    let run_with = |run: &QesRun, threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut store = base.clone();
-            let mut e = Residual::init(&store, RUN.seed, true);
+            let mut state = QesState::new(base.clone(), run);
             let mut out = Vec::new();
-            for t in 0..2 {
-                let (rec, st, _) =
-                    qes_step(&model, &mut store, &mut e, &RUN, t, task.as_ref(), &items, &mut GenerateStats::default())
-                        .unwrap();
+            for _ in 0..2 {
+                let (rec, st, _) = state
+                    .step(&model, run, task.as_ref(), &items, &mut GenerateStats::default(), &SingleProcess)
+                    .unwrap();
                 out.push((rec, st));
             }
-            (store, e, out)
+            (state, out)
         })
     };
-    let (s1, e1, r1) = run_with(1);
-    let (s2, e2, r2) = run_with(2);
-    let moved: u64 = r1.iter().map(|(_, st)| st.moved).sum();
-    println!(
-        "codes moved over 2 iterations: {moved}; rewards {:?}",
-        r1.iter().map(|(r, _)| r.rewards.clone()).collect::<Vec<_>>()
-    );
-    assert!(moved > 0);
-    assert_eq!(
-        r1.iter().map(|(r, s)| (r.clone(), *s)).collect::<Vec<_>>(),
-        r2.iter().map(|(r, s)| (r.clone(), *s)).collect::<Vec<_>>()
-    );
-    assert!(s1.dequantize() == s2.dequantize() && e1 == e2, "1 vs 2 threads");
-    // Replaying the records on a fresh store gives the same codes and residual.
-    let mut s3 = base.clone();
-    let mut e3 = Residual::init(&s3, RUN.seed, true);
-    for (rec, st) in &r1 {
-        assert_eq!(replay_step(&mut s3, &mut e3, &RUN, rec), *st);
+    let replayed = |run: &QesRun, records: &[(evotune::es::StepRecord, _)]| {
+        let mut state = QesState::new(base.clone(), run);
+        let records: Vec<_> = records.iter().map(|(r, _)| r.clone()).collect();
+        state.replay(run, &records, u64::MAX).unwrap();
+        state
+    };
+    // Both residual storages, and AWD-l1 (which reads the base codes at every code).
+    let replay = QesRun { residual: ResidualKind::Replay, window: 1, ..RUN };
+    let awd = QesRun { update: QesParams { awd: Awd::L1 { lambda: 50.0 }, ..RUN.update }, ..RUN };
+    for (what, run) in [("stored", RUN), ("replay", replay), ("awd-l1", awd)] {
+        let (s1, r1) = run_with(&run, 1);
+        let (s2, r2) = run_with(&run, 2);
+        let moved: u64 = r1.iter().map(|(_, st)| st.moved).sum();
+        println!(
+            "{what}: codes moved over 2 iterations: {moved}; rewards {:?}",
+            r1.iter().map(|(r, _)| r.rewards.clone()).collect::<Vec<_>>()
+        );
+        assert!(moved > 0, "{what}");
+        assert_eq!(r1, r2, "{what}: records and stats, 1 vs 2 threads");
+        assert!(s1.store.checksum() == s2.store.checksum() && s1.residual == s2.residual, "{what}: 1 vs 2 threads");
+        // Replaying the records on a fresh store gives the same codes and residual.
+        let s3 = replayed(&run, &r1);
+        assert!(s3.store.checksum() == s1.store.checksum() && s3.residual == s1.residual, "{what}: replay");
     }
-    assert!(s3.dequantize() == s1.dequantize() && e3 == e1, "replay");
 }

@@ -29,6 +29,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             vs_torch,
             json,
             method,
+            residual,
         } => {
             let text = Text { json };
             let modes = match perturbation.as_str() {
@@ -57,7 +58,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("loading model {model} (quantized)"))?;
                 let evotune::model::LoadedWeights::Quantized(store) = w else { unreachable!("quantized weights") };
                 let r =
-                    pool.install(|| evotune::run::bench_qes::bench_qes_iteration(&m, store, population, iterations))?;
+                    pool.install(|| evotune::run::bench_qes::bench_qes_iteration(&m, store, population, residual, iterations))?;
                 text.line(format_args!("{r}\n"));
                 Some(r)
             } else {

@@ -48,6 +48,17 @@ fn weight_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
     out
 }
 
+/// Member `m`'s moves of matrix `q` (tensor `id` of shape `shape`) at noise scale σ: drawn from
+/// the stream of (`noise`, m's noise id, `id`), the opposite moves for a mirrored member, and
+/// the moves that would take a code outside its range dropped.
+pub fn member_moves(q: &QMatrix, noise: &IterationNoise, m: &Member, id: usize, shape: &[usize], sigma: f64) -> CodeNoise {
+    let key = noise.key(m.noise_id, id, shape);
+    let mut u = CodeNoise::draw(&key, q.rows() * q.cols(), sigma, if m.sign < 0.0 { -1 } else { 1 });
+    let (k, f) = (q.cols(), q.format());
+    u.gate(|i| q.code(i / k, i % k), f.min_code(), f.max_code());
+    u
+}
+
 impl<'a> CodePopulation<'a> {
     /// Draws the moves of `members` for one iteration at noise scale σ (code units): member n's
     /// tensor i uses the stream of (`noise`, its noise id, i), mirrored members the opposite
@@ -62,15 +73,7 @@ impl<'a> CodePopulation<'a> {
                     .iter()
                     .enumerate()
                     .map(|(id, info)| match store.stored(id) {
-                        Stored::Quant(q) => {
-                            let key = noise.key(m.noise_id, id, &info.shape);
-                            let sign = if m.sign < 0.0 { -1 } else { 1 };
-                            let mut u = CodeNoise::draw(&key, info.len, sigma, sign);
-                            let k = q.cols();
-                            let f = q.format();
-                            u.gate(|i| q.code(i / k, i % k), f.min_code(), f.max_code());
-                            u
-                        }
+                        Stored::Quant(q) => member_moves(q, noise, m, id, &info.shape, sigma),
                         Stored::F32(_) => CodeNoise::default(),
                     })
                     .collect::<Vec<CodeNoise>>()

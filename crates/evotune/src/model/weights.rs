@@ -143,19 +143,14 @@ impl QuantizedParams {
 
     /// FNV-1a over every tensor's stored bytes (codes, scales, f32 bits): equal for equal weights.
     pub fn checksum(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
-        for t in &self.tensors {
-            match t {
-                Stored::F32(v) => v.iter().for_each(|x| eat(&x.to_bits().to_le_bytes())),
-                Stored::Quant(q) => (0..q.groups()).for_each(|g| eat(q.group(g))),
-            }
-        }
+        let mut h = FNV_OFFSET;
+        self.tensors.iter().for_each(|t| h = fnv_tensor(h, t));
         h
+    }
+
+    /// [`QuantizedParams::checksum`] of each tensor alone (MPI ranks compare them).
+    pub fn tensor_checksums(&self) -> Vec<u64> {
+        self.tensors.iter().map(|t| fnv_tensor(FNV_OFFSET, t)).collect()
     }
 
     /// Bytes held by all tensors.
@@ -272,4 +267,20 @@ impl Weights for QuantizedParams {
             Stored::Quant(_) => panic!("tensor `{}` is a quantized matrix, not a vector", self.layout.info(id).name),
         }
     }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `h` continued over a tensor's stored bytes.
+fn fnv_tensor(mut h: u64, t: &Stored) -> u64 {
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    match t {
+        Stored::F32(v) => v.iter().for_each(|x| eat(&x.to_bits().to_le_bytes())),
+        Stored::Quant(q) => (0..q.groups()).for_each(|g| eat(q.group(g))),
+    }
+    h
 }

@@ -8,13 +8,15 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::es::noise::NoiseMode;
-use crate::es::qes::{QesParams, Residual};
+use crate::es::qes::{QesParams, ResidualKind, DEFAULT_REPLAY_WINDOW};
+use crate::es::Awd;
 use crate::es::shaping::{NonFinitePolicy, Shaping};
 use crate::kernels::machine::Machine;
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, QuantizedParams};
 use crate::run::bench::{peak_rss_bytes, reference_items};
-use crate::run::qes_step::{qes_step, QesRun};
+use crate::run::comm::SingleProcess;
+use crate::run::qes_step::{QesRun, QesState};
 use crate::tasks::{eval, Item};
 
 /// Figures of the QES mode, averaged over the timed iterations.
@@ -24,6 +26,8 @@ pub struct QesIterationBench {
     pub machine: Machine,
     /// Always `qes`.
     pub method: &'static str,
+    /// How e was held: `stored` or `replay` (window 50).
+    pub residual: ResidualKind,
     pub population: usize,
     pub s_per_iteration: f64,
     pub eval_s: f64,
@@ -48,9 +52,9 @@ impl std::fmt::Display for QesIterationBench {
         writeln!(f, "{}", self.machine)?;
         writeln!(
             f,
-            "QES (codes of the GGUF, N = {}, one batch): {:.2} s/iteration (evaluation {:.2} s, update {:.2} s), {:.0} \
-             codes moved per iteration",
-            self.population, self.s_per_iteration, self.eval_s, self.update_s, self.codes_moved
+            "QES (codes of the GGUF, N = {}, one batch, residual {:?}): {:.2} s/iteration (evaluation {:.2} s, update \
+             {:.2} s), {:.0} codes moved per iteration",
+            self.population, self.residual, self.s_per_iteration, self.eval_s, self.update_s, self.codes_moved
         )?;
         writeln!(
             f,
@@ -75,8 +79,9 @@ impl std::fmt::Display for QesIterationBench {
 /// ones, then times one plain batched generation of the same sequences.
 pub fn bench_qes_iteration(
     model: &Model,
-    mut store: QuantizedParams,
+    store: QuantizedParams,
     population: usize,
+    residual: ResidualKind,
     iterations: usize,
 ) -> Result<QesIterationBench> {
     let (task, items) = reference_items(16, 16)?;
@@ -88,15 +93,17 @@ pub fn bench_qes_iteration(
         nonfinite: NonFinitePolicy::Worst,
         seed: 0,
         noise: NoiseMode::Iid,
-        update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true },
+        update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true, awd: Awd::None },
+        residual,
+        window: DEFAULT_REPLAY_WINDOW,
     };
-    let mut residual = Residual::init(&store, run.seed, true);
+    let mut state = QesState::new(store, &run);
     let (mut total, mut eval_s, mut update_s, mut moved, mut reward) = (0.0, 0.0, 0.0, 0u64, 0.0f32);
     let mut stats = GenerateStats::default();
     for it in 0..=iterations {
         let t = Instant::now();
         let mut s = GenerateStats::default();
-        let (rec, st, u) = qes_step(model, &mut store, &mut residual, &run, it as u64, task.as_ref(), &refs, &mut s)?;
+        let (rec, st, u) = state.step(model, &run, task.as_ref(), &refs, &mut s, &SingleProcess)?;
         let all = t.elapsed().as_secs_f64();
         if it > 0 {
             total += all;
@@ -114,13 +121,14 @@ pub fn bench_qes_iteration(
     let all: Vec<Vec<u32>> = (0..population).flat_map(|_| ids.iter().cloned()).collect();
     let mut plain = GenerateStats::default();
     let t = Instant::now();
-    eval::complete_ids(model, &store, None, &all, task.max_new_tokens(), &mut plain)?;
+    eval::complete_ids(model, &state.store, None, &all, task.max_new_tokens(), &mut plain)?;
     let plain_s = t.elapsed().as_secs_f64();
     let generated_tok_s = stats.generated_tokens as f64 / eval_s;
     let plain_generated_tok_s = plain.generated_tokens as f64 / plain_s;
     Ok(QesIterationBench {
         machine: Machine::current(),
         method: "qes",
+        residual,
         population,
         s_per_iteration: total / n,
         eval_s: eval_s / n,
@@ -130,8 +138,8 @@ pub fn bench_qes_iteration(
         plain_generated_tok_s,
         fraction_of_plain_generation: generated_tok_s / plain_generated_tok_s,
         codes_moved: moved as f64 / n,
-        store_bytes: store.bytes() as u64,
-        residual_bytes: residual.bytes() as u64,
+        store_bytes: state.store.bytes() as u64,
+        residual_bytes: state.residual.bytes() as u64,
         peak_rss_bytes: peak_rss_bytes(),
         mean_reward: reward / n as f32,
     })

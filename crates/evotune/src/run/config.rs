@@ -31,6 +31,33 @@ fn default_true() -> bool {
     true
 }
 
+fn default_replay_window() -> usize {
+    crate::es::qes::DEFAULT_REPLAY_WINDOW
+}
+
+/// The codes a QES run trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Codes {
+    /// The GGUF's own Q8_0/Q4_0/Q4_1 codes (other types converted to Q8_0).
+    #[default]
+    Native,
+    /// Every matrix as Q8_0 (8-bit codes), converted at load.
+    Q8_0,
+}
+
+from_str_by_serde!(Codes);
+
+impl Codes {
+    /// The weight format the quantized loader reads for these codes.
+    pub fn weight_format(self) -> crate::model::WeightFormat {
+        match self {
+            Codes::Native => crate::model::WeightFormat::Quantized,
+            Codes::Q8_0 => crate::model::WeightFormat::Q8_0,
+        }
+    }
+}
+
 /// What a run trains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -102,6 +129,15 @@ pub struct RunConfig {
     /// QES: carry the residual (true) or round α·ĝ alone (false, the vanishing update).
     #[serde(default = "default_true")]
     pub error_feedback: bool,
+    /// QES: `stored` (int8 per code) or `replay` (rebuilt from the last `residual_window` steps).
+    #[serde(default)]
+    pub residual: crate::es::qes::ResidualKind,
+    /// QES: K, the steps a replayed residual is rebuilt from.
+    #[serde(default = "default_replay_window")]
+    pub residual_window: usize,
+    /// QES: `native` (the file's own code types) or `q8_0` (8-bit codes).
+    #[serde(default)]
+    pub codes: Codes,
 }
 
 /// What the user wrote: every field optional. Used for the TOML file and for the flags.
@@ -134,6 +170,9 @@ pub struct PartialConfig {
     pub method: Option<Method>,
     pub residual_decay: Option<f32>,
     pub error_feedback: Option<bool>,
+    pub residual: Option<crate::es::qes::ResidualKind>,
+    pub residual_window: Option<usize>,
+    pub codes: Option<Codes>,
 }
 
 impl PartialConfig {
@@ -195,7 +234,10 @@ impl PartialConfig {
             task_options,
             method,
             residual_decay,
-            error_feedback
+            error_feedback,
+            residual,
+            residual_window,
+            codes
         );
         self
     }
@@ -239,6 +281,9 @@ impl PartialConfig {
             method: self.method.unwrap_or_default(),
             residual_decay: self.residual_decay.unwrap_or_else(default_residual_decay),
             error_feedback: self.error_feedback.unwrap_or(true),
+            residual: self.residual.unwrap_or_default(),
+            residual_window: self.residual_window.unwrap_or_else(default_replay_window),
+            codes: self.codes.unwrap_or_default(),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -263,14 +308,14 @@ impl RunConfig {
                     ),
                 );
             }
-            if !(self.residual_decay.is_finite() && (0.0..1.0).contains(&self.residual_decay)) {
-                return bad("residual_decay", format!("{} (must be in [0, 1))", self.residual_decay));
+            if !(self.residual_decay.is_finite() && (0.0..=1.0).contains(&self.residual_decay)) {
+                return bad("residual_decay", format!("{} (must be in [0, 1])", self.residual_decay));
             }
             if self.perturbation != PerturbationKind::Full {
                 return bad("perturbation", "QES perturbs the codes themselves; use the default `full`".into());
             }
-            if self.awd != AwdKind::None {
-                return bad("awd", "AWD in code space is not implemented for QES yet; use `--awd none`".into());
+            if self.residual_window == 0 {
+                return bad("residual_window", "0 (a replayed residual needs at least one step)".into());
             }
         }
         Ok(())
@@ -283,6 +328,7 @@ impl RunConfig {
             alpha: self.alpha,
             beta: self.residual_decay,
             feedback: self.error_feedback,
+            awd: Awd::new(self.awd, self.awd_lambda),
         }
     }
 

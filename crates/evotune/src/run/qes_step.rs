@@ -3,26 +3,28 @@
 //! ```text
 //! members  = population(N, mirrored, t)                 the same ask as ES
 //! moves    = CodePopulation(store, noise(seed, t), σ)   sparse integer noise, gated at the range
-//! rewards  = mean task reward of every member's greedy completions, all members × prompts in
-//!            one batch over the shared store (each member's rows add d·u·x after the product)
+//! rewards  = mean task reward of every member's greedy completions, all of this process's
+//!            members × prompts in one batch over the shared store (each member's rows add
+//!            d·u·x after the product), all-gathered across MPI ranks
 //! c        = shape(rewards)                             z-score or centred rank, as ES
-//! apply      codes, e ← QES step (error feedback)       es::qes::apply
+//! apply      codes, e ← QES step (error feedback, AWD)  es::qes::apply
 //! ```
 //!
 //! The record is ES's [`StepRecord`] (members, rewards, coefficients); the moves are a function of
-//! (seed, t, member, tensor) and of the codes at t, so [`replay_step`] rebuilds the codes and the
-//! residual bit for bit from the same records.
+//! (seed, t, member, tensor) and of the codes at t, so [`QesState::replay`] rebuilds the codes and
+//! the residual bit for bit from the same records.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::es::code_population::CodePopulation;
 use crate::es::noise::{IterationNoise, NoiseMode};
 use crate::es::population;
-use crate::es::qes::{self, QesParams, QesStats, Residual};
+use crate::es::qes::{self, QesParams, QesStats, Residual, ResidualKind, Step};
 use crate::es::shaping::{self, NonFinitePolicy, Shaping};
 use crate::es::StepRecord;
 use crate::model::delta::Deltas;
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, QuantizedParams};
+use crate::run::comm::{self, Comm};
 use crate::tasks::{eval, Item, Task};
 
 /// What a QES run fixes besides the update's [`QesParams`].
@@ -35,6 +37,9 @@ pub struct QesRun {
     pub seed: u64,
     pub noise: NoiseMode,
     pub update: QesParams,
+    /// How e is held, and the replay window K (ignored when stored).
+    pub residual: ResidualKind,
+    pub window: usize,
 }
 
 impl QesRun {
@@ -48,6 +53,8 @@ impl QesRun {
             seed: c.seed,
             noise: c.noise,
             update: c.qes_params(),
+            residual: c.residual,
+            window: c.residual_window,
         }
     }
 
@@ -56,68 +63,105 @@ impl QesRun {
     }
 }
 
-/// Runs iteration `iteration` on `items` of `task`: evaluates the members in one batch, shapes
-/// their rewards and moves the codes. Returns the record, what the update did and the seconds the
-/// update took.
-#[allow(clippy::too_many_arguments)]
-pub fn qes_step(
-    model: &Model,
-    store: &mut QuantizedParams,
-    residual: &mut Residual,
-    run: &QesRun,
-    iteration: u64,
-    task: &dyn Task,
-    items: &[&Item],
-    stats: &mut GenerateStats,
-) -> Result<(StepRecord, QesStats, f64)> {
-    let members = population::members(run.population, run.mirrored, iteration).members;
-    let pop = CodePopulation::new(store, &run.noise(iteration), &members, run.update.sigma);
-    // A task whose reward ignores the model (`random`) generates nothing.
-    let free: Option<Vec<f32>> = members.iter().map(|m| task.reward_without_model(iteration, m.index)).collect();
-    let rewards = match free {
-        Some(r) => r,
-        None => batch_rewards(model, store, &pop, &members, task, items, stats)?,
-    };
-    let coefficients = shaping::shape(run.shaping, run.nonfinite, &rewards)?;
-    let t = std::time::Instant::now();
-    let moves = pop.into_moves();
-    let st = qes::apply(store, residual, &moves, &coefficients, &run.update);
-    Ok((StepRecord { iteration, members, rewards, coefficients }, st, t.elapsed().as_secs_f64()))
+/// The codes being trained, the residual they carry, the codes they started from (the AWD
+/// anchor and the drift's reference) and the next iteration.
+pub struct QesState {
+    pub store: QuantizedParams,
+    pub residual: Residual,
+    pub base: QuantizedParams,
+    pub iteration: u64,
 }
 
-/// Every member's mean reward, all members × prompts in one batch.
+impl QesState {
+    /// Iteration 0 of `run` on the `base` codes.
+    pub fn new(base: QuantizedParams, run: &QesRun) -> QesState {
+        let residual =
+            Residual::new(run.residual, run.window, &base, run.seed, run.noise, run.update.feedback);
+        QesState { store: base.clone(), residual, base, iteration: 0 }
+    }
+
+    /// Applies the logged steps from the current iteration up to `upto` again (resume, replay):
+    /// the same moves, drawn against the same codes.
+    pub fn replay(&mut self, run: &QesRun, records: &[StepRecord], upto: u64) -> Result<()> {
+        for r in records.iter().skip(self.iteration as usize).take(upto.saturating_sub(self.iteration) as usize) {
+            if r.iteration != self.iteration {
+                return Err(Error::StepOutOfOrder { expected: self.iteration, found: r.iteration });
+            }
+            let moves =
+                CodePopulation::new(&self.store, &run.noise(r.iteration), &r.members, run.update.sigma).into_moves();
+            self.apply(run, r, &moves);
+        }
+        Ok(())
+    }
+
+    /// Runs iteration `self.iteration` on `items` of `task`: this process evaluates its share of
+    /// the members in one batch, the rewards are all-gathered, and every process shapes them
+    /// and moves its codes alike. Returns the record, what the update did and the seconds the
+    /// update took.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        model: &Model,
+        run: &QesRun,
+        task: &dyn Task,
+        items: &[&Item],
+        stats: &mut GenerateStats,
+        comm: &dyn Comm,
+    ) -> Result<(StepRecord, QesStats, f64)> {
+        let iteration = self.iteration;
+        let members = population::members(run.population, run.mirrored, iteration).members;
+        let pop = CodePopulation::new(&self.store, &run.noise(iteration), &members, run.update.sigma);
+        // A task whose reward ignores the model (`random`) generates nothing.
+        let free: Option<Vec<f32>> =
+            members.iter().map(|m| task.reward_without_model(iteration, m.index)).collect();
+        let rewards = match free {
+            Some(r) => r,
+            None => {
+                let mine = comm::share(members.len(), comm.rank(), comm.size());
+                let local = batch_rewards(model, &self.store, &pop, mine, task, items, stats)?;
+                comm.all_gather_f32(&local, &comm::counts(members.len(), comm.size()))
+            }
+        };
+        let coefficients = shaping::shape(run.shaping, run.nonfinite, &rewards)?;
+        let t = std::time::Instant::now();
+        let moves = pop.into_moves();
+        let record = StepRecord { iteration, members, rewards, coefficients };
+        let st = self.apply(run, &record, &moves);
+        Ok((record, st, t.elapsed().as_secs_f64()))
+    }
+
+    fn apply(&mut self, run: &QesRun, r: &StepRecord, moves: &[Vec<crate::es::code_noise::CodeNoise>]) -> QesStats {
+        let step = Step { iteration: r.iteration, members: &r.members, coefficients: &r.coefficients, moves };
+        let anchor = (run.update.awd != crate::es::Awd::None).then_some(&self.base);
+        let st = qes::apply(&mut self.store, &mut self.residual, anchor, &step, &run.update);
+        self.iteration += 1;
+        st
+    }
+}
+
+/// The mean reward of members `mine` (indices into the population `pop` was drawn for), all
+/// their prompts in one batch.
 fn batch_rewards(
     model: &Model,
     store: &QuantizedParams,
     pop: &CodePopulation<'_>,
-    members: &[crate::es::Member],
+    mine: std::ops::Range<usize>,
     task: &dyn Task,
     items: &[&Item],
     stats: &mut GenerateStats,
 ) -> Result<Vec<f32>> {
     let ids: Vec<Vec<u32>> =
         items.iter().map(|i| model.encode_prompt(&i.prompt, task.response_prefix())).collect::<Result<_>>()?;
-    let all: Vec<Vec<u32>> = members.iter().flat_map(|_| ids.iter().cloned()).collect();
-    let group_of: Vec<usize> = (0..members.len()).flat_map(|g| std::iter::repeat_n(g, ids.len())).collect();
+    let all: Vec<Vec<u32>> = mine.clone().flat_map(|_| ids.iter().cloned()).collect();
+    let group_of: Vec<usize> = mine.clone().flat_map(|g| std::iter::repeat_n(g, ids.len())).collect();
     let deltas = Deltas { delta: pop, group_of: &group_of };
     let completions = eval::complete_ids(model, store, Some(deltas), &all, task.max_new_tokens(), stats)?;
-    let mut rewards = Vec::with_capacity(members.len());
+    let mut rewards = Vec::with_capacity(mine.len());
     for c in completions.chunks(ids.len().max(1)) {
         let r = task.rewards(items, c)?;
         rewards.push(r.iter().map(|r| r.value).sum::<f32>() / r.len().max(1) as f32);
     }
-    rewards.resize(members.len(), 0.0); // no prompts: every member 0
+    rewards.resize(mine.len(), 0.0); // no prompts: every member 0
     Ok(rewards)
 }
 
-/// Applies a recorded step again (resume, replay): the same moves, drawn against the same codes.
-pub fn replay_step(
-    store: &mut QuantizedParams,
-    residual: &mut Residual,
-    run: &QesRun,
-    record: &StepRecord,
-) -> QesStats {
-    let moves =
-        CodePopulation::new(store, &run.noise(record.iteration), &record.members, run.update.sigma).into_moves();
-    qes::apply(store, residual, &moves, &record.coefficients, &run.update)
-}

@@ -3,12 +3,11 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::es::qes::Residual;
 use crate::es::{replay_onto, Anchor, EsState, StepRecord, Strategy};
-use crate::model::{self, Model, Params, QuantizedParams, WeightFormat};
+use crate::model::{self, Model, Params, QuantizedParams};
 use crate::run::config::{Method, RunConfig};
 use crate::run::dir::{self, RunDir};
-use crate::run::qes_step::{replay_step, QesRun};
+use crate::run::qes_step::{QesRun, QesState};
 
 /// A run's weights at one iteration, with the model they belong to.
 pub struct RunWeights {
@@ -51,23 +50,17 @@ pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
 
 /// [`weights_at`] of a QES run: the codes replayed from the model file's own, step by step.
 fn qes_weights_at(config: RunConfig, records: &[StepRecord], k: u64) -> Result<RunWeights> {
-    let (model, weights, _) = model::load_weights(&config.model, WeightFormat::Quantized)?;
+    let (model, weights, _) = model::load_weights(&config.model, config.codes.weight_format())?;
     let model::LoadedWeights::Quantized(base) = weights else { unreachable!("quantized weights") };
     let run = QesRun::from_config(&config);
-    let mut store = base.clone();
-    let mut residual = Residual::init(&store, config.seed, config.error_feedback);
-    for (i, r) in records.iter().take(k as usize).enumerate() {
-        if r.iteration != i as u64 {
-            return Err(Error::StepOutOfOrder { expected: i as u64, found: r.iteration });
-        }
-        replay_step(&mut store, &mut residual, &run, r);
-    }
+    let mut state = QesState::new(base, &run);
+    state.replay(&run, records, k)?;
     Ok(RunWeights {
         config,
         model,
-        theta0: base.dequantize(),
-        theta: store.dequantize(),
+        theta0: state.base.dequantize(),
+        theta: state.store.dequantize(),
         iteration: k,
-        codes: Some((base, store)),
+        codes: Some((state.base, state.store)),
     })
 }

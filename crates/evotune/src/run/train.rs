@@ -16,17 +16,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::qes::{code_drift, Residual};
+use crate::es::qes::code_drift;
 use crate::es::{replay_onto, Anchor, Drift, EsState, StepRecord, Strategy};
 use crate::model::generate::GenerateStats;
-use crate::model::{self, Model, Params, QuantizedParams, WeightFormat, Weights};
+use crate::model::{self, Model, Params, Weights};
 use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{Method, PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
 use crate::run::eval_split::evaluate_split;
 use crate::run::fitness::member_rewards;
 use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
-use crate::run::qes_step::{qes_step, replay_step, QesRun};
+use crate::run::qes_step::{QesRun, QesState};
 use crate::tasks::{self, PriorTask, Task, TaskOptions};
 
 /// Callbacks for the CLI's progress display; every method has a silent default.
@@ -149,20 +149,17 @@ enum Learner {
     Qes(Box<QesLearner>),
 }
 
-/// The codes being trained, their residual, and the codes they started from (drift, KL base).
+/// A QES run's settings and state.
 struct QesLearner {
     run: QesRun,
-    store: QuantizedParams,
-    residual: Residual,
-    base: QuantizedParams,
-    iteration: u64,
+    state: QesState,
 }
 
 impl Learner {
     fn iteration(&self) -> u64 {
         match self {
             Learner::Es { state, .. } => state.iteration,
-            Learner::Qes(q) => q.iteration,
+            Learner::Qes(q) => q.state.iteration,
         }
     }
 
@@ -170,7 +167,7 @@ impl Learner {
     fn weights(&self) -> &dyn Weights {
         match self {
             Learner::Es { state, .. } => &state.theta,
-            Learner::Qes(q) => &q.store,
+            Learner::Qes(q) => &q.state.store,
         }
     }
 
@@ -178,14 +175,14 @@ impl Learner {
     fn drift(&self) -> Result<Drift> {
         match self {
             Learner::Es { strategy, state, .. } => strategy.drift(&state.theta),
-            Learner::Qes(q) => Ok(code_drift(&q.store, &q.base).0),
+            Learner::Qes(q) => Ok(code_drift(&q.state.store, &q.state.base).0),
         }
     }
 
     fn checksum(&self) -> u64 {
         match self {
             Learner::Es { state, .. } => state.theta.checksum(),
-            Learner::Qes(q) => q.store.checksum(),
+            Learner::Qes(q) => q.state.store.checksum(),
         }
     }
 }
@@ -221,29 +218,16 @@ impl<'c> Trainer<'c> {
                 (model, tasks, Learner::Es { strategy, state, member_theta })
             }
             Method::Qes => {
-                if comm.size() > 1 {
-                    return Err(Error::EsConfig {
-                        field: "method",
-                        problem: "QES runs in one process for now (no MPI ranks)".into(),
-                    });
-                }
-                let (model, weights, notes) = model::load_weights(&cfg.model, WeightFormat::Quantized)?;
+                let (model, weights, notes) = model::load_weights(&cfg.model, cfg.codes.weight_format())?;
                 for n in &notes {
                     progress.message(&format!("note: {n}"));
                 }
-                let model::LoadedWeights::Quantized(store) = weights else { unreachable!("quantized weights") };
-                let tasks = prepare_tasks(&cfg, &model, &store)?;
+                let model::LoadedWeights::Quantized(base) = weights else { unreachable!("quantized weights") };
+                let tasks = prepare_tasks(&cfg, &model, &base)?;
                 let run = QesRun::from_config(&cfg);
-                let residual = Residual::init(&store, cfg.seed, cfg.error_feedback);
-                let mut q = QesLearner { run, base: store.clone(), store, residual, iteration: 0 };
-                for r in &records {
-                    if r.iteration != q.iteration {
-                        return Err(Error::StepOutOfOrder { expected: q.iteration, found: r.iteration });
-                    }
-                    replay_step(&mut q.store, &mut q.residual, &q.run, r);
-                    q.iteration += 1;
-                }
-                (model, tasks, Learner::Qes(Box::new(q)))
+                let mut state = QesState::new(base, &run);
+                state.replay(&run, &records, u64::MAX)?;
+                (model, tasks, Learner::Qes(Box::new(QesLearner { run, state })))
             }
         };
         let k0 = learner.iteration();
@@ -321,22 +305,17 @@ impl<'c> Trainer<'c> {
                 let update_seconds = t_update.elapsed().as_secs_f64();
                 if self.comm.size() > 1 && self.cfg.checksum_every > 0 && state.iteration % self.cfg.checksum_every == 0
                 {
-                    check_replicas(self.comm, state)?;
+                    check_replicas(self.comm, state.iteration, &state.theta.tensor_checksums(), state.theta.layout())?;
                 }
                 (step, rewards, eval_seconds, update_seconds)
             }
             Learner::Qes(q) => {
-                let (step, _, update_seconds) = qes_step(
-                    &self.model,
-                    &mut q.store,
-                    &mut q.residual,
-                    &q.run,
-                    t,
-                    target,
-                    &items,
-                    &mut GenerateStats::default(),
-                )?;
-                q.iteration += 1;
+                let (step, _, update_seconds) =
+                    q.state.step(&self.model, &q.run, target, &items, &mut GenerateStats::default(), self.comm)?;
+                if self.comm.size() > 1 && self.cfg.checksum_every > 0 && q.state.iteration % self.cfg.checksum_every == 0
+                {
+                    check_replicas(self.comm, q.state.iteration, &q.state.store.tensor_checksums(), q.state.store.layout())?;
+                }
                 let rewards = step.rewards.clone();
                 (step, rewards, t_start.elapsed().as_secs_f64() - update_seconds, update_seconds)
             }
@@ -365,7 +344,7 @@ impl<'c> Trainer<'c> {
                 match &self.learner {
                     Learner::Es { state, .. } => model::safetensors::write(&path, &state.theta, tied)?,
                     // The tuned codes decoded to f32 (the same values the forward runs on).
-                    Learner::Qes(q) => model::safetensors::write(&path, &q.store.dequantize(), tied)?,
+                    Learner::Qes(q) => model::safetensors::write(&path, &q.state.store.dequantize(), tied)?,
                 }
             }
         }
@@ -393,7 +372,7 @@ impl<'c> Trainer<'c> {
         let drift = match &self.learner {
             // One pass over the codes gives both the drift and the count of moved codes.
             Learner::Qes(q) => {
-                let (drift, moved, codes) = code_drift(&q.store, &q.base);
+                let (drift, moved, codes) = code_drift(&q.state.store, &q.state.base);
                 progress.message(&format!(
                     "codes moved from the base: {moved} of {codes} ({:.4}%)",
                     100.0 * moved as f64 / codes.max(1) as f64
@@ -433,16 +412,13 @@ fn root_decides(comm: &dyn Comm, flag: bool) -> bool {
     comm.all_gather_u64(&[u64::from(flag)])[0][0] != 0
 }
 
-/// Compares every tensor's checksum with rank 0's; the first difference stops the run.
-fn check_replicas(comm: &dyn Comm, state: &EsState) -> Result<()> {
-    let sums = comm.all_gather_u64(&state.theta.tensor_checksums());
+/// Compares every tensor's checksum (`sums`, of the weights at `iteration`) with rank 0's; the
+/// first difference stops the run.
+fn check_replicas(comm: &dyn Comm, iteration: u64, sums: &[u64], layout: &model::Layout) -> Result<()> {
+    let sums = comm.all_gather_u64(sums);
     for (rank, theirs) in sums.iter().enumerate().skip(1) {
         if let Some(id) = theirs.iter().zip(&sums[0]).position(|(a, b)| a != b) {
-            return Err(Error::RankDivergence {
-                iteration: state.iteration,
-                rank,
-                tensor: state.theta.layout().info(id).name.clone(),
-            });
+            return Err(Error::RankDivergence { iteration, rank, tensor: layout.info(id).name.clone() });
         }
     }
     Ok(())
