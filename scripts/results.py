@@ -7,7 +7,9 @@ Parts (issue #7):
   2. target learning on `arith`: ES, ES+AWD-l2, ES+AWD-l1, and a 2× population at equal evaluations;
   3. forgetting as drift: every prior task (and the KL probe) over iterations, per task;
   4. λ sweep of AWD-l2 and AWD-l1 on one seed (reusing part 2's seed-1 runs as λ = 0 and the default λ);
-  5. findings computed from the runs, followed by docs/results_discussion.md (hand-written prose).
+  5. findings computed from the runs, followed by docs/results_discussion.md (hand-written prose);
+  6. QES (issue #19): ES on the GGUF's own 4-bit codes with error feedback against f32 ES and low
+     rank on `arith`, without feedback, with 8-bit codes, and an α sweep on one seed.
 
 Every run is an `evotune train` run directory under --runs; an existing directory is resumed, not
 redone, so an interrupted invocation continues where it stopped and the page can be regenerated
@@ -23,6 +25,7 @@ Usage:
   python3 scripts/results.py --scale session        # the scale of the committed docs/results.md
   python3 scripts/results.py --quick --out /tmp/r   # CI: tiny runs in a temp dir, checks the page parses
   python3 scripts/results.py --parts 1,4            # a subset (the page keeps only those parts)
+  python3 scripts/results.py --parts 6              # part 6 alone: its section replaces the page's own
 """
 
 import argparse
@@ -38,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from results_page import awd_label, check_page, last_iteration, page, sections
+from results_page import awd_label, check_page, last_iteration, page, part6, provenance, sections, splice_part6
 from results_theory import gguf_parameter_count, predicted_drift
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +74,16 @@ class Scale:
     # part 4 (seed = p2_seeds[0], iterations = p2_iterations, evaluated at 0 and the end)
     p4_l2: list = field(default_factory=lambda: [1.0, 3.0, 30.0, 100.0])
     p4_l1: list = field(default_factory=lambda: [0.01, 0.03, 0.3, 1.0])
+    # part 6 (QES): σ in code steps; the 4-bit and 8-bit values are the QES paper's
+    p6_iterations: int = 12
+    p6_eval_every: int = 4
+    p6_seeds: list = field(default_factory=lambda: [1, 2, 3])
+    p6_q4: tuple = (0.01, 5e-4)
+    p6_q8: tuple = (1e-3, 1e-4)
+    # the α sweep (seed 1, target only, evaluated at 0 and the end): (codes, σ, α, β)
+    p6_sweep: list = field(default_factory=lambda: [
+        ("native", 0.01, 1e-3, 0.9), ("native", 0.01, 2e-3, 0.9), ("native", 0.01, 5e-3, 0.9),
+        ("native", 0.01, 1e-3, 1.0), ("q8_0", 1e-3, 5e-4, 0.9)])
     estimate: str = ""
 
     def p2_configs(self):
@@ -84,6 +97,32 @@ class Scale:
             ("awd-l1-n%d" % n, f"ES N={n} + AWD-l1 λ={self.l1_lambda:g}", n, self.p2_iterations, "l1", self.l1_lambda),
             ("es-n%d" % big, f"ES N={big} (equal evaluations)", big, big_t, "none", 0.0),
         ]
+
+
+def p6_configs(sc):
+    """Part 6's configurations (key, label, `evotune train` options besides the task's, seeds)."""
+    es = ["--sigma", repr(sc.sigma), "--alpha", repr(sc.alpha)]
+    (s4, a4), (s8, a8) = sc.p6_q4, sc.p6_q8
+    q4 = ["--method", "qes", "--sigma", repr(s4), "--alpha", repr(a4)]
+    one = sc.p6_seeds[:1]
+    return [
+        ("es", f"ES, f32, full rank (σ={sc.sigma:g}, α={sc.alpha:g})", es, sc.p6_seeds),
+        ("lowrank", "ES, f32, low rank r=1 (same σ, α)", es + ["--perturbation", "lowrank", "--rank", "1"],
+         sc.p6_seeds),
+        ("qes", f"QES, 4-bit codes (σ={s4:g}, α={a4:g}, β=0.9)", q4, sc.p6_seeds),
+        ("qes-nofb", "QES without error feedback (same σ, α)", q4 + ["--no-error-feedback"], one),
+        ("qes-q8", f"QES, 8-bit codes (every matrix Q8_0; σ={s8:g}, α={a8:g})",
+         ["--method", "qes", "--codes", "q8_0", "--sigma", repr(s8), "--alpha", repr(a8)], one),
+    ]
+
+
+def p6_sweep_key(codes, sigma, alpha, beta):
+    return f"sweep-{codes}-sigma{sigma:g}-alpha{alpha:g}-beta{beta:g}"
+
+
+def p6_sweep(sc):
+    """The α sweep as (key, codes, σ, α, β)."""
+    return [(p6_sweep_key(*x), *x) for x in sc.p6_sweep]
 
 
 def p1_grid(pops, awds, seeds):
@@ -133,6 +172,10 @@ SCALES = {
         task_opts={"kl_prompts": 1, "kl_tokens": 4, "max_new_tokens": 4},
         p4_l2=[30.0],
         p4_l1=[0.3],
+        p6_iterations=2,
+        p6_eval_every=2,
+        p6_seeds=[1],
+        p6_sweep=[("native", 0.01, 2e-3, 0.9)],
         estimate="a few minutes (CI)",
     ),
 }
@@ -246,7 +289,7 @@ class Runner:
         """Runs the planned jobs `jobs` at a time, each with `threads` threads (the arith runs of part 2
         first, seed by seed, then part 4, then part 1: the most wanted results finish first). Stops
         with the failures listed after every job has ended."""
-        rank = {"p2": 0, "p4": 1, "p1": 2}
+        rank = {"p2": 0, "p6": 1, "p4": 2, "p1": 3}
 
         def key(entry):
             i, job = entry
@@ -396,10 +439,43 @@ def run_p4(sc, runner, p2runs):
     return entries
 
 
+def task_args(sc, seed):
+    """`arith` with part 2's data, priors and seed, without the method's own options."""
+    args = ["--task", "arith", "--population", str(sc.p2_population), "--seed", str(seed)]
+    args += ["--prior-limit", str(sc.prior_limit)]
+    for p in sc.priors:
+        args += ["--prior", p]
+    for k, v in {"train_size": sc.train_size, "test_size": sc.test_size, **sc.task_opts}.items():
+        args += ["--task-opt", f"{k}={v}"]
+    return args
+
+
+def run_p6(sc, runner):
+    """Part 6: each configuration of p6_configs for its seeds, and the α sweep (target only, evaluated
+    at 0 and the end); {(configuration key, seed): run dir}."""
+    runs = {}
+    for key, _, extra, seeds in p6_configs(sc):
+        for seed in seeds:
+            out = runner.train(f"p6/{key}-s{seed}", task_args(sc, seed) + extra, sc.p6_iterations, sc.p6_eval_every)
+            if out:
+                runs[(key, seed)] = out
+    for codes, sigma, alpha, beta in sc.p6_sweep:
+        key = p6_sweep_key(codes, sigma, alpha, beta)
+        args = ["--method", "qes", "--task", "arith", "--population", str(sc.p2_population), "--sigma", repr(sigma)]
+        args += ["--alpha", repr(alpha), "--seed", str(sc.p6_seeds[0]), "--residual-decay", repr(beta)]
+        args += ["--codes", codes, "--task-opt", f"train_size={sc.train_size}", "--task-opt", f"test_size={sc.test_size}"]
+        for k, v in sc.task_opts.items():
+            args += ["--task-opt", f"{k}={v}"]
+        out = runner.train(f"p6/{key}-s{sc.p6_seeds[0]}", args, sc.p6_iterations, sc.p6_iterations)
+        if out:
+            runs[(key, sc.p6_seeds[0])] = out
+    return runs
+
+
 def train_parts(sc, parts, runner):
     """Trains (or plans) the runs of `parts`, part by part; returns part 1's runs, part 2's runs, part
-    4's entries (each None where not needed) and (part, seconds) timings."""
-    p1 = p2runs = p4 = None
+    4's entries, part 6's runs (each None where not needed) and (part, seconds) timings."""
+    p1 = p2runs = p4 = p6 = None
     timings = []
     if 1 in parts:
         t0 = time.time()
@@ -415,7 +491,12 @@ def train_parts(sc, parts, runner):
         log(f"part 4: {len(sc.p4_l2) + len(sc.p4_l1)} λ-sweep runs")
         p4 = run_p4(sc, runner, p2runs)
         timings.append(("4 λ sweep", time.time() - t0))
-    return p1, p2runs, p4, timings
+    if 6 in parts:
+        t0 = time.time()
+        log("part 6: QES against f32 ES and low rank on arith")
+        p6 = run_p6(sc, runner)
+        timings.append(("6 QES", time.time() - t0))
+    return p1, p2runs, p4, p6, timings
 
 
 def drift_references(sc, runs, d):
@@ -453,7 +534,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="full")
     ap.add_argument("--quick", action="store_true", help="--scale quick, output in a temp dir unless --out is given")
-    ap.add_argument("--parts", default="1,2,3,4", help="comma-separated subset of 1,2,3,4 (3 needs 2's runs; 4 uses them)")
+    ap.add_argument("--parts", default="1,2,3,4,6",
+                    help="comma-separated subset of 1,2,3,4,6 (3 needs 2's runs; 4 uses them; 6 alone replaces "
+                    "its section of the existing page)")
     ap.add_argument("--evotune", default=str(REPO / "target" / "release" / "evotune"))
     ap.add_argument("--out", help="where results.md and results/ go (default: docs/)")
     ap.add_argument("--runs", help="run directories (default: runs/results, or OUT/runs with --quick)")
@@ -491,9 +574,18 @@ def main():
         train_parts(sc, parts, planner)
         cores = os.cpu_count() or 1
         planner.run_plan(a.jobs, a.threads or max(1, cores // a.jobs))
-    p1runs, p2runs, p4, timings = train_parts(sc, parts, runner)
+    p1runs, p2runs, p4, p6runs, timings = train_parts(sc, parts, runner)
     draw_plots(sc, parts, runner, docs, d, p1runs, p2runs)
-    body = sections(sc, parts, d, p1runs, p2runs, p4, REPO)
+    path = docs_root / "results.md"
+    if parts == {6} and path.exists():
+        # Part 6 alone: its section, with its own provenance, replaces the page's (or is appended).
+        cmdline = "python3 scripts/results.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+        section = part6(sc, p6runs, p6_configs(sc), p6_sweep(sc), provenance=provenance(cmdline, version, REPO, runner))
+        text = splice_part6(path.read_text(), section)
+        path.write_text(text)
+        log(f"replaced part 6 of {path} ({check_page(text)} numeric cells) in {time.time() - started:.0f} s")
+        return
+    body = sections(sc, parts, d, p1runs, p2runs, p4, REPO, p6runs, p6_configs(sc), p6_sweep(sc))
     text = page(
         sc, body,
         cmdline="python3 scripts/results.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
@@ -502,7 +594,6 @@ def main():
         runs_dir=runs_dir, runs_shown=shown(["", str(runs_dir)])[len("evotune "):],
     )
     cells = check_page(text)
-    path = docs_root / "results.md"
     path.write_text(text)
     log(f"wrote {path} ({cells} numeric cells) in {time.time() - started:.0f} s; part times: "
         + ", ".join(f"{n} {s:.0f} s" for n, s in timings))

@@ -455,9 +455,125 @@ def findings(sc, runs, p2runs, p4, d):
 # the page
 
 
-def sections(sc, parts, d, p1runs, p2runs, p4, repo):
-    """The page's sections after its head: those of `parts`, the findings, and (except at the quick
-    scale) docs/results_discussion.md of `repo`. Run arguments as for [`findings`]."""
+# ---------------------------------------------------------------------------------------------
+# part 6: QES
+
+P6_HEADING = "## 6. QES"
+
+
+def part6(sc, runs, configs, sweep, provenance=""):
+    """Section 6 from part 6's runs {(key, seed): run dir}: QES on the codes against f32 ES and low rank
+    (`configs`: (key, label, options, seeds)), and the α sweep (`sweep`: (key, codes, σ, α, β))."""
+    lines = [f"{P6_HEADING}: fine-tuning the quantized codes (issue #19)\n"]
+    if provenance:
+        lines.append(provenance)
+    have = [c for c in configs if any((c[0], s) in runs for s in c[3])]
+    if not have:
+        return "\n".join(lines) + "\nNot run.\n"
+    lines.append(
+        f"`arith` as in part 2 ({sc.train_size} training prompts per iteration, {sc.test_size} test items, "
+        f"N = {sc.p2_population}, the same priors), {sc.p6_iterations} iterations, evaluated every "
+        f"{sc.p6_eval_every}. QES trains the GGUF's own codes (Q4_1 matrices and the Q8_0 tied embedding for "
+        f"\"4-bit\"; every matrix converted to Q8_0 for \"8-bit\"), σ in code steps; the f32 rows train f32 master "
+        f"weights. Test accuracy @0 differs because QES evaluates the quantized forward, ES the f32 one. "
+        f"‖θ_T−θ0‖ is in real units for both (a moved code moves its weight by the block scale). Cells are mean ± "
+        f"sample sd over the seeds listed.\n"
+    )
+    rows = []
+    for key, label, _, seeds in have:
+        done = [s for s in seeds if (key, s) in runs]
+        acc0, acc1, r1, rT, kl, drift, moved, spi, wall = ([] for _ in range(9))
+        for seed in done:
+            its, evs = metrics(runs[(key, seed)])
+            acc0.append(evs[0]["target"]["accuracy"])
+            acc1.append(evs[-1]["target"]["accuracy"])
+            r1.append(its[0]["reward_mean"])
+            rT.append(its[-1]["reward_mean"])
+            kl.append(prior_score(evs[-1], "kl") if "kl" in sc.priors else float("nan"))
+            drift.append(evs[-1]["drift"]["total"])
+            if evs[-1].get("codes_moved"):
+                moved.append(100.0 * evs[-1]["codes_moved"]["fraction"])
+            spi.append(statistics.mean(m["seconds"] for m in its))
+            wall.append(sum(m["seconds"] for m in its) + sum(e["seconds"] for e in evs))
+        rows.append([label, ", ".join(map(str, done)), mean_spread(acc0), mean_spread(acc1), mean_spread(r1),
+                     mean_spread(rT), mean_spread(kl, 4), mean_spread(drift, 2),
+                     mean_spread(moved, 4) if moved else "–", mean_spread(spi, 1), fmt(statistics.mean(wall), 0)])
+    lines.append(table(["configuration", "seeds", "test acc. @0", "test acc. @T", "pop. reward @1", "pop. reward @T",
+                        "KL @T", "‖θ_T−θ0‖", "codes moved @T (%)", "s/iteration", "wall s (mean)"], rows))
+    priors = [p for p in sc.priors if not p.startswith("kl")]
+    if priors:
+        lines.append("\nPrior suites, accuracy at 0 → at T (mean over seeds):\n\n")
+        rows = []
+        for key, label, _, seeds in have:
+            row = [label]
+            for p in priors:
+                a0, aT = [], []
+                for seed in [s for s in seeds if (key, s) in runs]:
+                    _, evs = metrics(runs[(key, seed)])
+                    a0.append(prior_score(evs[0], p))
+                    aT.append(prior_score(evs[-1], p))
+                row.append(f"{fmt(statistics.mean(a0))} → {fmt(statistics.mean(aT))}")
+            rows.append(row)
+        lines.append(table(["configuration"] + priors, rows))
+    lines.append("\nPopulation mean reward over iterations (mean over seeds):\n\n")
+    rows = []
+    for t in range(1, sc.p6_iterations + 1):
+        row = [t]
+        for key, _, _, seeds in have:
+            vals = [m["reward_mean"] for s in seeds if (key, s) in runs for m in metrics(runs[(key, s)])[0]
+                    if m["iteration"] == t]
+            row.append(mean_spread(vals) if vals else "")
+        rows.append(row)
+    lines.append(table(["iteration"] + [c[1] for c in have], rows))
+    sw = [(k, codes, sg, a, b) for k, codes, sg, a, b in sweep if (k, sc.p6_seeds[0]) in runs]
+    if sw:
+        lines.append(
+            f"\nσ/α sweep, seed {sc.p6_seeds[0]}, target only (no priors), evaluated at 0 and {sc.p6_iterations}; "
+            f"\"codes stepped\" is the number of codes the update moved at each iteration (first, mean of the rest):\n\n")
+        rows = []
+        for k, codes, sg, a, b in sw:
+            its, evs = metrics(runs[(k, sc.p6_seeds[0])])
+            stepped = [m.get("codes_stepped") for m in its if m.get("codes_stepped") is not None]
+            rest = f"{statistics.mean(stepped[1:]):.0f}" if len(stepped) > 1 else "–"
+            rows.append([("4-bit" if codes == "native" else "8-bit"), f"{sg:g}", f"{a:g}", f"{b:g}",
+                         fmt(evs[0]["target"]["accuracy"]), fmt(evs[-1]["target"]["accuracy"]),
+                         fmt(its[0]["reward_mean"]), fmt(its[-1]["reward_mean"]), fmt(evs[-1]["drift"]["total"], 2),
+                         fmt(100.0 * evs[-1]["codes_moved"]["fraction"], 4) if evs[-1].get("codes_moved") else "–",
+                         f"{stepped[0]}" if stepped else "–", rest])
+        lines.append(table(["codes", "σ", "α", "β", "test acc. @0", "test acc. @T", "pop. reward @1", "pop. reward @T",
+                            "‖θ_T−θ0‖", "codes moved @T (%)", "codes stepped @1", "codes stepped, mean of the rest"],
+                           rows))
+    notes = Path(__file__).resolve().parent.parent / "docs" / "results_qes.md"
+    if sc.name != "quick" and notes.exists():
+        lines.append("\n" + notes.read_text())
+    return "\n".join(lines)
+
+
+def provenance(cmdline, version, repo, runner):
+    """How part 6 was made when its section is spliced into an existing page: command, version,
+    machine, date, and its runs' commands."""
+    out = [
+        f"Generated by `{cmdline}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{version}`, git commit "
+        f"{git_commit(repo)}; {machine()}. The other sections are from the invocation in the page head. Commands "
+        "of this part's runs:\n",
+        "```",
+        *[runner.commands[k] for k in sorted(runner.commands)],
+        "```\n",
+    ]
+    return "\n".join(out)
+
+
+def splice_part6(text, section):
+    """The page `text` with its part 6 section (from its heading to the end) replaced by `section`, or
+    with `section` appended."""
+    at = text.find(P6_HEADING)
+    head = text[:at] if at >= 0 else text.rstrip("\n") + "\n\n"
+    return head + section.rstrip("\n") + "\n"
+
+
+def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_sweep=()):
+    """The page's sections after its head: those of `parts`, the findings, (except at the quick
+    scale) docs/results_discussion.md of `repo`, and part 6. Run arguments as for [`findings`]."""
     out = []
     if 1 in parts:
         out.append(part1(sc, p1runs, d))
@@ -471,6 +587,8 @@ def sections(sc, parts, d, p1runs, p2runs, p4, repo):
     discussion = Path(repo) / "docs" / "results_discussion.md"
     if sc.name != "quick" and discussion.exists():
         out.append(discussion.read_text())
+    if 6 in parts:
+        out.append(part6(sc, p6, p6_configs, p6_sweep))
     return out
 
 

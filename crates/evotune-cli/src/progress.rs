@@ -49,7 +49,10 @@ pub fn eval_summary(line: &EvalLine) -> String {
             None => parts.push(format!("{} {:.1}%", p.task, 100.0 * p.accuracy)),
         }
     }
-    format!("eval @ {:>4}: {} | ‖θ−θ0‖ {:.4}", line.iteration, parts.join(" | "), line.drift.total)
+    let codes = line.codes_moved.map_or(String::new(), |c| {
+        format!(" | codes moved {} of {} ({:.4}%)", c.changed, c.total, 100.0 * c.fraction)
+    });
+    format!("eval @ {:>4}: {} | ‖θ−θ0‖ {:.4}{codes}", line.iteration, parts.join(" | "), line.drift.total)
 }
 
 impl Progress for Terminal {

@@ -241,3 +241,34 @@ fn a_killed_rank_stops_the_job_and_resume_completes_it() {
 fn trajectory_len(run: &Path) -> usize {
     std::fs::read_to_string(run.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0)
 }
+
+/// QES (codes of the GGUF, AWD-l2 so the base codes are read too): 2 ranks, and 3 ranks then one
+/// process, give the single process's trajectory, checkpoints (the decoded codes) and eval lines.
+#[test]
+fn qes_ranks_match_a_single_process_bit_for_bit() {
+    let _serial = serial();
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let qes = |out: &Path, iterations: u64| {
+        let mut v = train_args(&model, out, iterations);
+        v.extend(strings(&["--method", "qes", "--awd", "l2", "--awd-lambda", "10"]));
+        v
+    };
+    let single = tmp.path().join("single");
+    run(evotune().args(qes(&single, ITERATIONS)));
+    let last = read_lines(&single.join("metrics.jsonl")).into_iter().rfind(|l| l["type"] == "iteration").unwrap();
+    assert!(last["drift"].as_f64().unwrap() > 0.0, "the codes did not move: {last}");
+    let same = |run: &Path, k: u64, what: &str| {
+        assert_eq!(trajectory(run, usize::MAX), trajectory(&single, k as usize), "{what}: trajectory");
+        assert!(checkpoint(run, k) == checkpoint(&single, k), "{what}: codes at iteration {k} differ");
+        assert_eq!(eval_lines(run, k), eval_lines(&single, k), "{what}: eval lines");
+    };
+    let two = tmp.path().join("mpi2");
+    run(mpirun(2).args(qes(&two, ITERATIONS)));
+    same(&two, ITERATIONS, "2 ranks");
+    let three = tmp.path().join("k3then1");
+    run(mpirun(3).args(qes(&three, 1)));
+    same(&three, 1, "3 ranks, 1 iteration");
+    run(evotune().args(resume_args(&three, ITERATIONS)));
+    same(&three, ITERATIONS, "3 ranks, then 1 process");
+}

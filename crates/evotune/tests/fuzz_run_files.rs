@@ -57,6 +57,7 @@ fn seed_files() -> (String, String, String) {
             priors: vec![score("capitals", 0.7), score("kl", f64::NAN)],
             drift: drift.clone(),
             seconds: 1.5,
+            codes_moved: None,
         }),
         MetricsLine::Iteration(IterationLine {
             iteration: 1,
@@ -68,6 +69,7 @@ fn seed_files() -> (String, String, String) {
             eval_seconds: 1.0,
             update_seconds: 0.5,
             seconds: 1.6,
+            codes_stepped: None,
         }),
     ];
     let metrics: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();

@@ -21,6 +21,9 @@ pub struct IterationLine {
     pub eval_seconds: f64,
     pub update_seconds: f64,
     pub seconds: f64,
+    /// QES: codes this step moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codes_stepped: Option<u64>,
 }
 
 impl IterationLine {
@@ -47,6 +50,23 @@ pub struct EvalLine {
     pub priors: Vec<TaskScore>,
     pub drift: Drift,
     pub seconds: f64,
+    /// QES: how many codes differ from the base codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codes_moved: Option<CodesMoved>,
+}
+
+/// Codes that differ from the base, of how many, and the fraction.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodesMoved {
+    pub changed: u64,
+    pub total: u64,
+    pub fraction: f64,
+}
+
+impl CodesMoved {
+    pub fn new(changed: u64, total: u64) -> CodesMoved {
+        CodesMoved { changed, total, fraction: changed as f64 / total.max(1) as f64 }
+    }
 }
 
 /// One line of `metrics.jsonl`.

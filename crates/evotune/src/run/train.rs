@@ -25,7 +25,7 @@ use crate::run::config::{Method, PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
 use crate::run::eval_split::evaluate_split;
 use crate::run::fitness::member_rewards;
-use crate::run::metrics::{EvalLine, IterationLine, MetricsLine};
+use crate::run::metrics::{CodesMoved, EvalLine, IterationLine, MetricsLine};
 use crate::run::qes_step::{QesRun, QesState};
 use crate::tasks::{self, PriorTask, Task, TaskOptions};
 
@@ -279,7 +279,7 @@ impl<'c> Trainer<'c> {
         let t = self.learner.iteration();
         let target = self.tasks.target.as_ref();
         let items = tasks::minibatch(target.train(), target.minibatch_size(), self.tasks.opts.seed, t);
-        let (step, rewards, eval_seconds, update_seconds) = match &mut self.learner {
+        let (step, rewards, eval_seconds, update_seconds, codes_stepped) = match &mut self.learner {
             Learner::Es { strategy, state, member_theta } => {
                 let pop = strategy.ask(state);
                 let mine = comm::share(pop.members.len(), self.comm.rank(), self.comm.size());
@@ -307,17 +307,18 @@ impl<'c> Trainer<'c> {
                 {
                     check_replicas(self.comm, state.iteration, &state.theta.tensor_checksums(), state.theta.layout())?;
                 }
-                (step, rewards, eval_seconds, update_seconds)
+                (step, rewards, eval_seconds, update_seconds, None)
             }
             Learner::Qes(q) => {
-                let (step, _, update_seconds) =
+                let (step, stats, update_seconds) =
                     q.state.step(&self.model, &q.run, target, &items, &mut GenerateStats::default(), self.comm)?;
                 if self.comm.size() > 1 && self.cfg.checksum_every > 0 && q.state.iteration % self.cfg.checksum_every == 0
                 {
                     check_replicas(self.comm, q.state.iteration, &q.state.store.tensor_checksums(), q.state.store.layout())?;
                 }
                 let rewards = step.rewards.clone();
-                (step, rewards, t_start.elapsed().as_secs_f64() - update_seconds, update_seconds)
+                let eval_seconds = t_start.elapsed().as_secs_f64() - update_seconds;
+                (step, rewards, eval_seconds, update_seconds, Some(stats.moved))
             }
         };
         let k = self.learner.iteration();
@@ -334,6 +335,7 @@ impl<'c> Trainer<'c> {
                 eval_seconds,
                 update_seconds,
                 seconds: t_start.elapsed().as_secs_f64(),
+                codes_stepped,
             };
             self.dir.append_line(dir::METRICS, &MetricsLine::Iteration(line.clone()))?;
             progress.iteration(&line);
@@ -369,20 +371,22 @@ impl<'c> Trainer<'c> {
         else {
             return Ok(());
         };
-        let drift = match &self.learner {
+        let (drift, codes_moved) = match &self.learner {
             // One pass over the codes gives both the drift and the count of moved codes.
             Learner::Qes(q) => {
-                let (drift, moved, codes) = code_drift(&q.state.store, &q.state.base);
-                progress.message(&format!(
-                    "codes moved from the base: {moved} of {codes} ({:.4}%)",
-                    100.0 * moved as f64 / codes.max(1) as f64
-                ));
-                drift
+                let (drift, changed, total) = code_drift(&q.state.store, &q.state.base);
+                (drift, Some(CodesMoved::new(changed, total)))
             }
-            Learner::Es { .. } => self.learner.drift()?,
+            Learner::Es { .. } => (self.learner.drift()?, None),
         };
-        let line =
-            EvalLine { iteration: self.learner.iteration(), target, priors, drift, seconds: t.elapsed().as_secs_f64() };
+        let line = EvalLine {
+            iteration: self.learner.iteration(),
+            target,
+            priors,
+            drift,
+            seconds: t.elapsed().as_secs_f64(),
+            codes_moved,
+        };
         self.dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
         progress.eval(&line);
         self.first_eval.get_or_insert(line.clone());
