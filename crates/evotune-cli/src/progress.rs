@@ -49,9 +49,9 @@ pub fn eval_summary(line: &EvalLine) -> String {
             None => parts.push(format!("{} {:.1}%", p.task, 100.0 * p.accuracy)),
         }
     }
-    let codes = line.codes_moved.map_or(String::new(), |c| {
-        format!(" | codes moved {} of {} ({:.4}%)", c.changed, c.total, 100.0 * c.fraction)
-    });
+    let codes = line
+        .codes_moved
+        .map_or(String::new(), |c| format!(" | codes moved {} of {} ({:.4}%)", c.changed, c.total, 100.0 * c.fraction));
     format!("eval @ {:>4}: {} | ‖θ−θ0‖ {:.4}{codes}", line.iteration, parts.join(" | "), line.drift.total)
 }
 

@@ -46,7 +46,8 @@ fn quick_mode_runs_every_part_and_the_drift_law_holds() {
         .expect("run python3 scripts/results.py");
     assert!(status.success(), "results.py --quick failed: {status}");
     let page = std::fs::read_to_string(out.path().join("results.md")).unwrap();
-    for heading in ["## 1. Drift law", "## 2. Target learning", "## 3. Forgetting", "## 4. λ sweep", "## 5. Findings"]
+    for heading in
+        ["## 1. Drift law", "## 2. Target learning", "## 3. Forgetting", "## 4. λ sweep", "## 5. Findings", "## 6. QES"]
     {
         assert!(page.contains(heading), "the page lacks `{heading}`");
     }
@@ -61,6 +62,14 @@ fn quick_mode_runs_every_part_and_the_drift_law_holds() {
     }
     // Part 4's table has a row per λ (0, each kind's default, and the sweep's extra one of each).
     assert_eq!(table_after(&page, "## 4. λ sweep").len(), 5);
+    // Part 6: f32 full and low rank, QES with and without feedback, 8-bit QES; the codes-moved column
+    // is a percentage for the QES rows only.
+    let rows = table_after(&page, "## 6. QES");
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for r in &rows {
+        let is_qes = r[0].starts_with("QES");
+        assert_eq!(r[8].parse::<f64>().is_ok(), is_qes, "{r:?}");
+    }
     for png in ["p1/drift.png", "p2-s1/target_reward.png", "p2-s1/prior_capitals.png"] {
         let p = out.path().join("results").join(png);
         assert!(std::fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "missing plot {}", p.display());

@@ -84,7 +84,7 @@ fn walk(p: &QesParams, steps: u64, e0: bool) -> (Vec<f64>, f64, Vec<f64>) {
         let pairs: f64 = c.chunks(2).map(|k| (k[0] as f64 - k[1] as f64).powi(2)).sum();
         v.push((p.alpha as f64 / SIGMA).powi(2) * pz * pairs);
         let step = Step { iteration: t, members: &members, coefficients: &c, moves: &moves };
-        qes::apply(&mut s, &mut e, Some(&base), &step, p);
+        qes::apply(&mut s, &mut e, Some(&base), &step, p).unwrap();
         msd.push(position(&s, &e).0);
     }
     let zeros = position(&s, &e).1;

@@ -6,12 +6,12 @@ mod support;
 
 use evotune::es::noise::NoiseMode;
 use evotune::es::qes::{QesParams, ResidualKind};
-use evotune::es::Awd;
 use evotune::es::shaping::{NonFinitePolicy, Shaping};
+use evotune::es::Awd;
 use evotune::model::generate::GenerateStats;
 use evotune::model::{load_weights, LoadedWeights, Model, QuantizedParams, WeightFormat};
 use evotune::run::comm::SingleProcess;
-use evotune::run::qes_step::{QesRun, QesState};
+use evotune::run::qes_step::{FileCodes, QesRun, QesState};
 use evotune::tasks::{target_task, Item, TaskOptions};
 
 fn load() -> Option<(Model, QuantizedParams)> {
@@ -43,7 +43,7 @@ fn qes_iterations_are_reproducible_for_any_threads_and_by_replay() {
     let run_with = |run: &QesRun, threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut state = QesState::new(base.clone(), run);
+            let mut state = QesState::new(base.clone(), Box::new(base.clone()), run);
             let mut out = Vec::new();
             for _ in 0..2 {
                 let (rec, st, _) = state
@@ -54,14 +54,19 @@ fn qes_iterations_are_reproducible_for_any_threads_and_by_replay() {
             (state, out)
         })
     };
+    // The replay anchors at the base codes re-read from the model file (as training does), the
+    // runs above at an in-memory copy: equal states show the two give the same codes.
     let replayed = |run: &QesRun, records: &[(evotune::es::StepRecord, _)]| {
-        let mut state = QesState::new(base.clone(), run);
+        let file = FileCodes { theta0: model.theta0.clone(), format: WeightFormat::Quantized };
+        let mut state = QesState::new(base.clone(), Box::new(file), run);
         let records: Vec<_> = records.iter().map(|(r, _)| r.clone()).collect();
         state.replay(run, &records, u64::MAX).unwrap();
         state
     };
     // Both residual storages, and AWD-l1 (which reads the base codes at every code).
-    let replay = QesRun { residual: ResidualKind::Replay, window: 1, ..RUN };
+    // (A replayed e starts at 0, without the stored one's U(−½, ½) phase: α/σ = 1 moves codes at once.)
+    let replay =
+        QesRun { residual: ResidualKind::Replay, window: 1, update: QesParams { alpha: 0.01, ..RUN.update }, ..RUN };
     let awd = QesRun { update: QesParams { awd: Awd::L1 { lambda: 50.0 }, ..RUN.update }, ..RUN };
     for (what, run) in [("stored", RUN), ("replay", replay), ("awd-l1", awd)] {
         let (s1, r1) = run_with(&run, 1);

@@ -57,8 +57,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 let (m, w, _) = evotune::model::load_weights(&model, WeightFormat::Quantized)
                     .with_context(|| format!("loading model {model} (quantized)"))?;
                 let evotune::model::LoadedWeights::Quantized(store) = w else { unreachable!("quantized weights") };
-                let r =
-                    pool.install(|| evotune::run::bench_qes::bench_qes_iteration(&m, store, population, residual, iterations))?;
+                let r = pool.install(|| {
+                    evotune::run::bench_qes::bench_qes_iteration(&m, store, population, residual, iterations)
+                })?;
                 text.line(format_args!("{r}\n"));
                 Some(r)
             } else {

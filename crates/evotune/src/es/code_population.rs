@@ -51,7 +51,14 @@ fn weight_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
 /// Member `m`'s moves of matrix `q` (tensor `id` of shape `shape`) at noise scale σ: drawn from
 /// the stream of (`noise`, m's noise id, `id`), the opposite moves for a mirrored member, and
 /// the moves that would take a code outside its range dropped.
-pub fn member_moves(q: &QMatrix, noise: &IterationNoise, m: &Member, id: usize, shape: &[usize], sigma: f64) -> CodeNoise {
+pub fn member_moves(
+    q: &QMatrix,
+    noise: &IterationNoise,
+    m: &Member,
+    id: usize,
+    shape: &[usize],
+    sigma: f64,
+) -> CodeNoise {
     let key = noise.key(m.noise_id, id, shape);
     let mut u = CodeNoise::draw(&key, q.rows() * q.cols(), sigma, if m.sign < 0.0 { -1 } else { 1 });
     let (k, f) = (q.cols(), q.format());

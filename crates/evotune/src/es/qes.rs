@@ -44,6 +44,7 @@
 //! Every code's update reads only its own ĝ, e, c and c0, in a fixed order, so any split over
 //! threads gives the same codes and residual bit for bit.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use rayon::prelude::*;
@@ -53,6 +54,7 @@ use super::code_noise::CodeNoise;
 use super::code_population::member_moves;
 use super::noise::{splitmix64, IterationNoise, NoiseMode};
 use super::population::Member;
+use crate::kernels::QMatrix;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
 
@@ -100,6 +102,23 @@ pub enum Residual {
     Replay { window: usize, seed: u64, mode: NoiseMode, steps: VecDeque<WindowStep> },
 }
 
+/// The codes a run started from, one matrix at a time: the AWD anchor and the drift's origin.
+/// A store in memory lends its matrices; a source file re-reads them on demand (no second copy of
+/// the codes held during training).
+pub trait BaseCodes: Sync {
+    /// Matrix `id` (a quantized tensor of the store being trained).
+    fn matrix(&self, id: usize) -> crate::error::Result<Cow<'_, QMatrix>>;
+}
+
+impl BaseCodes for QuantizedParams {
+    fn matrix(&self, id: usize) -> crate::error::Result<Cow<'_, QMatrix>> {
+        match self.stored(id) {
+            Stored::Quant(q) => Ok(Cow::Borrowed(q)),
+            Stored::F32(_) => panic!("base tensor {id} is not quantized"),
+        }
+    }
+}
+
 /// One step as the replayed residual needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowStep {
@@ -141,7 +160,14 @@ impl Residual {
     }
 
     /// The residual a run of `kind` starts from.
-    pub fn new(kind: ResidualKind, window: usize, store: &QuantizedParams, seed: u64, mode: NoiseMode, feedback: bool) -> Self {
+    pub fn new(
+        kind: ResidualKind,
+        window: usize,
+        store: &QuantizedParams,
+        seed: u64,
+        mode: NoiseMode,
+        feedback: bool,
+    ) -> Self {
         match kind {
             ResidualKind::Stored => Residual::init(store, seed, feedback),
             ResidualKind::Replay => Residual::replay(window, seed, mode),
@@ -160,10 +186,9 @@ impl Residual {
     pub fn bytes(&self) -> usize {
         match self {
             Residual::Stored(t) => t.iter().map(Vec::len).sum(),
-            Residual::Replay { steps, .. } => steps
-                .iter()
-                .map(|s| s.members.len() * std::mem::size_of::<Member>() + s.coefficients.len() * 4)
-                .sum(),
+            Residual::Replay { steps, .. } => {
+                steps.iter().map(|s| s.members.len() * std::mem::size_of::<Member>() + s.coefficients.len() * 4).sum()
+            }
         }
     }
 }
@@ -237,14 +262,14 @@ fn gather(g: &mut [f32], start: u32, moves: &[&CodeNoise], coefficients: &[f32])
 }
 
 /// Applies one QES step to `store` and `residual`, anchored (AWD) at `anchor` (the base codes;
-/// needed when `p.awd` is not `None`).
+/// needed when `p.awd` is not `None`). Fails only where the anchor cannot be read.
 pub fn apply(
     store: &mut QuantizedParams,
     residual: &mut Residual,
-    anchor: Option<&QuantizedParams>,
+    anchor: Option<&dyn BaseCodes>,
     step: &Step,
     p: &QesParams,
-) -> QesStats {
+) -> crate::error::Result<QesStats> {
     assert_eq!(step.moves.len(), step.coefficients.len(), "one coefficient per member");
     assert!(p.awd == Awd::None || anchor.is_some(), "AWD needs the anchor codes");
     let inv_sigma = (1.0 / p.sigma) as f32;
@@ -252,10 +277,8 @@ pub fn apply(
     let mut total = QesStats::default();
     for id in 0..layout.len() {
         let Stored::Quant(q) = store.stored_mut(id) else { continue };
-        let base = anchor.map(|a| match a.stored(id) {
-            Stored::Quant(b) => b,
-            Stored::F32(_) => panic!("the anchor's tensor {id} is not quantized"),
-        });
+        let base_matrix = anchor.map(|a| a.matrix(id)).transpose()?;
+        let base = base_matrix.as_deref();
         let (k, range) = (q.cols(), (q.format().min_code(), q.format().max_code()));
         // The replayed window's moves of this tensor, drawn against the current codes.
         let window: Vec<(Vec<CodeNoise>, Vec<f32>)> = match &*residual {
@@ -345,18 +368,22 @@ pub fn apply(
             steps.pop_front();
         }
     }
-    total
+    Ok(total)
 }
 
 /// ‖θ − θ0‖ in real units between `store` and the `base` codes it started from (a moved code
 /// moves its weight by d·Δc), per layer, kind and tensor; and how many codes differ, of how many.
-pub fn code_drift(store: &QuantizedParams, base: &QuantizedParams) -> (super::drift::Drift, u64, u64) {
+pub fn code_drift(
+    store: &QuantizedParams,
+    base: &dyn BaseCodes,
+) -> crate::error::Result<(super::drift::Drift, u64, u64)> {
     let layout = store.layout();
     let per: Vec<(f64, u64, u64)> = (0..layout.len())
         .into_par_iter()
-        .map(|id| match (store.stored(id), base.stored(id)) {
-            (Stored::Quant(q), Stored::Quant(b)) => {
-                let changed = q.changed_codes(b);
+        .map(|id| match store.stored(id) {
+            Stored::Quant(q) => {
+                let b = base.matrix(id)?;
+                let changed = q.changed_codes(&b);
                 let sq = changed
                     .iter()
                     .map(|&(r, i, c)| {
@@ -364,13 +391,13 @@ pub fn code_drift(store: &QuantizedParams, base: &QuantizedParams) -> (super::dr
                         (d * (c - b.code(r, i)) as f64).powi(2)
                     })
                     .sum();
-                (sq, changed.len() as u64, (q.rows() * q.cols()) as u64)
+                Ok((sq, changed.len() as u64, (q.rows() * q.cols()) as u64))
             }
-            _ => (0.0, 0, 0),
+            Stored::F32(_) => Ok((0.0, 0, 0)),
         })
-        .collect();
+        .collect::<crate::error::Result<_>>()?;
     let drift = super::drift::from_squares(layout, per.iter().map(|p| p.0).collect());
-    (drift, per.iter().map(|p| p.1).sum(), per.iter().map(|p| p.2).sum())
+    Ok((drift, per.iter().map(|p| p.1).sum(), per.iter().map(|p| p.2).sum()))
 }
 
 /// Codes per parallel chunk of the update (whole rows).
@@ -417,7 +444,7 @@ mod tests {
     ) -> QesStats {
         let members: Vec<Member> =
             (0..coefficients.len()).map(|i| Member { index: i, noise_id: i as u32, sign: 1.0 }).collect();
-        apply(s, e, None, &Step { iteration: 0, members: &members, coefficients, moves }, p)
+        apply(s, e, None, &Step { iteration: 0, members: &members, coefficients, moves }, p).unwrap()
     }
 
     fn code(s: &QuantizedParams, i: usize) -> i32 {

@@ -415,67 +415,79 @@ impl Theta0 {
     /// one at a time and their file pages released, so the peak is the packed store plus one
     /// tensor. Returns notes naming each conversion.
     pub fn read_quantized(&self, format: WeightFormat) -> Result<(QuantizedParams, Vec<String>)> {
-        let Source::Gguf { file, tensors } = &self.source else {
+        let Source::Gguf { file, .. } = &self.source else {
             return Err(Error::CorruptModel {
                 path: self.path().to_path_buf(),
                 problem: "only a GGUF file has quantized blocks to read".into(),
             });
         };
-        let converted = std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new());
-        let stored = (0..self.layout.len())
+        let read = (0..self.layout.len())
             .into_par_iter()
-            .map(|id| {
-                let info = self.layout.info(id);
-                let src = &tensors[id];
-                let t = &file.tensors[src.index];
-                let [rows, cols] = info.shape[..] else {
-                    let mut v = vec![0.0f32; info.len];
-                    self.read_tensor(id, &mut v)?;
-                    return Ok(Stored::F32(v));
-                };
-                let native = quant::native_qformat(t.ggml_type)
-                    .filter(|f| format == WeightFormat::Quantized || *f == kernels::QFormat::Q8_0);
-                let is_float =
-                    matches!(t.ggml_type, quant::GgmlType::F32 | quant::GgmlType::F16 | quant::GgmlType::BF16);
-                let out = if native.is_some() {
-                    Stored::Quant(quant::pack_qmatrix(
-                        t.ggml_type,
-                        file.tensor_bytes(t)?,
-                        rows,
-                        cols,
-                        |r| file_row(r, rows, src.unpermute_heads),
-                        &file.path,
-                        &t.name,
-                    )?)
-                } else if is_float && format == WeightFormat::Quantized {
-                    let mut v = vec![0.0f32; info.len];
-                    self.read_tensor(id, &mut v)?;
-                    Stored::F32(v)
-                } else {
-                    if cols % kernels::quant_matrix::QK != 0 {
-                        return Err(Error::QuantizedPath {
-                            path: file.path.clone(),
-                            tensor: t.name.clone(),
-                            problem: format!("rows of {cols} values are not whole blocks of 32 for Q8_0"),
-                            instead: "use `--weights f32`".into(),
-                        });
-                    }
-                    let mut v = vec![0.0f32; info.len];
-                    self.read_tensor(id, &mut v)?;
-                    *converted.lock().unwrap().entry(t.ggml_type.name()).or_default() += 1;
-                    Stored::Quant(kernels::QMatrix::quantize_q8_0(&v, rows, cols))
-                };
-                file.release(t);
-                Ok(out)
-            })
-            .collect::<Result<Vec<Stored>>>()?;
+            .map(|id| self.read_quantized_tensor(id, format))
+            .collect::<Result<Vec<(Stored, Option<String>)>>>()?;
+        let mut converted = std::collections::BTreeMap::<String, usize>::new();
+        for ty in read.iter().filter_map(|(_, ty)| ty.clone()) {
+            *converted.entry(ty).or_default() += 1;
+        }
         let notes = converted
-            .into_inner()
-            .unwrap()
             .into_iter()
             .map(|(ty, n)| format!("{}: {n} {ty} matrices converted to Q8_0 at load", file.path.display()))
             .collect();
-        Ok((QuantizedParams::new(self.layout.clone(), stored), notes))
+        Ok((QuantizedParams::new(self.layout.clone(), read.into_iter().map(|(s, _)| s).collect()), notes))
+    }
+
+    /// Tensor `id` of θ0 as [`Theta0::read_quantized`] packs it in `format`, with the GGML type
+    /// it was converted to Q8_0 from (`None` when kept as it is). From an HF source every matrix
+    /// is quantized to Q8_0 (rows that are not whole 32-blocks stay f32), as the loader does.
+    pub fn read_quantized_tensor(&self, id: usize, format: WeightFormat) -> Result<(Stored, Option<String>)> {
+        let info = self.layout.info(id);
+        let read_f32 = || -> Result<Vec<f32>> {
+            let mut v = vec![0.0f32; info.len];
+            self.read_tensor(id, &mut v)?;
+            Ok(v)
+        };
+        let Source::Gguf { file, tensors } = &self.source else {
+            return Ok(match info.shape[..] {
+                [rows, cols] if cols % kernels::quant_matrix::QK == 0 => {
+                    (Stored::Quant(kernels::QMatrix::quantize_q8_0(&read_f32()?, rows, cols)), None)
+                }
+                _ => (Stored::F32(read_f32()?), None),
+            });
+        };
+        let src = &tensors[id];
+        let t = &file.tensors[src.index];
+        let [rows, cols] = info.shape[..] else {
+            return Ok((Stored::F32(read_f32()?), None));
+        };
+        let native = quant::native_qformat(t.ggml_type)
+            .filter(|f| format == WeightFormat::Quantized || *f == kernels::QFormat::Q8_0);
+        let is_float = matches!(t.ggml_type, quant::GgmlType::F32 | quant::GgmlType::F16 | quant::GgmlType::BF16);
+        let out = if native.is_some() {
+            let q = quant::pack_qmatrix(
+                t.ggml_type,
+                file.tensor_bytes(t)?,
+                rows,
+                cols,
+                |r| file_row(r, rows, src.unpermute_heads),
+                &file.path,
+                &t.name,
+            );
+            file.release(t);
+            (Stored::Quant(q?), None)
+        } else if is_float && format == WeightFormat::Quantized {
+            (Stored::F32(read_f32()?), None)
+        } else {
+            if cols % kernels::quant_matrix::QK != 0 {
+                return Err(Error::QuantizedPath {
+                    path: file.path.clone(),
+                    tensor: t.name.clone(),
+                    problem: format!("rows of {cols} values are not whole blocks of 32 for Q8_0"),
+                    instead: "use `--weights f32`".into(),
+                });
+            }
+            (Stored::Quant(kernels::QMatrix::quantize_q8_0(&read_f32()?, rows, cols)), Some(t.ggml_type.name()))
+        };
+        Ok(out)
     }
 
     /// Writes the source GGUF to `out` with the codes of `tuned` (a QES run's codes, built by

@@ -9,14 +9,14 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::es::noise::NoiseMode;
 use crate::es::qes::{QesParams, ResidualKind, DEFAULT_REPLAY_WINDOW};
-use crate::es::Awd;
 use crate::es::shaping::{NonFinitePolicy, Shaping};
+use crate::es::Awd;
 use crate::kernels::machine::Machine;
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, QuantizedParams};
 use crate::run::bench::{peak_rss_bytes, reference_items};
 use crate::run::comm::SingleProcess;
-use crate::run::qes_step::{QesRun, QesState};
+use crate::run::qes_step::{FileCodes, QesRun, QesState};
 use crate::tasks::{eval, Item};
 
 /// Figures of the QES mode, averaged over the timed iterations.
@@ -97,7 +97,8 @@ pub fn bench_qes_iteration(
         residual,
         window: DEFAULT_REPLAY_WINDOW,
     };
-    let mut state = QesState::new(store, &run);
+    let file = FileCodes { theta0: model.theta0.clone(), format: crate::model::WeightFormat::Quantized };
+    let mut state = QesState::new(store, Box::new(file), &run);
     let (mut total, mut eval_s, mut update_s, mut moved, mut reward) = (0.0, 0.0, 0.0, 0u64, 0.0f32);
     let mut stats = GenerateStats::default();
     for it in 0..=iterations {

@@ -14,16 +14,24 @@
 //! (seed, t, member, tensor) and of the codes at t, so [`QesState::replay`] rebuilds the codes and
 //! the residual bit for bit from the same records.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
+use crate::es::code_noise::CodeNoise;
 use crate::es::code_population::CodePopulation;
 use crate::es::noise::{IterationNoise, NoiseMode};
 use crate::es::population;
-use crate::es::qes::{self, QesParams, QesStats, Residual, ResidualKind, Step};
+use crate::es::qes::{self, BaseCodes, QesParams, QesStats, Residual, ResidualKind, Step};
 use crate::es::shaping::{self, NonFinitePolicy, Shaping};
 use crate::es::StepRecord;
+use crate::es::{Awd, Drift};
+use crate::kernels::QMatrix;
 use crate::model::delta::Deltas;
 use crate::model::generate::GenerateStats;
-use crate::model::{Model, QuantizedParams};
+use crate::model::loader::Theta0;
+use crate::model::weights::Stored;
+use crate::model::{Model, QuantizedParams, WeightFormat};
 use crate::run::comm::{self, Comm};
 use crate::tasks::{eval, Item, Task};
 
@@ -68,16 +76,31 @@ impl QesRun {
 pub struct QesState {
     pub store: QuantizedParams,
     pub residual: Residual,
-    pub base: QuantizedParams,
+    pub base: Box<dyn BaseCodes + Send>,
     pub iteration: u64,
 }
 
+/// The base codes re-read from the model file, a matrix at a time, exactly as the loader packed
+/// them (training holds no second copy of the codes).
+pub struct FileCodes {
+    pub theta0: Arc<Theta0>,
+    pub format: WeightFormat,
+}
+
+impl BaseCodes for FileCodes {
+    fn matrix(&self, id: usize) -> Result<Cow<'_, QMatrix>> {
+        match self.theta0.read_quantized_tensor(id, self.format)?.0 {
+            Stored::Quant(q) => Ok(Cow::Owned(q)),
+            Stored::F32(_) => panic!("base tensor {id} is not quantized"),
+        }
+    }
+}
+
 impl QesState {
-    /// Iteration 0 of `run` on the `base` codes.
-    pub fn new(base: QuantizedParams, run: &QesRun) -> QesState {
-        let residual =
-            Residual::new(run.residual, run.window, &base, run.seed, run.noise, run.update.feedback);
-        QesState { store: base.clone(), residual, base, iteration: 0 }
+    /// Iteration 0 of `run` on `store`, whose codes `base` gives again.
+    pub fn new(store: QuantizedParams, base: Box<dyn BaseCodes + Send>, run: &QesRun) -> QesState {
+        let residual = Residual::new(run.residual, run.window, &store, run.seed, run.noise, run.update.feedback);
+        QesState { store, residual, base, iteration: 0 }
     }
 
     /// Applies the logged steps from the current iteration up to `upto` again (resume, replay):
@@ -89,7 +112,7 @@ impl QesState {
             }
             let moves =
                 CodePopulation::new(&self.store, &run.noise(r.iteration), &r.members, run.update.sigma).into_moves();
-            self.apply(run, r, &moves);
+            self.apply(run, r, &moves)?;
         }
         Ok(())
     }
@@ -112,8 +135,7 @@ impl QesState {
         let members = population::members(run.population, run.mirrored, iteration).members;
         let pop = CodePopulation::new(&self.store, &run.noise(iteration), &members, run.update.sigma);
         // A task whose reward ignores the model (`random`) generates nothing.
-        let free: Option<Vec<f32>> =
-            members.iter().map(|m| task.reward_without_model(iteration, m.index)).collect();
+        let free: Option<Vec<f32>> = members.iter().map(|m| task.reward_without_model(iteration, m.index)).collect();
         let rewards = match free {
             Some(r) => r,
             None => {
@@ -126,16 +148,22 @@ impl QesState {
         let t = std::time::Instant::now();
         let moves = pop.into_moves();
         let record = StepRecord { iteration, members, rewards, coefficients };
-        let st = self.apply(run, &record, &moves);
+        let st = self.apply(run, &record, &moves)?;
         Ok((record, st, t.elapsed().as_secs_f64()))
     }
 
-    fn apply(&mut self, run: &QesRun, r: &StepRecord, moves: &[Vec<crate::es::code_noise::CodeNoise>]) -> QesStats {
+    fn apply(&mut self, run: &QesRun, r: &StepRecord, moves: &[Vec<CodeNoise>]) -> Result<QesStats> {
         let step = Step { iteration: r.iteration, members: &r.members, coefficients: &r.coefficients, moves };
-        let anchor = (run.update.awd != crate::es::Awd::None).then_some(&self.base);
-        let st = qes::apply(&mut self.store, &mut self.residual, anchor, &step, &run.update);
+        let anchor = (run.update.awd != Awd::None).then_some(self.base.as_ref() as &dyn BaseCodes);
+        let st = qes::apply(&mut self.store, &mut self.residual, anchor, &step, &run.update)?;
         self.iteration += 1;
-        st
+        Ok(st)
+    }
+
+    /// ‖θ − θ0‖ in real units (per layer, kind, tensor), the codes that differ from the base, and
+    /// the codes there are.
+    pub fn drift(&self) -> Result<(Drift, u64, u64)> {
+        qes::code_drift(&self.store, self.base.as_ref())
     }
 }
 
@@ -164,4 +192,3 @@ fn batch_rewards(
     rewards.resize(mine.len(), 0.0); // no prompts: every member 0
     Ok(rewards)
 }
-

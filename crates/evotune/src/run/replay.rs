@@ -53,14 +53,14 @@ fn qes_weights_at(config: RunConfig, records: &[StepRecord], k: u64) -> Result<R
     let (model, weights, _) = model::load_weights(&config.model, config.codes.weight_format())?;
     let model::LoadedWeights::Quantized(base) = weights else { unreachable!("quantized weights") };
     let run = QesRun::from_config(&config);
-    let mut state = QesState::new(base, &run);
+    let mut state = QesState::new(base.clone(), Box::new(base.clone()), &run);
     state.replay(&run, records, k)?;
     Ok(RunWeights {
         config,
         model,
-        theta0: state.base.dequantize(),
+        theta0: base.dequantize(),
         theta: state.store.dequantize(),
         iteration: k,
-        codes: Some((state.base, state.store)),
+        codes: Some((base, state.store)),
     })
 }

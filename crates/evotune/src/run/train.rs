@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::qes::code_drift;
 use crate::es::{replay_onto, Anchor, Drift, EsState, StepRecord, Strategy};
 use crate::model::generate::GenerateStats;
 use crate::model::{self, Model, Params, Weights};
@@ -26,7 +25,7 @@ use crate::run::dir::{self, RunDir};
 use crate::run::eval_split::evaluate_split;
 use crate::run::fitness::member_rewards;
 use crate::run::metrics::{CodesMoved, EvalLine, IterationLine, MetricsLine};
-use crate::run::qes_step::{QesRun, QesState};
+use crate::run::qes_step::{FileCodes, QesRun, QesState};
 use crate::tasks::{self, PriorTask, Task, TaskOptions};
 
 /// Callbacks for the CLI's progress display; every method has a silent default.
@@ -175,7 +174,7 @@ impl Learner {
     fn drift(&self) -> Result<Drift> {
         match self {
             Learner::Es { strategy, state, .. } => strategy.drift(&state.theta),
-            Learner::Qes(q) => Ok(code_drift(&q.state.store, &q.state.base).0),
+            Learner::Qes(q) => Ok(q.state.drift()?.0),
         }
     }
 
@@ -225,7 +224,8 @@ impl<'c> Trainer<'c> {
                 let model::LoadedWeights::Quantized(base) = weights else { unreachable!("quantized weights") };
                 let tasks = prepare_tasks(&cfg, &model, &base)?;
                 let run = QesRun::from_config(&cfg);
-                let mut state = QesState::new(base, &run);
+                let file = FileCodes { theta0: model.theta0.clone(), format: cfg.codes.weight_format() };
+                let mut state = QesState::new(base, Box::new(file), &run);
                 state.replay(&run, &records, u64::MAX)?;
                 (model, tasks, Learner::Qes(Box::new(QesLearner { run, state })))
             }
@@ -312,9 +312,16 @@ impl<'c> Trainer<'c> {
             Learner::Qes(q) => {
                 let (step, stats, update_seconds) =
                     q.state.step(&self.model, &q.run, target, &items, &mut GenerateStats::default(), self.comm)?;
-                if self.comm.size() > 1 && self.cfg.checksum_every > 0 && q.state.iteration % self.cfg.checksum_every == 0
+                if self.comm.size() > 1
+                    && self.cfg.checksum_every > 0
+                    && q.state.iteration % self.cfg.checksum_every == 0
                 {
-                    check_replicas(self.comm, q.state.iteration, &q.state.store.tensor_checksums(), q.state.store.layout())?;
+                    check_replicas(
+                        self.comm,
+                        q.state.iteration,
+                        &q.state.store.tensor_checksums(),
+                        q.state.store.layout(),
+                    )?;
                 }
                 let rewards = step.rewards.clone();
                 let eval_seconds = t_start.elapsed().as_secs_f64() - update_seconds;
@@ -374,7 +381,7 @@ impl<'c> Trainer<'c> {
         let (drift, codes_moved) = match &self.learner {
             // One pass over the codes gives both the drift and the count of moved codes.
             Learner::Qes(q) => {
-                let (drift, changed, total) = code_drift(&q.state.store, &q.state.base);
+                let (drift, changed, total) = q.state.drift()?;
                 (drift, Some(CodesMoved::new(changed, total)))
             }
             Learner::Es { .. } => (self.learner.drift()?, None),
