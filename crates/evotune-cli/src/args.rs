@@ -182,6 +182,10 @@ pub struct SettingArgs {
     /// QES: train the file's own codes (`native`, the default) or every matrix as 8-bit `q8_0` codes.
     #[arg(long)]
     pub codes: Option<evotune::run::config::Codes>,
+    /// QES: members evaluated per batch (default 0: the whole population in one batch); fewer hold
+    /// fewer KV caches at once, with the same results.
+    #[arg(long)]
+    pub member_batch: Option<usize>,
 }
 
 /// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
@@ -232,6 +236,7 @@ impl SettingArgs {
             residual: self.residual,
             residual_window: self.residual_window,
             codes: self.codes,
+            member_batch: self.member_batch,
         })
     }
 }

@@ -32,6 +32,7 @@ const RUN: QesRun = QesRun {
     update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true, awd: Awd::None },
     residual: ResidualKind::Stored,
     window: 50,
+    member_batch: 0,
 };
 
 #[test]
@@ -68,6 +69,7 @@ fn qes_iterations_are_reproducible_for_any_threads_and_by_replay() {
     let replay =
         QesRun { residual: ResidualKind::Replay, window: 1, update: QesParams { alpha: 0.01, ..RUN.update }, ..RUN };
     let awd = QesRun { update: QesParams { awd: Awd::L1 { lambda: 50.0 }, ..RUN.update }, ..RUN };
+    let mut stored = None;
     for (what, run) in [("stored", RUN), ("replay", replay), ("awd-l1", awd)] {
         let (s1, r1) = run_with(&run, 1);
         let (s2, r2) = run_with(&run, 2);
@@ -82,5 +84,11 @@ fn qes_iterations_are_reproducible_for_any_threads_and_by_replay() {
         // Replaying the records on a fresh store gives the same codes and residual.
         let s3 = replayed(&run, &r1);
         assert!(s3.store.checksum() == s1.store.checksum() && s3.residual == s1.residual, "{what}: replay");
+        stored.get_or_insert((s1, r1));
     }
+    // The population evaluated one member at a time: the same records and codes as in one batch.
+    let (s1, r1) = stored.unwrap();
+    let (w, rw) = run_with(&QesRun { member_batch: 1, ..RUN }, 2);
+    assert_eq!(rw, r1, "one member per batch");
+    assert_eq!(w.store.checksum(), s1.store.checksum(), "one member per batch");
 }

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
+use crate::kernels::quant_matrix::QK;
 use crate::kernels::QMatrix;
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
@@ -26,26 +27,17 @@ use crate::model::{QuantizedParams, Weights};
 pub struct CodePopulation<'a> {
     store: &'a QuantizedParams,
     moves: Vec<Vec<CodeNoise>>,
-    /// The same moves as (element index, d·u) in increasing index, for the forward.
-    weights: Vec<Vec<Vec<(u32, f32)>>>,
 }
 
-/// A member's moves of matrix `q` as (element index, d·u), increasing index.
-fn weight_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
-    let k = q.cols();
-    let mut out = Vec::with_capacity(u.len());
+/// The moves of `u` in increasing element index, each with its sign (±1).
+fn signed_moves(u: &CodeNoise) -> impl Iterator<Item = (u32, f32)> + '_ {
     let (mut p, mut m) = (u.plus.iter().peekable(), u.minus.iter().peekable());
-    loop {
-        let (i, sign) = match (p.peek(), m.peek()) {
-            (Some(&&a), Some(&&b)) if a < b => (*p.next().unwrap(), 1.0f32),
-            (Some(_), Some(_)) | (None, Some(_)) => (*m.next().unwrap(), -1.0f32),
-            (Some(_), None) => (*p.next().unwrap(), 1.0f32),
-            (None, None) => break,
-        };
-        let (r, kk) = (i as usize / k, i as usize % k);
-        out.push((i, sign * q.scale_min(r, kk / crate::kernels::quant_matrix::QK).0));
-    }
-    out
+    std::iter::from_fn(move || match (p.peek(), m.peek()) {
+        (Some(&&a), Some(&&b)) if a < b => p.next().map(|&i| (i, 1.0)),
+        (_, Some(_)) => m.next().map(|&i| (i, -1.0)),
+        (Some(_), None) => p.next().map(|&i| (i, 1.0)),
+        (None, None) => None,
+    })
 }
 
 /// Member `m`'s moves of matrix `q` (tensor `id` of shape `shape`) at noise scale σ: drawn from
@@ -86,19 +78,7 @@ impl<'a> CodePopulation<'a> {
                     .collect::<Vec<CodeNoise>>()
             })
             .collect::<Vec<_>>();
-        let weights = moves
-            .par_iter()
-            .map(|m: &Vec<CodeNoise>| {
-                m.iter()
-                    .enumerate()
-                    .map(|(id, u)| match store.stored(id) {
-                        Stored::Quant(q) => weight_moves(q, u),
-                        Stored::F32(_) => Vec::new(),
-                    })
-                    .collect()
-            })
-            .collect();
-        CodePopulation { store, moves, weights }
+        CodePopulation { store, moves }
     }
 
     /// Every member's moves (`[member][tensor]`), for the update once the evaluation is done
@@ -150,8 +130,8 @@ impl WeightDelta for CodePopulation<'_> {
     /// at once: x and y are transposed so that each move is one add of c·x[:, k] into y[:, r]
     /// (vectorised over the rows; the same operations per element as a row at a time).
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
-        let w = &self.weights[group][tensor];
-        let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
+        let u = &self.moves[group][tensor];
+        let Some(q) = self.matrix(tensor).filter(|_| !u.is_empty()) else { return };
         let (k, o) = (q.cols(), q.rows());
         let rows = x.len() / k;
         let mut xt = vec![0.0f32; k * rows];
@@ -164,14 +144,9 @@ impl WeightDelta for CodePopulation<'_> {
                 yt[r * rows + t] = v;
             }
         }
-        let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
-        for &(i, c) in w {
-            if i >= row_end {
-                r = i as usize / k;
-                row_start = (r * k) as u32;
-                row_end = row_start + k as u32;
-            }
-            let kk = (i - row_start) as usize;
+        for (i, sign) in signed_moves(u) {
+            let (r, kk) = (i as usize / k, i as usize % k);
+            let c = sign * q.scale_min(r, kk / QK).0;
             let (dst, src) = (&mut yt[r * rows..(r + 1) * rows], &xt[kk * rows..(kk + 1) * rows]);
             for (d, &v) in dst.iter_mut().zip(src) {
                 *d += c * v;
@@ -185,13 +160,16 @@ impl WeightDelta for CodePopulation<'_> {
     }
 
     fn add_row(&self, tensor: usize, group: usize, row: usize, out: &mut [f32]) {
-        let w = &self.weights[group][tensor];
-        let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
+        let u = &self.moves[group][tensor];
+        let Some(q) = self.matrix(tensor).filter(|_| !u.is_empty()) else { return };
         let k = q.cols();
         let (lo, hi) = ((row * k) as u32, ((row + 1) * k) as u32);
-        let from = w.partition_point(|&(i, _)| i < lo);
-        for &(i, c) in w[from..].iter().take_while(|&&(i, _)| i < hi) {
-            out[(i - lo) as usize] += c;
+        for (list, sign) in [(&u.plus, 1.0f32), (&u.minus, -1.0f32)] {
+            let from = list.partition_point(|&i| i < lo);
+            for &i in list[from..].iter().take_while(|&&i| i < hi) {
+                let kk = (i - lo) as usize;
+                out[kk] += sign * q.scale_min(row, kk / QK).0;
+            }
         }
     }
 

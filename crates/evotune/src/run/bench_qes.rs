@@ -96,6 +96,7 @@ pub fn bench_qes_iteration(
         update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true, awd: Awd::None },
         residual,
         window: DEFAULT_REPLAY_WINDOW,
+        member_batch: 0,
     };
     let file = FileCodes { theta0: model.theta0.clone(), format: crate::model::WeightFormat::Quantized };
     let mut state = QesState::new(store, Box::new(file), &run);

@@ -138,6 +138,10 @@ pub struct RunConfig {
     /// QES: `native` (the file's own code types) or `q8_0` (8-bit codes).
     #[serde(default)]
     pub codes: Codes,
+    /// QES: members evaluated per batch (0 = the whole population in one batch). Smaller batches
+    /// hold fewer KV caches at once; the results do not change.
+    #[serde(default)]
+    pub member_batch: usize,
 }
 
 /// What the user wrote: every field optional. Used for the TOML file and for the flags.
@@ -173,6 +177,7 @@ pub struct PartialConfig {
     pub residual: Option<crate::es::qes::ResidualKind>,
     pub residual_window: Option<usize>,
     pub codes: Option<Codes>,
+    pub member_batch: Option<usize>,
 }
 
 impl PartialConfig {
@@ -237,7 +242,8 @@ impl PartialConfig {
             error_feedback,
             residual,
             residual_window,
-            codes
+            codes,
+            member_batch
         );
         self
     }
@@ -284,6 +290,7 @@ impl PartialConfig {
             residual: self.residual.unwrap_or_default(),
             residual_window: self.residual_window.unwrap_or_else(default_replay_window),
             codes: self.codes.unwrap_or_default(),
+            member_batch: self.member_batch.unwrap_or(0),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -361,7 +368,7 @@ impl RunConfig {
     /// Settings that may differ between a run and its resumption: they do not change the
     /// trajectory. The one list of them.
     const RESUMABLE_CHANGES: &'static [&'static str] =
-        &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every"];
+        &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every", "member_batch"];
 
     /// Compares a stored run config with the one given on resume; names every field that differs
     /// in a way that would change the trajectory.

@@ -48,6 +48,8 @@ pub struct QesRun {
     /// How e is held, and the replay window K (ignored when stored).
     pub residual: ResidualKind,
     pub window: usize,
+    /// Members per evaluation batch (0 = all of this process's members at once).
+    pub member_batch: usize,
 }
 
 impl QesRun {
@@ -63,6 +65,7 @@ impl QesRun {
             update: c.qes_params(),
             residual: c.residual,
             window: c.residual_window,
+            member_batch: c.member_batch,
         }
     }
 
@@ -140,7 +143,12 @@ impl QesState {
             Some(r) => r,
             None => {
                 let mine = comm::share(members.len(), comm.rank(), comm.size());
-                let local = batch_rewards(model, &self.store, &pop, mine, task, items, stats)?;
+                let wave = if run.member_batch == 0 { mine.len().max(1) } else { run.member_batch };
+                let mut local = Vec::with_capacity(mine.len());
+                for start in mine.clone().step_by(wave) {
+                    let batch = start..(start + wave).min(mine.end);
+                    local.extend(batch_rewards(model, &self.store, &pop, batch, task, items, stats)?);
+                }
                 comm.all_gather_f32(&local, &comm::counts(members.len(), comm.size()))
             }
         };
