@@ -51,34 +51,39 @@ impl CodeNoise {
     /// Draws u for the `len` codes of the tensor keyed by `key` at noise scale σ. `sign` = −1
     /// gives the mirrored member (the same positions, opposite moves).
     pub fn draw(key: &NoiseKey, len: usize, sigma: f64, sign: i8) -> CodeNoise {
+        let mut out = CodeNoise::default();
+        for c in 0..(len as u64).div_ceil(CHUNK) {
+            out.draw_chunk(key, len, sigma, sign, c);
+        }
+        out
+    }
+
+    /// Appends the moves of chunk `c` (codes [c·CHUNK, (c + 1)·CHUNK) of the `len`) to `self`:
+    /// a chunk's moves are the same whether drawn alone or with the whole tensor.
+    pub fn draw_chunk(&mut self, key: &NoiseKey, len: usize, sigma: f64, sign: i8, c: u64) {
         assert!(len <= u32::MAX as usize, "a tensor of {len} codes");
         let p = nonzero_probability(sigma);
         let inv_log_q = 1.0 / ln_1m(p);
-        let mut out = CodeNoise::default();
-        let chunks = (len as u64).div_ceil(CHUNK);
-        for c in 0..chunks {
-            let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(len as u64));
-            let mut stream = Stream::new(key, c);
-            let mut pos = start;
-            loop {
-                let r = stream.next();
-                // U ∈ (0, 1] from the top 53 bits; the sign from the lowest bit.
-                let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-                let gap = (ln(u) * inv_log_q) as u64; // ⌊·⌋ of a non-negative value
-                pos = match pos.checked_add(gap) {
-                    Some(q) if q < end => q,
-                    _ => break,
-                };
-                let up = (r & 1 == 1) == (sign > 0);
-                if up {
-                    out.plus.push(pos as u32);
-                } else {
-                    out.minus.push(pos as u32);
-                }
-                pos += 1;
+        let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(len as u64));
+        let mut stream = Stream::new(key, c);
+        let mut pos = start;
+        loop {
+            let r = stream.next();
+            // U ∈ (0, 1] from the top 53 bits; the sign from the lowest bit.
+            let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+            let gap = (ln(u) * inv_log_q) as u64; // ⌊·⌋ of a non-negative value
+            pos = match pos.checked_add(gap) {
+                Some(q) if q < end => q,
+                _ => break,
+            };
+            let up = (r & 1 == 1) == (sign > 0);
+            if up {
+                self.plus.push(pos as u32);
+            } else {
+                self.minus.push(pos as u32);
             }
+            pos += 1;
         }
-        out
     }
 
     /// Drops the moves that would take a code outside [lo, hi]: `code(i)` is element i's code.

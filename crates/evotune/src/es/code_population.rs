@@ -42,7 +42,8 @@ fn signed_moves(u: &CodeNoise) -> impl Iterator<Item = (u32, f32)> + '_ {
 
 /// Member `m`'s moves of matrix `q` (tensor `id` of shape `shape`) at noise scale σ: drawn from
 /// the stream of (`noise`, m's noise id, `id`), the opposite moves for a mirrored member, and
-/// the moves that would take a code outside its range dropped.
+/// the moves that would take a code outside its range dropped. `chunk` limits them to one chunk
+/// of [`super::code_noise::CHUNK`] codes (the same moves as in the whole tensor's).
 pub fn member_moves(
     q: &QMatrix,
     noise: &IterationNoise,
@@ -50,9 +51,18 @@ pub fn member_moves(
     id: usize,
     shape: &[usize],
     sigma: f64,
+    chunk: Option<u64>,
 ) -> CodeNoise {
     let key = noise.key(m.noise_id, id, shape);
-    let mut u = CodeNoise::draw(&key, q.rows() * q.cols(), sigma, if m.sign < 0.0 { -1 } else { 1 });
+    let (len, sign) = (q.rows() * q.cols(), if m.sign < 0.0 { -1 } else { 1 });
+    let mut u = match chunk {
+        None => CodeNoise::draw(&key, len, sigma, sign),
+        Some(c) => {
+            let mut u = CodeNoise::default();
+            u.draw_chunk(&key, len, sigma, sign, c);
+            u
+        }
+    };
     let (k, f) = (q.cols(), q.format());
     u.gate(|i| q.code(i / k, i % k), f.min_code(), f.max_code());
     u
@@ -72,7 +82,7 @@ impl<'a> CodePopulation<'a> {
                     .iter()
                     .enumerate()
                     .map(|(id, info)| match store.stored(id) {
-                        Stored::Quant(q) => member_moves(q, noise, m, id, &info.shape, sigma),
+                        Stored::Quant(q) => member_moves(q, noise, m, id, &info.shape, sigma, None),
                         Stored::F32(_) => CodeNoise::default(),
                     })
                     .collect::<Vec<CodeNoise>>()

@@ -280,29 +280,32 @@ pub fn apply(
         let base_matrix = anchor.map(|a| a.matrix(id)).transpose()?;
         let base = base_matrix.as_deref();
         let (k, range) = (q.cols(), (q.format().min_code(), q.format().max_code()));
-        // The replayed window's moves of this tensor, drawn against the current codes.
-        let window: Vec<(Vec<CodeNoise>, Vec<f32>)> = match &*residual {
+        // The replayed window's steps (their moves are drawn chunk by chunk below).
+        let window: Vec<(IterationNoise, Vec<Member>, Vec<f32>)> = match &*residual {
             Residual::Replay { seed, mode, steps, .. } => steps
                 .iter()
                 .map(|s| {
                     let noise = IterationNoise { seed: *seed, iteration: s.iteration, mode: *mode };
-                    let shape = &layout.info(id).shape;
-                    let moves = s.members.par_iter().map(|m| member_moves(q, &noise, m, id, shape, p.sigma)).collect();
-                    (moves, s.coefficients.clone())
+                    (noise, s.members.clone(), s.coefficients.clone())
                 })
                 .collect(),
             Residual::Stored(_) => Vec::new(),
         };
+        let shape = &layout.info(id).shape;
         let current: Vec<&CodeNoise> = step.moves.iter().map(|m| &m[id]).collect();
         let len = q.rows() * q.cols();
-        let rows_per = (CHUNK / k).max(1);
         let q_ref = &*q;
         let code_of = |i: usize| q_ref.code(i / k, i % k);
         let anchor_of = |i: usize| base.map_or(0, |b| b.code(i / k, i % k));
-        // Chunks of whole rows: each rebuilds or reads e, takes the step and returns its changes.
-        let chunk_step = |start: usize, e: &mut [f32]| -> (Vec<(u32, i32)>, QesStats) {
+        // Chunk c holds codes [c·CHUNK, (c + 1)·CHUNK), the noise's own chunks: it rebuilds e from
+        // the window (each step's moves of this chunk drawn against the current codes) or reads
+        // it, takes the step and returns its changes.
+        let chunk_step = |c: usize, e: &mut [f32]| -> (Vec<(u32, i32)>, QesStats) {
+            let start = c * CHUNK;
             let mut g = vec![0.0f32; e.len()];
-            for (moves, coefficients) in &window {
+            for (noise, members, coefficients) in &window {
+                let moves: Vec<CodeNoise> =
+                    members.iter().map(|m| member_moves(q_ref, noise, m, id, shape, p.sigma, Some(c as u64))).collect();
                 g.fill(0.0);
                 gather(&mut g, start as u32, &moves.iter().collect::<Vec<_>>(), coefficients);
                 for (j, (e, &g)) in e.iter_mut().zip(&g).enumerate() {
@@ -328,11 +331,11 @@ pub fn apply(
         };
         let results: Vec<(Vec<(u32, i32)>, QesStats)> = match residual {
             Residual::Stored(tensors) => tensors[id]
-                .par_chunks_mut(rows_per * k)
+                .par_chunks_mut(CHUNK)
                 .enumerate()
                 .map(|(c, e8)| {
                     let mut e: Vec<f32> = e8.iter().map(|&v| v as f32 * RESIDUAL_STEP).collect();
-                    let out = chunk_step(c * rows_per * k, &mut e);
+                    let out = chunk_step(c, &mut e);
                     if p.feedback {
                         for (v, e) in e8.iter_mut().zip(&e) {
                             *v = to_fixed(*e);
@@ -341,12 +344,11 @@ pub fn apply(
                     out
                 })
                 .collect(),
-            Residual::Replay { .. } => (0..len.div_ceil(rows_per * k))
+            Residual::Replay { .. } => (0..len.div_ceil(CHUNK))
                 .into_par_iter()
                 .map(|c| {
-                    let start = c * rows_per * k;
-                    let mut e = vec![0.0f32; (len - start).min(rows_per * k)];
-                    chunk_step(start, &mut e)
+                    let mut e = vec![0.0f32; (len - c * CHUNK).min(CHUNK)];
+                    chunk_step(c, &mut e)
                 })
                 .collect(),
         };
@@ -400,8 +402,8 @@ pub fn code_drift(
     Ok((drift, per.iter().map(|p| p.1).sum(), per.iter().map(|p| p.2).sum()))
 }
 
-/// Codes per parallel chunk of the update (whole rows).
-const CHUNK: usize = 1 << 16;
+/// Codes per parallel chunk of the update: the noise's chunks.
+const CHUNK: usize = super::code_noise::CHUNK as usize;
 
 /// e (code steps, |e| ≤ 1.5) to the nearest int8 step.
 fn to_fixed(e: f32) -> i8 {
