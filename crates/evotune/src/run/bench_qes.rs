@@ -100,6 +100,15 @@ pub fn bench_qes_iteration(
     };
     let file = FileCodes { theta0: model.theta0.clone(), format: crate::model::WeightFormat::Quantized };
     let mut state = QesState::new(store, Box::new(file), &run);
+    // A replayed residual is timed at steady state: its window already holds K steps (of other
+    // iterations' noise; their cost does not depend on their coefficients).
+    if let crate::es::qes::Residual::Replay { steps, window, .. } = &mut state.residual {
+        for j in 0..*window as u64 {
+            let members = crate::es::population::members(population, true, 1_000_000 + j).members;
+            let coefficients = members.iter().map(|m| m.sign * 0.5).collect();
+            steps.push_back(crate::es::qes::WindowStep { iteration: 1_000_000 + j, members, coefficients });
+        }
+    }
     let (mut total, mut eval_s, mut update_s, mut moved, mut reward) = (0.0, 0.0, 0.0, 0u64, 0.0f32);
     let mut stats = GenerateStats::default();
     for it in 0..=iterations {
