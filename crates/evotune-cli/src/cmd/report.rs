@@ -89,6 +89,9 @@ pub fn write_report_with(
         Some(r.reward_mean.clone())
     })?;
     plot("target_accuracy.png", &format!("{target}: test accuracy"), "accuracy", &|r| Some(r.target_accuracy.clone()))?;
+    plot("codes_moved.png", "QES: codes moved from the base", "percent of the codes", &|r| {
+        Some(r.codes_moved.clone())
+    })?;
     let priors: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_accuracy.keys().cloned()).collect();
     for p in &priors {
         plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| {

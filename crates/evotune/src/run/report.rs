@@ -26,6 +26,8 @@ pub struct RunSeries {
     pub prior_accuracy: BTreeMap<String, Series>,
     /// "task/metric" → value (e.g. `kl/kl`, `capitals/logprob_margin`).
     pub prior_metrics: BTreeMap<String, Series>,
+    /// QES: percent of the codes that differ from the base, at each evaluation.
+    pub codes_moved: Series,
 }
 
 impl RunSeries {
@@ -38,7 +40,9 @@ impl RunSeries {
             crate::es::AwdKind::None => "no AWD".to_string(),
             kind => format!("AWD-{:?} λ={}", kind, cfg.awd_lambda).to_lowercase(),
         };
-        let mut s = RunSeries { label: format!("{name} ({awd})"), target_task: cfg.task.clone(), ..Default::default() };
+        let method = if cfg.method == crate::run::config::Method::Qes { "QES, " } else { "" };
+        let label = format!("{name} ({method}{awd})");
+        let mut s = RunSeries { label, target_task: cfg.task.clone(), ..Default::default() };
         let path = dir.path(dir::METRICS);
         for (line_no, line) in dir.read_lines(dir::METRICS)? {
             let m: MetricsLine = serde_json::from_str(&line)
@@ -53,6 +57,9 @@ impl RunSeries {
                     s.target_reward.push((e.iteration, e.target.mean_reward));
                     if e.iteration == 0 {
                         s.drift.insert(0, (0, e.drift.total));
+                    }
+                    if let Some(c) = e.codes_moved {
+                        s.codes_moved.push((e.iteration, 100.0 * c.fraction));
                     }
                     for p in &e.priors {
                         if p.accuracy.is_finite() {
@@ -91,6 +98,7 @@ pub fn summary_table(runs: &[RunSeries]) -> String {
             (format!("{} test accuracy", r.target_task), &r.target_accuracy),
             (format!("{} train reward (population mean)", r.target_task), &r.reward_mean),
             ("‖θ−θ0‖₂".to_string(), &r.drift),
+            ("codes moved from the base (%)".to_string(), &r.codes_moved),
         ];
         for (task, s) in &r.prior_accuracy {
             if !r.prior_metrics.contains_key(&format!("{task}/kl")) {
