@@ -413,3 +413,54 @@ fn qes_run_resumes_and_is_thread_independent_bit_for_bit() {
         _ => eprintln!("SKIP: python3 with the gguf package is not available"),
     }
 }
+
+/// QES with the replayed residual and AWD-l2 (the base codes re-read from the file at each update):
+/// a run killed with SIGKILL after its first iteration and resumed ends on the same codes and
+/// trajectory as one run straight through.
+#[test]
+fn qes_replay_with_awd_resumes_after_kill_bit_for_bit() {
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let qes = |out: &Path| {
+        let mut c = evotune();
+        // Conciseness: a graded reward (relative length error), so the members' rewards differ.
+        c.args(["train", "--method", "qes", "--task", "conciseness", "--population", "4", "--mirrored", "--seed", "9"])
+            .args(["--residual", "replay", "--residual-window", "2", "--alpha", "0.01", "--awd", "l2"])
+            .args(["--eval-every", "0", "--iterations", "3", "--threads", "2"])
+            .args(["--task-opt", "minibatch=4", "--task-opt", "max_new_tokens=12", "--model"])
+            .arg(model.as_os_str())
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let checksum = |out: &Output| -> String {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        text.split("θ checksum ").nth(1).unwrap_or_else(|| panic!("no checksum in {text}"))[..16].to_string()
+    };
+    let straight = tmp.path().join("straight");
+    let a = checksum(&run_ok(&mut qes(&straight)));
+    let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
+    let stepped: u64 = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["codes_stepped"].as_u64())
+        .sum();
+    assert!(stepped > 0, "no code moved:\n{metrics}");
+    let killed = tmp.path().join("killed");
+    let mut child = qes(&killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while std::fs::read_to_string(killed.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0) < 1
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap().lines().count();
+    assert!(logged < 3, "the run finished before it could be killed");
+    assert_eq!(checksum(&run_ok(evotune().args(["train", "--resume"]).arg(&killed))), a, "resumed run ends elsewhere");
+    assert_eq!(
+        std::fs::read_to_string(straight.join("trajectory.jsonl")).unwrap(),
+        std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap()
+    );
+}
