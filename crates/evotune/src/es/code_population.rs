@@ -23,25 +23,57 @@ use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
 
-/// Every member's moves, per tensor (empty for f32 tensors), gated at the code range.
+/// Every member's moves, per tensor (empty for f32 tensors), gated at the code range, each as
+/// (element index, d·u) in increasing index, with the index's top bit set where u = −1: eight
+/// bytes per move, and the forward reads its weight change without a division or a scale lookup.
 pub struct CodePopulation<'a> {
     store: &'a QuantizedParams,
-    moves: Vec<Vec<CodeNoise>>,
+    moves: Vec<Vec<Vec<(u32, f32)>>>,
 }
+
+/// The top bit of a move's index: set where u = −1.
+const MINUS: u32 = 1 << 31;
 
 /// Rows of x corrected together by [`CodePopulation::add_matmul`]: the transposed blocks of x and
 /// y (K and O floats per row) stay in the L2 cache.
 const ROW_BLOCK: usize = 32;
 
-/// The moves of `u` in increasing element index, each with its sign (±1).
-fn signed_moves(u: &CodeNoise) -> impl Iterator<Item = (u32, f32)> + '_ {
+/// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index.
+fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
+    assert!(q.rows() * q.cols() < MINUS as usize, "a matrix of {} codes", q.rows() * q.cols());
+    let k = q.cols();
+    let mut out = Vec::with_capacity(u.len());
     let (mut p, mut m) = (u.plus.iter().peekable(), u.minus.iter().peekable());
-    std::iter::from_fn(move || match (p.peek(), m.peek()) {
-        (Some(&&a), Some(&&b)) if a < b => p.next().map(|&i| (i, 1.0)),
-        (_, Some(_)) => m.next().map(|&i| (i, -1.0)),
-        (Some(_), None) => p.next().map(|&i| (i, 1.0)),
-        (None, None) => None,
-    })
+    let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
+    loop {
+        let (i, minus) = match (p.peek(), m.peek()) {
+            (Some(&&a), Some(&&b)) if a < b => (*p.next().unwrap(), false),
+            (_, Some(_)) => (*m.next().unwrap(), true),
+            (Some(_), None) => (*p.next().unwrap(), false),
+            (None, None) => break,
+        };
+        if i >= row_end {
+            r = i as usize / k;
+            row_start = (r * k) as u32;
+            row_end = row_start + k as u32;
+        }
+        let d = q.scale_min(r, (i - row_start) as usize / QK).0;
+        out.push(if minus { (i | MINUS, -d) } else { (i, d) });
+    }
+    out
+}
+
+/// The moves of a signed list as plus and minus positions.
+fn code_noise(w: &[(u32, f32)]) -> CodeNoise {
+    let mut u = CodeNoise::default();
+    for &(i, _) in w {
+        if i & MINUS == 0 {
+            u.plus.push(i);
+        } else {
+            u.minus.push(i & !MINUS);
+        }
+    }
+    u
 }
 
 /// Member `m`'s moves of matrix `q` (tensor `id` of shape `shape`) at noise scale σ: drawn from
@@ -86,10 +118,10 @@ impl<'a> CodePopulation<'a> {
                     .iter()
                     .enumerate()
                     .map(|(id, info)| match store.stored(id) {
-                        Stored::Quant(q) => member_moves(q, noise, m, id, &info.shape, sigma, None),
-                        Stored::F32(_) => CodeNoise::default(),
+                        Stored::Quant(q) => signed_moves(q, &member_moves(q, noise, m, id, &info.shape, sigma, None)),
+                        Stored::F32(_) => Vec::new(),
                     })
-                    .collect::<Vec<CodeNoise>>()
+                    .collect::<Vec<_>>()
             })
             .collect::<Vec<_>>();
         CodePopulation { store, moves }
@@ -98,12 +130,12 @@ impl<'a> CodePopulation<'a> {
     /// Every member's moves (`[member][tensor]`), for the update once the evaluation is done
     /// ([`super::qes::apply`]).
     pub fn into_moves(self) -> Vec<Vec<CodeNoise>> {
-        self.moves
+        self.moves.into_par_iter().map(|m| m.iter().map(|w| code_noise(w)).collect()).collect()
     }
 
     /// Member g's moves of tensor `id`.
-    pub fn moves(&self, group: usize, id: usize) -> &CodeNoise {
-        &self.moves[group][id]
+    pub fn moves(&self, group: usize, id: usize) -> CodeNoise {
+        code_noise(&self.moves[group][id])
     }
 
     /// Member g's weights materialised: a copy of the store with its codes moved (the plain
@@ -115,7 +147,7 @@ impl<'a> CodePopulation<'a> {
                 Stored::Quant(q) => {
                     let mut q = q.clone();
                     let k = q.cols();
-                    let u = &self.moves[group][id];
+                    let u = self.moves(group, id);
                     for (list, step) in [(&u.plus, 1), (&u.minus, -1)] {
                         for &i in list {
                             let (r, kk) = (i as usize / k, i as usize % k);
@@ -145,16 +177,10 @@ impl WeightDelta for CodePopulation<'_> {
     /// so that each move is one add of c·x[:, k] into y[:, r], vectorised over the block's rows.
     /// Every element of y receives the same adds in the same order whatever the blocking.
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
-        let u = &self.moves[group][tensor];
-        let Some(q) = self.matrix(tensor).filter(|_| !u.is_empty()) else { return };
+        let w = &self.moves[group][tensor];
+        let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
         let (k, o) = (q.cols(), q.rows());
         let rows = x.len() / k;
-        let scales: Vec<(u32, f32)> = signed_moves(u)
-            .map(|(i, sign)| {
-                let (r, kk) = (i as usize / k, i as usize % k);
-                (i, sign * q.scale_min(r, kk / QK).0)
-            })
-            .collect();
         let block = ROW_BLOCK.min(rows.max(1));
         let mut xt = vec![0.0f32; k * block];
         let mut yt = vec![0.0f32; o * block];
@@ -168,8 +194,15 @@ impl WeightDelta for CodePopulation<'_> {
                     yt[r * b + t] = v;
                 }
             }
-            for &(i, c) in &scales {
-                let (r, kk) = (i as usize / k, i as usize % k);
+            let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
+            for &(i, c) in w {
+                let i = i & !MINUS;
+                if i >= row_end {
+                    r = i as usize / k;
+                    row_start = (r * k) as u32;
+                    row_end = row_start + k as u32;
+                }
+                let kk = (i - row_start) as usize;
                 let (dst, src) = (&mut yt[r * b..(r + 1) * b], &xt[kk * b..(kk + 1) * b]);
                 for (d, &v) in dst.iter_mut().zip(src) {
                     *d += c * v;
@@ -184,16 +217,13 @@ impl WeightDelta for CodePopulation<'_> {
     }
 
     fn add_row(&self, tensor: usize, group: usize, row: usize, out: &mut [f32]) {
-        let u = &self.moves[group][tensor];
-        let Some(q) = self.matrix(tensor).filter(|_| !u.is_empty()) else { return };
+        let w = &self.moves[group][tensor];
+        let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
         let k = q.cols();
         let (lo, hi) = ((row * k) as u32, ((row + 1) * k) as u32);
-        for (list, sign) in [(&u.plus, 1.0f32), (&u.minus, -1.0f32)] {
-            let from = list.partition_point(|&i| i < lo);
-            for &i in list[from..].iter().take_while(|&&i| i < hi) {
-                let kk = (i - lo) as usize;
-                out[kk] += sign * q.scale_min(row, kk / QK).0;
-            }
+        let from = w.partition_point(|&(i, _)| i & !MINUS < lo);
+        for &(i, c) in w[from..].iter().take_while(|&&(i, _)| i & !MINUS < hi) {
+            out[((i & !MINUS) - lo) as usize] += c;
         }
     }
 
