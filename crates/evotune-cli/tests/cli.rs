@@ -350,28 +350,14 @@ fn qes_run_resumes_and_is_thread_independent_bit_for_bit() {
             .arg(out);
         c
     };
-    let checksum = |out: &Output| -> String {
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        text.split("θ checksum ").nth(1).unwrap_or_else(|| panic!("no checksum in {text}"))[..16].to_string()
-    };
     let straight = tmp.path().join("straight");
-    let a = checksum(&run_ok(&mut qes(&straight, "2")));
+    let a = theta_checksum(&run_ok(&mut qes(&straight, "2")));
     let one = tmp.path().join("one-thread");
-    assert_eq!(checksum(&run_ok(&mut qes(&one, "1"))), a, "1 vs 2 threads");
+    assert_eq!(theta_checksum(&run_ok(&mut qes(&one, "1"))), a, "1 vs 2 threads");
 
     let killed = tmp.path().join("killed");
-    let mut child = qes(&killed, "2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while std::fs::read_to_string(killed.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0) < 1
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let logged = std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap().lines().count();
-    assert!(logged < 3, "the run finished before it could be killed");
-    let b = checksum(&run_ok(evotune().args(["train", "--resume"]).arg(&killed)));
+    kill_after_first_iteration(qes(&killed, "2"), &killed, 3);
+    let b = theta_checksum(&run_ok(evotune().args(["train", "--resume"]).arg(&killed)));
     assert_eq!(b, a, "resumed QES run ends on other codes");
     for dir in [&one, &killed] {
         assert_eq!(
@@ -433,12 +419,8 @@ fn qes_replay_with_awd_resumes_after_kill_bit_for_bit() {
             .arg(out);
         c
     };
-    let checksum = |out: &Output| -> String {
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        text.split("θ checksum ").nth(1).unwrap_or_else(|| panic!("no checksum in {text}"))[..16].to_string()
-    };
     let straight = tmp.path().join("straight");
-    let a = checksum(&run_ok(&mut qes(&straight)));
+    let a = theta_checksum(&run_ok(&mut qes(&straight)));
     let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
     let stepped: u64 = metrics
         .lines()
@@ -447,20 +429,34 @@ fn qes_replay_with_awd_resumes_after_kill_bit_for_bit() {
         .sum();
     assert!(stepped > 0, "no code moved:\n{metrics}");
     let killed = tmp.path().join("killed");
-    let mut child = qes(&killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while std::fs::read_to_string(killed.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0) < 1
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let logged = std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap().lines().count();
-    assert!(logged < 3, "the run finished before it could be killed");
-    assert_eq!(checksum(&run_ok(evotune().args(["train", "--resume"]).arg(&killed))), a, "resumed run ends elsewhere");
+    kill_after_first_iteration(qes(&killed), &killed, 3);
+    assert_eq!(
+        theta_checksum(&run_ok(evotune().args(["train", "--resume"]).arg(&killed))),
+        a,
+        "resumed run ends elsewhere"
+    );
     assert_eq!(
         std::fs::read_to_string(straight.join("trajectory.jsonl")).unwrap(),
         std::fs::read_to_string(killed.join("trajectory.jsonl")).unwrap()
     );
+}
+
+/// The "θ checksum" a finished `train` prints.
+fn theta_checksum(out: &Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    text.split("θ checksum ").nth(1).unwrap_or_else(|| panic!("no checksum in {text}"))[..16].to_string()
+}
+
+/// Starts `train`, kills it (SIGKILL) once `run` has logged its first iteration, and checks it had
+/// not finished its `iterations`.
+fn kill_after_first_iteration(mut train: Command, run: &Path, iterations: usize) {
+    let logged = || std::fs::read_to_string(run.join("trajectory.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let mut child = train.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while logged() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(logged() < iterations, "the run finished before it could be killed");
 }

@@ -6,6 +6,8 @@
 //! - ES climbs a quadratic reward;
 //! - mirrored pairs with symmetric rewards do not move θ at all.
 
+mod support;
+
 use std::sync::Arc;
 
 use evotune::es::{Anchor, Awd, EsParams, EsState, Population, Strategy};
@@ -25,17 +27,6 @@ fn layout(d: usize) -> Arc<Layout> {
     Arc::new(l)
 }
 
-/// A tiny xorshift for rewards that are independent of the noise.
-struct Rng(u64);
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 fn squared_distance(a: &Params, b: &Params) -> f64 {
     a.data().iter().zip(b.data()).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
 }
@@ -45,7 +36,7 @@ fn random_walk(params: EsParams, d: usize, iterations: usize, reward_seed: u64) 
     let theta0 = Params::zeros(layout(d));
     let es = Strategy::new(params, Anchor::InMemory(Arc::new(theta0.clone()))).unwrap();
     let mut state = EsState::new(theta0.clone());
-    let mut rng = Rng(reward_seed);
+    let mut rng = support::Rng(reward_seed);
     for _ in 0..iterations {
         let pop = es.ask(&state);
         let rewards: Vec<f32> = pop.members.iter().map(|_| rng.next_f32()).collect();

@@ -13,6 +13,8 @@
 //! (1 − β)/2 per step never moves a code: the last test measures that and checks that AWD still
 //! settles. Last, QES climbs a quadratic reward on a few codes (the update points uphill).
 
+mod support;
+
 use std::sync::Arc;
 
 use evotune::es::code_noise::nonzero_probability;
@@ -45,17 +47,6 @@ fn store_of(rows: usize, cols: usize) -> QuantizedParams {
     QuantizedParams::new(Arc::new(l), vec![Stored::Quant(q)])
 }
 
-/// A tiny xorshift for rewards that are independent of the noise.
-struct Rng(u64);
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 /// Mean over codes of δ² = ((c − c0) + e)², and the fraction of codes exactly on c0 with e = 0.
 fn position(s: &QuantizedParams, e: &Residual) -> (f64, f64) {
     let Stored::Quant(q) = s.stored(0) else { unreachable!() };
@@ -75,7 +66,7 @@ fn walk(p: &QesParams, steps: u64, e0: bool) -> (Vec<f64>, f64, Vec<f64>) {
     let base = store();
     let mut s = base.clone();
     let mut e = if e0 { Residual::init(&s, 3, true) } else { Residual::init(&s, 3, false) };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = support::Rng(0x9e37_79b9_7f4a_7c15);
     let (mut msd, mut v) = (Vec::new(), Vec::new());
     let pz = nonzero_probability(SIGMA);
     for t in 0..steps {

@@ -63,6 +63,31 @@ fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
     out
 }
 
+/// Every member's moves (`[member][tensor]`, empty for f32 tensors) of one iteration, as the
+/// update and a replay need them (no forward, so no signed lists).
+pub fn draw_moves(
+    store: &QuantizedParams,
+    noise: &IterationNoise,
+    members: &[Member],
+    sigma: f64,
+) -> Vec<Vec<CodeNoise>> {
+    let layout = store.layout();
+    members
+        .par_iter()
+        .map(|m| {
+            layout
+                .tensors()
+                .iter()
+                .enumerate()
+                .map(|(id, info)| match store.stored(id) {
+                    Stored::Quant(q) => member_moves(q, noise, m, id, &info.shape, sigma, None),
+                    Stored::F32(_) => CodeNoise::default(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The moves of a signed list as plus and minus positions.
 fn code_noise(w: &[(u32, f32)]) -> CodeNoise {
     let mut u = CodeNoise::default();
@@ -109,21 +134,18 @@ impl<'a> CodePopulation<'a> {
     /// tensor i uses the stream of (`noise`, its noise id, i), mirrored members the opposite
     /// moves; moves that would leave the code range are dropped.
     pub fn new(store: &'a QuantizedParams, noise: &IterationNoise, members: &[Member], sigma: f64) -> Self {
-        let layout = store.layout();
-        let moves = members
-            .par_iter()
+        let moves = draw_moves(store, noise, members, sigma)
+            .into_par_iter()
             .map(|m| {
-                layout
-                    .tensors()
-                    .iter()
+                m.iter()
                     .enumerate()
-                    .map(|(id, info)| match store.stored(id) {
-                        Stored::Quant(q) => signed_moves(q, &member_moves(q, noise, m, id, &info.shape, sigma, None)),
+                    .map(|(id, u)| match store.stored(id) {
+                        Stored::Quant(q) => signed_moves(q, u),
                         Stored::F32(_) => Vec::new(),
                     })
-                    .collect::<Vec<_>>()
+                    .collect()
             })
-            .collect::<Vec<_>>();
+            .collect();
         CodePopulation { store, moves }
     }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::es::code_noise::CodeNoise;
-use crate::es::code_population::CodePopulation;
+use crate::es::code_population::{draw_moves, CodePopulation};
 use crate::es::noise::{IterationNoise, NoiseMode};
 use crate::es::population;
 use crate::es::qes::{self, BaseCodes, QesParams, QesStats, Residual, ResidualKind, Step};
@@ -113,8 +113,7 @@ impl QesState {
             if r.iteration != self.iteration {
                 return Err(Error::StepOutOfOrder { expected: self.iteration, found: r.iteration });
             }
-            let moves =
-                CodePopulation::new(&self.store, &run.noise(r.iteration), &r.members, run.update.sigma).into_moves();
+            let moves = draw_moves(&self.store, &run.noise(r.iteration), &r.members, run.update.sigma);
             self.apply(run, r, &moves)?;
         }
         Ok(())

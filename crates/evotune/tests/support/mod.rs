@@ -218,3 +218,14 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
 pub fn bit_equal(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
+
+/// A tiny xorshift for rewards that are independent of the noise (the ES and QES law tests).
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
