@@ -23,8 +23,11 @@ pub enum Error {
     UnsupportedTensorType { path: PathBuf, tensor: String, found: String },
     #[error("{path}: tensor `{tensor}`: {problem} on the quantized path; {instead}")]
     QuantizedPath { path: PathBuf, tensor: String, problem: String, instead: String },
-    #[error("{path}: architecture `{found}` is not supported (llama, qwen2 and their relatives are)")]
-    UnsupportedArchitecture { path: PathBuf, found: String },
+    #[error(
+        "{path}: architecture `{found}` is not supported{why} (supported: llama including Llama 3.x and \
+         Mistral, qwen2, qwen3)"
+    )]
+    UnsupportedArchitecture { path: PathBuf, found: String, why: String },
     #[error("{path}: metadata key `{key}`: {problem}")]
     BadMetadata { path: PathBuf, key: String, problem: String },
     #[error("{path}: tensor `{tensor}`: {location} is {value}; weights must be finite (the file is corrupt)")]

@@ -80,6 +80,9 @@ fn tiny_config() -> ModelConfig {
         rms_eps: 1e-5,
         tied_embeddings: false,
         qkv_bias: false,
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 
@@ -281,6 +284,9 @@ fn config_from_meta(m: &BTreeMap<String, MetaValue>, has_output: bool) -> ModelC
         rms_eps: f("attention.layer_norm_rms_epsilon"),
         tied_embeddings: !has_output,
         qkv_bias: a == "qwen2",
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 

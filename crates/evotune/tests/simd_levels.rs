@@ -36,6 +36,9 @@ fn fingerprint() -> String {
         rms_eps: 1e-5,
         tied_embeddings: true,
         qkv_bias: false,
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     });
     let llama = Llama::new(config, params.layout()).unwrap();
     let prompts: Vec<Vec<u32>> = (0..4u32).map(|p| (0..7 + 5 * p).map(|i| (i * 37 + p * 11) % 300).collect()).collect();

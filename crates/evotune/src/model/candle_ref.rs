@@ -34,6 +34,12 @@ impl CandleLlama {
                 problem: "candle's llama has no q/k/v bias (qwen2 is not supported here)".into(),
             });
         }
+        if config.qk_norm || config.rope_scaling.is_some() || config.sliding_window.is_some() {
+            return Err(Error::CandleRef {
+                problem: "this comparison builds candle's plain llama: no q/k norms, RoPE scaling or sliding window"
+                    .into(),
+            });
+        }
         if config.head_dim * config.heads != config.hidden {
             return Err(Error::CandleRef {
                 problem: format!(

@@ -29,6 +29,59 @@ pub struct ModelConfig {
     pub tied_embeddings: bool,
     /// q/k/v projections carry a bias (Qwen2).
     pub qkv_bias: bool,
+    /// Per-head RMSNorm on q and k before RoPE (Qwen3): weights `self_attn.{q,k}_norm.weight` (Dh).
+    #[serde(default)]
+    pub qk_norm: bool,
+    /// RoPE frequency scaling (Llama 3.x); `None` is plain RoPE.
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// Each position attends to at most this many positions, itself included (Mistral's
+    /// `sliding_window`); `None` is full causal attention.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+}
+
+/// How RoPE's inverse frequencies ωᵢ = θ^(−2i/Dh) are rescaled for long contexts.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum RopeScaling {
+    /// Llama 3.x (`rope_type: llama3` in HF): with wavelength λᵢ = 2π/ωᵢ, context C₀, factor s,
+    /// low/high frequency factors l, h:
+    /// ```text
+    /// ωᵢ' = ωᵢ                          λᵢ < C₀/h       (high frequencies kept)
+    /// ωᵢ' = ωᵢ / s                      λᵢ > C₀/l       (low frequencies stretched)
+    /// ωᵢ' = (1 − m)·ωᵢ/s + m·ωᵢ         otherwise, m = (C₀/λᵢ − l)/(h − l)
+    /// ```
+    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_context: usize },
+    /// Per-frequency divisors ωᵢ' = ωᵢ / fᵢ, as a GGUF stores them (`rope_freqs.weight`, which
+    /// llama.cpp's converter computes from the Llama-3 parameters above; those are not kept).
+    FreqFactors(Vec<f32>),
+}
+
+impl RopeScaling {
+    /// The divisors fᵢ (ωᵢ' = ωᵢ/fᵢ) for the inverse frequencies `inv_freq`, computed in f32 the
+    /// way llama.cpp's converter writes `rope_freqs.weight`.
+    pub fn freq_factors(&self, inv_freq: &[f32]) -> Vec<f32> {
+        match self {
+            RopeScaling::FreqFactors(f) => f.clone(),
+            &RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context } => {
+                let c0 = original_context as f32;
+                inv_freq
+                    .iter()
+                    .map(|&w| {
+                        let wavelen = 2.0 * std::f32::consts::PI / w;
+                        if wavelen < c0 / h {
+                            1.0
+                        } else if wavelen > c0 / l {
+                            factor
+                        } else {
+                            let m = (c0 / wavelen - l) / (h - l);
+                            1.0 / ((1.0 - m) / factor + m)
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 use crate::error::{Error, Result};
@@ -36,9 +89,52 @@ use crate::model::gguf::GgufFile;
 
 /// Architectures whose GGUF this loader understands, and whether llama.cpp's converter permuted
 /// their Q/K rows for interleaved RoPE (see [`crate::model::loader`]).
-pub const GGUF_ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false)];
+/// Mistral files are `llama` in GGUF.
+pub const GGUF_ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false), ("qwen3", false)];
+
+/// The error for an architecture this forward does not compute, with the reason where a family
+/// is known and close enough that a user may expect it to work.
+pub fn unsupported_architecture(path: &std::path::Path, found: &str) -> Error {
+    let why = if found.starts_with("gemma") {
+        ": Gemma needs RMSNorm with (1 + w), GeGLU, norms before and after both attention and MLP, \
+         √D embedding scaling, query pre-attention scaling, and interleaved sliding-window and global \
+         layers with two RoPE bases, which this forward does not compute"
+    } else {
+        ""
+    };
+    Error::UnsupportedArchitecture { path: path.to_path_buf(), found: found.to_string(), why: why.to_string() }
+}
 
 impl ModelConfig {
+    /// RoPE's inverse frequencies ωᵢ = θ^(−2i/Dh), i < Dh/2, after [`RopeScaling`]. The plain
+    /// ones are computed in f32 as HF and candle do (inverse first, then one product with the
+    /// position); the Llama-3 rule follows HF's `_compute_llama3_parameters` operation by operation.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let dh = self.head_dim;
+        let plain: Vec<f32> = (0..dh / 2).map(|i| 1.0f32 / self.rope_theta.powf((2 * i) as f32 / dh as f32)).collect();
+        match &self.rope_scaling {
+            None => plain,
+            Some(RopeScaling::FreqFactors(f)) => plain.iter().zip(f).map(|(&w, &f)| w / f).collect(),
+            &Some(RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context }) => {
+                let c0 = original_context as f32;
+                plain
+                    .iter()
+                    .map(|&w| {
+                        let wavelen = 2.0 * std::f32::consts::PI / w;
+                        if wavelen < c0 / h {
+                            w
+                        } else if wavelen > c0 / l {
+                            w / factor
+                        } else {
+                            let m = (c0 / wavelen - l) / (h - l);
+                            (1.0 - m) * w / factor + m * w
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// Reads the config from GGUF metadata (`{arch}.*` keys) and the tensor index:
     /// `tied_embeddings` ⇔ no `output.weight`; `qkv_bias` ⇔ `blk.0.attn_q.bias` exists;
     /// `vocab` = length of `tokenizer.ggml.tokens` (or the embedding's row count without one).
@@ -47,7 +143,7 @@ impl ModelConfig {
     pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         let arch = g.architecture()?.to_string();
         if !GGUF_ARCHITECTURES.iter().any(|(a, _)| *a == arch) {
-            return Err(Error::UnsupportedArchitecture { path: g.path.clone(), found: arch });
+            return Err(unsupported_architecture(&g.path, &arch));
         }
         let key = |k: &str| format!("{arch}.{k}");
         let positive = |k: &str| -> Result<usize> {
@@ -101,26 +197,41 @@ impl ModelConfig {
                 });
             }
         }
-        // Llama-3.1-style frequency scaling ships as a `rope_freqs.weight` tensor; linear/YaRN
-        // scaling as `rope.scaling.type`. Neither fits this config, so refuse rather than run a
-        // silently different model.
-        if g.tensor("rope_freqs.weight").is_some() {
-            return Err(Error::BadMetadata {
-                path: g.path.clone(),
-                key: "rope_freqs.weight".into(),
-                problem: "RoPE frequency scaling (Llama-3.1 style) is not supported".into(),
-            });
-        }
+        // Llama-3.x frequency scaling ships as a `rope_freqs.weight` tensor of divisors (one per
+        // frequency); linear/YaRN scaling as `rope.scaling.type`, which is refused.
         if let Some(v) = g.get(&key("rope.scaling.type")) {
             let t = g.get_str(&key("rope.scaling.type"))?;
             if t != "none" {
                 return Err(Error::BadMetadata {
                     path: g.path.clone(),
                     key: key("rope.scaling.type"),
-                    problem: format!("{v:?}: RoPE scaling is not supported"),
+                    problem: format!("{v:?}: only Llama-3 scaling (a `rope_freqs.weight` tensor) is supported"),
                 });
             }
         }
+        let rope_scaling = match g.tensor("rope_freqs.weight") {
+            None => None,
+            Some(t) => {
+                let bad = |problem: String| Error::BadMetadata {
+                    path: g.path.clone(),
+                    key: "rope_freqs.weight".into(),
+                    problem,
+                };
+                if t.shape() != [head_dim / 2] {
+                    return Err(bad(format!("shape {:?}, expected [{}] (head dim / 2)", t.shape(), head_dim / 2)));
+                }
+                let factors = g.dequantize("rope_freqs.weight")?;
+                if let Some(f) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+                    return Err(bad(format!("factor {f}, expected positive numbers")));
+                }
+                Some(RopeScaling::FreqFactors(factors))
+            }
+        };
+        let sliding_window = match g.get(&key("attention.sliding_window")) {
+            None => None,
+            Some(_) => Some(positive("attention.sliding_window")?),
+        };
+        let qk_norm = g.tensor("blk.0.attn_q_norm.weight").is_some();
         let context = positive("context_length")?;
         let rope_theta =
             if g.get(&key("rope.freq_base")).is_some() { g.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
@@ -162,6 +273,9 @@ impl ModelConfig {
             rms_eps,
             tied_embeddings: g.tensor("output.weight").is_none(),
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
+            qk_norm,
+            rope_scaling,
+            sliding_window,
         };
         // No ggml type stores a weight in less than a bit, so a config describing more than 8
         // weights per byte of the file cannot be this file's (and its sizes may overflow).
@@ -188,7 +302,9 @@ impl ModelConfig {
         let q = self.heads.checked_mul(self.head_dim)?;
         let kv = self.kv_heads.checked_mul(self.head_dim)?;
         let bias = if self.qkv_bias { q.checked_add(kv.checked_mul(2)?)? } else { 0 };
+        let qk_norm = if self.qk_norm { self.head_dim.checked_mul(2)? } else { 0 };
         let per_layer = [
+            qk_norm,
             d.checked_mul(2)?,                  // the two norms
             q.checked_mul(d)?.checked_mul(2)?,  // q and o
             kv.checked_mul(d)?.checked_mul(2)?, // k and v
@@ -202,8 +318,16 @@ impl ModelConfig {
         per_layer.checked_mul(self.layers)?.checked_add(embed)?.checked_add(head)?.checked_add(d)
     }
 
+    /// The architecture name llama.cpp gives this model (Mistral is `llama` there).
+    pub fn gguf_architecture(&self) -> &str {
+        match self.architecture.as_str() {
+            "mistral" => "llama",
+            a => a,
+        }
+    }
+
     /// Whether this architecture's GGUF Q/K rows are in llama.cpp's interleaved-RoPE order.
     pub fn gguf_qk_permuted(&self) -> bool {
-        GGUF_ARCHITECTURES.iter().any(|&(a, p)| a == self.architecture && p)
+        GGUF_ARCHITECTURES.iter().any(|&(a, p)| a == self.gguf_architecture() && p)
     }
 }

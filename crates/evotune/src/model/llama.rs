@@ -47,6 +47,8 @@ struct BlockIds {
     v: usize,
     o: usize,
     qkv_bias: Option<[usize; 3]>,
+    /// Per-head RMSNorm weights of q and k (Qwen3), (Dh) each.
+    qk_norm: Option<[usize; 2]>,
     mlp_norm: usize,
     gate: usize,
     up: usize,
@@ -63,7 +65,8 @@ pub struct Llama {
     final_norm: usize,
     /// `lm_head.weight`, or the embedding when tied.
     lm_head: usize,
-    /// Inverse RoPE frequencies theta^(−2i/Dh), i < Dh/2.
+    /// Inverse RoPE frequencies theta^(−2i/Dh), i < Dh/2, after any scaling
+    /// ([`ModelConfig::rope_inv_freq`]).
     inv_freq: Vec<f32>,
     /// (id, name, element count) of every tensor the forward reads: an arena is checked against
     /// this before use, so a `Params` of another layout is an error, not an out-of-bounds panic.
@@ -155,6 +158,11 @@ impl Llama {
             } else {
                 None
             };
+            let qk_norm = if c.qk_norm {
+                Some([find(p("self_attn.q_norm.weight"), vec![c.head_dim])?, find(p("self_attn.k_norm.weight"), vec![c.head_dim])?])
+            } else {
+                None
+            };
             blocks.push(BlockIds {
                 attn_norm: find(p("input_layernorm.weight"), vec![d])?,
                 q: find(p("self_attn.q_proj.weight"), vec![qd, d])?,
@@ -162,6 +170,7 @@ impl Llama {
                 v: find(p("self_attn.v_proj.weight"), vec![kvd, d])?,
                 o: find(p("self_attn.o_proj.weight"), vec![d, qd])?,
                 qkv_bias,
+                qk_norm,
                 mlp_norm: find(p("post_attention_layernorm.weight"), vec![d])?,
                 gate: find(p("mlp.gate_proj.weight"), vec![f, d])?,
                 up: find(p("mlp.up_proj.weight"), vec![f, d])?,
@@ -170,12 +179,18 @@ impl Llama {
         }
         let final_norm = find("model.norm.weight".into(), vec![d])?;
         let lm_head = if c.tied_embeddings { embed } else { find("lm_head.weight".into(), vec![c.vocab, d])? };
-        let dh = c.head_dim;
-        let inv_freq = (0..dh / 2).map(|i| 1.0f32 / c.rope_theta.powf((2 * i) as f32 / dh as f32)).collect();
+        let inv_freq = c.rope_inv_freq();
+        if inv_freq.len() != c.head_dim / 2 || inv_freq.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+            return Err(Error::BadModelConfig {
+                field: "rope_scaling",
+                problem: format!("gives {} frequencies for head dim {}, or a non-positive one", inv_freq.len(), c.head_dim),
+            });
+        }
         let mut ids = vec![embed, final_norm, lm_head];
         for b in &blocks {
             ids.extend([b.attn_norm, b.q, b.k, b.v, b.o, b.mlp_norm, b.gate, b.up, b.down]);
             ids.extend(b.qkv_bias.iter().flatten());
+            ids.extend(b.qk_norm.iter().flatten());
         }
         let used =
             ids.into_iter().map(|id| (id, layout.info(id).name.clone(), layout.info(id).shape.clone())).collect();
@@ -328,6 +343,7 @@ impl Llama {
         let mut proj = vec![0.0f32; tt * d]; // (Ttot, D)
         let mut g = vec![0.0f32; tt * f]; // (Ttot, F)
         let mut u = vec![0.0f32; tt * f]; // (Ttot, F)
+        let mut xn_heads = Vec::new(); // scratch of the per-head norms
 
         for (l, blk) in self.blocks.iter().enumerate() {
             // --- attention ---
@@ -337,6 +353,10 @@ impl Llama {
                 op.add_bias(&mut q, bq, qd);
                 op.add_bias(&mut k, bk, kvd);
                 op.add_bias(&mut vv, bv, kvd);
+            }
+            if let Some([nq, nk]) = blk.qk_norm {
+                op.head_rmsnorm(&mut q, nq, h, dh, &mut xn_heads);
+                op.head_rmsnorm(&mut k, nk, hkv, dh, &mut xn_heads);
             }
             for t in 0..tt {
                 let (cs, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
@@ -351,9 +371,10 @@ impl Llama {
                 let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
                 let q = &q;
                 let (row_seq, row_pos) = (&row_seq, &row_pos);
+                let window = c.sliding_window.unwrap_or(usize::MAX);
                 att.par_chunks_mut(qd).enumerate().for_each_init(Vec::new, |scores, (t, out)| {
                     let segments = caches[row_seq[t]].segments(l);
-                    attend(out, &q[t * qd..(t + 1) * qd], &segments, row_pos[t] + 1, h, hkv, dh, scores);
+                    attend(out, &q[t * qd..(t + 1) * qd], &segments, row_pos[t] + 1, window, h, hkv, dh, scores);
                 });
             }
             op.matmul(&att, blk.o, &mut proj, qd, d);
@@ -459,6 +480,24 @@ impl Ops<'_> {
         }
     }
 
+    /// Per-head RMSNorm in place: x viewed as (T·heads, Dh), each row normalised with the weight
+    /// of its token's group.   x: (T, heads·Dh).
+    fn head_rmsnorm(&self, x: &mut [f32], w: usize, heads: usize, dh: usize, scratch: &mut Vec<f32>) {
+        scratch.clear();
+        scratch.extend_from_slice(x);
+        let base = self.params.vector(w);
+        match self.deltas {
+            None => kernels::rmsnorm(x, scratch, base, dh, self.eps),
+            Some(dl) => {
+                let n = heads * dh;
+                for &(g, r0, r1) in self.runs {
+                    let weight = dl.delta.vector(w, g).unwrap_or(base);
+                    kernels::rmsnorm(&mut x[r0 * n..r1 * n], &scratch[r0 * n..r1 * n], weight, dh, self.eps);
+                }
+            }
+        }
+    }
+
     /// x[t, :] += b for every row t, b of the row's group.   x: (T, n).
     fn add_bias(&self, x: &mut [f32], b: usize, n: usize) {
         let base = self.params.vector(b);
@@ -473,16 +512,18 @@ impl Ops<'_> {
     }
 }
 
-/// Causal attention of one query row over the first `n` cached positions, n = its position plus
-/// one: for each head h, a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv). The
-/// positions are those of the cache's segments in order (shared prefix, then its own), summed as
-/// one sequence. q: (H·Dh); out: (H·Dh). This is the only op that mixes positions.
+/// Causal attention of one query row at position n − 1 over the cached positions
+/// lo..n, lo = n − min(n, window) (all of them without a sliding window): for each head h,
+/// a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv). The positions are those of the
+/// cache's segments in order (shared prefix, then its own), summed as one sequence.
+/// q: (H·Dh); out: (H·Dh). This is the only op that mixes positions.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     out: &mut [f32],
     q: &[f32],
     segments: &Segments<'_>,
     n: usize,
+    window: usize,
     h: usize,
     hkv: usize,
     dh: usize,
@@ -491,29 +532,32 @@ fn attend(
     let kvd = hkv * dh;
     let group = h / hkv;
     let scale = 1.0 / (dh as f32).sqrt();
-    // Positions [start, end) of each segment among the n attended.
+    let lo = n - n.min(window);
+    // Per segment: its first position, and the attended positions [a, b) it holds.
     let mut start = 0;
     let spans = segments.map(|(k, _)| {
         let len = (k.len() / kvd).min(n - start);
         start += len;
-        (start - len, start)
+        (start - len, (start - len).max(lo), start)
     });
     debug_assert_eq!(start, n, "the cache holds fewer than n positions");
-    scores.resize(n, 0.0);
+    let m = n - lo;
+    scores.resize(m, 0.0);
+    let attended = || segments.iter().zip(&spans).filter(|(_, (_, a, b))| a < b);
     for hi in 0..h {
         let g = hi / group;
         let qh = &q[hi * dh..(hi + 1) * dh];
-        for (&(kc, _), &(a, b)) in segments.iter().zip(&spans).filter(|(_, (a, b))| a < b) {
-            kernels::dots(qh, &kc[g * dh..], kvd, &mut scores[a..b]);
+        for (&(kc, _), &(s0, a, b)) in attended() {
+            kernels::dots(qh, &kc[(a - s0) * kvd + g * dh..], kvd, &mut scores[a - lo..b - lo]);
         }
-        for s in scores[..n].iter_mut() {
+        for s in scores[..m].iter_mut() {
             *s *= scale;
         }
-        kernels::softmax(&mut scores[..n]);
+        kernels::softmax(&mut scores[..m]);
         let o = &mut out[hi * dh..(hi + 1) * dh];
         o.fill(0.0);
-        for (&(_, vc), &(a, b)) in segments.iter().zip(&spans).filter(|(_, (a, b))| a < b) {
-            kernels::weighted_sum_add(o, &scores[a..b], &vc[g * dh..], kvd);
+        for (&(_, vc), &(s0, a, b)) in attended() {
+            kernels::weighted_sum_add(o, &scores[a - lo..b - lo], &vc[(a - s0) * kvd + g * dh..], kvd);
         }
     }
 }

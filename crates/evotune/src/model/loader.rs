@@ -37,9 +37,13 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::kernels;
 use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
+use crate::model::gguf_write::gguf_tensor_name;
+use crate::model::safetensors::hf_tensor_spec_iter;
 use crate::model::quant;
 use crate::model::weights::Stored;
-use crate::model::{Layout, Llama, ModelConfig, Params, QuantizedParams, ThetaSource, WeightFormat, Weights};
+use crate::model::{
+    Layout, Llama, ModelConfig, Params, QuantizedParams, TensorKind, ThetaSource, WeightFormat, Weights,
+};
 use crate::tokenizer::{ChatTemplate, Prompt, Tokenizer};
 
 /// Where the weights came from; kept so θ0 can be re-derived from the file (the AWD anchor).
@@ -241,8 +245,6 @@ struct GgufSource {
 /// Builds the HF-order layout of `config` and, for each tensor, its GGUF source; checks every
 /// shape and that the file holds no tensor this loader would ignore.
 fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>)> {
-    let (d, f, v) = (c.hidden, c.ffn, c.vocab);
-    let (q_rows, kv_rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
     let permuted = c.gguf_qk_permuted();
     let (q_perm, k_perm) = if permuted { (Some(c.heads), Some(c.kv_heads)) } else { (None, None) };
 
@@ -250,6 +252,7 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
         g.tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
     let mut layout = Layout::new();
     let mut sources = Vec::new();
+    let mut known_extra = Vec::new();
     // Each tensor is checked as it is added, so a corrupt layer count fails at the first missing
     // tensor instead of planning billions of them.
     let mut add = |hf: String, gg: String, shape: Vec<usize>, unpermute_heads: Option<usize>| -> Result<()> {
@@ -266,31 +269,21 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
         sources.push(GgufSource { index: i, unpermute_heads });
         Ok(())
     };
-    add("model.embed_tokens.weight".into(), "token_embd.weight".into(), vec![v, d], None)?;
-    for i in 0..c.layers {
-        let hf = |s: &str| format!("model.layers.{i}.{s}");
-        let gg = |s: &str| format!("blk.{i}.{s}");
-        add(hf("input_layernorm.weight"), gg("attn_norm.weight"), vec![d], None)?;
-        add(hf("self_attn.q_proj.weight"), gg("attn_q.weight"), vec![q_rows, d], q_perm)?;
-        add(hf("self_attn.k_proj.weight"), gg("attn_k.weight"), vec![kv_rows, d], k_perm)?;
-        add(hf("self_attn.v_proj.weight"), gg("attn_v.weight"), vec![kv_rows, d], None)?;
-        if c.qkv_bias {
-            add(hf("self_attn.q_proj.bias"), gg("attn_q.bias"), vec![q_rows], q_perm)?;
-            add(hf("self_attn.k_proj.bias"), gg("attn_k.bias"), vec![kv_rows], k_perm)?;
-            add(hf("self_attn.v_proj.bias"), gg("attn_v.bias"), vec![kv_rows], None)?;
-        }
-        add(hf("self_attn.o_proj.weight"), gg("attn_output.weight"), vec![d, q_rows], None)?;
-        add(hf("post_attention_layernorm.weight"), gg("ffn_norm.weight"), vec![d], None)?;
-        add(hf("mlp.gate_proj.weight"), gg("ffn_gate.weight"), vec![f, d], None)?;
-        add(hf("mlp.up_proj.weight"), gg("ffn_up.weight"), vec![f, d], None)?;
-        add(hf("mlp.down_proj.weight"), gg("ffn_down.weight"), vec![d, f], None)?;
+    for (hf, shape) in hf_tensor_spec_iter(c) {
+        let gg = gguf_tensor_name(&hf).expect("every llama-family HF name has a llama.cpp name");
+        let unpermute = match TensorKind::from_hf_name(&hf) {
+            TensorKind::Q | TensorKind::QBias => q_perm,
+            TensorKind::K | TensorKind::KBias => k_perm,
+            _ => None,
+        };
+        add(hf, gg, shape, unpermute)?;
     }
-    add("model.norm.weight".into(), "output_norm.weight".into(), vec![d], None)?;
-    if !c.tied_embeddings {
-        add("lm_head.weight".into(), "output.weight".into(), vec![v, d], None)?;
+    // Not a weight: Llama-3 RoPE factors, read into the config (`RopeScaling::FreqFactors`).
+    if let Some(i) = index.get("rope_freqs.weight").filter(|_| c.rope_scaling.is_some()) {
+        known_extra.push(*i);
     }
-    if sources.len() != g.tensors.len() {
-        let used: std::collections::HashSet<usize> = sources.iter().map(|s| s.index).collect();
+    if sources.len() + known_extra.len() != g.tensors.len() {
+        let used: std::collections::HashSet<usize> = sources.iter().map(|s| s.index).chain(known_extra).collect();
         let extra: Vec<&str> = g
             .tensors
             .iter()
@@ -303,7 +296,7 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
             path: g.path.clone(),
             problem: format!(
                 "{} tensor(s) this {} loader does not know, e.g. {extra:?}; refusing to drop weights silently",
-                g.tensors.len() - sources.len(),
+                g.tensors.len() - used.len(),
                 c.architecture
             ),
         });

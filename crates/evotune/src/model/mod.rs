@@ -29,7 +29,7 @@ pub mod score;
 pub mod theta_source;
 pub mod weights;
 
-pub use config::ModelConfig;
+pub use config::{ModelConfig, RopeScaling};
 pub use generate::{GenerateOptions, Sampling};
 pub use llama::Llama;
 pub use loader::{load, load_weights, LoadedWeights, Model, ModelFormat};

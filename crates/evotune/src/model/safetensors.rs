@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoResultExt, Result};
 use crate::files::write_atomic;
-use crate::model::{Layout, ModelConfig, Params};
+use crate::model::config::unsupported_architecture;
+use crate::model::{Layout, ModelConfig, Params, RopeScaling};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
 
 /// `config.json` as HF writes it for llama-family models; every field optional until
@@ -37,7 +38,14 @@ pub struct HfConfig {
     pub tie_word_embeddings: Option<bool>,
     pub attention_bias: Option<bool>,
     pub hidden_act: Option<String>,
+    /// transformers 4.x: `{"rope_type" | "type": …, parameters}` or null.
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5: `{"rope_type": …, "rope_theta": …, parameters}`.
+    pub rope_parameters: Option<serde_json::Value>,
+    pub sliding_window: Option<usize>,
+    pub use_sliding_window: Option<bool>,
+    pub layer_types: Option<Vec<String>>,
+    pub mlp_bias: Option<bool>,
 }
 
 impl HfConfig {
@@ -50,28 +58,40 @@ impl HfConfig {
         })
     }
 
-    /// Fills in HF's defaults (LlamaConfig/Qwen2Config): `num_key_value_heads` = heads,
-    /// `head_dim` = hidden / heads, `rope_theta` = 10000, `rms_norm_eps` = 1e-6, context 2048;
-    /// Qwen2 has q/k/v biases, Llama has them when `attention_bias`. `has_lm_head` says whether the
-    /// weights contain `lm_head.weight`: without it the head is tied to the embedding.
+    /// Fills in HF's defaults (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config):
+    /// `num_key_value_heads` = heads, `head_dim` = hidden / heads, `rope_theta` = 10000,
+    /// `rms_norm_eps` = 1e-6, context 2048; Qwen2 has q/k/v biases, the others when
+    /// `attention_bias`; Qwen3 normalises q and k per head; Mistral may have a `sliding_window`.
+    /// `has_lm_head` says whether the weights contain `lm_head.weight`: without it the head is tied
+    /// to the embedding. A field that would change the maths in a way this forward does not
+    /// compute is an error naming it.
     pub fn resolve(&self, path: &Path, has_lm_head: bool) -> Result<ModelConfig> {
         let model_type = self.model_type.clone().unwrap_or_else(|| "llama".to_string());
-        if model_type != "llama" && model_type != "qwen2" {
-            return Err(Error::UnsupportedArchitecture { path: path.to_path_buf(), found: model_type });
+        if !["llama", "mistral", "qwen2", "qwen3"].contains(&model_type.as_str()) {
+            return Err(unsupported_architecture(path, &model_type));
         }
+        let bad = |key: &str, problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
         if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
-            return Err(Error::BadMetadata {
-                path: path.to_path_buf(),
-                key: "hidden_act".into(),
-                problem: format!("`{act}`: only `silu` (SwiGLU) is supported"),
-            });
+            return Err(bad("hidden_act", format!("`{act}`: only `silu` (SwiGLU) is supported")));
         }
-        if let Some(scaling) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
-            return Err(Error::BadMetadata {
-                path: path.to_path_buf(),
-                key: "rope_scaling".into(),
-                problem: format!("{scaling}: RoPE scaling is not supported"),
-            });
+        if self.mlp_bias == Some(true) {
+            return Err(bad("mlp_bias", "true: MLP biases are not supported".into()));
+        }
+        let (rope_theta, rope_scaling) = self.rope(path)?;
+        let sliding_window = match model_type.as_str() {
+            "mistral" => self.sliding_window,
+            _ if self.use_sliding_window == Some(true) => {
+                return Err(bad("use_sliding_window", "true: sliding-window layers are supported for Mistral only".into()))
+            }
+            _ => None,
+        };
+        if sliding_window.is_none() {
+            if let Some(t) = self.layer_types.iter().flatten().find(|t| *t != "full_attention") {
+                return Err(bad("layer_types", format!("`{t}`: only `full_attention` layers are supported here")));
+            }
+        }
+        if sliding_window == Some(0) {
+            return Err(bad("sliding_window", "0: a window must hold at least the position itself".into()));
         }
         let need = |v: Option<usize>, key: &str| {
             v.filter(|&x| x > 0).ok_or_else(|| Error::BadMetadata {
@@ -102,6 +122,7 @@ impl HfConfig {
             }
         };
         let qkv_bias = model_type == "qwen2" || self.attention_bias.unwrap_or(false);
+        let qk_norm = model_type == "qwen3";
         Ok(ModelConfig {
             architecture: model_type,
             hidden,
@@ -112,45 +133,102 @@ impl HfConfig {
             head_dim,
             vocab: need(self.vocab_size, "vocab_size")?,
             context: self.max_position_embeddings.unwrap_or(2048),
-            rope_theta: self.rope_theta.unwrap_or(10_000.0) as f32,
+            rope_theta,
             rms_eps: self.rms_norm_eps.unwrap_or(1e-6) as f32,
             tied_embeddings: !has_lm_head || self.tie_word_embeddings == Some(true),
             qkv_bias,
+            qk_norm,
+            rope_scaling,
+            sliding_window,
         })
+    }
+
+    /// RoPE base and scaling from either spelling: transformers 4.x (`rope_theta`, `rope_scaling`)
+    /// or 5 (`rope_parameters` holding both). Rope types other than `default` and `llama3` change
+    /// the maths in ways this forward does not compute, and are refused.
+    fn rope(&self, path: &Path) -> Result<(f32, Option<RopeScaling>)> {
+        let (key, block) = match (&self.rope_parameters, &self.rope_scaling) {
+            (Some(p), _) if !p.is_null() => ("rope_parameters", Some(p)),
+            (_, Some(s)) if !s.is_null() => ("rope_scaling", Some(s)),
+            _ => ("rope_scaling", None),
+        };
+        let bad = |problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
+        let field = |name: &str| block.and_then(|b| b.get(name)).filter(|v| !v.is_null());
+        let number = |name: &str| -> Result<Option<f64>> {
+            match field(name) {
+                None => Ok(None),
+                Some(v) => match v.as_f64() {
+                    Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                    _ => Err(bad(format!("`{name}` is {v}, expected a positive number"))),
+                },
+            }
+        };
+        let theta = number("rope_theta")?.or(self.rope_theta).unwrap_or(10_000.0);
+        if !(theta.is_finite() && theta > 0.0) {
+            return Err(bad(format!("rope_theta {theta}, expected a positive number")));
+        }
+        let kind = field("rope_type").or(field("type")).map(|v| v.as_str().unwrap_or("?").to_string());
+        let scaling = match kind.as_deref() {
+            None | Some("default") => None,
+            Some("llama3") => {
+                let need = |name: &str| number(name)?.ok_or_else(|| bad(format!("llama3 scaling needs `{name}`")));
+                let (factor, low, high) = (need("factor")?, need("low_freq_factor")?, need("high_freq_factor")?);
+                let original = need("original_max_position_embeddings")?;
+                if high <= low {
+                    return Err(bad(format!("high_freq_factor {high} must exceed low_freq_factor {low}")));
+                }
+                Some(RopeScaling::Llama3 {
+                    factor: factor as f32,
+                    low_freq_factor: low as f32,
+                    high_freq_factor: high as f32,
+                    original_context: original as usize,
+                })
+            }
+            Some(t) => return Err(bad(format!("rope type `{t}` is not supported (default and llama3 are)"))),
+        };
+        Ok((theta as f32, scaling))
     }
 }
 
 /// Every trainable tensor of `config` in the arena's canonical order, with HF names and shapes:
-/// the embedding, then per block (norm, q, k, v, [q, k, v biases], o, norm, gate, up, down), the
-/// final norm, and `lm_head.weight` unless tied. This is also the order the GGUF loader
-/// (`model::loader`) builds, so a model has the same tensor ids whichever format it came in.
+/// the embedding, then per block (norm, q, k, v, [q, k, v biases], [q, k norms], o, norm, gate, up,
+/// down), the final norm, and `lm_head.weight` unless tied. The GGUF loader (`model::loader`)
+/// builds its layout from this list too, so a model has the same tensor ids whichever format it
+/// came in.
 pub fn hf_tensor_specs(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, f, v) = (config.hidden, config.ffn, config.vocab);
-    let (q_rows, kv_rows) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
-    for l in 0..config.layers {
+    hf_tensor_spec_iter(config).collect()
+}
+
+/// [`hf_tensor_specs`] one tensor at a time: a reader checking a file against it stops at the
+/// first missing tensor without planning all of a corrupt header's layers.
+pub fn hf_tensor_spec_iter(config: &ModelConfig) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+    let (d, f, v, dh) = (config.hidden, config.ffn, config.vocab, config.head_dim);
+    let (q_rows, kv_rows) = (config.heads * dh, config.kv_heads * dh);
+    let qkv = [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)];
+    let blocks = (0..config.layers).flat_map(move |l| {
         let p = format!("model.layers.{l}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        let qkv = [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)];
-        for (name, rows) in qkv {
-            out.push((format!("{p}.self_attn.{name}.weight"), vec![rows, d]));
-        }
+        let mut out = vec![(format!("{p}.input_layernorm.weight"), vec![d])];
+        out.extend(qkv.map(|(name, rows)| (format!("{p}.self_attn.{name}.weight"), vec![rows, d])));
         if config.qkv_bias {
-            for (name, rows) in qkv {
-                out.push((format!("{p}.self_attn.{name}.bias"), vec![rows]));
-            }
+            out.extend(qkv.map(|(name, rows)| (format!("{p}.self_attn.{name}.bias"), vec![rows])));
         }
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q_rows]));
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![f, d]));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![f, d]));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, f]));
-    }
-    out.push(("model.norm.weight".to_string(), vec![d]));
-    if !config.tied_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![v, d]));
-    }
-    out
+        if config.qk_norm {
+            out.extend(["q_norm", "k_norm"].map(|name| (format!("{p}.self_attn.{name}.weight"), vec![dh])));
+        }
+        out.extend([
+            (format!("{p}.self_attn.o_proj.weight"), vec![d, q_rows]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![d]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![f, d]),
+            (format!("{p}.mlp.up_proj.weight"), vec![f, d]),
+            (format!("{p}.mlp.down_proj.weight"), vec![d, f]),
+        ]);
+        out
+    });
+    let head = (!config.tied_embeddings).then(|| ("lm_head.weight".to_string(), vec![v, d]));
+    std::iter::once(("model.embed_tokens.weight".to_string(), vec![v, d]))
+        .chain(blocks)
+        .chain(std::iter::once(("model.norm.weight".to_string(), vec![d])))
+        .chain(head)
 }
 
 /// The arena layout of `config` (see [`hf_tensor_specs`] for the order).
@@ -481,6 +559,9 @@ mod tests {
             rms_eps: 1e-5,
             tied_embeddings: tied,
             qkv_bias: bias,
+            qk_norm: false,
+            rope_scaling: None,
+            sliding_window: None,
         }
     }
 

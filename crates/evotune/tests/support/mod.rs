@@ -41,6 +41,9 @@ pub fn load_gguf(path: &std::path::Path) -> (ModelConfig, Params) {
         rms_eps: md(&key("attention.layer_norm_rms_epsilon")).to_f32().unwrap(),
         tied_embeddings: !content.tensor_infos.contains_key("output.weight"),
         qkv_bias: false,
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     };
     let mut names: Vec<(String, String, usize)> =
         vec![("token_embd.weight".into(), "model.embed_tokens.weight".into(), 0)];
@@ -115,6 +118,9 @@ pub fn smollm2_config() -> ModelConfig {
         rms_eps: 1e-5,
         tied_embeddings: true,
         qkv_bias: false,
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 
@@ -134,6 +140,9 @@ pub fn tiny_model(qkv_bias: bool, tied: bool) -> (ModelConfig, Params) {
         rms_eps: 1e-5,
         tied_embeddings: tied,
         qkv_bias,
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     })
 }
 

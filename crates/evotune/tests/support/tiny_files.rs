@@ -59,6 +59,9 @@ pub fn config() -> ModelConfig {
         rms_eps: 1e-5,
         tied_embeddings: false,
         qkv_bias: false,
+        qk_norm: false,
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 
