@@ -42,6 +42,10 @@ pub struct GenerateArgs {
     /// GGUF path, HF model directory, or `smollm2-135m`.
     #[arg(long, default_value = "smollm2-135m")]
     pub model: String,
+    /// A variable for the model's chat template, KEY=VALUE (repeatable), e.g.
+    /// `--chat-template-arg enable_thinking=true` for Qwen3 (whose thinking is off by default).
+    #[arg(long = "chat-template-arg", value_name = "KEY=VALUE")]
+    pub chat_template_args: Vec<String>,
     /// The user message (rendered with the model's chat template unless --raw).
     #[arg(long, required_unless_present = "prompt_file")]
     pub prompt: Option<String>,
@@ -186,13 +190,17 @@ pub struct SettingArgs {
     /// fewer KV caches at once, with the same results.
     #[arg(long)]
     pub member_batch: Option<usize>,
+    /// A variable for the model's chat template, KEY=VALUE (repeatable), e.g.
+    /// `--chat-template-arg enable_thinking=true` for Qwen3 (whose thinking is off by default).
+    #[arg(long = "chat-template-arg", value_name = "KEY=VALUE")]
+    pub chat_template_args: Vec<String>,
 }
 
 /// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
 pub fn task_opts_table(pairs: &[String]) -> anyhow::Result<toml::Table> {
     let mut table = toml::Table::new();
     for kv in pairs {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--task-opt `{kv}`: expected KEY=VALUE"))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("`{kv}`: expected KEY=VALUE"))?;
         let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {v}")) {
             Ok(mut t) => t.remove("v").expect("just parsed"),
             Err(_) => toml::Value::String(v.to_string()),
@@ -237,6 +245,11 @@ impl SettingArgs {
             residual_window: self.residual_window,
             codes: self.codes,
             member_batch: self.member_batch,
+            chat_template_args: if self.chat_template_args.is_empty() {
+                None
+            } else {
+                Some(task_opts_table(&self.chat_template_args)?)
+            },
         })
     }
 }
@@ -245,6 +258,10 @@ impl SettingArgs {
 pub struct EvalArgs {
     #[arg(long, default_value = "smollm2-135m")]
     pub model: String,
+    /// A variable for the model's chat template, KEY=VALUE (repeatable; a run's own come from its
+    /// config), e.g. `--chat-template-arg enable_thinking=true` for Qwen3.
+    #[arg(long = "chat-template-arg", value_name = "KEY=VALUE")]
+    pub chat_template_args: Vec<String>,
     /// Target task (its test split is scored) or prior suite / JSONL file / `kl`.
     #[arg(long, required = true)]
     pub task: Vec<String>,

@@ -34,8 +34,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         }
         (None, format) => {
             let format = format.unwrap_or_default();
-            let (model, weights, notes) = evotune::model::load_weights(&a.model, format)
+            let (mut model, weights, notes) = evotune::model::load_weights(&a.model, format)
                 .with_context(|| format!("loading model {} (--weights {})", a.model, format.name()))?;
+            model.chat.set_args(&crate::args::task_opts_table(&a.chat_template_args)?);
             for n in &notes {
                 eprintln!("note: {n}");
             }

@@ -17,8 +17,9 @@ struct PromptLine {
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
-    let (model, weights, notes) = evotune::model::load_weights(&a.model, a.weights)
+    let (mut model, weights, notes) = evotune::model::load_weights(&a.model, a.weights)
         .with_context(|| format!("loading model {} (--weights {})", a.model, a.weights.name()))?;
+    model.chat.set_args(&crate::args::task_opts_table(&a.chat_template_args)?);
     for n in &notes {
         eprintln!("note: {n}");
     }

@@ -110,8 +110,7 @@ impl ModelConfig {
     /// ones are computed in f32 as HF and candle do (inverse first, then one product with the
     /// position); the Llama-3 rule follows HF's `_compute_llama3_parameters` operation by operation.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let dh = self.head_dim;
-        let plain: Vec<f32> = (0..dh / 2).map(|i| 1.0f32 / self.rope_theta.powf((2 * i) as f32 / dh as f32)).collect();
+        let plain = self.rope_inv_freq_unscaled();
         match &self.rope_scaling {
             None => plain,
             Some(RopeScaling::FreqFactors(f)) => plain.iter().zip(f).map(|(&w, &f)| w / f).collect(),
@@ -133,6 +132,12 @@ impl ModelConfig {
                     .collect()
             }
         }
+    }
+
+    /// RoPE's plain inverse frequencies θ^(−2i/Dh), i < Dh/2, in f32.
+    pub fn rope_inv_freq_unscaled(&self) -> Vec<f32> {
+        let dh = self.head_dim;
+        (0..dh / 2).map(|i| 1.0f32 / self.rope_theta.powf((2 * i) as f32 / dh as f32)).collect()
     }
 
     /// Reads the config from GGUF metadata (`{arch}.*` keys) and the tensor index:

@@ -180,12 +180,20 @@ pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// One tensor as it will be written.
+/// Where an entry's values come from.
+enum EntryData {
+    /// The arena tensor with this id.
+    Tensor(usize),
+    /// Values that are not a weight (`rope_freqs.weight`).
+    Values(Vec<f32>),
+}
+
 struct Entry {
     gguf_name: String,
     /// ggml order: ne0 first (HF shape reversed).
     ne: Vec<u64>,
     ty: GgmlType,
-    id: usize,
+    data: EntryData,
     /// Q/K of a llama model: permute rows with this many heads.
     permute_heads: Option<usize>,
     offset: usize,
@@ -220,9 +228,9 @@ pub fn write_gguf(
             (ExportType::Q8_0, _) => GgmlType::F16,
         };
         // llama.cpp's converter permutes Q and K weights and their biases (if any).
-        let permute_heads = match (config.architecture.as_str(), info.kind) {
-            ("llama", TensorKind::Q | TensorKind::QBias) => Some(config.heads),
-            ("llama", TensorKind::K | TensorKind::KBias) => Some(config.kv_heads),
+        let permute_heads = match (config.gguf_qk_permuted(), info.kind) {
+            (true, TensorKind::Q | TensorKind::QBias) => Some(config.heads),
+            (true, TensorKind::K | TensorKind::KBias) => Some(config.kv_heads),
             _ => None,
         };
         if let Some(h) = permute_heads {
@@ -240,8 +248,23 @@ pub fn write_gguf(
             }
         }
         let ne = info.shape.iter().rev().map(|&d| d as u64).collect();
-        entries.push(Entry { gguf_name, ne, ty, id, permute_heads, offset });
+        entries.push(Entry { gguf_name, ne, ty, data: EntryData::Tensor(id), permute_heads, offset });
         offset = align(offset + ty.bytes(info.len));
+    }
+    // Llama-3 RoPE scaling travels as llama.cpp's converter writes it: per-frequency divisors
+    // (the last entry, so no offset follows it).
+    if let Some(scaling) = &config.rope_scaling {
+        let factors = scaling.freq_factors(&config.rope_inv_freq_unscaled());
+        let ne = vec![factors.len() as u64];
+        let data = EntryData::Values(factors);
+        entries.push(Entry {
+            gguf_name: "rope_freqs.weight".into(),
+            ne,
+            ty: GgmlType::F32,
+            data,
+            permute_heads: None,
+            offset,
+        });
     }
 
     let metadata = export_metadata(config, source_metadata, dtype);
@@ -275,15 +298,15 @@ pub fn write_gguf(
         w.write_all(&head)?;
         let mut written = 0usize;
         for e in &entries {
-            let info = layout.info(e.id);
             let permuted;
-            let x: &[f32] = match e.permute_heads {
-                Some(h) => {
-                    let cols = info.shape.get(1).copied().unwrap_or(1);
-                    permuted = permute_qk_for_gguf(params.tensor(e.id), h, config.head_dim, cols);
+            let x: &[f32] = match (&e.data, e.permute_heads) {
+                (EntryData::Values(v), _) => v,
+                (&EntryData::Tensor(id), Some(h)) => {
+                    let cols = layout.info(id).shape.get(1).copied().unwrap_or(1);
+                    permuted = permute_qk_for_gguf(params.tensor(id), h, config.head_dim, cols);
                     &permuted
                 }
-                None => params.tensor(e.id),
+                (&EntryData::Tensor(id), None) => params.tensor(id),
             };
             w.write_all(&vec![0u8; e.offset - written])?;
             let bytes = encode(x, e.ty);
@@ -302,7 +325,7 @@ fn export_metadata(
     source: &BTreeMap<String, MetaValue>,
     dtype: ExportType,
 ) -> Vec<(String, MetaValue)> {
-    let a = &config.architecture;
+    let a = &config.gguf_architecture().to_string();
     let u = |x: usize| MetaValue::U32(x as u32);
     let mut m = source.clone();
     m.remove("general.alignment");
@@ -322,6 +345,9 @@ fn export_metadata(
     if config.head_dim * config.heads != config.hidden {
         set(format!("{a}.attention.key_length"), u(config.head_dim));
         set(format!("{a}.attention.value_length"), u(config.head_dim));
+    }
+    if let Some(w) = config.sliding_window {
+        set(format!("{a}.attention.sliding_window"), u(w));
     }
     set("general.file_type".into(), MetaValue::U32(dtype.file_type()));
     if dtype == ExportType::Q8_0 {

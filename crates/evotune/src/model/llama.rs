@@ -159,7 +159,10 @@ impl Llama {
                 None
             };
             let qk_norm = if c.qk_norm {
-                Some([find(p("self_attn.q_norm.weight"), vec![c.head_dim])?, find(p("self_attn.k_norm.weight"), vec![c.head_dim])?])
+                Some([
+                    find(p("self_attn.q_norm.weight"), vec![c.head_dim])?,
+                    find(p("self_attn.k_norm.weight"), vec![c.head_dim])?,
+                ])
             } else {
                 None
             };
@@ -183,7 +186,11 @@ impl Llama {
         if inv_freq.len() != c.head_dim / 2 || inv_freq.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
             return Err(Error::BadModelConfig {
                 field: "rope_scaling",
-                problem: format!("gives {} frequencies for head dim {}, or a non-positive one", inv_freq.len(), c.head_dim),
+                problem: format!(
+                    "gives {} frequencies for head dim {}, or a non-positive one",
+                    inv_freq.len(),
+                    c.head_dim
+                ),
             });
         }
         let mut ids = vec![embed, final_norm, lm_head];

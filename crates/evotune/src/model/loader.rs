@@ -38,8 +38,8 @@ use crate::kernels;
 use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
 use crate::model::gguf_write::gguf_tensor_name;
-use crate::model::safetensors::hf_tensor_spec_iter;
 use crate::model::quant;
+use crate::model::safetensors::hf_tensor_spec_iter;
 use crate::model::weights::Stored;
 use crate::model::{
     Layout, Llama, ModelConfig, Params, QuantizedParams, TensorKind, ThetaSource, WeightFormat, Weights,

@@ -70,7 +70,8 @@ impl HfConfig {
         if !["llama", "mistral", "qwen2", "qwen3"].contains(&model_type.as_str()) {
             return Err(unsupported_architecture(path, &model_type));
         }
-        let bad = |key: &str, problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
+        let bad =
+            |key: &str, problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
         if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
             return Err(bad("hidden_act", format!("`{act}`: only `silu` (SwiGLU) is supported")));
         }
@@ -81,7 +82,10 @@ impl HfConfig {
         let sliding_window = match model_type.as_str() {
             "mistral" => self.sliding_window,
             _ if self.use_sliding_window == Some(true) => {
-                return Err(bad("use_sliding_window", "true: sliding-window layers are supported for Mistral only".into()))
+                return Err(bad(
+                    "use_sliding_window",
+                    "true: sliding-window layers are supported for Mistral only".into(),
+                ))
             }
             _ => None,
         };
@@ -419,11 +423,35 @@ pub(crate) fn write_f32_le(w: &mut impl Write, xs: &[f32]) -> std::io::Result<()
     Ok(())
 }
 
-/// `config.json` for `config`, as transformers' LlamaConfig / Qwen2Config read it.
-pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) -> serde_json::Value {
+/// `config.json` for `config`, as transformers' LlamaConfig, MistralConfig, Qwen2Config and
+/// Qwen3Config read it (the 4.x spelling, `rope_theta` + `rope_scaling`, which 5.x reads too).
+/// RoPE factors read from a GGUF (`RopeScaling::FreqFactors`) have no HF spelling: an error.
+pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) -> Result<serde_json::Value> {
     let class = match config.architecture.as_str() {
         "qwen2" => "Qwen2ForCausalLM",
+        "qwen3" => "Qwen3ForCausalLM",
+        "mistral" => "MistralForCausalLM",
         _ => "LlamaForCausalLM",
+    };
+    let rope_scaling = match &config.rope_scaling {
+        None => serde_json::Value::Null,
+        &Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_context }) => {
+            serde_json::json!({
+                "rope_type": "llama3",
+                "factor": factor as f64,
+                "low_freq_factor": low_freq_factor as f64,
+                "high_freq_factor": high_freq_factor as f64,
+                "original_max_position_embeddings": original_context,
+            })
+        }
+        Some(RopeScaling::FreqFactors(_)) => {
+            return Err(Error::BadModelConfig {
+                field: "rope_scaling",
+                problem: "the RoPE factors came from a GGUF `rope_freqs.weight`, which keeps no llama3 parameters \
+                          for a HF config.json; export this model as GGUF instead"
+                    .into(),
+            })
+        }
     };
     let mut v = serde_json::json!({
         "architectures": [class],
@@ -441,14 +469,23 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
         "tie_word_embeddings": config.tied_embeddings,
         "hidden_act": "silu",
         "torch_dtype": "float32",
-        "rope_scaling": null,
+        "rope_scaling": rope_scaling,
     });
     let obj = v.as_object_mut().expect("an object");
-    if config.architecture == "llama" {
-        obj.insert("attention_bias".into(), config.qkv_bias.into());
-        obj.insert("mlp_bias".into(), false.into());
-    } else {
-        obj.insert("use_sliding_window".into(), false.into());
+    match config.architecture.as_str() {
+        "qwen2" | "qwen3" => {
+            obj.insert("use_sliding_window".into(), false.into());
+            if config.architecture == "qwen3" {
+                obj.insert("attention_bias".into(), config.qkv_bias.into());
+            }
+        }
+        "mistral" => {
+            obj.insert("sliding_window".into(), config.sliding_window.into());
+        }
+        _ => {
+            obj.insert("attention_bias".into(), config.qkv_bias.into());
+            obj.insert("mlp_bias".into(), false.into());
+        }
     }
     if let Some(b) = bos {
         obj.insert("bos_token_id".into(), b.into());
@@ -456,7 +493,7 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
     if let Some(e) = eos {
         obj.insert("eos_token_id".into(), e.into());
     }
-    v
+    Ok(v)
 }
 
 /// Writes a directory that HF `transformers` loads with `from_pretrained(dir)`:
@@ -471,11 +508,13 @@ pub fn write_hf_dir(
     tokenizer: Option<&Tokenizer>,
     chat: Option<&ChatTemplate>,
 ) -> Result<()> {
+    // Everything that can be refused is checked before the first byte is written.
+    let (bos, eos) = tokenizer.map(|t| (t.bos, Some(t.eos))).unwrap_or((None, None));
+    let config_json = hf_config_json(config, bos, eos)?;
     std::fs::create_dir_all(dir).with_path(dir)?;
     check_layout(dir, params.layout(), config)?;
     write(&dir.join("model.safetensors"), params, config.tied_embeddings)?;
-    let (bos, eos) = tokenizer.map(|t| (t.bos, Some(t.eos))).unwrap_or((None, None));
-    write_json(&dir.join("config.json"), &hf_config_json(config, bos, eos))?;
+    write_json(&dir.join("config.json"), &config_json)?;
 
     if let Some(tok) = tokenizer {
         let json = tok
@@ -616,7 +655,8 @@ mod tests {
         let config = tiny_config(true, false);
         let specs = hf_tensor_specs(&config);
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), hf_config_json(&config, None, None).to_string()).unwrap();
+        std::fs::write(dir.path().join("config.json"), hf_config_json(&config, None, None).unwrap().to_string())
+            .unwrap();
         // Two shards: the first half of the tensors in F16, the rest in BF16; value 0.25 · (i % 8).
         let value = |i: usize| 0.25 * (i % 8) as f32;
         let half_n = specs.len() / 2;

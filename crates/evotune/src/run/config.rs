@@ -142,6 +142,10 @@ pub struct RunConfig {
     /// hold fewer KV caches at once; the results do not change.
     #[serde(default)]
     pub member_batch: usize,
+    /// Variables for the model's chat template (`--chat-template-arg KEY=VALUE`), e.g. Qwen3's
+    /// `enable_thinking = true`; they change the prompts, so they are part of the run.
+    #[serde(default)]
+    pub chat_template_args: toml::Table,
 }
 
 /// What the user wrote: every field optional. Used for the TOML file and for the flags.
@@ -178,6 +182,7 @@ pub struct PartialConfig {
     pub residual_window: Option<usize>,
     pub codes: Option<Codes>,
     pub member_batch: Option<usize>,
+    pub chat_template_args: Option<toml::Table>,
 }
 
 impl PartialConfig {
@@ -243,7 +248,8 @@ impl PartialConfig {
             residual,
             residual_window,
             codes,
-            member_batch
+            member_batch,
+            chat_template_args
         );
         self
     }
@@ -291,6 +297,7 @@ impl PartialConfig {
             residual_window: self.residual_window.unwrap_or_else(default_replay_window),
             codes: self.codes.unwrap_or_default(),
             member_batch: self.member_batch.unwrap_or(0),
+            chat_template_args: self.chat_template_args.unwrap_or_default(),
         };
         cfg.validate()?;
         Ok(cfg)

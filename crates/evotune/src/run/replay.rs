@@ -41,7 +41,8 @@ pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
     if config.method == Method::Qes {
         return qes_weights_at(config, &records, k);
     }
-    let (model, theta0) = model::load(&config.model)?;
+    let (mut model, theta0) = model::load(&config.model)?;
+    model.chat.set_args(&config.chat_template_args);
     let strategy = Strategy::new(config.es_params(), Anchor::Source(model.theta0_source()))?;
     let mut state = EsState::new(theta0.clone());
     replay_onto(&strategy, &mut state, &records, k)?;
@@ -50,7 +51,8 @@ pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
 
 /// [`weights_at`] of a QES run: the codes replayed from the model file's own, step by step.
 fn qes_weights_at(config: RunConfig, records: &[StepRecord], k: u64) -> Result<RunWeights> {
-    let (model, weights, _) = model::load_weights(&config.model, config.codes.weight_format())?;
+    let (mut model, weights, _) = model::load_weights(&config.model, config.codes.weight_format())?;
+    model.chat.set_args(&config.chat_template_args);
     let model::LoadedWeights::Quantized(base) = weights else { unreachable!("quantized weights") };
     let run = QesRun::from_config(&config);
     let mut state = QesState::new(base.clone(), Box::new(base.clone()), &run);

@@ -206,7 +206,8 @@ impl<'c> Trainer<'c> {
         progress.message(&format!("loading model {}", cfg.model));
         let (model, tasks, learner) = match cfg.method {
             Method::Es => {
-                let (model, theta0) = model::load(&cfg.model)?;
+                let (mut model, theta0) = model::load(&cfg.model)?;
+                model.chat.set_args(&cfg.chat_template_args);
                 let tasks = prepare_tasks(&cfg, &model, &theta0)?;
                 // θ0 is re-derived tensor by tensor from the model file: AWD and drift (both
                 // through the strategy's anchor and its reusable scratch) need no f32 copy.
@@ -217,7 +218,8 @@ impl<'c> Trainer<'c> {
                 (model, tasks, Learner::Es { strategy, state, member_theta })
             }
             Method::Qes => {
-                let (model, weights, notes) = model::load_weights(&cfg.model, cfg.codes.weight_format())?;
+                let (mut model, weights, notes) = model::load_weights(&cfg.model, cfg.codes.weight_format())?;
+                model.chat.set_args(&cfg.chat_template_args);
                 for n in &notes {
                     progress.message(&format!("note: {n}"));
                 }

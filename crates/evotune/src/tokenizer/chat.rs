@@ -10,6 +10,7 @@
 //! - `strftime_now` is deliberately *not* defined: templates then fall back to their fixed date,
 //!   which keeps every rendering (and so every ES run) a pure function of its inputs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use minijinja::value::{from_args, Kwargs, Value, ValueKind};
@@ -65,6 +66,8 @@ pub struct ChatTemplate {
     pub bos_token: String,
     /// `eos_token` in the template context.
     pub eos_token: String,
+    /// Further template variables (`--chat-template-arg KEY=VALUE`), e.g. Qwen3's `enable_thinking`.
+    pub args: BTreeMap<String, Value>,
     env: Environment<'static>,
 }
 
@@ -74,6 +77,7 @@ impl std::fmt::Debug for ChatTemplate {
             .field("source", &self.source)
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
+            .field("args", &self.args)
             .finish()
     }
 }
@@ -81,13 +85,17 @@ impl std::fmt::Debug for ChatTemplate {
 impl Clone for ChatTemplate {
     fn clone(&self) -> Self {
         // The source compiled once already, so compiling it again cannot fail.
-        ChatTemplate::new(self.source.clone(), self.bos_token.clone(), self.eos_token.clone())
-            .expect("a template that compiled once compiles again")
+        let mut t = ChatTemplate::new(self.source.clone(), self.bos_token.clone(), self.eos_token.clone())
+            .expect("a template that compiled once compiles again");
+        t.args = self.args.clone();
+        t
     }
 }
 
 impl ChatTemplate {
-    /// Compiles `source`; errors carry minijinja's line and reason.
+    /// Compiles `source`; errors carry minijinja's line and reason. A template with a thinking
+    /// switch (Qwen3's `enable_thinking`) starts with it off: an ES reward reads the answer, and a
+    /// thinking trace would spend the completion's token budget before it.
     pub fn new(source: impl Into<String>, bos_token: impl Into<String>, eos_token: impl Into<String>) -> Result<Self> {
         let source = source.into();
         let mut env = Environment::new();
@@ -97,7 +105,11 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.clone()).map_err(template_error)?;
-        Ok(ChatTemplate { source, bos_token: bos_token.into(), eos_token: eos_token.into(), env })
+        let mut args = BTreeMap::new();
+        if source.contains("enable_thinking") {
+            args.insert("enable_thinking".to_string(), Value::from(false));
+        }
+        Ok(ChatTemplate { source, bos_token: bos_token.into(), eos_token: eos_token.into(), args, env })
     }
 
     /// ChatML (see [`CHATML_TEMPLATE`]), for models without a template.
@@ -155,6 +167,13 @@ impl ChatTemplate {
         }
     }
 
+    /// Sets template variables from `KEY = value` pairs (TOML values: `true`, `3`, `"text"`).
+    pub fn set_args(&mut self, args: &toml::Table) {
+        for (k, v) in args {
+            self.args.insert(k.clone(), Value::from_serialize(v));
+        }
+    }
+
     /// Renders `messages`; with `add_generation_prompt` the assistant header is appended.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
@@ -163,6 +182,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            ..Value::from(self.args.clone())
         };
         tmpl.render(ctx).map_err(template_error)
     }
