@@ -1,0 +1,248 @@
+//! The model families against transformers. `scripts/tiny_models.py` builds a tiny random model of
+//! each family with transformers — Llama 3 (llama3 RoPE scaling, untied head), Mistral (sliding
+//! window), Qwen2 (q/k/v biases, tied), Qwen3 (per-head q/k norms, head dim ≠ D/H) — saves it as a
+//! HF directory and as a GGUF in llama.cpp's layout, and records transformers' logits at every
+//! position and 16 greedy tokens for three token sequences. Both forms must give those logits
+//! (within [`LOGIT_TOLERANCE`]) and exactly those tokens; exports must load back to the same
+//! logits; each family's real chat template must render what transformers renders.
+
+use std::path::{Path, PathBuf};
+
+use evotune::model::generate::generate;
+use evotune::model::gguf_write::{write_gguf, ExportType};
+use evotune::model::loader::{load_gguf_weights, load_path};
+use evotune::model::safetensors::write_hf_dir;
+use evotune::model::{load_weights, GenerateOptions, Llama, LoadedWeights, Model, Params, RopeScaling, Sampling};
+use evotune::model::{WeightFormat, Weights};
+use evotune::tokenizer::{ChatTemplate, Message};
+
+const FAMILIES: [&str; 4] = ["llama3", "mistral", "qwen2", "qwen3"];
+
+/// Largest |ours − transformers'| allowed, relative to max(1, max |logit|): f32 throughout, with
+/// other summation orders (and for a GGUF's RoPE factors, ω/f instead of HF's formula).
+const LOGIT_TOLERANCE: f32 = 2e-5;
+
+fn data_dir(family: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny").join(family)
+}
+
+/// What transformers computed for one family.
+struct Reference {
+    sequences: Vec<Vec<u32>>,
+    greedy: Vec<Vec<u32>>,
+    /// (Σ lengths, V): every position of every sequence, in order.
+    logits: Vec<f32>,
+    vocab: usize,
+}
+
+fn reference(family: &str) -> Reference {
+    let dir = data_dir(family);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<Vec<u32>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect())
+            .collect()
+    };
+    let bytes = std::fs::read(dir.join("logits.f32")).unwrap();
+    let logits: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let r = Reference {
+        sequences: ids(&json["sequences"]),
+        greedy: ids(&json["greedy"]),
+        logits,
+        vocab: json["vocab"].as_u64().unwrap() as usize,
+    };
+    let rows: usize = r.sequences.iter().map(Vec::len).sum();
+    assert_eq!(r.logits.len(), rows * r.vocab, "{family}: logits.f32 holds {rows} rows of {}", r.vocab);
+    r
+}
+
+/// Every position's logits of every reference sequence, concatenated as `logits.f32` is.
+fn all_logits(llama: &Llama, params: &dyn Weights, r: &Reference) -> Vec<f32> {
+    r.sequences.iter().flat_map(|s| llama.logits_all(params, s).unwrap()).collect()
+}
+
+/// max |a − b| / max(1, max |b|).
+fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+fn greedy_tokens(llama: &Llama, params: &dyn Weights, r: &Reference) -> Vec<Vec<u32>> {
+    let opts = GenerateOptions { max_new_tokens: 16, sampling: Sampling::Greedy, stop_tokens: vec![] };
+    generate(llama, params, &r.sequences, &opts).unwrap()
+}
+
+/// Both forms of every family: logits within the tolerance, greedy tokens exact.
+#[test]
+fn hf_and_gguf_forms_match_transformers() {
+    for family in FAMILIES {
+        let r = reference(family);
+        let dir = data_dir(family);
+        for path in [dir.join("hf"), dir.join("model.gguf")] {
+            let (model, params) = load_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(model.config.vocab, r.vocab, "{}", path.display());
+            let err = relative_error(&all_logits(&model.llama, &params, &r), &r.logits);
+            println!(
+                "{family:8} {:>10}: logits within {err:.2e} of transformers'",
+                path.file_name().unwrap().to_string_lossy()
+            );
+            assert!(err <= LOGIT_TOLERANCE, "{}: logits differ by {err:e}", path.display());
+            assert_eq!(greedy_tokens(&model.llama, &params, &r), r.greedy, "{}: greedy tokens", path.display());
+        }
+    }
+}
+
+/// What each family's config must hold, read from either form; the Llama-3 RoPE of the two forms
+/// (parameters vs. GGUF factors) agree to an ulp or so.
+#[test]
+fn family_features_are_read_from_both_forms() {
+    let load = |family: &str, form: &str| load_path(&data_dir(family).join(form)).unwrap().0.config;
+    for form in ["hf", "model.gguf"] {
+        let c = load("llama3", form);
+        assert!(!c.tied_embeddings && !c.qkv_bias && !c.qk_norm && c.sliding_window.is_none(), "{form}: {c:?}");
+        match (&c.rope_scaling, form) {
+            (Some(RopeScaling::Llama3 { factor, original_context, .. }), "hf") => {
+                assert_eq!((*factor, *original_context), (8.0, 32))
+            }
+            (Some(RopeScaling::FreqFactors(f)), "model.gguf") => assert_eq!(f.len(), c.head_dim / 2),
+            other => panic!("llama3 {form}: rope scaling {other:?}"),
+        }
+        let m = load("mistral", form);
+        assert_eq!(m.sliding_window, Some(6), "mistral {form}");
+        let q2 = load("qwen2", form);
+        assert!(q2.qkv_bias && q2.tied_embeddings && !q2.qk_norm, "qwen2 {form}: {q2:?}");
+        let q3 = load("qwen3", form);
+        assert!(q3.qk_norm && !q3.qkv_bias && q3.head_dim == 32 && q3.hidden == 64, "qwen3 {form}: {q3:?}");
+    }
+    let (hf, gguf) = (load("llama3", "hf").rope_inv_freq(), load("llama3", "model.gguf").rope_inv_freq());
+    let plain = load("llama3", "hf").rope_inv_freq_unscaled();
+    assert!(hf.iter().zip(&plain).filter(|(a, b)| a != b).count() >= 2, "the scaling changes some frequencies");
+    for (a, b) in hf.iter().zip(&gguf) {
+        assert!((a - b).abs() <= 2e-7 * a.abs(), "inverse frequencies {hf:?} vs {gguf:?}");
+    }
+}
+
+/// The tests above can fail: without its sliding window, Mistral's 12-token sequence (window 6)
+/// gets other logits; without the q/k norms' weights (all ones), Qwen3 does too.
+#[test]
+fn the_family_features_change_the_logits() {
+    let r = reference("mistral");
+    let (mut model, params) = load_path(&data_dir("mistral").join("hf")).unwrap();
+    model.config.sliding_window = None;
+    let full = Llama::new(model.config.clone(), params.layout()).unwrap();
+    assert!(relative_error(&all_logits(&full, &params, &r), &r.logits) > 1e-3);
+
+    let r = reference("qwen3");
+    let (model, mut params) = load_path(&data_dir("qwen3").join("hf")).unwrap();
+    for name in ["model.layers.0.self_attn.q_norm.weight", "model.layers.1.self_attn.k_norm.weight"] {
+        let id = params.layout().id(name).unwrap();
+        params.tensor_mut(id).fill(1.0);
+    }
+    assert!(relative_error(&all_logits(&model.llama, &params, &r), &r.logits) > 1e-3);
+}
+
+/// Export → load → the same logits: a HF directory (bit-identical), a GGUF with the source's
+/// metadata (F32: bit-identical but for Llama 3's RoPE, which a GGUF holds as factors).
+#[test]
+fn exports_load_back_to_the_same_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    for family in FAMILIES {
+        let r = reference(family);
+        let (model, params) = load_path(&data_dir(family).join("hf")).unwrap();
+        let ours = all_logits(&model.llama, &params, &r);
+
+        let hf_out = tmp.path().join(format!("{family}-hf"));
+        write_hf_dir(&hf_out, &params, &model.config, Some(&model.tokenizer), Some(&model.chat)).unwrap();
+        let (back, back_params) = load_path(&hf_out).unwrap();
+        assert_eq!(back.config, model.config, "{family}: HF export config");
+        assert_eq!(all_logits(&back.llama, &back_params, &r), ours, "{family}: HF export logits");
+
+        let (gguf_model, gguf_params) = load_path(&data_dir(family).join("model.gguf")).unwrap();
+        let gguf_out = tmp.path().join(format!("{family}.gguf"));
+        let metadata = gguf_model.theta0.gguf().unwrap().metadata.clone();
+        write_gguf(&gguf_out, &gguf_params, &gguf_model.config, &metadata, ExportType::F32).unwrap();
+        let (back, back_params) = load_path(&gguf_out).unwrap();
+        assert_eq!(back.config, gguf_model.config, "{family}: GGUF export config");
+        assert_eq!(
+            all_logits(&back.llama, &back_params, &r),
+            all_logits(&gguf_model.llama, &gguf_params, &r),
+            "{family}: GGUF export logits"
+        );
+
+        // A HF source exported as GGUF (no tokenizer metadata to carry): the weights and config.
+        let cross = tmp.path().join(format!("{family}-from-hf.gguf"));
+        write_gguf(&cross, &params, &model.config, &Default::default(), ExportType::F32).unwrap();
+        let (config, _, cross_params) = load_gguf_weights(&cross).unwrap();
+        let llama = Llama::new(config, cross_params.layout()).unwrap();
+        let err = relative_error(&all_logits(&llama, &cross_params, &r), &ours);
+        assert!(err <= LOGIT_TOLERANCE, "{family}: HF → GGUF logits differ by {err:e}");
+    }
+    // A GGUF's RoPE factors keep no llama3 parameters: a HF export says so instead of guessing.
+    let (model, params) = load_path(&data_dir("llama3").join("model.gguf")).unwrap();
+    let e = write_hf_dir(&tmp.path().join("refused"), &params, &model.config, None, None).unwrap_err();
+    assert!(e.to_string().contains("rope_freqs.weight"), "{e}");
+    assert!(!tmp.path().join("refused").exists(), "nothing is written for a refused export");
+}
+
+/// The quantized path (GGUF F16 weights → Q8_0 codes at load) runs every family, close to the f32
+/// logits (Q8_0 rounding, not a different model).
+#[test]
+fn quantized_weights_run_every_family() {
+    for family in FAMILIES {
+        let r = reference(family);
+        let path = data_dir(family).join("model.gguf");
+        let (model, weights, _notes) = load_weights(path.to_str().unwrap(), WeightFormat::Quantized).unwrap();
+        let LoadedWeights::Quantized(q) = weights else { panic!("{family}: expected quantized weights") };
+        let err = relative_error(&all_logits(&model.llama, &q, &r), &r.logits);
+        println!("{family:8} Q8_0: logits within {err:.2e} of transformers' f32");
+        assert!(err > 0.0 && err < 0.05, "{family}: Q8_0 logits differ by {err:e}");
+    }
+}
+
+/// Every family's real chat template renders what transformers' `apply_chat_template` renders
+/// (cases recorded by the script, Qwen3's thinking switch both ways).
+#[test]
+fn chat_templates_render_as_transformers_does() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cases: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny/chat_templates.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut families = std::collections::BTreeSet::new();
+    for (i, case) in cases.iter().enumerate() {
+        let family = case["family"].as_str().unwrap();
+        let source = std::fs::read_to_string(root.join(case["template_file"].as_str().unwrap())).unwrap();
+        let text = |k: &str| case[k].as_str().unwrap_or("").to_string();
+        let mut template = ChatTemplate::new(source, text("bos_token"), text("eos_token")).unwrap();
+        let args: toml::Table = case["kwargs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::from_value::<toml::Value>(v.clone()).unwrap()))
+            .collect();
+        template.set_args(&args);
+        let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let rendered = template.render(&messages, case["add_generation_prompt"].as_bool().unwrap());
+        assert_eq!(rendered.as_deref().ok(), case["rendered"].as_str(), "case {i} ({family}): {rendered:?}");
+        families.insert(family.to_string());
+    }
+    assert_eq!(families.len(), 5, "{families:?}");
+}
+
+/// Qwen3's template starts with thinking off (evotune's default); the argument turns it on.
+#[test]
+fn qwen3_thinking_is_off_unless_asked() {
+    let (model, _params): (Model, Params) = load_path(&data_dir("qwen3").join("hf")).unwrap();
+    let messages = [Message::new("user", "2+2?")];
+    let off = model.chat.render(&messages, true).unwrap();
+    assert!(off.ends_with("<think>\n\n</think>\n\n"), "{off:?}");
+    let mut on = model.chat.clone();
+    on.set_args(&toml::toml! { enable_thinking = true });
+    let on = on.render(&messages, true).unwrap();
+    assert!(on.ends_with("<|im_start|>assistant\n"), "{on:?}");
+}
