@@ -717,4 +717,53 @@ mod tests {
         let e = hf.resolve(p, true).unwrap_err().to_string();
         assert!(e.contains("hidden_size"), "{e}");
     }
+
+    /// RoPE and family fields in both transformers spellings; what this forward does not compute
+    /// is refused, naming the field.
+    #[test]
+    fn rope_and_family_fields_are_read_or_refused_by_name() {
+        let p = Path::new("config.json");
+        let base =
+            r#""hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":300"#;
+        let resolve =
+            |extra: &str| serde_json::from_str::<HfConfig>(&format!("{{{base},{extra}}}")).unwrap().resolve(p, true);
+        let llama3 =
+            RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_context: 8192 };
+        // transformers 4.x: rope_theta + rope_scaling.
+        let c = resolve(
+            r#""model_type":"llama","rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,
+               "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        )
+        .unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling.as_ref()), (500000.0, Some(&llama3)));
+        // transformers 5: rope_parameters holding both.
+        let c = resolve(
+            r#""model_type":"llama","rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":8.0,
+               "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        )
+        .unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling.as_ref()), (500000.0, Some(&llama3)));
+        let c =
+            resolve(r#""model_type":"qwen3","rope_parameters":{"rope_type":"default","rope_theta":1e6},"head_dim":32"#)
+                .unwrap();
+        assert!(c.qk_norm && !c.qkv_bias && c.rope_scaling.is_none() && c.rope_theta == 1e6 && c.head_dim == 32);
+        let c = resolve(r#""model_type":"mistral","sliding_window":4096"#).unwrap();
+        assert_eq!(c.sliding_window, Some(4096));
+        assert_eq!(resolve(r#""model_type":"mistral","sliding_window":null"#).unwrap().sliding_window, None);
+        // Refusals name the field.
+        for (extra, field) in [
+            (r#""model_type":"llama","rope_scaling":{"rope_type":"yarn","factor":4.0}"#, "rope_scaling"),
+            (r#""model_type":"llama","rope_parameters":{"rope_type":"linear","factor":2.0}"#, "rope_parameters"),
+            (r#""model_type":"llama","rope_scaling":{"rope_type":"llama3","factor":8.0}"#, "rope_scaling"),
+            (r#""model_type":"qwen2","use_sliding_window":true,"sliding_window":4096"#, "use_sliding_window"),
+            (r#""model_type":"qwen3","layer_types":["full_attention","sliding_attention"]"#, "layer_types"),
+            (r#""model_type":"llama","mlp_bias":true"#, "mlp_bias"),
+            (r#""model_type":"llama","hidden_act":"gelu_pytorch_tanh""#, "hidden_act"),
+        ] {
+            let e = resolve(extra).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{extra}: {e}");
+        }
+        let e = resolve(r#""model_type":"gemma3_text""#).unwrap_err().to_string();
+        assert!(e.contains("gemma3_text") && e.contains("GeGLU") && e.contains("sliding-window"), "{e}");
+    }
 }
