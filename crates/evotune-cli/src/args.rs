@@ -299,7 +299,12 @@ pub struct ReplayArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
+    /// One `.safetensors` file of θ (f32, HF names).
     Safetensors,
+    /// A HF model directory transformers and evotune load: model.safetensors, config.json,
+    /// tokenizer.json, tokenizer_config.json (with the chat template), generation_config.json.
+    Hf,
+    /// A llama.cpp GGUF (`--dtype f32|f16|q8_0`).
     Gguf,
 }
 

@@ -188,18 +188,20 @@ fn exports_load_back_to_the_same_logits() {
     assert!(!tmp.path().join("refused").exists(), "nothing is written for a refused export");
 }
 
-/// The quantized path (GGUF F16 weights → Q8_0 codes at load) runs every family, close to the f32
-/// logits (Q8_0 rounding, not a different model).
+/// The quantized path (every matrix of the GGUF as Q8_0 codes, the integer kernels) runs every
+/// family, close to the f32 logits: off by Q8_0's rounding of weights and activations (5–8% of the
+/// largest logit on these random weights, Qwen2's as much as the new families'), not by a
+/// different model (which is off by the logits' whole scale).
 #[test]
 fn quantized_weights_run_every_family() {
     for family in FAMILIES {
         let r = reference(family);
         let path = data_dir(family).join("model.gguf");
-        let (model, weights, _notes) = load_weights(path.to_str().unwrap(), WeightFormat::Quantized).unwrap();
+        let (model, weights, _notes) = load_weights(path.to_str().unwrap(), WeightFormat::Q8_0).unwrap();
         let LoadedWeights::Quantized(q) = weights else { panic!("{family}: expected quantized weights") };
         let err = relative_error(&all_logits(&model.llama, &q, &r), &r.logits);
         println!("{family:8} Q8_0: logits within {err:.2e} of transformers' f32");
-        assert!(err > 0.0 && err < 0.05, "{family}: Q8_0 logits differ by {err:e}");
+        assert!(err > 1e-4 && err < 0.15, "{family}: Q8_0 logits differ by {err:e}");
     }
 }
 

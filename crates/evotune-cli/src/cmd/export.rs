@@ -1,4 +1,4 @@
-//! `evotune export RUN [--iter K] --format safetensors|gguf --out PATH`.
+//! `evotune export RUN [--iter K] --format safetensors|hf|gguf --out PATH`.
 
 use anyhow::{bail, Context};
 use evotune::model::gguf_write::{write_gguf, ExportType};
@@ -27,6 +27,13 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
                 bail!("safetensors export is f32 only (the master weights); use --format gguf for f16 / q8_0");
             }
             evotune::model::safetensors::write(&a.out, &w.theta, w.model.config.tied_embeddings)
+        }
+        ExportFormat::Hf => {
+            if a.dtype.unwrap_or(ExportType::F32) != ExportType::F32 {
+                bail!("a HF directory export is f32 only (the master weights); use --format gguf for f16 / q8_0");
+            }
+            let m = &w.model;
+            evotune::model::safetensors::write_hf_dir(&a.out, &w.theta, &m.config, Some(&m.tokenizer), Some(&m.chat))
         }
         ExportFormat::Gguf => {
             let dtype = a.dtype.unwrap_or(ExportType::F32);
