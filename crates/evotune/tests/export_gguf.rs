@@ -83,6 +83,7 @@ fn tiny_config() -> ModelConfig {
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     }
 }
 
@@ -287,6 +288,7 @@ fn config_from_meta(m: &BTreeMap<String, MetaValue>, has_output: bool) -> ModelC
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     }
 }
 

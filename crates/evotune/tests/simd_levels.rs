@@ -39,6 +39,7 @@ fn fingerprint() -> String {
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     });
     let llama = Llama::new(config, params.layout()).unwrap();
     let prompts: Vec<Vec<u32>> = (0..4u32).map(|p| (0..7 + 5 * p).map(|i| (i * 37 + p * 11) % 300).collect()).collect();

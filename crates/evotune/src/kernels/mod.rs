@@ -304,6 +304,22 @@ pub(crate) fn silu_mul_chunk(g: &mut [f32], u: &[f32]) {
     }
 }
 
+/// GeGLU gate in place (Gemma): g[i] ← gelu_tanh(g[i])·u[i], with
+/// gelu_tanh(g) = ½g(1 + tanh(√(2/π)(g + 0.044715g³))) = g / (1 + e^(−2√(2/π)(g + 0.044715g³))),
+/// the second form with [`exp::exp`] (the same bits at every SIMD level); parallel over fixed
+/// chunks. Gemma models only, so it stays portable.
+pub fn gelu_tanh_mul(g: &mut [f32], u: &[f32]) {
+    assert!(g.len() == u.len(), "gelu_tanh_mul: bad lengths");
+    const CHUNK: usize = 1 << 14;
+    const TWO_SQRT_2_OVER_PI: f32 = 2.0 * 0.797_884_6;
+    g.par_chunks_mut(CHUNK).zip(u.par_chunks(CHUNK)).for_each(|(g, u)| {
+        for (g, &u) in g.iter_mut().zip(u) {
+            let x = *g;
+            *g = x / (1.0 + exp::exp(-TWO_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))) * u;
+        }
+    });
+}
+
 /// out[j] = [`dot`](q, keys[j·stride ..][..q.len()]) for every j < out.len(): attention scores of
 /// one query head against cached keys. Same bits as the `dot` loop; the SIMD levels do 16
 /// (AVX-512) or 4 (AVX2) keys at once when the head size is a multiple of 16.

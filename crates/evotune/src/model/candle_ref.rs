@@ -34,9 +34,10 @@ impl CandleLlama {
                 problem: "candle's llama has no q/k/v bias (qwen2 is not supported here)".into(),
             });
         }
-        if config.qk_norm || config.rope_scaling.is_some() || config.sliding_window.is_some() {
+        if config.qk_norm || config.rope_scaling.is_some() || config.sliding_window.is_some() || config.gemma.is_some()
+        {
             return Err(Error::CandleRef {
-                problem: "this comparison builds candle's plain llama: no q/k norms, RoPE scaling or sliding window"
+                problem: "this comparison builds candle's plain llama: no q/k norms, RoPE scaling, sliding window or Gemma block"
                     .into(),
             });
         }

@@ -39,6 +39,23 @@ pub struct ModelConfig {
     /// `sliding_window`); `None` is full causal attention.
     #[serde(default)]
     pub sliding_window: Option<usize>,
+    /// Gemma 3's block where it departs from llama's; `None` for every other family.
+    #[serde(default)]
+    pub gemma: Option<Gemma>,
+}
+
+/// Gemma 3: x₀ = embed·√D; every RMSNorm (q/k norms too) multiplies by (1 + w); the MLP is GeGLU,
+/// gelu_tanh(x·Wgateᵀ) ⊙ x·Wupᵀ; the attention and MLP outputs are RMS-normalised before their
+/// residual adds (two more norms per block); scores are q·k·s with s = query_pre_attn_scalar^(−½);
+/// sliding-window layers attend through `sliding_window` with their own unscaled RoPE base, the
+/// others attend globally with `rope_theta` and `rope_scaling`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Gemma {
+    pub query_pre_attn_scalar: f32,
+    /// RoPE base of the sliding-window layers.
+    pub local_rope_theta: f32,
+    /// Per layer: attends through the sliding window (else globally).
+    pub sliding_layers: Vec<bool>,
 }
 
 /// How RoPE's inverse frequencies ωᵢ = θ^(−2i/Dh) are rescaled for long contexts.
@@ -52,6 +69,9 @@ pub enum RopeScaling {
     /// ωᵢ' = (1 − m)·ωᵢ/s + m·ωᵢ         otherwise, m = (C₀/λᵢ − l)/(h − l)
     /// ```
     Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_context: usize },
+    /// Linear position interpolation (HF `rope_type: linear`, GGUF `rope.scaling.type = linear`):
+    /// ωᵢ' = ωᵢ / factor.
+    Linear { factor: f32 },
     /// Per-frequency divisors ωᵢ' = ωᵢ / fᵢ, as a GGUF stores them (`rope_freqs.weight`, which
     /// llama.cpp's converter computes from the Llama-3 parameters above; those are not kept).
     FreqFactors(Vec<f32>),
@@ -63,6 +83,7 @@ impl RopeScaling {
     pub fn freq_factors(&self, inv_freq: &[f32]) -> Vec<f32> {
         match self {
             RopeScaling::FreqFactors(f) => f.clone(),
+            &RopeScaling::Linear { factor } => vec![factor; inv_freq.len()],
             &RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context } => {
                 let c0 = original_context as f32;
                 inv_freq
@@ -86,21 +107,75 @@ impl RopeScaling {
 
 use crate::error::{Error, Result};
 use crate::model::gguf::GgufFile;
+use crate::model::TensorKind;
 
 /// Architectures whose GGUF this loader understands, and whether llama.cpp's converter permuted
 /// their Q/K rows for interleaved RoPE (see [`crate::model::loader`]).
 /// Mistral files are `llama` in GGUF.
-pub const GGUF_ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false), ("qwen3", false)];
+pub const GGUF_ARCHITECTURES: &[(&str, bool)] =
+    &[("llama", true), ("qwen2", false), ("qwen3", false), ("gemma3", false)];
+
+/// Gemma 3's settings from a GGUF. llama.cpp hard-codes three of them, which this reader takes
+/// from keys when a file has them: the sliding-window pattern (`attention.sliding_window_pattern`,
+/// else 6: layer i is global iff (i + 1) % 6 = 0), the sliding layers' RoPE base
+/// (`rope.freq_base_swa`, else 10000) and the score scale (`attention.scale`, else Dh^(−½), or
+/// (D/H)^(−½) for the 62-layer 27B model).
+fn gemma_from_gguf(g: &GgufFile, layers: usize, hidden: usize, heads: usize, head_dim: usize) -> Result<Gemma> {
+    let key = |k: &str| format!("gemma3.{k}");
+    let pattern = match g.get(&key("attention.sliding_window_pattern")) {
+        None => 6,
+        Some(_) => g.get_usize(&key("attention.sliding_window_pattern"))?,
+    };
+    if pattern == 0 {
+        return Err(Error::BadMetadata {
+            path: g.path.clone(),
+            key: key("attention.sliding_window_pattern"),
+            problem: "is 0".into(),
+        });
+    }
+    let local_rope_theta =
+        if g.get(&key("rope.freq_base_swa")).is_some() { g.get_f32(&key("rope.freq_base_swa"))? } else { 10_000.0 };
+    let query_pre_attn_scalar = match g.get(&key("attention.scale")) {
+        Some(_) => {
+            let s = g.get_f32(&key("attention.scale"))? as f64;
+            let q = 1.0 / (s * s);
+            (if (q - q.round()).abs() < 1e-3 { q.round() } else { q }) as f32
+        }
+        None if layers == 62 => (hidden / heads) as f32,
+        None => head_dim as f32,
+    };
+    if !(local_rope_theta.is_finite() && local_rope_theta > 0.0 && query_pre_attn_scalar.is_finite()) {
+        return Err(Error::BadMetadata {
+            path: g.path.clone(),
+            key: key("rope.freq_base_swa"),
+            problem: format!("base {local_rope_theta} / score scalar {query_pre_attn_scalar} must be positive"),
+        });
+    }
+    Ok(Gemma {
+        query_pre_attn_scalar,
+        local_rope_theta,
+        sliding_layers: (0..layers).map(|i| (i + 1) % pattern != 0).collect(),
+    })
+}
+
+/// θ^(−2i/Dh), i < Dh/2, in f32: the inverse first, then one product with the position, as HF
+/// and candle compute it.
+fn inv_freq(theta: f32, head_dim: usize) -> Vec<f32> {
+    (0..head_dim / 2).map(|i| 1.0f32 / theta.powf((2 * i) as f32 / head_dim as f32)).collect()
+}
 
 /// The error for an architecture this forward does not compute, with the reason where a family
 /// is known and close enough that a user may expect it to work.
 pub fn unsupported_architecture(path: &std::path::Path, found: &str) -> Error {
-    let why = if found.starts_with("gemma") {
-        ": Gemma needs RMSNorm with (1 + w), GeGLU, norms before and after both attention and MLP, \
-         √D embedding scaling, query pre-attention scaling, and interleaved sliding-window and global \
-         layers with two RoPE bases, which this forward does not compute"
-    } else {
-        ""
+    let why = match found {
+        "gemma3" => {
+            ": this is Gemma 3's multimodal form (a `text_config` and a vision tower); the text model \
+                     (`gemma3_text`, Gemma3ForCausalLM) is supported"
+        }
+        "gemma" | "gemma2" | "gemma3n" => {
+            ": of the Gemma family only Gemma 3 text models (`gemma3_text`) are supported"
+        }
+        _ => "",
     };
     Error::UnsupportedArchitecture { path: path.to_path_buf(), found: found.to_string(), why: why.to_string() }
 }
@@ -114,6 +189,7 @@ impl ModelConfig {
         match &self.rope_scaling {
             None => plain,
             Some(RopeScaling::FreqFactors(f)) => plain.iter().zip(f).map(|(&w, &f)| w / f).collect(),
+            &Some(RopeScaling::Linear { factor }) => plain.iter().map(|&w| w / factor).collect(),
             &Some(RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context }) => {
                 let c0 = original_context as f32;
                 plain
@@ -136,8 +212,47 @@ impl ModelConfig {
 
     /// RoPE's plain inverse frequencies θ^(−2i/Dh), i < Dh/2, in f32.
     pub fn rope_inv_freq_unscaled(&self) -> Vec<f32> {
-        let dh = self.head_dim;
-        (0..dh / 2).map(|i| 1.0f32 / self.rope_theta.powf((2 * i) as f32 / dh as f32)).collect()
+        inv_freq(self.rope_theta, self.head_dim)
+    }
+
+    /// The kind of the tensor named `name` in this model ([`TensorKind::from_hf_name`], with
+    /// Gemma's `post_attention_layernorm` being the attention output's norm).
+    pub fn tensor_kind(&self, name: &str) -> TensorKind {
+        match TensorKind::from_hf_name(name) {
+            TensorKind::MlpNorm if self.gemma.is_some() && name.contains("post_attention_layernorm") => {
+                TensorKind::PostAttnNorm
+            }
+            k => k,
+        }
+    }
+
+    /// Whether a GGUF stores this tensor as (1 + w) rather than w: llama.cpp's converter adds the
+    /// 1 of Gemma's RMSNorm into every norm weight.
+    pub fn gguf_norm_shifted(&self, name: &str) -> bool {
+        self.gemma.is_some() && name.ends_with("norm.weight")
+    }
+
+    /// Whether layer `l` attends through the sliding window (Gemma: its sliding layers only).
+    pub fn is_sliding_layer(&self, l: usize) -> bool {
+        self.sliding_window.is_some() && self.gemma.as_ref().is_none_or(|g| g.sliding_layers[l])
+    }
+
+    /// Layer `l`'s inverse RoPE frequencies: a Gemma sliding layer's from its own base, unscaled;
+    /// every other layer's [`ModelConfig::rope_inv_freq`].
+    pub fn layer_inv_freq(&self, l: usize) -> Vec<f32> {
+        match &self.gemma {
+            Some(g) if g.sliding_layers[l] => inv_freq(g.local_rope_theta, self.head_dim),
+            _ => self.rope_inv_freq(),
+        }
+    }
+
+    /// The factor s of the attention scores q·k·s: Dh^(−½), or Gemma's query_pre_attn_scalar^(−½)
+    /// (computed in f64 and rounded, as transformers' Python float is).
+    pub fn attention_scale(&self) -> f32 {
+        match &self.gemma {
+            Some(g) => (g.query_pre_attn_scalar as f64).powf(-0.5) as f32,
+            None => 1.0 / (self.head_dim as f32).sqrt(),
+        }
     }
 
     /// Reads the config from GGUF metadata (`{arch}.*` keys) and the tensor index:
@@ -203,19 +318,33 @@ impl ModelConfig {
             }
         }
         // Llama-3.x frequency scaling ships as a `rope_freqs.weight` tensor of divisors (one per
-        // frequency); linear/YaRN scaling as `rope.scaling.type`, which is refused.
-        if let Some(v) = g.get(&key("rope.scaling.type")) {
-            let t = g.get_str(&key("rope.scaling.type"))?;
-            if t != "none" {
-                return Err(Error::BadMetadata {
-                    path: g.path.clone(),
-                    key: key("rope.scaling.type"),
-                    problem: format!("{v:?}: only Llama-3 scaling (a `rope_freqs.weight` tensor) is supported"),
-                });
-            }
-        }
-        let rope_scaling = match g.tensor("rope_freqs.weight") {
+        // frequency); linear scaling as `rope.scaling.type` + `.factor`; other types are refused.
+        let linear = match g.get(&key("rope.scaling.type")) {
             None => None,
+            Some(_) => match g.get_str(&key("rope.scaling.type"))? {
+                "none" => None,
+                "linear" => {
+                    let factor = g.get_f32(&key("rope.scaling.factor"))?;
+                    if !(factor.is_finite() && factor > 0.0) {
+                        return Err(Error::BadMetadata {
+                            path: g.path.clone(),
+                            key: key("rope.scaling.factor"),
+                            problem: format!("{factor}, expected a positive number"),
+                        });
+                    }
+                    Some(RopeScaling::Linear { factor })
+                }
+                t => {
+                    return Err(Error::BadMetadata {
+                        path: g.path.clone(),
+                        key: key("rope.scaling.type"),
+                        problem: format!("`{t}`: only linear and Llama-3 (`rope_freqs.weight`) scaling are supported"),
+                    })
+                }
+            },
+        };
+        let rope_scaling = match g.tensor("rope_freqs.weight") {
+            None => linear,
             Some(t) => {
                 let bad = |problem: String| Error::BadMetadata {
                     path: g.path.clone(),
@@ -237,6 +366,7 @@ impl ModelConfig {
             Some(_) => Some(positive("attention.sliding_window")?),
         };
         let qk_norm = g.tensor("blk.0.attn_q_norm.weight").is_some();
+        let gemma = if arch == "gemma3" { Some(gemma_from_gguf(g, layers, hidden, heads, head_dim)?) } else { None };
         let context = positive("context_length")?;
         let rope_theta =
             if g.get(&key("rope.freq_base")).is_some() { g.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
@@ -281,6 +411,7 @@ impl ModelConfig {
             qk_norm,
             rope_scaling,
             sliding_window,
+            gemma,
         };
         // No ggml type stores a weight in less than a bit, so a config describing more than 8
         // weights per byte of the file cannot be this file's (and its sizes may overflow).
@@ -308,8 +439,10 @@ impl ModelConfig {
         let kv = self.kv_heads.checked_mul(self.head_dim)?;
         let bias = if self.qkv_bias { q.checked_add(kv.checked_mul(2)?)? } else { 0 };
         let qk_norm = if self.qk_norm { self.head_dim.checked_mul(2)? } else { 0 };
+        let gemma_norms = if self.gemma.is_some() { d.checked_mul(2)? } else { 0 };
         let per_layer = [
             qk_norm,
+            gemma_norms,
             d.checked_mul(2)?,                  // the two norms
             q.checked_mul(d)?.checked_mul(2)?,  // q and o
             kv.checked_mul(d)?.checked_mul(2)?, // k and v

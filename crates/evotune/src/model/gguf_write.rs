@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::model::gguf::MetaValue;
-use crate::model::{ModelConfig, Params, TensorKind};
+use crate::model::{ModelConfig, Params, RopeScaling, TensorKind};
 
 /// The precision of an exported GGUF's matrices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -117,6 +117,25 @@ pub fn gguf_tensor_name(hf: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("blk.{layer}.{short}"))
+}
+
+/// llama.cpp's name for tensor `hf` of a model of `config`: [`gguf_tensor_name`], except Gemma's
+/// norms around attention and MLP, which llama.cpp names after their place.
+pub fn gguf_tensor_name_in(config: &ModelConfig, hf: &str) -> Option<String> {
+    if config.gemma.is_some() {
+        let gemma = [
+            ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+            ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+            ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+        ];
+        for (h, g) in gemma {
+            if let Some(prefix) = hf.strip_suffix(h) {
+                let layer: usize = prefix.strip_prefix("model.layers.")?.strip_suffix('.')?.parse().ok()?;
+                return Some(format!("blk.{layer}.{g}"));
+            }
+        }
+    }
+    gguf_tensor_name(hf)
 }
 
 /// HF rotate-half rows → llama.cpp interleaved rows, per head: (2, Dh/2) → (Dh/2, 2).
@@ -211,6 +230,13 @@ pub fn write_gguf(
 ) -> Result<()> {
     let layout = params.layout();
     let corrupt = |problem: String| Error::CorruptModel { path: path.to_path_buf(), problem };
+    if config.gemma.as_ref().is_some_and(|g| gemma_window_pattern(&g.sliding_layers).is_none()) {
+        return Err(Error::BadModelConfig {
+            field: "layer_types",
+            problem: "these sliding and global layers follow no `(i + 1) % p` pattern, which is all a GGUF can say"
+                .into(),
+        });
+    }
 
     // Tensor table.
     let mut entries = Vec::with_capacity(layout.len());
@@ -219,7 +245,7 @@ pub fn write_gguf(
         if config.tied_embeddings && info.kind == TensorKind::LmHead {
             continue;
         }
-        let gguf_name = gguf_tensor_name(&info.name)
+        let gguf_name = gguf_tensor_name_in(config, &info.name)
             .ok_or_else(|| corrupt(format!("tensor `{}` has no llama.cpp name", info.name)))?;
         let ty = match (dtype, info.shape.len()) {
             (_, 1) | (ExportType::F32, _) => GgmlType::F32,
@@ -253,7 +279,7 @@ pub fn write_gguf(
     }
     // Llama-3 RoPE scaling travels as llama.cpp's converter writes it: per-frequency divisors
     // (the last entry, so no offset follows it).
-    if let Some(scaling) = &config.rope_scaling {
+    if let Some(scaling @ (RopeScaling::Llama3 { .. } | RopeScaling::FreqFactors(_))) = &config.rope_scaling {
         let factors = scaling.freq_factors(&config.rope_inv_freq_unscaled());
         let ne = vec![factors.len() as u64];
         let data = EntryData::Values(factors);
@@ -306,6 +332,10 @@ pub fn write_gguf(
                     permuted = permute_qk_for_gguf(params.tensor(id), h, config.head_dim, cols);
                     &permuted
                 }
+                (&EntryData::Tensor(id), None) if config.gguf_norm_shifted(&layout.info(id).name) => {
+                    permuted = params.tensor(id).iter().map(|w| w + 1.0).collect();
+                    &permuted
+                }
                 (&EntryData::Tensor(id), None) => params.tensor(id),
             };
             w.write_all(&vec![0u8; e.offset - written])?;
@@ -349,6 +379,21 @@ fn export_metadata(
     if let Some(w) = config.sliding_window {
         set(format!("{a}.attention.sliding_window"), u(w));
     }
+    if let Some(RopeScaling::Linear { factor }) = config.rope_scaling {
+        set(format!("{a}.rope.scaling.type"), MetaValue::String("linear".into()));
+        set(format!("{a}.rope.scaling.factor"), MetaValue::F32(factor));
+    }
+    if let Some(g) = &config.gemma {
+        // What llama.cpp hard-codes for Gemma 3, written for readers that take them from keys
+        // (this one): the window pattern, the sliding layers' RoPE base, the score scale.
+        if let Some(p) = gemma_window_pattern(&g.sliding_layers) {
+            set(format!("{a}.attention.sliding_window_pattern"), u(p));
+        }
+        set(format!("{a}.rope.freq_base_swa"), MetaValue::F32(g.local_rope_theta));
+        set(format!("{a}.attention.scale"), MetaValue::F32(config.attention_scale()));
+        set(format!("{a}.attention.key_length"), u(config.head_dim));
+        set(format!("{a}.attention.value_length"), u(config.head_dim));
+    }
     set("general.file_type".into(), MetaValue::U32(dtype.file_type()));
     if dtype == ExportType::Q8_0 {
         set("general.quantization_version".into(), MetaValue::U32(2));
@@ -357,6 +402,11 @@ fn export_metadata(
     let mut out = vec![("general.architecture".to_string(), MetaValue::String(a.clone()))];
     out.extend(m);
     out
+}
+
+/// The p with layer i global iff (i + 1) % p = 0, if the layers follow one.
+fn gemma_window_pattern(sliding: &[bool]) -> Option<usize> {
+    (1..=sliding.len() + 1).find(|&p| sliding.iter().enumerate().all(|(i, &s)| s == ((i + 1) % p != 0)))
 }
 
 fn align(n: usize) -> usize {

@@ -47,8 +47,10 @@ struct BlockIds {
     v: usize,
     o: usize,
     qkv_bias: Option<[usize; 3]>,
-    /// Per-head RMSNorm weights of q and k (Qwen3), (Dh) each.
+    /// Per-head RMSNorm weights of q and k (Qwen3, Gemma 3), (Dh) each.
     qk_norm: Option<[usize; 2]>,
+    /// Gemma 3: the norms of the attention and MLP outputs before their residual adds, (D) each.
+    post_norms: Option<[usize; 2]>,
     mlp_norm: usize,
     gate: usize,
     up: usize,
@@ -65,9 +67,11 @@ pub struct Llama {
     final_norm: usize,
     /// `lm_head.weight`, or the embedding when tied.
     lm_head: usize,
-    /// Inverse RoPE frequencies theta^(−2i/Dh), i < Dh/2, after any scaling
-    /// ([`ModelConfig::rope_inv_freq`]).
-    inv_freq: Vec<f32>,
+    /// The distinct inverse-frequency tables θ^(−2i/Dh), i < Dh/2, after any scaling
+    /// ([`ModelConfig::layer_inv_freq`]): one, or Gemma's global and local.
+    inv_freqs: Vec<Vec<f32>>,
+    /// Per layer: its table in `inv_freqs`.
+    layer_rope: Vec<usize>,
     /// (id, name, element count) of every tensor the forward reads: an arena is checked against
     /// this before use, so a `Params` of another layout is an error, not an out-of-bounds panic.
     used: Vec<(usize, String, Vec<usize>)>,
@@ -121,6 +125,9 @@ fn check_config(c: &ModelConfig) -> Result<()> {
     if c.heads % c.kv_heads != 0 {
         return bad("kv_heads", format!("{} does not divide heads = {}", c.kv_heads, c.heads));
     }
+    if c.gemma.as_ref().is_some_and(|g| g.sliding_layers.len() != c.layers) {
+        return bad("gemma.sliding_layers", format!("must name each of the {} layers", c.layers));
+    }
     if !(c.rope_theta > 0.0) || !(c.rms_eps >= 0.0) {
         return bad("rope_theta/rms_eps", format!("theta {} must be > 0 and eps {} ≥ 0", c.rope_theta, c.rms_eps));
     }
@@ -166,6 +173,15 @@ impl Llama {
             } else {
                 None
             };
+            let (mlp_norm, post_norms) = if c.gemma.is_some() {
+                let post = [
+                    find(p("post_attention_layernorm.weight"), vec![d])?,
+                    find(p("post_feedforward_layernorm.weight"), vec![d])?,
+                ];
+                (find(p("pre_feedforward_layernorm.weight"), vec![d])?, Some(post))
+            } else {
+                (find(p("post_attention_layernorm.weight"), vec![d])?, None)
+            };
             blocks.push(BlockIds {
                 attn_norm: find(p("input_layernorm.weight"), vec![d])?,
                 q: find(p("self_attn.q_proj.weight"), vec![qd, d])?,
@@ -174,7 +190,8 @@ impl Llama {
                 o: find(p("self_attn.o_proj.weight"), vec![d, qd])?,
                 qkv_bias,
                 qk_norm,
-                mlp_norm: find(p("post_attention_layernorm.weight"), vec![d])?,
+                post_norms,
+                mlp_norm,
                 gate: find(p("mlp.gate_proj.weight"), vec![f, d])?,
                 up: find(p("mlp.up_proj.weight"), vec![f, d])?,
                 down: find(p("mlp.down_proj.weight"), vec![d, f])?,
@@ -182,26 +199,36 @@ impl Llama {
         }
         let final_norm = find("model.norm.weight".into(), vec![d])?;
         let lm_head = if c.tied_embeddings { embed } else { find("lm_head.weight".into(), vec![c.vocab, d])? };
-        let inv_freq = c.rope_inv_freq();
-        if inv_freq.len() != c.head_dim / 2 || inv_freq.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
-            return Err(Error::BadModelConfig {
-                field: "rope_scaling",
-                problem: format!(
-                    "gives {} frequencies for head dim {}, or a non-positive one",
-                    inv_freq.len(),
-                    c.head_dim
-                ),
+        let mut inv_freqs: Vec<Vec<f32>> = Vec::new();
+        let mut layer_rope = Vec::with_capacity(c.layers);
+        for l in 0..c.layers {
+            let table = c.layer_inv_freq(l);
+            if table.len() != c.head_dim / 2 || table.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+                return Err(Error::BadModelConfig {
+                    field: "rope_scaling",
+                    problem: format!(
+                        "gives {} frequencies for head dim {}, or a non-positive one",
+                        table.len(),
+                        c.head_dim
+                    ),
+                });
+            }
+            let i = inv_freqs.iter().position(|t| *t == table).unwrap_or_else(|| {
+                inv_freqs.push(table);
+                inv_freqs.len() - 1
             });
+            layer_rope.push(i);
         }
         let mut ids = vec![embed, final_norm, lm_head];
         for b in &blocks {
             ids.extend([b.attn_norm, b.q, b.k, b.v, b.o, b.mlp_norm, b.gate, b.up, b.down]);
             ids.extend(b.qkv_bias.iter().flatten());
             ids.extend(b.qk_norm.iter().flatten());
+            ids.extend(b.post_norms.iter().flatten());
         }
         let used =
             ids.into_iter().map(|id| (id, layout.info(id).name.clone(), layout.info(id).shape.clone())).collect();
-        Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freq, used })
+        Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freqs, layer_rope, used })
     }
 
     /// A fresh cache for one sequence of this model.
@@ -315,19 +342,26 @@ impl Llama {
             Some(_) => group_runs(&row_seq.iter().map(|&s| group_of(s)).collect::<Vec<_>>()),
             None => Vec::new(),
         };
-        let op = Ops { params, deltas, runs: &runs, eps: c.rms_eps };
+        let op = Ops { params, deltas, runs: &runs, eps: c.rms_eps, norm_shift: c.gemma.is_some() };
 
-        // RoPE tables for the batch's positions: (Ttot, Dh/2) each.
+        // RoPE tables for the batch's positions: (Ttot, Dh/2) each, per distinct frequency table.
         let half = dh / 2;
-        let mut cos = vec![0.0f32; tt * half];
-        let mut sin = vec![0.0f32; tt * half];
-        for t in 0..tt {
-            for i in 0..half {
-                let angle = row_pos[t] as f32 * self.inv_freq[i];
-                cos[t * half + i] = angle.cos();
-                sin[t * half + i] = angle.sin();
-            }
-        }
+        let rope: Vec<(Vec<f32>, Vec<f32>)> = self
+            .inv_freqs
+            .iter()
+            .map(|inv_freq| {
+                let mut cos = vec![0.0f32; tt * half];
+                let mut sin = vec![0.0f32; tt * half];
+                for t in 0..tt {
+                    for i in 0..half {
+                        let angle = row_pos[t] as f32 * inv_freq[i];
+                        cos[t * half + i] = angle.cos();
+                        sin[t * half + i] = angle.sin();
+                    }
+                }
+                (cos, sin)
+            })
+            .collect();
 
         // x = embed[tokens]                                    (Ttot, D)
         let mut x = vec![0.0f32; tt * d];
@@ -340,6 +374,11 @@ impl Llama {
                     dl.delta.add_row(self.embed, dl.group_of[i], row, out);
                 }
             }
+        }
+        if c.gemma.is_some() {
+            // Gemma: x = embed·√D, √D rounded to f32 (transformers' `embed_scale`).
+            let scale = (d as f64).sqrt() as f32;
+            x.iter_mut().for_each(|v| *v *= scale);
         }
 
         let mut xn = vec![0.0f32; tt * d]; // (Ttot, D)
@@ -365,6 +404,7 @@ impl Llama {
                 op.head_rmsnorm(&mut q, nq, h, dh, &mut xn_heads);
                 op.head_rmsnorm(&mut k, nk, hkv, dh, &mut xn_heads);
             }
+            let (cos, sin) = &rope[self.layer_rope[l]];
             for t in 0..tt {
                 let (cs, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
                 kernels::rope(&mut q[t * qd..(t + 1) * qd], cs, sn, h, dh);
@@ -378,20 +418,32 @@ impl Llama {
                 let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
                 let q = &q;
                 let (row_seq, row_pos) = (&row_seq, &row_pos);
-                let window = c.sliding_window.unwrap_or(usize::MAX);
+                let window = if c.is_sliding_layer(l) { c.sliding_window.unwrap_or(usize::MAX) } else { usize::MAX };
+                let scale = c.attention_scale();
                 att.par_chunks_mut(qd).enumerate().for_each_init(Vec::new, |scores, (t, out)| {
                     let segments = caches[row_seq[t]].segments(l);
-                    attend(out, &q[t * qd..(t + 1) * qd], &segments, row_pos[t] + 1, window, h, hkv, dh, scores);
+                    attend(out, &q[t * qd..(t + 1) * qd], &segments, row_pos[t] + 1, window, scale, h, hkv, dh, scores);
                 });
             }
             op.matmul(&att, blk.o, &mut proj, qd, d);
+            if let Some([post_attn, _]) = blk.post_norms {
+                op.rmsnorm(&mut xn, &proj, post_attn, d);
+                std::mem::swap(&mut xn, &mut proj);
+            }
             add_in_place(&mut x, &proj);
 
-            // --- MLP (SwiGLU) ---
+            // --- MLP (SwiGLU; Gemma: GeGLU) ---
             op.rmsnorm(&mut xn, &x, blk.mlp_norm, d);
             op.matmuls(&xn, d, &mut [(blk.gate, &mut g), (blk.up, &mut u)]);
-            kernels::silu_mul(&mut g, &u); // g ← silu(g)·u
+            match c.gemma {
+                None => kernels::silu_mul(&mut g, &u),         // g ← silu(g)·u
+                Some(_) => kernels::gelu_tanh_mul(&mut g, &u), // g ← gelu_tanh(g)·u
+            }
             op.matmul(&g, blk.down, &mut proj, f, d);
+            if let Some([_, post_mlp]) = blk.post_norms {
+                op.rmsnorm(&mut xn, &proj, post_mlp, d);
+                std::mem::swap(&mut xn, &mut proj);
+            }
             add_in_place(&mut x, &proj);
         }
         for s in seqs.iter_mut() {
@@ -440,6 +492,8 @@ struct Ops<'a> {
     deltas: Option<Deltas<'a>>,
     runs: &'a [(usize, usize, usize)],
     eps: f32,
+    /// Gemma: RMSNorm weights are (1 + w).
+    norm_shift: bool,
 }
 
 impl Ops<'_> {
@@ -473,17 +527,25 @@ impl Ops<'_> {
         }
     }
 
-    /// RMSNorm with the norm weight of each row's group.
+    /// RMSNorm with the norm weight of each row's group ((1 + w) under `norm_shift`).
     fn rmsnorm(&self, out: &mut [f32], x: &[f32], w: usize, d: usize) {
         let base = self.params.vector(w);
         match self.deltas {
-            None => kernels::rmsnorm(out, x, base, d, self.eps),
+            None => kernels::rmsnorm(out, x, &self.norm_weight(base), d, self.eps),
             Some(dl) => {
                 for &(g, r0, r1) in self.runs {
-                    let weight = dl.delta.vector(w, g).unwrap_or(base);
-                    kernels::rmsnorm(&mut out[r0 * d..r1 * d], &x[r0 * d..r1 * d], weight, d, self.eps);
+                    let weight = self.norm_weight(dl.delta.vector(w, g).unwrap_or(base));
+                    kernels::rmsnorm(&mut out[r0 * d..r1 * d], &x[r0 * d..r1 * d], &weight, d, self.eps);
                 }
             }
+        }
+    }
+
+    /// The weight a norm multiplies by: w, or Gemma's 1 + w (in f32, as transformers adds it).
+    fn norm_weight<'w>(&self, w: &'w [f32]) -> std::borrow::Cow<'w, [f32]> {
+        match self.norm_shift {
+            false => std::borrow::Cow::Borrowed(w),
+            true => std::borrow::Cow::Owned(w.iter().map(|v| 1.0 + v).collect()),
         }
     }
 
@@ -494,12 +556,12 @@ impl Ops<'_> {
         scratch.extend_from_slice(x);
         let base = self.params.vector(w);
         match self.deltas {
-            None => kernels::rmsnorm(x, scratch, base, dh, self.eps),
+            None => kernels::rmsnorm(x, scratch, &self.norm_weight(base), dh, self.eps),
             Some(dl) => {
                 let n = heads * dh;
                 for &(g, r0, r1) in self.runs {
-                    let weight = dl.delta.vector(w, g).unwrap_or(base);
-                    kernels::rmsnorm(&mut x[r0 * n..r1 * n], &scratch[r0 * n..r1 * n], weight, dh, self.eps);
+                    let weight = self.norm_weight(dl.delta.vector(w, g).unwrap_or(base));
+                    kernels::rmsnorm(&mut x[r0 * n..r1 * n], &scratch[r0 * n..r1 * n], &weight, dh, self.eps);
                 }
             }
         }
@@ -521,7 +583,7 @@ impl Ops<'_> {
 
 /// Causal attention of one query row at position n − 1 over the cached positions
 /// lo..n, lo = n − min(n, window) (all of them without a sliding window): for each head h,
-/// a_h = Σⱼ softmax_j(q_h·k_{j,g}/√Dh) v_{j,g}, g = h / (H/Hkv). The positions are those of the
+/// a_h = Σⱼ softmax_j(s·q_h·k_{j,g}) v_{j,g}, g = h / (H/Hkv), s = 1/√Dh (Gemma: its own). The positions are those of the
 /// cache's segments in order (shared prefix, then its own), summed as one sequence.
 /// q: (H·Dh); out: (H·Dh). This is the only op that mixes positions.
 #[allow(clippy::too_many_arguments)]
@@ -531,6 +593,7 @@ fn attend(
     segments: &Segments<'_>,
     n: usize,
     window: usize,
+    scale: f32,
     h: usize,
     hkv: usize,
     dh: usize,
@@ -538,7 +601,6 @@ fn attend(
 ) {
     let kvd = hkv * dh;
     let group = h / hkv;
-    let scale = 1.0 / (dh as f32).sqrt();
     let lo = n - n.min(window);
     // Per segment: its first position, and the attended positions [a, b) it holds.
     let mut start = 0;

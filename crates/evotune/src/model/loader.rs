@@ -37,7 +37,7 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::kernels;
 use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
-use crate::model::gguf_write::gguf_tensor_name;
+use crate::model::gguf_write::gguf_tensor_name_in;
 use crate::model::quant;
 use crate::model::safetensors::hf_tensor_spec_iter;
 use crate::model::weights::Stored;
@@ -240,6 +240,8 @@ struct GgufSource {
     index: usize,
     /// `Some(heads)`: rows are in llama.cpp's interleaved-RoPE order, undo with this head count.
     unpermute_heads: Option<usize>,
+    /// The file holds 1 + w (Gemma's norms): 1 is subtracted on reading.
+    norm_shifted: bool,
 }
 
 /// Builds the HF-order layout of `config` and, for each tensor, its GGUF source; checks every
@@ -255,7 +257,13 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
     let mut known_extra = Vec::new();
     // Each tensor is checked as it is added, so a corrupt layer count fails at the first missing
     // tensor instead of planning billions of them.
-    let mut add = |hf: String, gg: String, shape: Vec<usize>, unpermute_heads: Option<usize>| -> Result<()> {
+    let mut add = |hf: String,
+                   gg: String,
+                   shape: Vec<usize>,
+                   kind: TensorKind,
+                   unpermute_heads: Option<usize>,
+                   norm_shifted: bool|
+     -> Result<()> {
         let &i =
             index.get(gg.as_str()).ok_or_else(|| Error::MissingTensor { path: g.path.clone(), tensor: gg.clone() })?;
         let t = &g.tensors[i];
@@ -265,18 +273,20 @@ fn gguf_layout(g: &GgufFile, c: &ModelConfig) -> Result<(Layout, Vec<GgufSource>
         if !t.ggml_type.is_dequantizable() {
             return Err(Error::UnsupportedTensorType { path: g.path.clone(), tensor: gg, found: t.ggml_type.name() });
         }
-        layout.push(hf, shape);
-        sources.push(GgufSource { index: i, unpermute_heads });
+        layout.push_kind(hf, shape, kind);
+        sources.push(GgufSource { index: i, unpermute_heads, norm_shifted });
         Ok(())
     };
     for (hf, shape) in hf_tensor_spec_iter(c) {
-        let gg = gguf_tensor_name(&hf).expect("every llama-family HF name has a llama.cpp name");
-        let unpermute = match TensorKind::from_hf_name(&hf) {
+        let gg = gguf_tensor_name_in(c, &hf).expect("every llama-family HF name has a llama.cpp name");
+        let kind = c.tensor_kind(&hf);
+        let unpermute = match kind {
             TensorKind::Q | TensorKind::QBias => q_perm,
             TensorKind::K | TensorKind::KBias => k_perm,
             _ => None,
         };
-        add(hf, gg, shape, unpermute)?;
+        let shifted = c.gguf_norm_shifted(&hf);
+        add(hf, gg, shape, kind, unpermute, shifted)?;
     }
     // Not a weight: Llama-3 RoPE factors, read into the config (`RopeScaling::FreqFactors`).
     if let Some(i) = index.get("rope_freqs.weight").filter(|_| c.rope_scaling.is_some()) {
@@ -388,6 +398,9 @@ impl Theta0 {
                     }
                 };
                 file.release(t);
+                if src.norm_shifted {
+                    out.iter_mut().for_each(|x| *x -= 1.0);
+                }
                 read
             }
             Source::HfDir(shards) => shards.read(&info.name, out),
@@ -571,7 +584,7 @@ impl ThetaSource for Theta0 {
     /// tensors (permuted Q/K rows, safetensors) are read whole.
     fn read_range(&self, id: usize, len: usize, start: usize, out: &mut [f32]) -> Result<()> {
         if let Source::Gguf { file, tensors } = &self.source {
-            if let Some(src) = tensors.get(id).filter(|s| s.unpermute_heads.is_none()) {
+            if let Some(src) = tensors.get(id).filter(|s| s.unpermute_heads.is_none() && !s.norm_shifted) {
                 let t = &file.tensors[src.index];
                 if t.elements() == len && file.dequantize_range_into(t, start, out)? {
                     file.release(t);

@@ -22,7 +22,11 @@ pub enum TensorKind {
     VBias,
     QNorm,
     KNorm,
+    /// Gemma: the norm of the attention output before its residual add.
+    PostAttnNorm,
     MlpNorm,
+    /// Gemma: the norm of the MLP output before its residual add.
+    PostMlpNorm,
     Gate,
     Up,
     Down,
@@ -45,6 +49,8 @@ impl TensorKind {
             TensorKind::VBias => "v_bias",
             TensorKind::QNorm => "q_norm",
             TensorKind::KNorm => "k_norm",
+            TensorKind::PostAttnNorm => "post_attn_norm",
+            TensorKind::PostMlpNorm => "post_mlp_norm",
             TensorKind::MlpNorm => "mlp_norm",
             TensorKind::Gate => "gate",
             TensorKind::Up => "up",
@@ -55,7 +61,8 @@ impl TensorKind {
         }
     }
 
-    /// Guesses the kind from an HF llama-family tensor name.
+    /// Guesses the kind from an HF llama-family tensor name (Gemma's `post_attention_layernorm`,
+    /// the attention output's norm, needs the config: [`crate::model::ModelConfig::tensor_kind`]).
     pub fn from_hf_name(name: &str) -> TensorKind {
         let table = [
             ("embed_tokens", TensorKind::Embedding),
@@ -70,6 +77,8 @@ impl TensorKind {
             ("v_proj", TensorKind::V),
             ("o_proj", TensorKind::O),
             ("post_attention_layernorm", TensorKind::MlpNorm),
+            ("pre_feedforward_layernorm", TensorKind::MlpNorm),
+            ("post_feedforward_layernorm", TensorKind::PostMlpNorm),
             ("gate_proj", TensorKind::Gate),
             ("up_proj", TensorKind::Up),
             ("down_proj", TensorKind::Down),
@@ -117,10 +126,16 @@ impl Layout {
     /// Appends a tensor; its id is the returned index. Layer is parsed from `model.layers.{i}.`.
     pub fn push(&mut self, name: impl Into<String>, shape: Vec<usize>) -> usize {
         let name = name.into();
+        let kind = TensorKind::from_hf_name(&name);
+        self.push_kind(name, shape, kind)
+    }
+
+    /// [`Layout::push`] with the kind given.
+    pub fn push_kind(&mut self, name: impl Into<String>, shape: Vec<usize>, kind: TensorKind) -> usize {
+        let name = name.into();
         let len = shape.iter().product();
         let layer =
             name.strip_prefix("model.layers.").and_then(|rest| rest.split('.').next()).and_then(|i| i.parse().ok());
-        let kind = TensorKind::from_hf_name(&name);
         self.tensors.push(TensorInfo { name, shape, offset: self.total, len, layer, kind });
         self.total += len;
         self.tensors.len() - 1

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::error::{Error, IoResultExt, Result};
 use crate::files::write_atomic;
 use crate::model::config::unsupported_architecture;
+use crate::model::config::Gemma;
 use crate::model::{Layout, ModelConfig, Params, RopeScaling};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -46,6 +47,14 @@ pub struct HfConfig {
     pub use_sliding_window: Option<bool>,
     pub layer_types: Option<Vec<String>>,
     pub mlp_bias: Option<bool>,
+    // Gemma 3 (`gemma3_text`).
+    pub hidden_activation: Option<String>,
+    pub query_pre_attn_scalar: Option<f64>,
+    pub rope_local_base_freq: Option<f64>,
+    pub sliding_window_pattern: Option<usize>,
+    pub final_logit_softcapping: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+    pub use_bidirectional_attention: Option<bool>,
 }
 
 impl HfConfig {
@@ -58,38 +67,94 @@ impl HfConfig {
         })
     }
 
-    /// Fills in HF's defaults (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config):
-    /// `num_key_value_heads` = heads, `head_dim` = hidden / heads, `rope_theta` = 10000,
-    /// `rms_norm_eps` = 1e-6, context 2048; Qwen2 has q/k/v biases, the others when
-    /// `attention_bias`; Qwen3 normalises q and k per head; Mistral may have a `sliding_window`.
+    /// Fills in HF's defaults (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config,
+    /// Gemma3TextConfig): `num_key_value_heads` = heads, `head_dim` = hidden / heads (Gemma 3:
+    /// 256), `rope_theta` = 10000 (Gemma 3: 1e6 global, 1e4 local), `rms_norm_eps` = 1e-6, context
+    /// 2048; Qwen2 has q/k/v biases, the others when `attention_bias`; Qwen3 and Gemma 3 normalise
+    /// q and k per head; Mistral may have a `sliding_window`, Gemma 3 has one on its sliding layers.
     /// `has_lm_head` says whether the weights contain `lm_head.weight`: without it the head is tied
     /// to the embedding. A field that would change the maths in a way this forward does not
     /// compute is an error naming it.
     pub fn resolve(&self, path: &Path, has_lm_head: bool) -> Result<ModelConfig> {
         let model_type = self.model_type.clone().unwrap_or_else(|| "llama".to_string());
-        if !["llama", "mistral", "qwen2", "qwen3"].contains(&model_type.as_str()) {
+        if !["llama", "mistral", "qwen2", "qwen3", "gemma3_text"].contains(&model_type.as_str()) {
             return Err(unsupported_architecture(path, &model_type));
         }
+        let is_gemma = model_type == "gemma3_text";
         let bad =
             |key: &str, problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
-        if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
-            return Err(bad("hidden_act", format!("`{act}`: only `silu` (SwiGLU) is supported")));
+        let (act_key, act, want) = match is_gemma {
+            false => ("hidden_act", &self.hidden_act, "silu"),
+            true => ("hidden_activation", &self.hidden_activation, "gelu_pytorch_tanh"),
+        };
+        if let Some(a) = act.as_deref().filter(|a| *a != want) {
+            return Err(bad(act_key, format!("`{a}`: only `{want}` is supported for {model_type}")));
         }
         if self.mlp_bias == Some(true) {
             return Err(bad("mlp_bias", "true: MLP biases are not supported".into()));
         }
-        let (rope_theta, rope_scaling) = self.rope(path)?;
+        for (key, v) in [
+            ("final_logit_softcapping", self.final_logit_softcapping),
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+        ] {
+            if let Some(v) = v {
+                return Err(bad(key, format!("{v}: logit soft-capping is not supported")));
+            }
+        }
+        if self.use_bidirectional_attention == Some(true) {
+            return Err(bad("use_bidirectional_attention", "true: only causal attention is supported".into()));
+        }
+        let need = |v: Option<usize>, key: &str| v.filter(|&x| x > 0).ok_or_else(|| bad(key, "missing or zero".into()));
+        let hidden = need(self.hidden_size, "hidden_size")?;
+        let heads = need(self.num_attention_heads, "num_attention_heads")?;
+        let layers = need(self.num_hidden_layers, "num_hidden_layers")?;
+        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(bad(
+                "num_key_value_heads",
+                format!("{kv_heads} does not divide num_attention_heads = {heads}"),
+            ));
+        }
+        let head_dim = match self.head_dim {
+            Some(d) => d,
+            None if is_gemma => 256,
+            None if hidden % heads == 0 => hidden / heads,
+            None => {
+                return Err(bad(
+                    "head_dim",
+                    format!("missing, and hidden_size {hidden} is not a multiple of {heads} heads"),
+                ))
+            }
+        };
+        let (rope_theta, rope_scaling, gemma) = if is_gemma {
+            let (global, local) = self.gemma_rope(path)?;
+            let sliding_layers = self.gemma_sliding_layers(path, layers)?;
+            let query_pre_attn_scalar = self.query_pre_attn_scalar.unwrap_or(256.0);
+            if !(query_pre_attn_scalar.is_finite() && query_pre_attn_scalar > 0.0) {
+                return Err(bad(
+                    "query_pre_attn_scalar",
+                    format!("{query_pre_attn_scalar}, expected a positive number"),
+                ));
+            }
+            let gemma =
+                Gemma { query_pre_attn_scalar: query_pre_attn_scalar as f32, local_rope_theta: local, sliding_layers };
+            (global.0, global.1, Some(gemma))
+        } else {
+            let (theta, scaling) = self.rope(path)?;
+            (theta, scaling, None)
+        };
         let sliding_window = match model_type.as_str() {
             "mistral" => self.sliding_window,
+            "gemma3_text" => Some(self.sliding_window.unwrap_or(4096)),
             _ if self.use_sliding_window == Some(true) => {
                 return Err(bad(
                     "use_sliding_window",
-                    "true: sliding-window layers are supported for Mistral only".into(),
+                    "true: sliding-window layers are supported for Mistral and Gemma 3 only".into(),
                 ))
             }
             _ => None,
         };
-        if sliding_window.is_none() {
+        if !is_gemma && sliding_window.is_none() {
             if let Some(t) = self.layer_types.iter().flatten().find(|t| *t != "full_attention") {
                 return Err(bad("layer_types", format!("`{t}`: only `full_attention` layers are supported here")));
             }
@@ -97,41 +162,16 @@ impl HfConfig {
         if sliding_window == Some(0) {
             return Err(bad("sliding_window", "0: a window must hold at least the position itself".into()));
         }
-        let need = |v: Option<usize>, key: &str| {
-            v.filter(|&x| x > 0).ok_or_else(|| Error::BadMetadata {
-                path: path.to_path_buf(),
-                key: key.to_string(),
-                problem: "missing or zero".into(),
-            })
-        };
-        let hidden = need(self.hidden_size, "hidden_size")?;
-        let heads = need(self.num_attention_heads, "num_attention_heads")?;
-        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
-        if kv_heads == 0 || heads % kv_heads != 0 {
-            return Err(Error::BadMetadata {
-                path: path.to_path_buf(),
-                key: "num_key_value_heads".into(),
-                problem: format!("{kv_heads} does not divide num_attention_heads = {heads}"),
-            });
-        }
-        let head_dim = match self.head_dim {
-            Some(d) => d,
-            None if hidden % heads == 0 => hidden / heads,
-            None => {
-                return Err(Error::BadMetadata {
-                    path: path.to_path_buf(),
-                    key: "head_dim".into(),
-                    problem: format!("missing, and hidden_size {hidden} is not a multiple of {heads} heads"),
-                })
-            }
-        };
         let qkv_bias = model_type == "qwen2" || self.attention_bias.unwrap_or(false);
-        let qk_norm = model_type == "qwen3";
+        if is_gemma && qkv_bias {
+            return Err(bad("attention_bias", "true: Gemma 3 with attention biases is not supported".into()));
+        }
+        let qk_norm = model_type == "qwen3" || is_gemma;
         Ok(ModelConfig {
             architecture: model_type,
             hidden,
             ffn: need(self.intermediate_size, "intermediate_size")?,
-            layers: need(self.num_hidden_layers, "num_hidden_layers")?,
+            layers,
             heads,
             kv_heads,
             head_dim,
@@ -144,59 +184,129 @@ impl HfConfig {
             qk_norm,
             rope_scaling,
             sliding_window,
+            gemma,
         })
     }
 
     /// RoPE base and scaling from either spelling: transformers 4.x (`rope_theta`, `rope_scaling`)
-    /// or 5 (`rope_parameters` holding both). Rope types other than `default` and `llama3` change
-    /// the maths in ways this forward does not compute, and are refused.
+    /// or 5 (`rope_parameters` holding both).
     fn rope(&self, path: &Path) -> Result<(f32, Option<RopeScaling>)> {
         let (key, block) = match (&self.rope_parameters, &self.rope_scaling) {
             (Some(p), _) if !p.is_null() => ("rope_parameters", Some(p)),
             (_, Some(s)) if !s.is_null() => ("rope_scaling", Some(s)),
             _ => ("rope_scaling", None),
         };
-        let bad = |problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
-        let field = |name: &str| block.and_then(|b| b.get(name)).filter(|v| !v.is_null());
-        let number = |name: &str| -> Result<Option<f64>> {
-            match field(name) {
-                None => Ok(None),
-                Some(v) => match v.as_f64() {
-                    Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
-                    _ => Err(bad(format!("`{name}` is {v}, expected a positive number"))),
-                },
+        rope_block(path, key, block, self.rope_theta.unwrap_or(10_000.0))
+    }
+
+    /// Gemma 3's two RoPEs: the global layers' (base, scaling) and the sliding layers' base.
+    /// transformers 5 keeps them in `rope_parameters.{full,sliding}_attention`; 4.x in
+    /// `rope_theta` + `rope_scaling` (global) and `rope_local_base_freq`. A scaled local RoPE is
+    /// refused.
+    fn gemma_rope(&self, path: &Path) -> Result<((f32, Option<RopeScaling>), f32)> {
+        let per_type = self.rope_parameters.as_ref().filter(|p| p.get("full_attention").is_some());
+        let (global, local) = match per_type {
+            Some(p) => (
+                rope_block(path, "rope_parameters.full_attention", p.get("full_attention"), 1e6)?,
+                rope_block(path, "rope_parameters.sliding_attention", p.get("sliding_attention"), 1e4)?,
+            ),
+            None => {
+                let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null());
+                let global = rope_block(path, "rope_scaling", scaling, self.rope_theta.unwrap_or(1e6))?;
+                (global, (self.rope_local_base_freq.unwrap_or(1e4) as f32, None))
             }
         };
-        let theta = number("rope_theta")?.or(self.rope_theta).unwrap_or(10_000.0);
-        if !(theta.is_finite() && theta > 0.0) {
-            return Err(bad(format!("rope_theta {theta}, expected a positive number")));
+        if local.1.is_some() || !(local.0.is_finite() && local.0 > 0.0) {
+            return Err(Error::BadMetadata {
+                path: path.to_path_buf(),
+                key: "rope_parameters.sliding_attention".into(),
+                problem: "the sliding layers' RoPE must be unscaled with a positive base".into(),
+            });
         }
-        let kind = field("rope_type").or(field("type")).map(|v| v.as_str().unwrap_or("?").to_string());
-        let scaling = match kind.as_deref() {
-            None | Some("default") => None,
-            Some("llama3") => {
-                let need = |name: &str| number(name)?.ok_or_else(|| bad(format!("llama3 scaling needs `{name}`")));
-                let (factor, low, high) = (need("factor")?, need("low_freq_factor")?, need("high_freq_factor")?);
-                let original = need("original_max_position_embeddings")?;
-                if high <= low {
-                    return Err(bad(format!("high_freq_factor {high} must exceed low_freq_factor {low}")));
+        Ok((global, local.0))
+    }
+
+    /// Which of Gemma 3's layers are sliding: `layer_types`, else the older
+    /// `sliding_window_pattern` (default 6; layer i is global iff (i + 1) % pattern = 0).
+    fn gemma_sliding_layers(&self, path: &Path, layers: usize) -> Result<Vec<bool>> {
+        let bad =
+            |key: &str, problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
+        match &self.layer_types {
+            Some(types) => {
+                if types.len() != layers {
+                    return Err(bad("layer_types", format!("{} entries for {layers} layers", types.len())));
                 }
-                Some(RopeScaling::Llama3 {
-                    factor: factor as f32,
-                    low_freq_factor: low as f32,
-                    high_freq_factor: high as f32,
-                    original_context: original as usize,
-                })
+                types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "sliding_attention" => Ok(true),
+                        "full_attention" => Ok(false),
+                        other => Err(bad("layer_types", format!("`{other}` is not a layer type of Gemma 3"))),
+                    })
+                    .collect()
             }
-            Some(t) => return Err(bad(format!("rope type `{t}` is not supported (default and llama3 are)"))),
-        };
-        Ok((theta as f32, scaling))
+            None => {
+                let p = self.sliding_window_pattern.unwrap_or(6);
+                if p == 0 {
+                    return Err(bad("sliding_window_pattern", "is 0".into()));
+                }
+                Ok((0..layers).map(|i| (i + 1) % p != 0).collect())
+            }
+        }
     }
 }
 
+/// One RoPE block (`{"rope_type" | "type", "rope_theta"?, parameters}`, or none) → base and
+/// scaling; `theta` is the base when the block has none. Types other than `default`, `linear` and
+/// `llama3` change the maths in ways this forward does not compute, and are refused naming `key`.
+fn rope_block(
+    path: &Path,
+    key: &str,
+    block: Option<&serde_json::Value>,
+    theta: f64,
+) -> Result<(f32, Option<RopeScaling>)> {
+    let bad = |problem: String| Error::BadMetadata { path: path.to_path_buf(), key: key.into(), problem };
+    let field = |name: &str| block.and_then(|b| b.get(name)).filter(|v| !v.is_null());
+    let number = |name: &str| -> Result<Option<f64>> {
+        match field(name) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                _ => Err(bad(format!("`{name}` is {v}, expected a positive number"))),
+            },
+        }
+    };
+    let theta = number("rope_theta")?.unwrap_or(theta);
+    if !(theta.is_finite() && theta > 0.0) {
+        return Err(bad(format!("rope_theta {theta}, expected a positive number")));
+    }
+    let kind = field("rope_type").or(field("type")).map(|v| v.as_str().unwrap_or("?").to_string());
+    let need = |name: &str| number(name)?.ok_or_else(|| bad(format!("{kind:?} scaling needs `{name}`")));
+    let scaling = match kind.as_deref() {
+        None | Some("default") => None,
+        Some("linear") => Some(RopeScaling::Linear { factor: need("factor")? as f32 }),
+        Some("llama3") => {
+            let (factor, low, high) = (need("factor")?, need("low_freq_factor")?, need("high_freq_factor")?);
+            let original = need("original_max_position_embeddings")?;
+            if high <= low {
+                return Err(bad(format!("high_freq_factor {high} must exceed low_freq_factor {low}")));
+            }
+            Some(RopeScaling::Llama3 {
+                factor: factor as f32,
+                low_freq_factor: low as f32,
+                high_freq_factor: high as f32,
+                original_context: original as usize,
+            })
+        }
+        Some(t) => return Err(bad(format!("rope type `{t}` is not supported (default, linear and llama3 are)"))),
+    };
+    Ok((theta as f32, scaling))
+}
+
 /// Every trainable tensor of `config` in the arena's canonical order, with HF names and shapes:
-/// the embedding, then per block (norm, q, k, v, [q, k, v biases], [q, k norms], o, norm, gate, up,
-/// down), the final norm, and `lm_head.weight` unless tied. The GGUF loader (`model::loader`)
+/// the embedding, then per block (norm, q, k, v, [q, k, v biases], [q, k norms], o, norm,
+/// [Gemma: pre-MLP norm], gate, up, down, [Gemma: post-MLP norm]), the final norm, and
+/// `lm_head.weight` unless tied. The GGUF loader (`model::loader`)
 /// builds its layout from this list too, so a model has the same tensor ids whichever format it
 /// came in.
 pub fn hf_tensor_specs(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
@@ -219,13 +329,21 @@ pub fn hf_tensor_spec_iter(config: &ModelConfig) -> impl Iterator<Item = (String
         if config.qk_norm {
             out.extend(["q_norm", "k_norm"].map(|name| (format!("{p}.self_attn.{name}.weight"), vec![dh])));
         }
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q_rows]));
+        // Llama's `post_attention_layernorm` is its MLP's input norm; Gemma's normalises the
+        // attention output, and `pre_feedforward_layernorm` is the MLP's input norm.
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        if config.gemma.is_some() {
+            out.push((format!("{p}.pre_feedforward_layernorm.weight"), vec![d]));
+        }
         out.extend([
-            (format!("{p}.self_attn.o_proj.weight"), vec![d, q_rows]),
-            (format!("{p}.post_attention_layernorm.weight"), vec![d]),
             (format!("{p}.mlp.gate_proj.weight"), vec![f, d]),
             (format!("{p}.mlp.up_proj.weight"), vec![f, d]),
             (format!("{p}.mlp.down_proj.weight"), vec![d, f]),
         ]);
+        if config.gemma.is_some() {
+            out.push((format!("{p}.post_feedforward_layernorm.weight"), vec![d]));
+        }
         out
     });
     let head = (!config.tied_embeddings).then(|| ("lm_head.weight".to_string(), vec![v, d]));
@@ -239,7 +357,8 @@ pub fn hf_tensor_spec_iter(config: &ModelConfig) -> impl Iterator<Item = (String
 pub fn hf_layout(config: &ModelConfig) -> Layout {
     let mut layout = Layout::new();
     for (name, shape) in hf_tensor_specs(config) {
-        layout.push(name, shape);
+        let kind = config.tensor_kind(&name);
+        layout.push_kind(name, shape, kind);
     }
     layout
 }
@@ -431,6 +550,7 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
         "qwen2" => "Qwen2ForCausalLM",
         "qwen3" => "Qwen3ForCausalLM",
         "mistral" => "MistralForCausalLM",
+        "gemma3_text" => "Gemma3ForCausalLM",
         _ => "LlamaForCausalLM",
     };
     let rope_scaling = match &config.rope_scaling {
@@ -444,6 +564,7 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
                 "original_max_position_embeddings": original_context,
             })
         }
+        &Some(RopeScaling::Linear { factor }) => serde_json::json!({"rope_type": "linear", "factor": factor as f64}),
         Some(RopeScaling::FreqFactors(_)) => {
             return Err(Error::BadModelConfig {
                 field: "rope_scaling",
@@ -467,12 +588,24 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
         "rope_theta": config.rope_theta as f64,
         "rms_norm_eps": config.rms_eps as f64,
         "tie_word_embeddings": config.tied_embeddings,
-        "hidden_act": "silu",
         "torch_dtype": "float32",
         "rope_scaling": rope_scaling,
     });
     let obj = v.as_object_mut().expect("an object");
+    if let Some(g) = &config.gemma {
+        let types: Vec<&str> =
+            g.sliding_layers.iter().map(|&s| if s { "sliding_attention" } else { "full_attention" }).collect();
+        obj.insert("hidden_activation".into(), "gelu_pytorch_tanh".into());
+        obj.insert("query_pre_attn_scalar".into(), (g.query_pre_attn_scalar as f64).into());
+        obj.insert("rope_local_base_freq".into(), (g.local_rope_theta as f64).into());
+        obj.insert("sliding_window".into(), config.sliding_window.into());
+        obj.insert("layer_types".into(), types.into());
+        obj.insert("attention_bias".into(), false.into());
+    } else {
+        obj.insert("hidden_act".into(), "silu".into());
+    }
     match config.architecture.as_str() {
+        "gemma3_text" => {}
         "qwen2" | "qwen3" => {
             obj.insert("use_sliding_window".into(), false.into());
             if config.architecture == "qwen3" {
@@ -601,6 +734,7 @@ mod tests {
             qk_norm: false,
             rope_scaling: None,
             sliding_window: None,
+            gemma: None,
         }
     }
 

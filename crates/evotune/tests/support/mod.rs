@@ -44,6 +44,7 @@ pub fn load_gguf(path: &std::path::Path) -> (ModelConfig, Params) {
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     };
     let mut names: Vec<(String, String, usize)> =
         vec![("token_embd.weight".into(), "model.embed_tokens.weight".into(), 0)];
@@ -121,6 +122,7 @@ pub fn smollm2_config() -> ModelConfig {
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     }
 }
 
@@ -143,6 +145,7 @@ pub fn tiny_model(qkv_bias: bool, tied: bool) -> (ModelConfig, Params) {
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     })
 }
 

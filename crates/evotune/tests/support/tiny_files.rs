@@ -62,6 +62,7 @@ pub fn config() -> ModelConfig {
         qk_norm: false,
         rope_scaling: None,
         sliding_window: None,
+        gemma: None,
     }
 }
 
