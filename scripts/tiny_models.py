@@ -17,7 +17,8 @@ Output, under crates/evotune/tests/data/tiny/ (the folder is deleted and rebuilt
   <family>/logits.f32                transformers' logits at every position (little-endian f32)
   chat_templates.json                apply_chat_template renderings of each family's template
 
-Families (hidden 64, FFN 96, 2 layers, 4 heads, 2 KV heads, 1024 positions, RMS eps 1e-5):
+Families (hidden 64, FFN 96, 2 layers, 4 heads, 2 KV heads, 1024 positions, RMS eps 1e-5 except
+gemma3's 1e-6):
 
   llama3   LlamaForCausalLM, head dim 16, Llama-3 RoPE scaling (factor 8, low 1, high 4,
            original context 32: small enough that the scaling changes 7 of the 8 frequencies),
@@ -27,15 +28,28 @@ Families (hidden 64, FFN 96, 2 layers, 4 heads, 2 KV heads, 1024 positions, RMS 
   qwen2    Qwen2ForCausalLM (q/k/v biases), tied embeddings, no BOS; GGUF arch `qwen2`.
   qwen3    Qwen3ForCausalLM (per-head q/k RMS norms), head dim 32 (≠ hidden/heads), tied, no BOS;
            GGUF arch `qwen3`.
+  gemma3   Gemma3ForCausalLM (Gemma3TextConfig, model_type `gemma3_text`): head dim 16, embeddings
+           scaled by √hidden, RMS norms that multiply by (1 + w), per-head q/k norms, post-attention
+           and pre/post-FFN norms, GELU (tanh) gated FFN, query_pre_attn_scalar 24 (≠ head dim, so
+           the attention scale is 1/√24), layers [sliding (window 4, RoPE θ 10⁴), full (RoPE θ 10⁶,
+           linear scaling factor 2)], tied, BOS. GGUF arch `gemma3` as llama.cpp's converter writes
+           it (Q/K not permuted, every `*norm.weight` stored as 1 + w in F32), plus three keys
+           llama.cpp hard-codes for Gemma 3 but this model changes:
+           `gemma3.attention.sliding_window_pattern` = 2 (layer i global iff (i+1) % 2 == 0),
+           `gemma3.rope.freq_base_swa` = 10000, `gemma3.attention.scale` = 1/√24.
+           Its embedding is drawn with std 0.05 (not 0.2): scaled by √64 = 8 it would otherwise
+           swamp the residual stream, and the tied head would repeat the last token at every
+           greedy step; seeds are also tried until each sequence's greedy tokens vary.
 
 Weights: every parameter is overwritten with random values — matrices (embedding too)
-N(0, 0.2²), biases N(0, 0.1²), RMS norm weights 1 + N(0, 0.1²) — and rounded to float16, so the
+N(0, 0.2²), biases N(0, 0.1²), RMS norm weights 1 + N(0, 0.1²) (gemma3: N(0, 0.1²), as its norms
+add the 1) — and rounded to float16, so the
 float32 model, the float16 safetensors and the F16 GGUF hold the same numbers. Seeds (a family's
 base + 0, 1, 2, …) are tried in turn until every greedy step's top-1 − top-2 logit margin is
 ≥ 1e-2, so an exact comparison of greedy tokens is robust to other summation orders.
 
 Reference logits: `model(input_ids).logits` in float32 with eager attention (checked against
-sdpa) for three fixed token sequences of lengths 1, 7 and 12 (12 > Mistral's window). Greedy
+sdpa) for three fixed token sequences of lengths 1, 7 and 12 (longer than the windows). Greedy
 tokens: 16 per sequence, re-running the whole sequence at each step (no KV cache).
 
 Tokenizer (each family, same procedure): a byte-level BPE trained with `tokenizers` on the
@@ -44,9 +58,12 @@ decoder, the 256 byte symbols as initial alphabet — to 300 − (number of spec
 then the family's special tokens appended as added special tokens: 300 ids in all.
 
 The script checks what it wrote and fails loudly: the HF directory reloads to the same logits
-(eager and sdpa), every GGUF tensor (Q/K un-permuted for `llama`) equals the HF one, the GGUF's
-RoPE factors reproduce transformers' Llama-3 inverse frequencies, Mistral's sliding window
-changes the 12-token sequence's logits, and the tokenizers' pre-tokenizer is the GPT-2 split.
+(eager and sdpa), every GGUF tensor (Q/K un-permuted for `llama`; gemma3's norms: float32 1 + w)
+equals the HF one, the GGUF's RoPE factors reproduce transformers' Llama-3 inverse frequencies,
+Mistral's and Gemma 3's sliding windows change the logits from the first position the window
+excludes a key on, Gemma 3's query_pre_attn_scalar (24 vs 16) and linear RoPE factor (2 vs 1)
+change the logits and its GGUF's RoPE keys reproduce transformers' inverse frequencies, and the
+tokenizers' pre-tokenizer is the GPT-2 split.
 """
 import copy
 import json
@@ -66,6 +83,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -211,7 +230,43 @@ FAMILIES = {
         gguf_arch="qwen3",
         salt=400,
     ),
+    "gemma3": dict(
+        model_class=Gemma3ForCausalLM,
+        config_class=Gemma3TextConfig,
+        config=dict(
+            head_dim=16,
+            rms_norm_eps=1e-6,
+            hidden_activation="gelu_pytorch_tanh",
+            tie_word_embeddings=True,
+            attention_bias=False,
+            final_logit_softcapping=None,
+            attn_logit_softcapping=None,
+            use_bidirectional_attention=False,
+            query_pre_attn_scalar=24,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"],
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+            },
+        ),
+        specials=["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"],
+        bos="<bos>",
+        eos="<eos>",
+        add_bos=True,
+        template="gemma3.jinja",
+        gguf_arch="gemma3",
+        norm_center=0.0,  # Gemma's RMS norm multiplies by (1 + w)
+        # The embedding is scaled by √64 = 8: at 0.2 it swamps the residual stream and the tied
+        # head repeats the last token; at 0.05 the greedy tokens vary.
+        embed_std=0.05,
+        varied_greedy=True,
+        salt=500,
+    ),
 }
+
+# llama.cpp's Gemma 3 layout: layer i is global iff (i + 1) % pattern == 0 (llama.cpp assumes 6).
+GEMMA3_SWA_PATTERN = 2
 
 
 def fail(msg):
@@ -339,17 +394,18 @@ def build_config(spec, tok):
     return spec["config_class"](**kw)
 
 
-def randomize(model, seed):
+def randomize(model, seed, norm_center=1.0, embed_std=0.2):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
-                v = 1.0 + 0.1 * torch.randn(p.shape, generator=g)
+                v = norm_center + 0.1 * torch.randn(p.shape, generator=g)
             elif name.endswith(".bias"):
                 v = 0.1 * torch.randn(p.shape, generator=g)
             else:
                 check(p.dim() == 2, f"unexpected parameter {name} {tuple(p.shape)}")
-                v = 0.2 * torch.randn(p.shape, generator=g)
+                std = embed_std if "embed_tokens" in name else 0.2
+                v = std * torch.randn(p.shape, generator=g)
             p.copy_(v.to(torch.float16).to(torch.float32))
 
 
@@ -379,7 +435,7 @@ def greedy(model, seqs):
 def make_model(spec, config, seed):
     torch.manual_seed(0)  # construction draws its own init; randomize() overwrites all of it
     model = spec["model_class"](config).eval()
-    randomize(model, seed)
+    randomize(model, seed, spec.get("norm_center", 1.0), spec.get("embed_std", 0.2))
     return model
 
 
@@ -432,9 +488,21 @@ HF_TO_GGUF = {
     "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
+# Gemma 3's four norms per layer (llama.cpp's converter): post_attention_layernorm is the norm
+# after attention, pre_feedforward_layernorm the one before the FFN.
+HF_TO_GGUF_GEMMA3 = dict(
+    HF_TO_GGUF,
+    post_attention_layernorm="post_attention_norm",
+    pre_feedforward_layernorm="ffn_norm",
+    post_feedforward_layernorm="post_ffw_norm",
+)
+GEMMA3_BLOCK_ORDER = [
+    "attn_norm", "attn_q", "attn_k", "attn_v", "attn_q_norm", "attn_k_norm", "attn_output",
+    "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm",
+]
 
 
-def gguf_name(hf):
+def gguf_name(hf, arch="llama"):
     if hf == "model.embed_tokens.weight":
         return "token_embd.weight"
     if hf == "model.norm.weight":
@@ -444,8 +512,25 @@ def gguf_name(hf):
     parts = hf.split(".")
     check(parts[0] == "model" and parts[1] == "layers", f"unmapped tensor {hf}")
     layer, rest, kind = parts[2], ".".join(parts[3:-1]), parts[-1]
-    check(rest in HF_TO_GGUF, f"unmapped tensor {hf}")
-    return f"blk.{layer}.{HF_TO_GGUF[rest]}.{kind}"
+    table = HF_TO_GGUF_GEMMA3 if arch == "gemma3" else HF_TO_GGUF
+    check(rest in table, f"unmapped tensor {hf}")
+    return f"blk.{layer}.{table[rest]}.{kind}"
+
+
+def gemma3_norm(w):
+    """llama.cpp's converter stores every Gemma 3 `*norm.weight` as 1 + w (float32): exactly the
+    factor transformers' Gemma3RMSNorm multiplies by, `1.0 + weight.float()`."""
+    return (np.float32(1.0) + np.asarray(w, dtype=np.float32)).astype(np.float32)
+
+
+def gguf_order_key(name):
+    """gemma3: token_embd, then each block in GEMMA3_BLOCK_ORDER, then output_norm."""
+    if name == "token_embd.weight":
+        return (0, 0, 0)
+    if name.startswith("blk."):
+        _, layer, base, _ = name.split(".")
+        return (1, int(layer), GEMMA3_BLOCK_ORDER.index(base))
+    return (2, 0, 0)
 
 
 def hf_state(model):
@@ -458,15 +543,20 @@ def hf_state(model):
 
 def gguf_tensors(spec, config, sd):
     """GGUF name → (numpy array in HF (out, in) order, as it goes to the writer)."""
-    llama = spec["gguf_arch"] == "llama"
+    arch = spec["gguf_arch"]
+    llama = arch == "llama"
     out = {}
     for hf, w in sd.items():
-        name = gguf_name(hf)
+        name = gguf_name(hf, arch)
         if llama and name.endswith("attn_q.weight"):
             w = permute(w, config.num_attention_heads)
         elif llama and name.endswith("attn_k.weight"):
             w = permute(w, config.num_key_value_heads)
+        if arch == "gemma3" and name.endswith("norm.weight"):
+            w = gemma3_norm(w)
         out[name] = w.astype(np.float16) if w.ndim == 2 else w.astype(np.float32)
+    if arch == "gemma3":
+        out = {k: out[k] for k in sorted(out, key=gguf_order_key)}
     if spec["config"].get("rope_parameters", {}).get("rope_type") == "llama3":
         factors, _ = llama3_rope_factors(config.rope_parameters, head_dim(config))
         out["rope_freqs.weight"] = factors
@@ -483,7 +573,7 @@ def write_gguf(path, family, spec, config, sd, tok, template):
     w.add_block_count(config.num_hidden_layers)
     w.add_head_count(config.num_attention_heads)
     w.add_head_count_kv(config.num_key_value_heads)
-    w.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
+    w.add_rope_freq_base(rope_freq_base(config))
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
     w.add_rope_dimension_count(head_dim(config))
     w.add_key_length(head_dim(config))
@@ -492,6 +582,17 @@ def write_gguf(path, family, spec, config, sd, tok, template):
         w.add_vocab_size(config.vocab_size)
     if family == "mistral":
         w.add_sliding_window(config.sliding_window)
+    if arch == "gemma3":
+        full = config.rope_parameters["full_attention"]
+        check(full["rope_type"] == "linear", f"gemma3 full-attention RoPE {full}")
+        w.add_sliding_window(config.sliding_window)
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(float(full["factor"]))
+        # What llama.cpp hard-codes for gemma3 (pattern 6, SWA base 10000, 1/√head_dim); evotune
+        # honours these keys.
+        w.add_sliding_window_pattern(GEMMA3_SWA_PATTERN)  # u32
+        w.add_rope_freq_base_swa(float(config.rope_parameters["sliding_attention"]["rope_theta"]))
+        w.add_attention_scale(float(config.query_pre_attn_scalar) ** -0.5)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
 
     vocab = tok.get_vocab(with_added_tokens=True)
@@ -521,6 +622,12 @@ def write_gguf(path, family, spec, config, sd, tok, template):
     return tokens, types, merges
 
 
+def rope_freq_base(config):
+    """The GGUF's `rope.freq_base`: gemma3's is the full-attention (global) layers' θ."""
+    rp = config.rope_parameters
+    return float(rp["full_attention"]["rope_theta"] if "full_attention" in rp else rp["rope_theta"])
+
+
 def check_gguf(path, family, spec, config, sd, tokens, types, merges, template):
     r = gguf.GGUFReader(str(path))
     f = {k: v.contents() for k, v in r.fields.items() if not k.startswith("GGUF.")}
@@ -533,8 +640,8 @@ def check_gguf(path, family, spec, config, sd, tokens, types, merges, template):
         f"{arch}.block_count": 2,
         f"{arch}.attention.head_count": 4,
         f"{arch}.attention.head_count_kv": 2,
-        f"{arch}.rope.freq_base": float(config.rope_parameters["rope_theta"]),
-        f"{arch}.attention.layer_norm_rms_epsilon": float(np.float32(1e-5)),
+        f"{arch}.rope.freq_base": rope_freq_base(config),
+        f"{arch}.attention.layer_norm_rms_epsilon": float(np.float32(config.rms_norm_eps)),
         f"{arch}.rope.dimension_count": head_dim(config),
         f"{arch}.attention.key_length": head_dim(config),
         f"{arch}.attention.value_length": head_dim(config),
@@ -555,13 +662,30 @@ def check_gguf(path, family, spec, config, sd, tokens, types, merges, template):
     if family == "mistral":
         want["llama.attention.sliding_window"] = 6
         check(r.fields["llama.attention.sliding_window"].types == [gguf.GGUFValueType.UINT32], "sliding_window type")
+    elif arch == "gemma3":
+        typed = {
+            "gemma3.attention.sliding_window": (4, gguf.GGUFValueType.UINT32),
+            "gemma3.attention.sliding_window_pattern": (GEMMA3_SWA_PATTERN, gguf.GGUFValueType.UINT32),
+            "gemma3.rope.freq_base_swa": (10000.0, gguf.GGUFValueType.FLOAT32),
+            "gemma3.attention.scale": (float(np.float32(24**-0.5)), gguf.GGUFValueType.FLOAT32),
+            "gemma3.rope.scaling.type": ("linear", gguf.GGUFValueType.STRING),
+            "gemma3.rope.scaling.factor": (2.0, gguf.GGUFValueType.FLOAT32),
+            "gemma3.rope.freq_base": (1000000.0, gguf.GGUFValueType.FLOAT32),
+            "gemma3.attention.layer_norm_rms_epsilon": (float(np.float32(1e-6)), gguf.GGUFValueType.FLOAT32),
+        }
+        for k, (v, t) in typed.items():
+            check(k in r.fields and r.fields[k].types == [t], f"{family}: GGUF {k} missing or not {t.name}")
+            want[k] = v
+        check("output.weight" not in {t.name for t in r.tensors}, f"{family}: GGUF has output.weight (tied)")
     else:
         check(not any(k.endswith("sliding_window") for k in f), f"{family}: GGUF has a sliding window")
     for k, v in want.items():
         check(k in f, f"{family}: GGUF lacks {k}")
         check(f[k] == v, f"{family}: GGUF {k} = {str(f[k])[:200]}, expected {str(v)[:200]}")
 
-    expected = {gguf_name(k): v for k, v in sd.items()}
+    expected = {gguf_name(k, arch): v for k, v in sd.items()}
+    if arch == "gemma3":
+        expected = {k: gemma3_norm(v) if k.endswith("norm.weight") else v for k, v in expected.items()}
     llama = arch == "llama"
     names = set()
     for t in r.tensors:
@@ -611,7 +735,8 @@ def build_family(family, spec):
         model = make_model(spec, config, seed)
         gen, margin = greedy(model, SEQUENCES)
         print(f"seed {seed}: min greedy margin {margin:.4g}")
-        if margin >= MIN_MARGIN:
+        varied = all(len(set(g)) > 1 for g in gen) or not spec.get("varied_greedy", False)
+        if margin >= MIN_MARGIN and varied:
             break
     else:
         fail(f"{family}: no seed gives a greedy margin ≥ {MIN_MARGIN}")
@@ -692,10 +817,22 @@ def build_family(family, spec):
     if family != "qwen3":
         g = AutoModelForCausalLM.from_pretrained(d, gguf_file="model.gguf", dtype=torch.float32)
         gs = g.state_dict()
+        inexact = 0
         for name, p in model.state_dict().items():
-            check(name in gs and torch.equal(gs[name], p), f"{family}: transformers' GGUF loader reads {name} differently")
-        print(f"gguf: transformers' GGUF loader ({type(g).__name__}) reads the same weights")
+            check(name in gs, f"{family}: transformers' GGUF loader has no {name}")
+            if spec["gguf_arch"] == "gemma3" and name.endswith("norm.weight"):
+                # It subtracts the 1 again: f32(1 + w) − 1 is exact, but not always w (|w| < 2⁻¹³
+                # loses bits), while the factor the norm multiplies by, 1 + that, is bitwise f32(1 + w).
+                check(torch.equal(1.0 + gs[name], 1.0 + p), f"{family}: transformers' GGUF loader: 1 + {name} differs")
+                inexact += int((gs[name] != p).sum())
+                continue
+            check(torch.equal(gs[name], p), f"{family}: transformers' GGUF loader reads {name} differently")
+        note = f" (norms: the same 1 + w; {inexact} stored w differ after its − 1)" if spec["gguf_arch"] == "gemma3" else ""
+        print(f"gguf: transformers' GGUF loader ({type(g).__name__}) reads the same weights{note}")
+        report["gguf_loader_inexact_norms"] = inexact
 
+    if family == "gemma3":
+        report.update(check_gemma3(model, config, logits, d / "model.gguf"))
     if family == "llama3":
         report["rope"] = check_llama3_rope(model, config)
     if family == "mistral":
@@ -735,6 +872,116 @@ def build_family(family, spec):
         # says, and that class installs Qwen2's own split; evotune reads tokenizer.json as written.
         print(f"  note: transformers' {type(htok).__name__} replaced tokenizer.json's pre-tokenizer with its own")
     return report, htok
+
+
+def per_sequence_delta(a, b):
+    """Per sequence: the per-position max |Δlogit| list."""
+    out, start = [], 0
+    for s in SEQUENCES:
+        delta = (a[start : start + len(s)] - b[start : start + len(s)]).abs().max(dim=1).values
+        out.append([float(x) for x in delta])
+        start += len(s)
+    return out
+
+
+def variant_logits(model, config, **changes):
+    cfg = copy.deepcopy(config)
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    m = type(model)(cfg).eval()
+    m.load_state_dict(model.state_dict())
+    return all_logits(m, SEQUENCES), m
+
+
+def check_gemma3(model, config, logits, gguf_path):
+    """What only Gemma 3 has: embedding scale, attention scale, per-layer window and RoPE, the
+    GGUF's extra keys and its 1 + w norms."""
+    rep = {}
+    emb = model.model.embed_tokens
+    scale = emb.embed_scale
+    half_scale = copy.deepcopy(model).to(torch.float16).model.embed_tokens.embed_scale
+    persistent = any(k.endswith("embed_scale") for k in model.state_dict())
+    print(
+        f"embed_scale: buffer {float(scale)} dtype {scale.dtype} (after .to(float16): {half_scale.dtype}), "
+        f"in state_dict: {persistent}; forward multiplies by embed_scale.to(weight.dtype)"
+    )
+    check(float(scale) == 8.0 and not persistent, "gemma3 embed_scale")
+    ids = torch.tensor([SEQUENCES[1]])
+    with torch.no_grad():
+        check(torch.equal(emb(ids), emb.weight[ids] * 8.0), "gemma3 embedding ≠ weight × √hidden")
+    rep["embed_scale"] = {"value": float(scale), "dtype": str(scale.dtype), "half_model_dtype": str(half_scale.dtype)}
+
+    attn = [l.self_attn for l in model.model.layers]
+    print(f"attention: scaling {[a.scaling for a in attn]} (24^-0.5 = {24**-0.5}), sliding_window {[a.sliding_window for a in attn]}")
+    check(all(a.scaling == 24**-0.5 for a in attn), "gemma3 attention scaling")
+    check([a.sliding_window for a in attn] == [4, None], "gemma3 per-layer window")
+
+    # GGUF RoPE keys → inverse frequencies vs transformers' per-layer-type buffers.
+    r = gguf.GGUFReader(str(gguf_path))
+    f = {k: v.contents() for k, v in r.fields.items()}
+    dim = head_dim(config)
+    idx = np.arange(0, dim, 2, dtype=np.float64) / dim
+    rope = model.model.rotary_emb
+    mine = {
+        "sliding_attention": 1.0 / f["gemma3.rope.freq_base_swa"] ** idx,
+        "full_attention": 1.0 / f["gemma3.rope.freq_base"] ** idx / f["gemma3.rope.scaling.factor"],
+    }
+    for lt, want in mine.items():
+        hf_inv = getattr(rope, f"{lt}_inv_freq").double().numpy()
+        rel = float((np.abs(hf_inv - want) / want).max())
+        att = getattr(rope, f"{lt}_attention_scaling")
+        print(f"RoPE {lt:17}: inv_freq from the GGUF keys vs transformers' max rel. error {rel:.2e}, attention_scaling {att}")
+        check(rel <= 1e-6 and att == 1.0, f"gemma3 {lt} RoPE")
+    pattern = f["gemma3.attention.sliding_window_pattern"]
+    check(
+        ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(config.num_hidden_layers)]
+        == config.layer_types,
+        "gemma3 sliding_window_pattern vs layer_types",
+    )
+    check(f["gemma3.attention.scale"] == float(np.float32(attn[0].scaling)), "gemma3 attention.scale")
+
+    # The GGUF's norms are exactly the factors Gemma3RMSNorm multiplies by, and its tensor order.
+    tensors = {t.name: np.array(t.data) for t in r.tensors}
+    n_norms = 0
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight"):
+            g = tensors[gguf_name(name, "gemma3")].reshape(p.shape)
+            check(np.array_equal(g, (1.0 + p.detach().float()).numpy()), f"gemma3 GGUF {name} ≠ 1 + w")
+            n_norms += 1
+    order = [t.name for t in r.tensors]
+    want_order = ["token_embd.weight"] + [
+        f"blk.{i}.{b}.weight" for i in range(config.num_hidden_layers) for b in GEMMA3_BLOCK_ORDER
+    ] + ["output_norm.weight"]
+    check(order == want_order, f"gemma3 GGUF tensor order {order}")
+    print(f"gguf: the {n_norms} norm tensors equal transformers' float32 1.0 + weight; tensor order as llama.cpp lists them")
+
+    def compare(label, other, first_changed):
+        pp = per_sequence_delta(other, logits)
+        diffs = [max(x) for x in pp]
+        print(f"{label}, max |Δlogit| per sequence: {[f'{x:.3g}' for x in diffs]}")
+        for s, x in zip(SEQUENCES, pp):
+            print(f"  length {len(s):2}, per position: " + ", ".join(f"{v:.2g}" for v in x))
+            check(all(v == 0 for v in x[:first_changed]) and all(v > 1e-3 for v in x[first_changed:]), f"gemma3 {label}: length {len(s)}")
+        check(diffs[2] > 1e-2, f"gemma3 {label}: barely changes the 12-token sequence")
+        return diffs
+
+    # Window 4: positions 0..3 see every key either way; from position 4 on it drops keys.
+    wide, _ = variant_logits(model, config, sliding_window=1024)
+    rep["sliding"] = compare("sliding window 4 vs 1024", wide, 4)
+    # A single key gets weight 1 whatever the scale, so position 0 cannot change.
+    s16, m16 = variant_logits(model, config, query_pre_attn_scalar=16)
+    check(m16.model.layers[0].self_attn.scaling == 0.25, "variant scaling")
+    rep["scalar"] = compare("query_pre_attn_scalar 24 vs 16", s16, 1)
+    # RoPE at position 0 is the identity, so position 0 cannot change.
+    rp1 = copy.deepcopy(config.rope_parameters)
+    rp1["full_attention"]["factor"] = 1.0
+    f1, mf1 = variant_logits(model, config, rope_parameters=rp1)
+    check(
+        torch.equal(mf1.model.rotary_emb.full_attention_inv_freq, model.model.rotary_emb.full_attention_inv_freq * 2),
+        "variant RoPE factor",
+    )
+    rep["linear"] = compare("linear RoPE factor 2 vs 1", f1, 1)
+    return rep
 
 
 def check_llama3_rope(model, config):
@@ -878,6 +1125,8 @@ def main():
         extra = ""
         if "sliding" in r:
             extra += f", window vs full max |Δ| {r['sliding'][2]:.3g}"
+        if "scalar" in r:
+            extra += f", scalar 24 vs 16 max |Δ| {r['scalar'][2]:.3g}, RoPE factor 2 vs 1 max |Δ| {r['linear'][2]:.3g}"
         if "rope" in r:
             extra += f", RoPE changed {r['rope']['changed']}"
         print(

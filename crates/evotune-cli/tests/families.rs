@@ -1,5 +1,5 @@
 //! Training on every model family: ES with AWD, low-rank ES and QES run on the tiny Llama 3,
-//! Mistral, Qwen2 and Qwen3 models of `crates/evotune/tests/data/tiny` (see
+//! Mistral, Qwen2, Qwen3 and Gemma 3 models of `crates/evotune/tests/data/tiny` (see
 //! `scripts/tiny_models.py`), and their exports load and generate. Their forward passes are checked
 //! against transformers in the library's `families` test; this file checks that the rest of the
 //! tool runs on them.
@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use support::evotune;
 
-const FAMILIES: [&str; 4] = ["llama3", "mistral", "qwen2", "qwen3"];
+const FAMILIES: [&str; 5] = ["llama3", "mistral", "qwen2", "qwen3", "gemma3"];
 
 fn tiny(family: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../evotune/tests/data/tiny").join(family)
@@ -65,6 +65,9 @@ fn es_with_awd_trains_and_exports_every_family() {
         let kinds = drift["per_kind"].as_object().unwrap_or_else(|| panic!("{family}: {drift}"));
         if family == "qwen3" {
             assert!(kinds["q_norm"].as_f64().unwrap() > 0.0, "{family}: {kinds:?}");
+        }
+        if family == "gemma3" {
+            assert!(kinds["post_attn_norm"].as_f64().unwrap() > 0.0, "{family}: {kinds:?}");
         }
         if family == "qwen2" {
             assert!(kinds["q_bias"].as_f64().unwrap() > 0.0, "{family}: {kinds:?}");

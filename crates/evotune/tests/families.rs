@@ -1,6 +1,7 @@
 //! The model families against transformers. `scripts/tiny_models.py` builds a tiny random model of
 //! each family with transformers — Llama 3 (llama3 RoPE scaling, untied head), Mistral (sliding
-//! window), Qwen2 (q/k/v biases, tied), Qwen3 (per-head q/k norms, head dim ≠ D/H) — saves it as a
+//! window), Qwen2 (q/k/v biases, tied), Qwen3 (per-head q/k norms, head dim ≠ D/H), Gemma 3
+//! (its own block, sliding and global layers, linear RoPE scaling) — saves it as a
 //! HF directory and as a GGUF in llama.cpp's layout, and records transformers' logits at every
 //! position and 16 greedy tokens for three token sequences. Both forms must give those logits
 //! (within [`LOGIT_TOLERANCE`]) and exactly those tokens; exports must load back to the same
@@ -16,7 +17,7 @@ use evotune::model::{load_weights, GenerateOptions, Llama, LoadedWeights, Model,
 use evotune::model::{WeightFormat, Weights};
 use evotune::tokenizer::{ChatTemplate, Message};
 
-const FAMILIES: [&str; 4] = ["llama3", "mistral", "qwen2", "qwen3"];
+const FAMILIES: [&str; 5] = ["llama3", "mistral", "qwen2", "qwen3", "gemma3"];
 
 /// Largest |ours − transformers'| allowed, relative to max(1, max |logit|): f32 throughout, with
 /// other summation orders (and for a GGUF's RoPE factors, ω/f instead of HF's formula).
@@ -117,6 +118,12 @@ fn family_features_are_read_from_both_forms() {
         assert!(q2.qkv_bias && q2.tied_embeddings && !q2.qk_norm, "qwen2 {form}: {q2:?}");
         let q3 = load("qwen3", form);
         assert!(q3.qk_norm && !q3.qkv_bias && q3.head_dim == 32 && q3.hidden == 64, "qwen3 {form}: {q3:?}");
+        let g = load("gemma3", form);
+        let gemma = g.gemma.as_ref().unwrap_or_else(|| panic!("gemma3 {form}: {g:?}"));
+        assert_eq!(gemma.sliding_layers, [true, false], "gemma3 {form}");
+        assert_eq!((gemma.query_pre_attn_scalar, gemma.local_rope_theta), (24.0, 10_000.0), "gemma3 {form}");
+        assert_eq!((g.rope_theta, g.rope_scaling.clone()), (1e6, Some(RopeScaling::Linear { factor: 2.0 })));
+        assert!(g.qk_norm && g.tied_embeddings && g.sliding_window == Some(4), "gemma3 {form}: {g:?}");
     }
     let (hf, gguf) = (load("llama3", "hf").rope_inv_freq(), load("llama3", "model.gguf").rope_inv_freq());
     let plain = load("llama3", "hf").rope_inv_freq_unscaled();
@@ -127,7 +134,8 @@ fn family_features_are_read_from_both_forms() {
 }
 
 /// The tests above can fail: without its sliding window, Mistral's 12-token sequence (window 6)
-/// gets other logits; without the q/k norms' weights (all ones), Qwen3 does too.
+/// gets other logits; without the q/k norms' weights (all ones), Qwen3 does too; Gemma 3 with the
+/// usual score scale 1/√Dh, or without its linear RoPE scaling, as well.
 #[test]
 fn the_family_features_change_the_logits() {
     let r = reference("mistral");
@@ -143,6 +151,17 @@ fn the_family_features_change_the_logits() {
         params.tensor_mut(id).fill(1.0);
     }
     assert!(relative_error(&all_logits(&model.llama, &params, &r), &r.logits) > 1e-3);
+
+    let r = reference("gemma3");
+    let (model, params) = load_path(&data_dir("gemma3").join("hf")).unwrap();
+    let mut plain_scale = model.config.clone();
+    plain_scale.gemma.as_mut().unwrap().query_pre_attn_scalar = 16.0;
+    let mut unscaled = model.config.clone();
+    unscaled.rope_scaling = None;
+    for config in [plain_scale, unscaled] {
+        let llama = Llama::new(config, params.layout()).unwrap();
+        assert!(relative_error(&all_logits(&llama, &params, &r), &r.logits) > 1e-3);
+    }
 }
 
 /// Export → load → the same logits: a HF directory (bit-identical), a GGUF with the source's
@@ -159,7 +178,8 @@ fn exports_load_back_to_the_same_logits() {
         write_hf_dir(&hf_out, &params, &model.config, Some(&model.tokenizer), Some(&model.chat)).unwrap();
         let (back, back_params) = load_path(&hf_out).unwrap();
         assert_eq!(back.config, model.config, "{family}: HF export config");
-        assert_eq!(all_logits(&back.llama, &back_params, &r), ours, "{family}: HF export logits");
+        let a = all_logits(&back.llama, &back_params, &r);
+        assert!(a == ours, "{family}: HF export logits differ by {:e}", relative_error(&a, &ours));
 
         let (gguf_model, gguf_params) = load_path(&data_dir(family).join("model.gguf")).unwrap();
         let gguf_out = tmp.path().join(format!("{family}.gguf"));
@@ -167,11 +187,18 @@ fn exports_load_back_to_the_same_logits() {
         write_gguf(&gguf_out, &gguf_params, &gguf_model.config, &metadata, ExportType::F32).unwrap();
         let (back, back_params) = load_path(&gguf_out).unwrap();
         assert_eq!(back.config, gguf_model.config, "{family}: GGUF export config");
-        assert_eq!(
-            all_logits(&back.llama, &back_params, &r),
-            all_logits(&gguf_model.llama, &gguf_params, &r),
-            "{family}: GGUF export logits"
-        );
+        let (a, b) = (all_logits(&back.llama, &back_params, &r), all_logits(&gguf_model.llama, &gguf_params, &r));
+        assert!(a == b, "{family}: GGUF export logits differ by {:e}", relative_error(&a, &b));
+
+        // A GGUF source exported as a HF directory (not Llama 3: see below).
+        if family != "llama3" {
+            let out = tmp.path().join(format!("{family}-from-gguf"));
+            write_hf_dir(&out, &gguf_params, &gguf_model.config, Some(&gguf_model.tokenizer), Some(&gguf_model.chat))
+                .unwrap();
+            let (back, back_params) = load_path(&out).unwrap();
+            let (a, b) = (all_logits(&back.llama, &back_params, &r), all_logits(&gguf_model.llama, &gguf_params, &r));
+            assert!(a == b, "{family}: GGUF → HF logits differ by {:e}", relative_error(&a, &b));
+        }
 
         // A HF source exported as GGUF (no tokenizer metadata to carry): the weights and config.
         let cross = tmp.path().join(format!("{family}-from-hf.gguf"));

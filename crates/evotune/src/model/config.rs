@@ -460,6 +460,17 @@ impl ModelConfig {
     pub fn gguf_architecture(&self) -> &str {
         match self.architecture.as_str() {
             "mistral" => "llama",
+            "gemma3_text" => "gemma3",
+            a => a,
+        }
+    }
+
+    /// The `model_type` transformers gives this model: Gemma 3's text model is `gemma3_text`
+    /// (`gemma3` there is the multimodal one); a `llama` with a sliding window is a Mistral.
+    pub fn hf_model_type(&self) -> &str {
+        match self.architecture.as_str() {
+            "gemma3" => "gemma3_text",
+            "llama" if self.sliding_window.is_some() => "mistral",
             a => a,
         }
     }

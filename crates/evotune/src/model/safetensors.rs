@@ -546,7 +546,7 @@ pub(crate) fn write_f32_le(w: &mut impl Write, xs: &[f32]) -> std::io::Result<()
 /// Qwen3Config read it (the 4.x spelling, `rope_theta` + `rope_scaling`, which 5.x reads too).
 /// RoPE factors read from a GGUF (`RopeScaling::FreqFactors`) have no HF spelling: an error.
 pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) -> Result<serde_json::Value> {
-    let class = match config.architecture.as_str() {
+    let class = match config.hf_model_type() {
         "qwen2" => "Qwen2ForCausalLM",
         "qwen3" => "Qwen3ForCausalLM",
         "mistral" => "MistralForCausalLM",
@@ -576,7 +576,7 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
     };
     let mut v = serde_json::json!({
         "architectures": [class],
-        "model_type": config.architecture,
+        "model_type": config.hf_model_type(),
         "hidden_size": config.hidden,
         "intermediate_size": config.ffn,
         "num_hidden_layers": config.layers,
@@ -604,7 +604,7 @@ pub fn hf_config_json(config: &ModelConfig, bos: Option<u32>, eos: Option<u32>) 
     } else {
         obj.insert("hidden_act".into(), "silu".into());
     }
-    match config.architecture.as_str() {
+    match config.hf_model_type() {
         "gemma3_text" => {}
         "qwen2" | "qwen3" => {
             obj.insert("use_sliding_window".into(), false.into());
