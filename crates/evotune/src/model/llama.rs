@@ -1,4 +1,5 @@
-//! The llama-family forward pass (Llama, SmolLM2, Qwen2), batched over sequences of any lengths.
+//! The llama-family forward pass (Llama 2/3, SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 3), batched
+//! over sequences of any lengths.
 //!
 //! Legend (llm.c style): `B` sequences, `T` new tokens of all sequences together (`Ttot`), `D`
 //! hidden, `H`/`Hkv` query/key-value heads, `Dh` head dim, `F` MLP inner size, `V` vocab, `L` layers,
@@ -6,16 +7,21 @@
 //!
 //! ```text
 //! x = embed[tokens]                                   (Ttot, D)   all new tokens of all sequences
+//!     (Gemma: ·√D)
 //! per block l:
-//!   xn = rmsnorm(x) · attn_norm
+//!   xn = rmsnorm(x) · attn_norm                        (Gemma: every norm weight is 1 + w)
 //!   q, k, v = xn·Wqᵀ (+bq), xn·Wkᵀ (+bk), xn·Wvᵀ (+bv)  (Ttot, H·Dh), (Ttot, Hkv·Dh) ×2
-//!   q, k = rope(q, pos), rope(k, pos)                  half-split ("neox") pairs (i, i + Dh/2)
+//!   q, k = rmsnorm_head(q)·q_norm, …·k_norm            Qwen3, Gemma: per head of Dh
+//!   q, k = rope(q, pos), rope(k, pos)                  half-split ("neox") pairs (i, i + Dh/2);
+//!                                                      frequencies per layer (scaling, Gemma's bases)
 //!   cache[s].append(k, v)                              per sequence s
-//!   a = softmax(q·Kᵀ/√Dh, causal) · V                  per sequence, query head h reads kv head
-//!                                                      h / (H/Hkv) (GQA)
-//!   x += a·Woᵀ
+//!   a = softmax(s·q·Kᵀ, causal[, window]) · V          per sequence, query head h reads kv head
+//!                                                      h / (H/Hkv) (GQA); s = 1/√Dh (Gemma: its
+//!                                                      own); a sliding layer sees the last W positions
+//!   x += a·Woᵀ                                         (Gemma: rmsnorm(a·Woᵀ)·post_attn_norm)
 //!   xn = rmsnorm(x) · mlp_norm
-//!   x += (silu(xn·Wgateᵀ) ⊙ xn·Wupᵀ)·Wdownᵀ             SwiGLU
+//!   x += (act(xn·Wgateᵀ) ⊙ xn·Wupᵀ)·Wdownᵀ              act = silu (SwiGLU); Gemma: gelu_tanh, and
+//!                                                      the sum normalised by post_mlp_norm
 //! logits = rmsnorm(x[rows]) · final_norm · Wheadᵀ       (R, V); Whead = embed when tied
 //! ```
 //!
@@ -28,7 +34,9 @@
 //! RoPE pairing: HF checkpoints (and therefore our arena, after the GGUF loader undoes llama.cpp's
 //! interleaving permutation of Wq/Wk) rotate pairs (i, i + Dh/2) — the "neox" layout of candle's
 //! `rope` and HF's `rotate_half`. Angles θᵢ = pos · theta^(−2i/Dh) are computed in f32 exactly as
-//! candle and HF do (inverse frequency first, then one product), so cos/sin match theirs.
+//! candle and HF do (inverse frequency first, then one product), so cos/sin match theirs. Each
+//! family's switches are fields of [`ModelConfig`]; `tests/families.rs` checks every family's
+//! logits against transformers.
 
 use rayon::prelude::*;
 
