@@ -887,7 +887,14 @@ mod tests {
         // Refusals name the field.
         for (extra, field) in [
             (r#""model_type":"llama","rope_scaling":{"rope_type":"yarn","factor":4.0}"#, "rope_scaling"),
-            (r#""model_type":"llama","rope_parameters":{"rope_type":"linear","factor":2.0}"#, "rope_parameters"),
+            (r#""model_type":"llama","rope_parameters":{"rope_type":"dynamic","factor":2.0}"#, "rope_parameters"),
+            (r#""model_type":"gemma3_text","final_logit_softcapping":30.0"#, "final_logit_softcapping"),
+            (r#""model_type":"gemma3_text","layer_types":["sliding_attention","chunked_attention"]"#, "layer_types"),
+            (
+                r#""model_type":"gemma3_text","rope_parameters":{"full_attention":{"rope_type":"default"},
+                   "sliding_attention":{"rope_type":"linear","factor":2.0}}"#,
+                "rope_parameters.sliding_attention",
+            ),
             (r#""model_type":"llama","rope_scaling":{"rope_type":"llama3","factor":8.0}"#, "rope_scaling"),
             (r#""model_type":"qwen2","use_sliding_window":true,"sliding_window":4096"#, "use_sliding_window"),
             (r#""model_type":"qwen3","layer_types":["full_attention","sliding_attention"]"#, "layer_types"),
@@ -897,7 +904,22 @@ mod tests {
             let e = resolve(extra).unwrap_err().to_string();
             assert!(e.contains(&format!("`{field}`")), "{extra}: {e}");
         }
-        let e = resolve(r#""model_type":"gemma3_text""#).unwrap_err().to_string();
-        assert!(e.contains("gemma3_text") && e.contains("GeGLU") && e.contains("sliding-window"), "{e}");
+        let e = resolve(r#""model_type":"gemma3""#).unwrap_err().to_string();
+        assert!(e.contains("multimodal") && e.contains("gemma3_text"), "{e}");
+        let c = resolve(r#""model_type":"llama","rope_scaling":{"type":"linear","factor":4.0}"#).unwrap();
+        assert_eq!(c.rope_scaling, Some(RopeScaling::Linear { factor: 4.0 }));
+        // Gemma 3 as transformers 4.x wrote it: the pattern, two bases, global linear scaling.
+        let c = resolve(
+            r#""model_type":"gemma3_text","sliding_window_pattern":2,"rope_theta":1e6,
+               "rope_local_base_freq":1e4,"rope_scaling":{"rope_type":"linear","factor":8.0},"sliding_window":512"#,
+        )
+        .unwrap();
+        let g = c.gemma.as_ref().unwrap();
+        assert_eq!(g.sliding_layers, [true, false]);
+        assert_eq!((g.local_rope_theta, g.query_pre_attn_scalar, c.head_dim), (1e4, 256.0, 256));
+        assert_eq!(
+            (c.rope_theta, c.rope_scaling.clone(), c.sliding_window),
+            (1e6, Some(RopeScaling::Linear { factor: 8.0 }), Some(512))
+        );
     }
 }
