@@ -630,6 +630,22 @@ impl<'a> MetaReader<'a> {
         }
     }
 
+    pub fn f32_array(&self, key: &str) -> Result<Vec<f32>> {
+        match self.get(key) {
+            None => Err(self.bad(key, "missing")),
+            Some(MetaValue::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    MetaValue::F32(x) => Ok(*x),
+                    MetaValue::F64(x) => Ok(*x as f32),
+                    other => Err(self.bad(key, format!("element {i}: expected a number, found {}", other.type_name()))),
+                })
+                .collect(),
+            Some(other) => Err(self.bad(key, format!("expected an array of numbers, found {}", other.type_name()))),
+        }
+    }
+
     pub fn int_array_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
         match self.get(key) {
             None => Ok(None),

@@ -5,46 +5,35 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::AddedToken;
+use tokenizers::{AddedToken, NormalizerWrapper};
 
 use crate::error::Result;
 use crate::model::gguf::{MetaReader, MetaValue};
 use crate::tokenizer::{ChatTemplate, PreTokenizerKind, Tokenizer};
 
 /// llama.cpp token types (`tokenizer.ggml.token_type`).
+const TOKEN_TYPE_NORMAL: i64 = 1;
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 impl Tokenizer {
     /// Builds the tokenizer described by a GGUF file's metadata (see the module table).
     ///
-    /// Errors name the key: an unsupported `tokenizer.ggml.model` (only `gpt2` byte-level BPE is
-    /// built) or `tokenizer.ggml.pre`, a missing vocabulary, a merge whose halves are not tokens,
+    /// `tokenizer.ggml.model` `gpt2` is byte-level BPE ([`byte_level_bpe`]), `llama` SentencePiece
+    /// BPE ([`sentencepiece_bpe`]). Errors name the key: another model or an unknown
+    /// `tokenizer.ggml.pre`, a missing vocabulary or scores, a merge whose halves are not tokens,
     /// a special id past the vocabulary.
     pub fn from_gguf(path: &Path, metadata: &BTreeMap<String, MetaValue>) -> Result<Tokenizer> {
         let meta = MetaReader { path, metadata };
         let model = meta.str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(meta.bad(
-                "tokenizer.ggml.model",
-                format!(
-                    "`{model}` is not supported: only `gpt2` (byte-level BPE, as in Llama 3, SmolLM2 and Qwen2) is"
-                ),
-            ));
-        }
-        let pre_name = meta.str_opt("tokenizer.ggml.pre")?.unwrap_or("default");
-        let pre = PreTokenizerKind::from_gguf_name(pre_name).ok_or_else(|| {
-            meta.bad(
-                "tokenizer.ggml.pre",
-                format!(
-                    "pre-tokenizer `{pre_name}` is not supported (supported: smollm, gpt-2, llama-bpe/llama3, qwen2 \
-                     and their aliases, default)"
-                ),
-            )
-        })?;
-
         let tokens = meta.string_array("tokenizer.ggml.tokens")?;
         let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
         if vocab.len() != tokens.len() {
@@ -53,35 +42,36 @@ impl Tokenizer {
                 format!("{} tokens but only {} distinct ones", tokens.len(), vocab.len()),
             ));
         }
-        let merges = meta
-            .string_array("tokenizer.ggml.merges")?
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| {
-                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
-                    meta.bad("tokenizer.ggml.merges", format!("merge {i} `{m}` is not two tokens separated by a space"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(pre == PreTokenizerKind::Llama3)
-            .build()
-            .map_err(|e| meta.bad("tokenizer.ggml.merges", e.to_string()))?;
-
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre.pre_tokenizer().map_err(|e| meta.bad("tokenizer.ggml.pre", e))?));
-        inner.with_decoder(Some(ByteLevel::default()));
-
-        // Control tokens are parsed out of the text as special tokens (and skipped by
-        // `decode(.., true)`); user-defined ones are parsed too but decode as text.
-        if let Some(types) = meta.int_array_opt("tokenizer.ggml.token_type")? {
+        let types = meta.int_array_opt("tokenizer.ggml.token_type")?;
+        if let Some(types) = &types {
             if types.len() != tokens.len() {
                 return Err(meta.bad(
                     "tokenizer.ggml.token_type",
                     format!("{} entries, expected one per token ({})", types.len(), tokens.len()),
                 ));
             }
+        }
+        // llama.cpp adds BOS by default for SentencePiece and the llama3 family, not for others.
+        let (mut inner, add_bos_default) = match model {
+            "gpt2" => {
+                let (inner, pre) = byte_level_bpe(&meta, vocab)?;
+                (inner, pre == PreTokenizerKind::Llama3)
+            }
+            "llama" => (sentencepiece_bpe(&meta, &tokens, vocab, types.as_deref())?, true),
+            _ => {
+                return Err(meta.bad(
+                    "tokenizer.ggml.model",
+                    format!(
+                        "`{model}` is not supported: `gpt2` (byte-level BPE: Llama 3, SmolLM2, Qwen) and `llama` \
+                         (SentencePiece BPE: Llama 2, Mistral, Gemma) are"
+                    ),
+                ))
+            }
+        };
+
+        // Control tokens are parsed out of the text as special tokens (and skipped by
+        // `decode(.., true)`); user-defined ones are parsed too but decode as text.
+        if let Some(types) = &types {
             let special: Vec<AddedToken> = (0..tokens.len())
                 .filter(|&i| types[i] == TOKEN_TYPE_CONTROL)
                 .map(|i| AddedToken::from(tokens[i], true))
@@ -105,14 +95,106 @@ impl Tokenizer {
         let eos =
             id("tokenizer.ggml.eos_token_id")?.ok_or_else(|| meta.bad("tokenizer.ggml.eos_token_id", "missing"))?;
         let eot = id("tokenizer.ggml.eot_token_id")?;
-        // llama.cpp: the llama3 family adds BOS unless the file says otherwise; others do not.
-        let add_bos =
-            meta.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(pre == PreTokenizerKind::Llama3) && bos.is_some();
+        let add_bos = meta.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(add_bos_default) && bos.is_some();
 
         let mut tok = Tokenizer { stop_tokens: Vec::new(), bos, eos, add_bos, inner, source: path.to_path_buf() };
         tok.stop_tokens = tok.collect_stop_tokens([Some(eos), eot].into_iter().flatten());
         Ok(tok)
     }
+}
+
+/// Byte-level BPE (`tokenizer.ggml.model = gpt2`): the merges as the file lists them, the split
+/// of `tokenizer.ggml.pre`, bytes mapped to the printable alphabet the vocabulary is written in.
+fn byte_level_bpe(meta: &MetaReader, vocab: Vocab) -> Result<(tokenizers::Tokenizer, PreTokenizerKind)> {
+    let pre_name = meta.str_opt("tokenizer.ggml.pre")?.unwrap_or("default");
+    let pre = PreTokenizerKind::from_gguf_name(pre_name).ok_or_else(|| {
+        meta.bad(
+            "tokenizer.ggml.pre",
+            format!(
+                "pre-tokenizer `{pre_name}` is not supported (supported: smollm, gpt-2, llama-bpe/llama3, qwen2 \
+                 and their aliases, default)"
+            ),
+        )
+    })?;
+    let merges = meta
+        .string_array("tokenizer.ggml.merges")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
+                meta.bad("tokenizer.ggml.merges", format!("merge {i} `{m}` is not two tokens separated by a space"))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(pre == PreTokenizerKind::Llama3)
+        .build()
+        .map_err(|e| meta.bad("tokenizer.ggml.merges", e.to_string()))?;
+    let mut inner = tokenizers::Tokenizer::new(bpe);
+    inner.with_pre_tokenizer(Some(pre.pre_tokenizer().map_err(|e| meta.bad("tokenizer.ggml.pre", e))?));
+    inner.with_decoder(Some(ByteLevel::default()));
+    Ok((inner, pre))
+}
+
+/// SentencePiece BPE (`tokenizer.ggml.model = llama`), as llama.cpp and transformers' Llama
+/// converter run it: spaces become `▁` (and one is prepended when `tokenizer.ggml.add_space_prefix`,
+/// default true); then adjacent pieces merge, the merge whose result has the highest score
+/// (`tokenizer.ggml.scores`) first, until none applies; a character with no piece becomes its UTF-8
+/// bytes' `<0xXX>` pieces. The file has no merge list, so it is derived: every way a normal piece
+/// splits into two normal pieces, ranked by the piece's score.
+fn sentencepiece_bpe(
+    meta: &MetaReader,
+    tokens: &[&str],
+    vocab: Vocab,
+    types: Option<&[i64]>,
+) -> Result<tokenizers::Tokenizer> {
+    let scores = meta.f32_array("tokenizer.ggml.scores")?;
+    if scores.len() != tokens.len() {
+        return Err(meta.bad(
+            "tokenizer.ggml.scores",
+            format!("{} scores, expected one per token ({})", scores.len(), tokens.len()),
+        ));
+    }
+    let normal = |id: usize| types.is_none_or(|t| t[id] == TOKEN_TYPE_NORMAL);
+    let mut ranked: Vec<(f32, usize, &str, &str)> = Vec::new();
+    for (id, piece) in tokens.iter().enumerate().filter(|&(id, _)| normal(id)) {
+        for (at, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(at);
+            if let (Some(&a), Some(&b)) = (vocab.get(l), vocab.get(r)) {
+                if normal(a as usize) && normal(b as usize) {
+                    ranked.push((scores[id], id, l, r));
+                }
+            }
+        }
+    }
+    ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    let merges = ranked.into_iter().map(|(_, _, l, r)| (l.to_string(), r.to_string())).collect();
+    let unk = meta.u64_opt("tokenizer.ggml.unknown_token_id")?.and_then(|i| tokens.get(i as usize));
+    let mut bpe = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
+    if let Some(unk) = unk {
+        bpe = bpe.unk_token(unk.to_string());
+    }
+    let bpe = bpe.build().map_err(|e| meta.bad("tokenizer.ggml.scores", e.to_string()))?;
+    let prefix = meta.bool_opt("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
+    let bad_rule = |e: tokenizers::Error| meta.bad("tokenizer.ggml.model", e.to_string());
+    let mut normalizers = Vec::new();
+    if prefix {
+        normalizers.push(NormalizerWrapper::Prepend(Prepend::new("▁".into())));
+    }
+    normalizers.push(NormalizerWrapper::Replace(Replace::new(" ", "▁").map_err(bad_rule)?));
+    let mut decoders = vec![
+        DecoderWrapper::Replace(Replace::new("▁", " ").map_err(bad_rule)?),
+        DecoderWrapper::ByteFallback(ByteFallback::default()),
+        DecoderWrapper::Fuse(Fuse::default()),
+    ];
+    if prefix {
+        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
+    }
+    let mut inner = tokenizers::Tokenizer::new(bpe);
+    inner.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(bad_rule)?;
+    inner.with_decoder(Some(DecoderSequence::new(decoders)));
+    Ok(inner)
 }
 
 impl ChatTemplate {
@@ -195,9 +277,13 @@ mod tests {
         let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &toy_metadata("klingon")).unwrap_err().to_string();
         assert!(e.contains("tokenizer.ggml.pre") && e.contains("klingon"), "{e}");
         let mut m = toy_metadata("smollm");
+        m.insert("tokenizer.ggml.model".into(), MetaValue::String("bert".into()));
+        let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &m).unwrap_err().to_string();
+        assert!(e.contains("tokenizer.ggml.model") && e.contains("bert"), "{e}");
+        // SentencePiece needs its scores.
         m.insert("tokenizer.ggml.model".into(), MetaValue::String("llama".into()));
         let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &m).unwrap_err().to_string();
-        assert!(e.contains("tokenizer.ggml.model"), "{e}");
+        assert!(e.contains("tokenizer.ggml.scores"), "{e}");
         let mut m = toy_metadata("smollm");
         m.insert("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(99));
         let e = Tokenizer::from_gguf(Path::new("toy.gguf"), &m).unwrap_err().to_string();
