@@ -275,3 +275,27 @@ fn qwen3_thinking_is_off_unless_asked() {
     let on = on.render(&messages, true).unwrap();
     assert!(on.ends_with("<|im_start|>assistant\n"), "{on:?}");
 }
+
+/// A sliding window that starts inside a shared prefix (Mistral's window 6, Gemma's 4, a prefix of
+/// 8 tokens): the rows after the prefix are bit-identical to the whole sequence's, so the
+/// evaluation's prompt sharing is exact for these families too.
+#[test]
+fn sliding_windows_read_shared_prefixes_exactly() {
+    use evotune::model::kv_cache::KvCache;
+    use evotune::model::llama::SeqInput;
+    use std::sync::Arc;
+    for family in ["mistral", "gemma3"] {
+        let (model, params) = load_path(&data_dir(family).join("hf")).unwrap();
+        let seq = reference(family).sequences[2].clone(); // 12 tokens
+        let all = model.llama.logits_all(&params, &seq).unwrap();
+        let mut prefix = model.llama.new_cache();
+        let mut first = [SeqInput { tokens: &seq[..8], cache: &mut prefix, logits: 0 }];
+        model.llama.forward(&params, &mut first).unwrap();
+        let prefix = Arc::new(prefix);
+        let mut cache = KvCache::after(&prefix, seq.len());
+        let mut rest = [SeqInput { tokens: &seq[8..], cache: &mut cache, logits: 4 }];
+        let rows = model.llama.forward(&params, &mut rest).unwrap();
+        let v = model.config.vocab;
+        assert!(rows.seq(0) == &all[8 * v..], "{family}: rows after a shared prefix differ");
+    }
+}
