@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use evotune::model::generate::generate;
 use evotune::model::gguf_write::{write_gguf, ExportType};
-use evotune::model::loader::{load_gguf_weights, load_path};
+use evotune::model::loader::load_path;
 use evotune::model::safetensors::write_hf_dir;
 use evotune::model::{load_weights, GenerateOptions, Llama, LoadedWeights, Model, Params, RopeScaling, Sampling};
 use evotune::model::{WeightFormat, Weights};
-use evotune::tokenizer::{ChatTemplate, Message};
+use evotune::tokenizer::{ChatTemplate, Message, Prompt};
 
 const FAMILIES: [&str; 5] = ["llama3", "mistral", "qwen2", "qwen3", "gemma3"];
 
@@ -200,13 +200,23 @@ fn exports_load_back_to_the_same_logits() {
             assert!(a == b, "{family}: GGUF → HF logits differ by {:e}", relative_error(&a, &b));
         }
 
-        // A HF source exported as GGUF (no tokenizer metadata to carry): the weights and config.
+        // A HF source exported as GGUF, its tokenizer and template written as llama.cpp reads them:
+        // the same logits, the same tokens for every text, the same prompt.
         let cross = tmp.path().join(format!("{family}-from-hf.gguf"));
-        write_gguf(&cross, &params, &model.config, &Default::default(), ExportType::F32).unwrap();
-        let (config, _, cross_params) = load_gguf_weights(&cross).unwrap();
-        let llama = Llama::new(config, cross_params.layout()).unwrap();
-        let err = relative_error(&all_logits(&llama, &cross_params, &r), &ours);
+        let metadata = model.tokenizer.gguf_metadata(&model.chat).expect("a byte-level BPE with a GPT-2 split");
+        write_gguf(&cross, &params, &model.config, &metadata, ExportType::F32).unwrap();
+        let (back, cross_params) = load_path(&cross).unwrap();
+        let err = relative_error(&all_logits(&back.llama, &cross_params, &r), &ours);
         assert!(err <= LOGIT_TOLERANCE, "{family}: HF → GGUF logits differ by {err:e}");
+        for text in ["Hello world", "What is 23 + 45? Answer with only the number.", "café\n\n  spaces 🙂", ""] {
+            assert_eq!(
+                back.tokenizer.encode(text).unwrap(),
+                model.tokenizer.encode(text).unwrap(),
+                "{family}: {text:?}"
+            );
+        }
+        let prompt = Prompt::Chat { system: None, user: "Hi there".into() };
+        assert_eq!(back.encode_prompt(&prompt, "").unwrap(), model.encode_prompt(&prompt, "").unwrap(), "{family}");
     }
     // A GGUF's RoPE factors keep no llama3 parameters: a HF export says so instead of guessing.
     let (model, params) = load_path(&data_dir("llama3").join("model.gguf")).unwrap();

@@ -37,9 +37,18 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
         }
         ExportFormat::Gguf => {
             let dtype = a.dtype.unwrap_or(ExportType::F32);
-            let empty = Default::default();
-            let metadata = w.model.theta0.gguf().map(|g| &g.metadata).unwrap_or(&empty);
-            write_gguf(&a.out, &w.theta, &w.model.config, metadata, dtype)
+            // A GGUF source's own metadata; a HF source's tokenizer written as llama.cpp reads it.
+            let metadata = match w.model.theta0.gguf() {
+                Some(g) => g.metadata.clone(),
+                None => w.model.tokenizer.gguf_metadata(&w.model.chat).unwrap_or_else(|| {
+                    eprintln!(
+                        "note: this tokenizer's split has no llama.cpp name; the GGUF carries no tokenizer \
+                         (export --format hf keeps it)"
+                    );
+                    Default::default()
+                }),
+            };
+            write_gguf(&a.out, &w.theta, &w.model.config, &metadata, dtype)
         }
     }
     .with_context(|| format!("writing {}", a.out.display()))?;

@@ -103,6 +103,87 @@ impl Tokenizer {
     }
 }
 
+impl Tokenizer {
+    /// The `tokenizer.*` metadata llama.cpp needs to run this tokenizer from a GGUF (the reverse
+    /// of [`Tokenizer::from_gguf`]), with `chat`'s template: for a byte-level BPE whose split is
+    /// one of the [`PreTokenizerKind`]s. `None` (the GGUF then carries no tokenizer) for any other:
+    /// llama.cpp names splits, it cannot take a regex from the file.
+    pub fn gguf_metadata(&self, chat: &ChatTemplate) -> Option<BTreeMap<String, MetaValue>> {
+        let json: serde_json::Value = serde_json::from_str(&self.inner.to_string(false).ok()?).ok()?;
+        let model = &json["model"];
+        if model["type"] != "BPE" || model["byte_fallback"] == true {
+            return None;
+        }
+        let signature = pre_signature(&json["pre_tokenizer"]);
+        let pre = [
+            (PreTokenizerKind::Smollm, "smollm"),
+            (PreTokenizerKind::Gpt2, "gpt-2"),
+            (PreTokenizerKind::Llama3, "llama-bpe"),
+            (PreTokenizerKind::Qwen2, "qwen2"),
+            (PreTokenizerKind::Default, "default"),
+        ]
+        .into_iter()
+        .find(|(kind, _)| {
+            kind.pre_tokenizer()
+                .ok()
+                .and_then(|p| serde_json::to_value(p).ok())
+                .is_some_and(|p| pre_signature(&p) == signature)
+        })?
+        .1;
+        // Tokens by id: the model's vocabulary and the added tokens (control when special).
+        let n = self.inner.get_vocab_size(true);
+        let mut tokens = vec![None; n];
+        let mut types = vec![1i32; n];
+        for (t, id) in model["vocab"].as_object()? {
+            *tokens.get_mut(id.as_u64()? as usize)? = Some(t.clone());
+        }
+        for added in json["added_tokens"].as_array()? {
+            let id = added["id"].as_u64()? as usize;
+            *tokens.get_mut(id)? = Some(added["content"].as_str()?.to_string());
+            types[id] =
+                if added["special"] == true { TOKEN_TYPE_CONTROL as i32 } else { TOKEN_TYPE_USER_DEFINED as i32 };
+        }
+        let tokens: Vec<String> = tokens.into_iter().collect::<Option<_>>()?;
+        let merges: Vec<String> = model["merges"]
+            .as_array()?
+            .iter()
+            .map(|m| match m {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Array(pair) => {
+                    Some(format!("{} {}", pair.first()?.as_str()?, pair.get(1)?.as_str()?))
+                }
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let strings = |v: Vec<String>| MetaValue::Array(v.into_iter().map(MetaValue::String).collect());
+        let mut m = BTreeMap::new();
+        m.insert("tokenizer.ggml.model".into(), MetaValue::String("gpt2".into()));
+        m.insert("tokenizer.ggml.pre".into(), MetaValue::String(pre.into()));
+        m.insert("tokenizer.ggml.tokens".into(), strings(tokens));
+        m.insert("tokenizer.ggml.token_type".into(), MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()));
+        m.insert("tokenizer.ggml.merges".into(), strings(merges));
+        m.insert("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(self.eos));
+        if let Some(b) = self.bos {
+            m.insert("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(b));
+        }
+        m.insert("tokenizer.ggml.add_bos_token".into(), MetaValue::Bool(self.add_bos));
+        m.insert("tokenizer.chat_template".into(), MetaValue::String(chat.source.clone()));
+        Some(m)
+    }
+}
+
+/// A pre-tokenizer's steps, in order, as comparable strings (regex splits, byte-level mapping with
+/// or without its own split, digit splitting); other fields (offsets) do not change the tokens.
+fn pre_signature(v: &serde_json::Value) -> Vec<String> {
+    match v["type"].as_str().unwrap_or("") {
+        "Sequence" => v["pretokenizers"].as_array().into_iter().flatten().flat_map(pre_signature).collect(),
+        "Split" => vec![format!("split {} {}", v["pattern"], v["behavior"])],
+        "ByteLevel" => vec![format!("byte-level regex={}", v["use_regex"])],
+        "Digits" => vec![format!("digits individual={}", v["individual_digits"])],
+        other => vec![other.to_string()],
+    }
+}
+
 /// Byte-level BPE (`tokenizer.ggml.model = gpt2`): the merges as the file lists them, the split
 /// of `tokenizer.ggml.pre`, bytes mapped to the printable alphabet the vocabulary is written in.
 fn byte_level_bpe(meta: &MetaReader, vocab: Vocab) -> Result<(tokenizers::Tokenizer, PreTokenizerKind)> {
