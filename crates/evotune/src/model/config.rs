@@ -366,7 +366,6 @@ impl ModelConfig {
             Some(_) => Some(positive("attention.sliding_window")?),
         };
         let qk_norm = g.tensor("blk.0.attn_q_norm.weight").is_some();
-        let gemma = if arch == "gemma3" { Some(gemma_from_gguf(g, layers, hidden, heads, head_dim)?) } else { None };
         let context = positive("context_length")?;
         let rope_theta =
             if g.get(&key("rope.freq_base")).is_some() { g.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
@@ -394,7 +393,7 @@ impl ModelConfig {
             embd.shape()[0]
         };
         let block_count_key = key("block_count");
-        let config = ModelConfig {
+        let mut config = ModelConfig {
             architecture: arch,
             hidden,
             ffn,
@@ -411,7 +410,7 @@ impl ModelConfig {
             qk_norm,
             rope_scaling,
             sliding_window,
-            gemma,
+            gemma: None,
         };
         // No ggml type stores a weight in less than a bit, so a config describing more than 8
         // weights per byte of the file cannot be this file's (and its sizes may overflow).
@@ -425,6 +424,10 @@ impl ModelConfig {
                      vocabulary {vocab}: more weights than a {file_bytes}-byte file can hold"
                 ),
             });
+        }
+        // After the size check: Gemma's per-layer list is as long as the (now bounded) layer count.
+        if config.architecture == "gemma3" {
+            config.gemma = Some(gemma_from_gguf(g, layers, hidden, heads, head_dim)?);
         }
         Ok(config)
     }

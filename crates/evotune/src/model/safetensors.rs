@@ -245,6 +245,8 @@ impl HfConfig {
                     })
                     .collect()
             }
+            // A layer list longer than any model's (a corrupt count) is not built.
+            None if layers > 1 << 16 => Err(bad("num_hidden_layers", format!("{layers} layers"))),
             None => {
                 let p = self.sliding_window_pattern.unwrap_or(6);
                 if p == 0 {
