@@ -309,3 +309,59 @@ fn sliding_windows_read_shared_prefixes_exactly() {
         assert!(rows.seq(0) == &all[8 * v..], "{family}: rows after a shared prefix differ");
     }
 }
+
+/// Gemma 3 4B+ checkpoints are multimodal: config.json is `gemma3` with the language model in
+/// `text_config`, its tensors under `language_model.model.` (transformers 4) or
+/// `model.language_model.` (transformers 5), next to a vision tower. The text model is read from
+/// them: the tiny Gemma's tensors renamed so, with a vision tensor beside them, give its logits.
+#[test]
+fn multimodal_gemma3_checkpoints_read_their_language_model() {
+    let src = data_dir("gemma3").join("hf");
+    let r = reference("gemma3");
+    let (_, params) = load_path(&src).unwrap();
+    let text_config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for prefix in ["language_model.model.", "model.language_model."] {
+        let dir = tmp.path().join(prefix.replace('.', "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        let config = serde_json::json!({
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "model_type": "gemma3",
+            "text_config": text_config,
+            "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 8},
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = params
+            .layout()
+            .tensors()
+            .iter()
+            .map(|t| {
+                let name = format!("{prefix}{}", t.name.strip_prefix("model.").unwrap());
+                let bytes =
+                    params.tensor(params.layout().id(&t.name).unwrap()).iter().flat_map(|x| x.to_le_bytes()).collect();
+                (name, t.shape.clone(), bytes)
+            })
+            .collect();
+        tensors.push(("vision_tower.vision_model.post_layernorm.weight".into(), vec![8], vec![0; 32]));
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, shape, b)| {
+                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).unwrap())
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+        let (model, back) = load_path(&dir).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+        assert_eq!(model.config.hf_model_type(), "gemma3_text");
+        let err = relative_error(&all_logits(&model.llama, &back, &r), &r.logits);
+        assert!(err <= LOGIT_TOLERANCE, "{prefix}: logits differ by {err:e}");
+        // θ0 is re-read from the renamed tensors too (the AWD anchor).
+        let id = model.layout.id("model.layers.1.post_feedforward_layernorm.weight").unwrap();
+        let mut again = vec![0f32; model.layout.info(id).len];
+        model.read_theta0_tensor(id, &mut again).unwrap();
+        assert_eq!(again, back.tensor(id));
+    }
+}

@@ -168,10 +168,7 @@ fn inv_freq(theta: f32, head_dim: usize) -> Vec<f32> {
 /// is known and close enough that a user may expect it to work.
 pub fn unsupported_architecture(path: &std::path::Path, found: &str) -> Error {
     let why = match found {
-        "gemma3" => {
-            ": this is Gemma 3's multimodal form (a `text_config` and a vision tower); the text model \
-                     (`gemma3_text`, Gemma3ForCausalLM) is supported"
-        }
+        "gemma3" => ": a multimodal Gemma 3 config is read through its `text_config`, which this one lacks",
         "gemma" | "gemma2" | "gemma3n" => {
             ": of the Gemma family only Gemma 3 text models (`gemma3_text`) are supported"
         }

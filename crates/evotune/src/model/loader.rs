@@ -39,7 +39,7 @@ use crate::model::fetch::{fetch_default_model, DEFAULT_MODEL};
 use crate::model::gguf::GgufFile;
 use crate::model::gguf_write::gguf_tensor_name_in;
 use crate::model::quant;
-use crate::model::safetensors::hf_tensor_spec_iter;
+use crate::model::safetensors::{hf_tensor_spec_iter, text_model_name};
 use crate::model::weights::Stored;
 use crate::model::{
     Layout, Llama, ModelConfig, Params, QuantizedParams, TensorKind, ThetaSource, WeightFormat, Weights,
@@ -600,8 +600,8 @@ impl ThetaSource for Theta0 {
 struct SafetensorsShards {
     dir: PathBuf,
     shards: Vec<(PathBuf, Mmap)>,
-    /// tensor name → shard index
-    index: std::collections::HashMap<String, usize>,
+    /// tensor name (the text model's, [`text_model_name`]) → shard index and the stored name
+    index: std::collections::HashMap<String, (usize, String)>,
 }
 
 impl SafetensorsShards {
@@ -621,7 +621,9 @@ impl SafetensorsShards {
             let st = safetensors::SafeTensors::deserialize(&mmap)
                 .map_err(|e| Error::CorruptModel { path: path.clone(), problem: format!("safetensors: {e}") })?;
             for name in st.names() {
-                index.insert(name.to_string(), i);
+                if let Some(text) = text_model_name(name) {
+                    index.insert(text, (i, name.to_string()));
+                }
             }
             shards.push((path, mmap));
         }
@@ -629,14 +631,15 @@ impl SafetensorsShards {
     }
 
     fn read(&self, name: &str, out: &mut [f32]) -> Result<()> {
-        let &i = self
+        let (i, stored) = self
             .index
             .get(name)
             .ok_or_else(|| Error::MissingTensor { path: self.dir.clone(), tensor: name.to_string() })?;
+        let i = *i;
         let (path, mmap) = &self.shards[i];
         let corrupt = |problem: String| Error::CorruptModel { path: path.clone(), problem };
         let st = safetensors::SafeTensors::deserialize(mmap).map_err(|e| corrupt(format!("safetensors: {e}")))?;
-        let view = st.tensor(name).map_err(|e| corrupt(format!("tensor `{name}`: {e}")))?;
+        let view = st.tensor(stored).map_err(|e| corrupt(format!("tensor `{stored}`: {e}")))?;
         let elements: usize = view.shape().iter().product();
         if elements != out.len() {
             return Err(Error::TensorShape {

@@ -55,6 +55,23 @@ pub struct HfConfig {
     pub final_logit_softcapping: Option<f64>,
     pub attn_logit_softcapping: Option<f64>,
     pub use_bidirectional_attention: Option<bool>,
+    /// Gemma 3's multimodal checkpoints (`model_type: gemma3`): the language model's config.
+    pub text_config: Option<Box<HfConfig>>,
+}
+
+/// The text model's name of a stored tensor: a multimodal checkpoint's language model
+/// (`language_model.model.…`, transformers 4; `model.language_model.…`, transformers 5) read as a
+/// plain decoder's `model.…`; `None` for the vision tower and projector, which the text model
+/// does not use. Other names are kept.
+pub fn text_model_name(stored: &str) -> Option<String> {
+    let vision = ["vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."];
+    if vision.iter().any(|p| stored.starts_with(p)) {
+        return None;
+    }
+    if let Some(rest) = stored.strip_prefix("language_model.model.").or(stored.strip_prefix("model.language_model.")) {
+        return Some(format!("model.{rest}"));
+    }
+    Some(stored.strip_prefix("language_model.").unwrap_or(stored).to_string())
 }
 
 impl HfConfig {
@@ -76,6 +93,13 @@ impl HfConfig {
     /// to the embedding. A field that would change the maths in a way this forward does not
     /// compute is an error naming it.
     pub fn resolve(&self, path: &Path, has_lm_head: bool) -> Result<ModelConfig> {
+        if let (Some("gemma3"), Some(text)) = (self.model_type.as_deref(), &self.text_config) {
+            // Gemma 3 4B+ checkpoints: the language model of a multimodal one (its tensors are
+            // renamed by `text_model_name`, the vision tower is not read).
+            let mut text = (**text).clone();
+            text.model_type = Some("gemma3_text".into());
+            return text.resolve(path, has_lm_head);
+        }
         let model_type = self.model_type.clone().unwrap_or_else(|| "llama".to_string());
         if !["llama", "mistral", "qwen2", "qwen3", "gemma3_text"].contains(&model_type.as_str()) {
             return Err(unsupported_architecture(path, &model_type));
@@ -105,10 +129,12 @@ impl HfConfig {
             return Err(bad("use_bidirectional_attention", "true: only causal attention is supported".into()));
         }
         let need = |v: Option<usize>, key: &str| v.filter(|&x| x > 0).ok_or_else(|| bad(key, "missing or zero".into()));
-        let hidden = need(self.hidden_size, "hidden_size")?;
-        let heads = need(self.num_attention_heads, "num_attention_heads")?;
-        let layers = need(self.num_hidden_layers, "num_hidden_layers")?;
-        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        // Gemma3TextConfig's defaults (the Gemma 3 4B+ checkpoints leave these out).
+        let gemma_default = |v: Option<usize>, d: usize| if is_gemma { v.or(Some(d)) } else { v };
+        let hidden = need(gemma_default(self.hidden_size, 2304), "hidden_size")?;
+        let heads = need(gemma_default(self.num_attention_heads, 8), "num_attention_heads")?;
+        let layers = need(gemma_default(self.num_hidden_layers, 26), "num_hidden_layers")?;
+        let kv_heads = gemma_default(self.num_key_value_heads, 4).unwrap_or(heads);
         if kv_heads == 0 || heads % kv_heads != 0 {
             return Err(bad(
                 "num_key_value_heads",
@@ -170,16 +196,18 @@ impl HfConfig {
         Ok(ModelConfig {
             architecture: model_type,
             hidden,
-            ffn: need(self.intermediate_size, "intermediate_size")?,
+            ffn: need(gemma_default(self.intermediate_size, 9216), "intermediate_size")?,
             layers,
             heads,
             kv_heads,
             head_dim,
-            vocab: need(self.vocab_size, "vocab_size")?,
-            context: self.max_position_embeddings.unwrap_or(2048),
+            vocab: need(gemma_default(self.vocab_size, 262_208), "vocab_size")?,
+            context: self.max_position_embeddings.unwrap_or(if is_gemma { 131_072 } else { 2048 }),
             rope_theta,
             rms_eps: self.rms_norm_eps.unwrap_or(1e-6) as f32,
-            tied_embeddings: !has_lm_head || self.tie_word_embeddings == Some(true),
+            tied_embeddings: !has_lm_head
+                || self.tie_word_embeddings == Some(true)
+                || (is_gemma && self.tie_word_embeddings.is_none()),
             qkv_bias,
             qk_norm,
             rope_scaling,
@@ -409,7 +437,8 @@ pub fn read_dir(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>)> {
     let mut index: BTreeMap<String, (usize, safetensors::tensor::TensorView<'_>)> = BTreeMap::new();
     for (i, st) in parsed.iter().enumerate() {
         for (name, view) in st.iter() {
-            if let Some((j, _)) = index.insert(name.to_string(), (i, view)) {
+            let Some(name) = text_model_name(name) else { continue };
+            if let Some((j, _)) = index.insert(name.clone(), (i, view)) {
                 return Err(Error::CorruptModel {
                     path: files[i].clone(),
                     problem: format!("tensor `{name}` also appears in {}", files[j].display()),
@@ -907,7 +936,7 @@ mod tests {
             assert!(e.contains(&format!("`{field}`")), "{extra}: {e}");
         }
         let e = resolve(r#""model_type":"gemma3""#).unwrap_err().to_string();
-        assert!(e.contains("multimodal") && e.contains("gemma3_text"), "{e}");
+        assert!(e.contains("multimodal") && e.contains("text_config"), "{e}");
         let c = resolve(r#""model_type":"llama","rope_scaling":{"type":"linear","factor":4.0}"#).unwrap();
         assert_eq!(c.rope_scaling, Some(RopeScaling::Linear { factor: 4.0 }));
         // Gemma 3 as transformers 4.x wrote it: the pattern, two bases, global linear scaling.
