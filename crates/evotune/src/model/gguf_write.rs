@@ -15,7 +15,9 @@
 //! For arch `llama`, llama.cpp's converter permutes the rows of Q and K (weights and biases) so
 //! that RoPE pairs are adjacent; the arena holds HF's rotate-half order, so the permutation is re-applied here:
 //! per head, rows (2, Dh/2) → (Dh/2, 2), i.e. GGUF row `h·Dh + 2i + j` = HF row `h·Dh + j·Dh/2 + i`.
-//! `qwen2` uses NeoX RoPE in llama.cpp and is written unpermuted.
+//! `qwen2`, `qwen3` and `gemma3` use NeoX RoPE in llama.cpp and are written unpermuted. Gemma's
+//! norm weights are written as 1 + w (llama.cpp's converter folds the 1 of its RMSNorm in);
+//! Llama-3 RoPE scaling becomes a `rope_freqs.weight` tensor of per-frequency divisors.
 //!
 //! Q8_0 (ggml's `quantize_row_q8_0_ref`): blocks of 32 along a row, d = max|x|/127 stored as f16,
 //! q = round(x/d) as i8 (computed as x·(1/d) with d in f32, rounding half away from zero). 1-D
@@ -198,7 +200,6 @@ pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// One tensor as it will be written.
 /// Where an entry's values come from.
 enum EntryData {
     /// The arena tensor with this id.
@@ -207,6 +208,7 @@ enum EntryData {
     Values(Vec<f32>),
 }
 
+/// One tensor as it will be written.
 struct Entry {
     gguf_name: String,
     /// ggml order: ne0 first (HF shape reversed).
@@ -324,17 +326,17 @@ pub fn write_gguf(
         w.write_all(&head)?;
         let mut written = 0usize;
         for e in &entries {
-            let permuted;
+            let transformed; // Q/K rows permuted, or Gemma's norms as 1 + w
             let x: &[f32] = match (&e.data, e.permute_heads) {
                 (EntryData::Values(v), _) => v,
                 (&EntryData::Tensor(id), Some(h)) => {
                     let cols = layout.info(id).shape.get(1).copied().unwrap_or(1);
-                    permuted = permute_qk_for_gguf(params.tensor(id), h, config.head_dim, cols);
-                    &permuted
+                    transformed = permute_qk_for_gguf(params.tensor(id), h, config.head_dim, cols);
+                    &transformed
                 }
                 (&EntryData::Tensor(id), None) if config.gguf_norm_shifted(&layout.info(id).name) => {
-                    permuted = params.tensor(id).iter().map(|w| w + 1.0).collect();
-                    &permuted
+                    transformed = params.tensor(id).iter().map(|w| w + 1.0).collect();
+                    &transformed
                 }
                 (&EntryData::Tensor(id), None) => params.tensor(id),
             };
