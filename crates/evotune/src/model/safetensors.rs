@@ -89,7 +89,9 @@ impl HfConfig {
     /// 256), `rope_theta` = 10000 (Gemma 3: 1e6 global, 1e4 local), `rms_norm_eps` = 1e-6, context
     /// 2048; Qwen2 has q/k/v biases, the others when `attention_bias`; Qwen3 and Gemma 3 normalise
     /// q and k per head; Mistral may have a `sliding_window`, Gemma 3 has one on its sliding layers.
-    /// `has_lm_head` says whether the weights contain `lm_head.weight`: without it the head is tied
+    /// Gemma 3 sizes a config leaves out are Gemma3TextConfig's (hidden 2304, 26 layers, 8 heads, 4
+    /// KV heads, FFN 9216, vocabulary 262208), and a multimodal `gemma3` config is read through its
+    /// `text_config`. `has_lm_head` says whether the weights contain `lm_head.weight`: without it the head is tied
     /// to the embedding. A field that would change the maths in a way this forward does not
     /// compute is an error naming it.
     pub fn resolve(&self, path: &Path, has_lm_head: bool) -> Result<ModelConfig> {
