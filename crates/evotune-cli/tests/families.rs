@@ -123,3 +123,16 @@ fn lowrank_and_qes_train_every_family() {
         assert_eq!(checksum("1"), checksum("2"), "{family}: QES codes depend on the thread count");
     }
 }
+
+/// `--chat-template-arg` is part of a run: written to its config.toml, so a resumed run renders
+/// the same prompts.
+#[test]
+fn chat_template_args_are_kept_in_the_run_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("qwen3-thinking");
+    let extra = ["--eval-every", "0", "--chat-template-arg", "enable_thinking=true"];
+    run_ok(&mut train(&tiny("qwen3").join("hf"), &run, &extra));
+    let config: toml::Table = std::fs::read_to_string(run.join("config.toml")).unwrap().parse().unwrap();
+    assert_eq!(config["chat_template_args"]["enable_thinking"].as_bool(), Some(true), "{config}");
+    run_ok(evotune().args(["train", "--resume"]).arg(&run).args(["--iterations", "3"]));
+}
