@@ -7,19 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{evotune, model};
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn evotune");
-    assert!(
-        out.status.success(),
-        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use support::{evotune, model, run_ok};
 
 /// A small but real training configuration.
 fn train_cmd(model: &Path, out: &Path, iterations: u64) -> Command {

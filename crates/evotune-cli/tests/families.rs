@@ -7,26 +7,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use support::evotune;
+use support::{evotune, run_ok};
 
 const FAMILIES: [&str; 5] = ["llama3", "mistral", "qwen2", "qwen3", "gemma3"];
 
 fn tiny(family: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../evotune/tests/data/tiny").join(family)
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn evotune");
-    assert!(
-        out.status.success(),
-        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// `train` with a small real workload on `model`: conciseness prompts, 4 members, 2 iterations.

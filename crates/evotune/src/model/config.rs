@@ -77,6 +77,28 @@ pub enum RopeScaling {
     FreqFactors(Vec<f32>),
 }
 
+/// Where a Llama-3 frequency ω falls, with λ = 2π/ω (in f32, as HF and llama.cpp compute it).
+enum Llama3Band {
+    /// λ < C₀/h: kept.
+    Kept,
+    /// λ > C₀/l: divided by the factor.
+    Stretched,
+    /// Between: blended with weight m = (C₀/λ − l)/(h − l).
+    Smoothed(f32),
+}
+
+fn llama3_band(w: f32, l: f32, h: f32, original_context: usize) -> Llama3Band {
+    let c0 = original_context as f32;
+    let wavelen = 2.0 * std::f32::consts::PI / w;
+    if wavelen < c0 / h {
+        Llama3Band::Kept
+    } else if wavelen > c0 / l {
+        Llama3Band::Stretched
+    } else {
+        Llama3Band::Smoothed((c0 / wavelen - l) / (h - l))
+    }
+}
+
 impl RopeScaling {
     /// The divisors fᵢ (ωᵢ' = ωᵢ/fᵢ) for the inverse frequencies `inv_freq`, computed in f32 the
     /// way llama.cpp's converter writes `rope_freqs.weight`.
@@ -84,23 +106,14 @@ impl RopeScaling {
         match self {
             RopeScaling::FreqFactors(f) => f.clone(),
             &RopeScaling::Linear { factor } => vec![factor; inv_freq.len()],
-            &RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context } => {
-                let c0 = original_context as f32;
-                inv_freq
-                    .iter()
-                    .map(|&w| {
-                        let wavelen = 2.0 * std::f32::consts::PI / w;
-                        if wavelen < c0 / h {
-                            1.0
-                        } else if wavelen > c0 / l {
-                            factor
-                        } else {
-                            let m = (c0 / wavelen - l) / (h - l);
-                            1.0 / ((1.0 - m) / factor + m)
-                        }
-                    })
-                    .collect()
-            }
+            &RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context } => inv_freq
+                .iter()
+                .map(|&w| match llama3_band(w, l, h, original_context) {
+                    Llama3Band::Kept => 1.0,
+                    Llama3Band::Stretched => factor,
+                    Llama3Band::Smoothed(m) => 1.0 / ((1.0 - m) / factor + m),
+                })
+                .collect(),
         }
     }
 }
@@ -187,23 +200,14 @@ impl ModelConfig {
             None => plain,
             Some(RopeScaling::FreqFactors(f)) => plain.iter().zip(f).map(|(&w, &f)| w / f).collect(),
             &Some(RopeScaling::Linear { factor }) => plain.iter().map(|&w| w / factor).collect(),
-            &Some(RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context }) => {
-                let c0 = original_context as f32;
-                plain
-                    .iter()
-                    .map(|&w| {
-                        let wavelen = 2.0 * std::f32::consts::PI / w;
-                        if wavelen < c0 / h {
-                            w
-                        } else if wavelen > c0 / l {
-                            w / factor
-                        } else {
-                            let m = (c0 / wavelen - l) / (h - l);
-                            (1.0 - m) * w / factor + m * w
-                        }
-                    })
-                    .collect()
-            }
+            &Some(RopeScaling::Llama3 { factor, low_freq_factor: l, high_freq_factor: h, original_context }) => plain
+                .iter()
+                .map(|&w| match llama3_band(w, l, h, original_context) {
+                    Llama3Band::Kept => w,
+                    Llama3Band::Stretched => w / factor,
+                    Llama3Band::Smoothed(m) => (1.0 - m) * w / factor + m * w,
+                })
+                .collect(),
         }
     }
 
