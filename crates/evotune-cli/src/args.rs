@@ -136,6 +136,10 @@ pub struct SettingArgs {
     pub awd: Option<AwdKind>,
     #[arg(long)]
     pub awd_lambda: Option<f32>,
+    /// Hold the drift at a bound, setting AWD's λ online: `kl=B` (mean per-token KL on the KL
+    /// probe; needs `--prior kl`) or `norm=B` (‖θ−θ0‖₂). AWD is l2 unless `--awd l1`.
+    #[arg(long)]
+    pub drift_budget: Option<evotune::es::DriftBudget>,
     /// What a NaN/inf reward does: `error` or `worst`.
     #[arg(long)]
     pub nonfinite_reward: Option<NonFinitePolicy>,
@@ -228,6 +232,7 @@ impl SettingArgs {
             shaping: self.shaping,
             awd: self.awd,
             awd_lambda: self.awd_lambda,
+            drift_budget: self.drift_budget,
             nonfinite_reward: self.nonfinite_reward,
             perturbation: self.perturbation,
             rank: self.rank,

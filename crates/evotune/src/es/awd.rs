@@ -51,6 +51,15 @@ impl Awd {
             AwdKind::L1 => Awd::L1 { lambda },
         }
     }
+
+    /// The same rule with strength `lambda` (`none` stays `none`).
+    pub fn with_lambda(self, lambda: f32) -> Self {
+        match self {
+            Awd::None => Awd::None,
+            Awd::L2 { .. } => Awd::L2 { lambda },
+            Awd::L1 { .. } => Awd::L1 { lambda },
+        }
+    }
 }
 
 /// Validates λ (finite, ≥ 0) and, for l2, αλ < 1.

@@ -20,6 +20,7 @@
 //!   and a population of them evaluated as one batch over the shared quantized store;
 //!   [`qes`]: the QES update of the codes with error feedback.
 //! - [`awd`], [`anchor`]: decay toward θ0, and where θ0 comes from.
+//! - [`budget`]: a drift budget, AWD's λ set online by a controller on log λ.
 //! - [`drift`]: ‖θ − θ0‖ total, per layer, per kind.
 //! - [`step`]: one iteration's record (members, rewards, coefficients).
 //! - [`trajectory`]: the JSON-lines log of records and bit-exact replay.
@@ -28,6 +29,7 @@
 pub mod anchor;
 pub mod awd;
 pub mod bench;
+pub mod budget;
 pub mod code_noise;
 pub mod code_population;
 pub mod drift;
@@ -43,6 +45,7 @@ pub mod update;
 
 pub use anchor::Anchor;
 pub use awd::{Awd, AwdKind};
+pub use budget::{BudgetController, DriftBudget, StepDrift};
 pub use drift::Drift;
 pub use lowrank::{Perturbation, PerturbationKind};
 pub use noise::NoiseMode;

@@ -4,6 +4,7 @@
 //! back to the same f32 (checked by a test). JSON has no NaN or infinity, so non-finite rewards
 //! are written as the strings `"NaN"`, `"inf"` and `"-inf"`.
 
+use crate::es::budget::StepDrift;
 use crate::es::population::Member;
 
 /// Everything one iteration did to θ: one line of the trajectory log.
@@ -11,6 +12,9 @@ use crate::es::population::Member;
 /// `coefficients[n]` is member n's shaped fitness cₙ; the update is
 /// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{noise_id(n)}. `rewards` are kept for the record (non-finite ones
 /// are written as the strings "NaN", "inf", "-inf"); replay does not read them.
+///
+/// A drift-budgeted run also records the λ of this step's AWD (`awd_lambda`, read by replay in
+/// place of the config's λ) and the drift the update measured (`drift`, the controller's input).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     pub iteration: u64,
@@ -18,6 +22,10 @@ pub struct StepRecord {
     #[serde(with = "lossless_f32s")]
     pub rewards: Vec<f32>,
     pub coefficients: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awd_lambda: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<StepDrift>,
 }
 
 /// serde helpers: `Vec<f32>` with non-finite values as strings (JSON has no NaN/inf).

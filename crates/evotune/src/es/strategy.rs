@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::es::anchor::Anchor;
 use crate::es::awd::{self, Awd};
+use crate::es::budget::StepDrift;
 use crate::es::drift::{self, Drift};
 use crate::es::lowrank::{self, LowRankPopulation, Perturbation};
 use crate::es::noise::{IterationNoise, NoiseMode};
@@ -180,6 +181,18 @@ impl Strategy {
     /// applies it. Errors on a reward count ≠ N, a population of another iteration, or a
     /// non-finite reward (unless the policy ranks it worst); θ is untouched on error.
     pub fn tell(&self, state: &mut EsState, pop: &Population, rewards: &[f32]) -> Result<StepRecord> {
+        self.tell_with(state, pop, rewards, None)
+    }
+
+    /// [`Strategy::tell`] with this step's AWD λ set by a drift budget: the record keeps λ and the
+    /// drift the update measured ([`crate::es::budget`]).
+    pub fn tell_with(
+        &self,
+        state: &mut EsState,
+        pop: &Population,
+        rewards: &[f32],
+        awd_lambda: Option<f32>,
+    ) -> Result<StepRecord> {
         if pop.iteration != state.iteration {
             return Err(Error::StepOutOfOrder { expected: state.iteration, found: pop.iteration });
         }
@@ -194,22 +207,25 @@ impl Strategy {
             return Err(Error::RewardCount { expected: n, got: rewards.len() });
         }
         let coefficients = shaping::shape(self.params.shaping, self.params.nonfinite, rewards)?;
-        let record = StepRecord {
+        let mut record = StepRecord {
             iteration: pop.iteration,
             members: pop.members.clone(),
             rewards: rewards.to_vec(),
             coefficients,
+            awd_lambda,
+            drift: None,
         };
-        self.apply(state, &record)?;
+        record.drift = self.apply(state, &record)?;
         Ok(record)
     }
 
-    /// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{id(n)}, then AWD toward θ0; iteration += 1. This is the only
-    /// code that moves θ. The record must be the state's iteration, with N members and one finite
+    /// θ ← θ + (α/N)·Σₙ cₙ·signₙ·ε_{id(n)}, then AWD toward θ0 (with the record's λ when it has
+    /// one); iteration += 1. This is the only code that moves θ. Returns the drift the update
+    /// measured when the record sets λ (a drift-budgeted step). The record must be the state's iteration, with N members and one finite
     /// coefficient per member; such errors leave θ untouched. An error from a θ0 source part-way through the
     /// AWD pass leaves θ partly updated (and the iteration unchanged): resume by replaying the
     /// trajectory.
-    pub fn apply(&self, state: &mut EsState, step: &StepRecord) -> Result<()> {
+    pub fn apply(&self, state: &mut EsState, step: &StepRecord) -> Result<Option<StepDrift>> {
         if step.iteration != state.iteration {
             return Err(Error::StepOutOfOrder { expected: state.iteration, found: step.iteration });
         }
@@ -230,11 +246,18 @@ impl Strategy {
         if let Some(m) = step.members.iter().find(|m| m.sign != 1.0 && m.sign != -1.0) {
             return bad(format!("member {} has sign {}, expected +1 or -1", m.index, m.sign));
         }
+        let awd = match step.awd_lambda {
+            Some(lambda) => self.params.awd.with_lambda(lambda),
+            None => self.params.awd,
+        };
+        if let Err(e) = awd::check(awd, self.params.alpha) {
+            return bad(format!("its AWD λ: {e}"));
+        }
         let passes = population::passes(&step.members, &step.coefficients);
         let scale = self.params.alpha / self.params.population as f32;
-        let rule = awd::Rule::new(self.params.awd, self.params.alpha);
+        let rule = awd::Rule::new(awd, self.params.alpha);
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        update::update(
+        let drift = update::update(
             &mut state.theta,
             &self.noise(step.iteration),
             &passes,
@@ -243,9 +266,10 @@ impl Strategy {
             rule,
             &self.anchor,
             &mut scratch,
+            step.awd_lambda.is_some(),
         )?;
         state.iteration += 1;
-        Ok(())
+        Ok(drift)
     }
 
     /// ‖θ − θ0‖₂ in total, per layer, per tensor kind and per tensor.

@@ -11,6 +11,10 @@
 //! In low-rank mode (`rank = Some(r)`) a matrix's εₚ is Aₚ·Bₚᵀ/√r from its factors
 //! ([`crate::es::lowrank`]), accumulated row segment by row segment; other tensors keep εₚ.
 //!
+//! With `measure`, the update also sums (θ−θ0)² before the step, after the ES step and after the
+//! decay (f64, per chunk, added in chunk order: the same bits for any thread count) and returns
+//! the three norms: the drift budget's controller input ([`crate::es::budget`]).
+//!
 //! Passes are members grouped by noise id ([`crate::es::population::passes`]): a mirrored pair is
 //! one pass with coefficient c⁺ − c⁻, still divided by the full N.
 
@@ -19,6 +23,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::es::anchor::{pieces, Anchor};
 use crate::es::awd::Rule;
+use crate::es::budget::StepDrift;
 use crate::es::lowrank::{is_matrix, Factors};
 use crate::es::noise::{IterationNoise, NoiseKey};
 use crate::es::population::Pass;
@@ -99,7 +104,8 @@ fn low_rank_passes(theta: &Params, noise: &IterationNoise, passes: &[Pass], rank
 
 /// θ ← θ + scale·Σₚ cₚ·εₚ (scale = α/N), then the AWD `rule` toward θ0 (read from `anchor` only
 /// when the rule is not `None`). `scratch` holds one θ0 tensor when the anchor is a source.
-/// `rank` selects low-rank noise for matrices (see the module doc).
+/// `rank` selects low-rank noise for matrices (see the module doc). With `measure` and a decay,
+/// returns ‖θ−θ0‖ before, after the step and after the decay.
 #[allow(clippy::too_many_arguments)]
 pub fn update(
     theta: &mut Params,
@@ -110,21 +116,29 @@ pub fn update(
     rule: Rule,
     anchor: &Anchor,
     scratch: &mut Vec<f32>,
-) -> Result<()> {
+    measure: bool,
+) -> Result<Option<StepDrift>> {
     let lr = low_rank_passes(theta, noise, passes, rank);
     let lr = &lr;
+    let mut sums: Vec<[f64; 3]> = Vec::new();
     match (rule, anchor) {
         (Rule::None, _) => {
-            chunks(theta, None).into_par_iter().for_each(|c| update_chunk(c, None, noise, passes, lr, scale, rule));
+            chunks(theta, None).into_par_iter().for_each(|c| {
+                update_chunk(c, None, noise, passes, lr, scale, rule, false);
+            });
+            return Ok(None);
         }
         (_, Anchor::InMemory(theta0)) => {
             anchor.check_layout(theta.layout())?;
             let t0 = theta0.data();
-            chunks(theta, None).into_par_iter().for_each(|c| {
-                let at = c.info.offset + c.start;
-                let t0 = &t0[at..at + c.data.len()];
-                update_chunk(c, Some(t0), noise, passes, lr, scale, rule)
-            });
+            sums = chunks(theta, None)
+                .into_par_iter()
+                .map(|c| {
+                    let at = c.info.offset + c.start;
+                    let t0 = &t0[at..at + c.data.len()];
+                    update_chunk(c, Some(t0), noise, passes, lr, scale, rule, measure)
+                })
+                .collect();
         }
         (_, Anchor::Source(_)) => {
             // One piece of θ0 at a time (whole rows, ≤ `PIECE` elements): read it, then update
@@ -140,20 +154,30 @@ pub fn update(
                         .enumerate()
                         .map(|(k, d)| Chunk { id, info, start: r.start + k * TASK, data: d })
                         .collect();
-                    chunks.into_par_iter().for_each(|c| {
-                        let at = c.start - r.start;
-                        let t0 = &t0[at..at + c.data.len()];
-                        update_chunk(c, Some(t0), noise, passes, lr, scale, rule)
-                    });
+                    let piece_sums: Vec<[f64; 3]> = chunks
+                        .into_par_iter()
+                        .map(|c| {
+                            let at = c.start - r.start;
+                            let t0 = &t0[at..at + c.data.len()];
+                            update_chunk(c, Some(t0), noise, passes, lr, scale, rule, measure)
+                        })
+                        .collect();
+                    sums.extend(piece_sums);
                 }
             }
         }
     }
-    Ok(())
+    if !measure {
+        return Ok(None);
+    }
+    let total = sums.iter().fold([0.0f64; 3], |a, s| [a[0] + s[0], a[1] + s[1], a[2] + s[2]]);
+    Ok(Some(StepDrift { before: total[0].sqrt(), stepped: total[1].sqrt(), after: total[2].sqrt() }))
 }
 
 /// The fused kernel on one chunk: per block, acc = Σₚ cₚ·εₚ (f32, pass order), then
-/// θ ← decay(θ + scale·acc, θ0).
+/// θ ← decay(θ + scale·acc, θ0). With `measure` (and θ0), returns Σ(θ−θ0)² before the step,
+/// after it and after the decay.
+#[allow(clippy::too_many_arguments)]
 fn update_chunk(
     c: Chunk<'_>,
     theta0: Option<&[f32]>,
@@ -162,7 +186,9 @@ fn update_chunk(
     lr: &LowRankPasses,
     scale: f32,
     rule: Rule,
-) {
+    measure: bool,
+) -> [f64; 3] {
+    let mut sq = [0.0f64; 3];
     let factors = lr[c.id].as_deref();
     let keys: Vec<(NoiseKey, f32)> =
         passes.iter().map(|p| (noise.key(p.noise_id, c.id, &c.info.shape), p.coefficient)).collect();
@@ -206,10 +232,21 @@ fn update_chunk(
             }
             (Rule::L2 { .. }, Some(t0)) | (Rule::L1 { .. }, Some(t0)) => {
                 let t0 = &t0[at..at + n];
-                for i in 0..n {
-                    t[i] = rule.decay(t[i] + scale * acc[i], t0[i]);
+                if measure {
+                    for i in 0..n {
+                        let stepped = t[i] + scale * acc[i];
+                        let after = rule.decay(stepped, t0[i]);
+                        let d = [t[i] - t0[i], stepped - t0[i], after - t0[i]].map(|x| x as f64 * x as f64);
+                        sq = [sq[0] + d[0], sq[1] + d[1], sq[2] + d[2]];
+                        t[i] = after;
+                    }
+                } else {
+                    for i in 0..n {
+                        t[i] = rule.decay(t[i] + scale * acc[i], t0[i]);
+                    }
                 }
             }
         }
     }
+    sq
 }

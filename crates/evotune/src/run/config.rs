@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::es::lowrank::DEFAULT_RANK;
-use crate::es::{Awd, AwdKind, EsParams, NoiseMode, NonFinitePolicy, Perturbation, PerturbationKind, Shaping};
+use crate::es::{
+    Awd, AwdKind, DriftBudget, EsParams, NoiseMode, NonFinitePolicy, Perturbation, PerturbationKind, Shaping,
+};
 
 /// Training prompts per member and iteration when the config does not say (`task_options.minibatch`;
 /// the papers evaluate every training prompt, `minibatch = 0`). 16 prompts keep one member's
@@ -146,6 +148,10 @@ pub struct RunConfig {
     /// `enable_thinking = true`; they change the prompts, so they are part of the run.
     #[serde(default)]
     pub chat_template_args: toml::Table,
+    /// `kl=B` or `norm=B`: AWD's λ is set online to hold the drift at B (`awd_lambda` is then
+    /// unused; see `evotune::es::budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_budget: Option<DriftBudget>,
 }
 
 /// What the user wrote: every field optional. Used for the TOML file and for the flags.
@@ -183,6 +189,7 @@ pub struct PartialConfig {
     pub codes: Option<Codes>,
     pub member_batch: Option<usize>,
     pub chat_template_args: Option<toml::Table>,
+    pub drift_budget: Option<DriftBudget>,
 }
 
 impl PartialConfig {
@@ -249,7 +256,8 @@ impl PartialConfig {
             residual_window,
             codes,
             member_batch,
-            chat_template_args
+            chat_template_args,
+            drift_budget
         );
         self
     }
@@ -261,7 +269,11 @@ impl PartialConfig {
             // The QES paper's 4-bit values: σ in code steps, α per code step.
             (es.sigma, es.alpha) = (0.01, 5e-4);
         }
-        let awd = self.awd.unwrap_or_default();
+        // A drift budget sets λ by AWD-l2 unless the user chose l1.
+        let awd = match (self.awd, self.drift_budget) {
+            (None, Some(_)) => AwdKind::L2,
+            (awd, _) => awd.unwrap_or_default(),
+        };
         let cfg = RunConfig {
             model: self.model.unwrap_or_else(|| crate::model::fetch::DEFAULT_MODEL.to_string()),
             task: self.task.unwrap_or_else(|| "arith".into()),
@@ -298,6 +310,7 @@ impl PartialConfig {
             codes: self.codes.unwrap_or_default(),
             member_batch: self.member_batch.unwrap_or(0),
             chat_template_args: self.chat_template_args.unwrap_or_default(),
+            drift_budget: self.drift_budget,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -309,6 +322,23 @@ impl RunConfig {
     /// itself makes, and for QES its own limits.
     pub fn validate(&self) -> Result<()> {
         self.es_params().check()?;
+        if let Some(budget) = self.drift_budget {
+            let bad = |problem: String| Err(Error::EsConfig { field: "drift_budget", problem });
+            if self.method != Method::Es {
+                return bad(format!("{budget}: a drift budget works with `--method es`"));
+            }
+            if self.awd == AwdKind::None {
+                return bad(format!("{budget}: needs AWD (`--awd l2` or `l1`), not `none`"));
+            }
+            if let DriftBudget::Kl(_) = budget {
+                if !self.priors.iter().any(|p| p == "kl" || p.starts_with("kl:")) {
+                    return bad(format!("{budget}: a KL budget needs the KL probe (`--prior kl`)"));
+                }
+                if self.eval_every == 0 {
+                    return bad(format!("{budget}: a KL budget is measured at evaluations; `eval_every` is 0"));
+                }
+            }
+        }
         if self.method == Method::Qes {
             let bad = |field, problem: String| Err(Error::EsConfig { field, problem });
             if !(self.sigma as f64 <= crate::es::code_noise::MAX_SIGMA) {
@@ -373,7 +403,8 @@ impl RunConfig {
     }
 
     /// Settings that may differ between a run and its resumption: they do not change the
-    /// trajectory. The one list of them.
+    /// trajectory (except `eval_every` under a KL budget, checked in [`RunConfig::resumed_with`]).
+    /// The one list of them.
     const RESUMABLE_CHANGES: &'static [&'static str] =
         &["iterations", "threads", "out", "eval_every", "checkpoint_every", "checksum_every", "member_batch"];
 
@@ -389,8 +420,10 @@ impl RunConfig {
         let mut stored = toml::Table::try_from(self).expect("a RunConfig always serialises");
         let given = toml::Table::try_from(given).expect("a PartialConfig always serialises");
         let mut diffs = Vec::new();
+        // A KL budget reads the KL at the evaluations: their schedule shapes λ_t.
+        let kl_budget = matches!(self.drift_budget, Some(DriftBudget::Kl(_)));
         for (key, value) in given {
-            if Self::RESUMABLE_CHANGES.contains(&key.as_str()) {
+            if Self::RESUMABLE_CHANGES.contains(&key.as_str()) && !(kl_budget && key == "eval_every") {
                 stored.insert(key, value);
                 continue;
             }

@@ -24,6 +24,11 @@ pub struct IterationLine {
     /// QES: codes this step moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codes_stepped: Option<u64>,
+    /// Drift budget: λ_t this step used, and the ‖θ−θ0‖ the controller held it at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awd_lambda: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_target: Option<f64>,
 }
 
 impl IterationLine {

@@ -13,6 +13,7 @@ pub mod bench_qes;
 pub mod comm;
 pub mod config;
 pub mod dir;
+pub mod drift_budget;
 pub mod eval_split;
 pub mod fitness;
 pub mod metrics;

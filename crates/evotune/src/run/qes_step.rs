@@ -154,7 +154,7 @@ impl QesState {
         let coefficients = shaping::shape(run.shaping, run.nonfinite, &rewards)?;
         let t = std::time::Instant::now();
         let moves = pop.into_moves();
-        let record = StepRecord { iteration, members, rewards, coefficients };
+        let record = StepRecord { iteration, members, rewards, coefficients, awd_lambda: None, drift: None };
         let st = self.apply(run, &record, &moves)?;
         Ok((record, st, t.elapsed().as_secs_f64()))
     }

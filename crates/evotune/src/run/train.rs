@@ -22,6 +22,7 @@ use crate::model::{self, Model, Params, Weights};
 use crate::run::comm::{self, Comm, SingleProcess};
 use crate::run::config::{Method, PartialConfig, RunConfig};
 use crate::run::dir::{self, RunDir};
+use crate::run::drift_budget::{share_lambda, BudgetRun};
 use crate::run::eval_split::evaluate_split;
 use crate::run::fitness::member_rewards;
 use crate::run::metrics::{CodesMoved, EvalLine, IterationLine, MetricsLine};
@@ -140,6 +141,8 @@ enum Learner {
     Es {
         strategy: Strategy,
         state: EsState,
+        /// The drift budget's controller (root only; `None` without a budget).
+        budget: Option<BudgetRun>,
         /// The full-rank member arena θ + σε: allocated by the first `perturb_into`, never in
         /// low-rank mode.
         member_theta: Params,
@@ -213,9 +216,15 @@ impl<'c> Trainer<'c> {
                 // through the strategy's anchor and its reusable scratch) need no f32 copy.
                 let strategy = Strategy::new(cfg.es_params(), Anchor::Source(model.theta0_source()))?;
                 let mut state = EsState::new(theta0);
+                let budget = match cfg.drift_budget {
+                    Some(_) if root => {
+                        Some(BudgetRun::open(&cfg, &dir, &records, &model, &strategy, &state, &tasks.priors)?)
+                    }
+                    _ => None,
+                };
                 replay_onto(&strategy, &mut state, &records, u64::MAX)?;
                 let member_theta = Params::zeros(Arc::new(Default::default()));
-                (model, tasks, Learner::Es { strategy, state, member_theta })
+                (model, tasks, Learner::Es { strategy, state, budget, member_theta })
             }
             Method::Qes => {
                 let (mut model, weights, notes) = model::load_weights(&cfg.model, cfg.codes.weight_format())?;
@@ -281,8 +290,15 @@ impl<'c> Trainer<'c> {
         let t = self.learner.iteration();
         let target = self.tasks.target.as_ref();
         let items = tasks::minibatch(target.train(), target.minibatch_size(), self.tasks.opts.seed, t);
+        let mut budget_line = None;
         let (step, rewards, eval_seconds, update_seconds, codes_stepped) = match &mut self.learner {
-            Learner::Es { strategy, state, member_theta } => {
+            Learner::Es { strategy, state, budget, member_theta } => {
+                // A drift budget's λ_t: computed on the root, used by every rank.
+                let lambda = match (&self.cfg.drift_budget, budget.as_ref()) {
+                    (None, _) => None,
+                    (Some(_), Some(b)) => Some(share_lambda(self.comm, b.lambda()?)),
+                    (Some(_), None) => Some(share_lambda(self.comm, 0.0)),
+                };
                 let pop = strategy.ask(state);
                 let mine = comm::share(pop.members.len(), self.comm.rank(), self.comm.size());
                 let fitness = member_rewards(
@@ -303,8 +319,12 @@ impl<'c> Trainer<'c> {
                     self.comm.all_gather_f32(&fitness.rewards, &comm::counts(pop.members.len(), self.comm.size()));
                 let eval_seconds = t_start.elapsed().as_secs_f64();
                 let t_update = Instant::now();
-                let step = strategy.tell(state, &pop, &rewards)?;
+                let step = strategy.tell_with(state, &pop, &rewards, lambda)?;
                 let update_seconds = t_update.elapsed().as_secs_f64();
+                if let Some(b) = budget {
+                    budget_line = Some((step.awd_lambda, b.norm_target()));
+                    b.stepped(&step);
+                }
                 if self.comm.size() > 1 && self.cfg.checksum_every > 0 && state.iteration % self.cfg.checksum_every == 0
                 {
                     check_replicas(self.comm, state.iteration, &state.theta.tensor_checksums(), state.theta.layout())?;
@@ -345,6 +365,8 @@ impl<'c> Trainer<'c> {
                 update_seconds,
                 seconds: t_start.elapsed().as_secs_f64(),
                 codes_stepped,
+                awd_lambda: budget_line.and_then(|b| b.0),
+                drift_target: budget_line.and_then(|b| b.1),
             };
             self.dir.append_line(dir::METRICS, &MetricsLine::Iteration(line.clone()))?;
             progress.iteration(&line);
@@ -397,6 +419,9 @@ impl<'c> Trainer<'c> {
             codes_moved,
         };
         self.dir.append_line(dir::METRICS, &MetricsLine::Eval(line.clone()))?;
+        if let Learner::Es { budget: Some(b), .. } = &mut self.learner {
+            b.evaluated(&line);
+        }
         progress.eval(&line);
         self.first_eval.get_or_insert(line.clone());
         self.last_eval = Some(line);
