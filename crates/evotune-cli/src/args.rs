@@ -29,6 +29,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Export a run's weights (at the end or at iteration K) as safetensors or GGUF.
     Export(ExportArgs),
+    /// Which parameter groups carry a run's forgetting and its gain: revert each to θ0, evaluate.
+    Attribute(AttributeArgs),
     /// Plot one or more runs (PNG) and write a Markdown summary table.
     Report(ReportArgs),
     /// Benchmarks that print figures.
@@ -324,8 +326,29 @@ pub struct ExportArgs {
     /// `--format gguf`, the source file itself with the tuned codes (its own quantization types).
     #[arg(long)]
     pub dtype: Option<ExportType>,
+    /// Parameter groups to revert to θ0 before writing, comma-separated, named as `evotune
+    /// attribute` prints them (e.g. `layers.3.mlp,embed`, `layers.7`, `attn`).
+    #[arg(long)]
+    pub revert: Option<String>,
     #[arg(long)]
     pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct AttributeArgs {
+    pub run: PathBuf,
+    /// Iteration K of the run (default: the last logged).
+    #[arg(long)]
+    pub iter: Option<u64>,
+    /// Parameter groups: `block` (per block attn / mlp / norm, plus embed and final_norm),
+    /// `layer`, `kind` or `tensor`.
+    #[arg(long, default_value = "block")]
+    pub by: evotune::run::attribution::Grouping,
+    /// JSONL output (default RUN/attribution.jsonl); the heat map is written next to it as .png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }

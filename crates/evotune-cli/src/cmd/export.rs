@@ -1,4 +1,4 @@
-//! `evotune export RUN [--iter K] --format safetensors|hf|gguf --out PATH`.
+//! `evotune export RUN [--iter K] [--revert GROUPS] --format safetensors|hf|gguf --out PATH`.
 
 use anyhow::{bail, Context};
 use evotune::model::gguf_write::{write_gguf, ExportType};
@@ -7,8 +7,16 @@ use crate::args::{ExportArgs, ExportFormat};
 use crate::cmd::with_threads;
 
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
-    let w = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
+    let mut w = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
         .with_context(|| format!("replaying {}", a.run.display()))?;
+    if let Some(names) = &a.revert {
+        if w.codes.is_some() {
+            bail!("--revert applies to an ES run's f32 weights; a QES run exports its codes");
+        }
+        let ids = evotune::run::attribution::named_tensors(w.theta.layout(), names).context("--revert")?;
+        evotune::run::attribution::revert(&mut w.theta, &w.theta0, &ids);
+        eprintln!("reverted {} tensors to θ0 ({names})", ids.len());
+    }
     if let (ExportFormat::Gguf, None, Some((base, codes))) = (a.format, a.dtype, &w.codes) {
         // A QES run: the source GGUF with the tuned codes written into its own blocks.
         let n = with_threads(a.threads, || w.model.theta0.write_with_codes(base, codes, &a.out))?

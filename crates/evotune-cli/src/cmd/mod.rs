@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod attribute;
 mod bench;
 mod demo;
 mod eval;
@@ -20,6 +21,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Export(a) => export::run(a),
+        Command::Attribute(a) => attribute::run(a),
         Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),

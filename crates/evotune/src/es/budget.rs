@@ -23,9 +23,10 @@
 //! where p is the exponent of the stationary law √v∞ ∝ λ^(−p) (½ for l2, 1 for l1); e = 0 (λ
 //! held) while q̄ ≤ 0, when the drift is shrinking anyway.
 //!
-//! **Guard (l2).** λ is then raised, if needed, so that the next step with the mean injection
-//! stays at the bound: (1 − αλ)²·(m₂² + q̄) ≤ B_n², i.e. αλ ≥ 1 − B_n/√(m₂² + q̄). The guard
-//! only binds near or above B_n (a signal spike), and pulls an overshoot back in one step.
+//! **Guard (l2).** λ is then raised, if needed, so that the next step stays at the bound if it
+//! injects as much as the larger of q̄ and the last q (a signal tends to persist for a few
+//! steps): (1 − αλ)²·(m₂² + q_g) ≤ B_n², i.e. αλ ≥ 1 − B_n/√(m₂² + q_g), q_g = max(q̄, q). The
+//! guard only binds near or above B_n, and pulls an overshoot back in one step.
 //!
 //! **Why it is stable.** The error is measured on the drift's *stationary prediction*, not on the
 //! current norm, so the plant from log λ to e has no lag: one correction changes e by −p·κ·e, so
@@ -234,7 +235,7 @@ impl BudgetController {
         };
         let mut next = ((lambda as f64).ln() + GAIN / self.exponent() * e).exp();
         if self.kind == AwdKind::L2 {
-            let reach = (step.after * step.after + injection.max(0.0)).sqrt();
+            let reach = (step.after * step.after + injection.max(step.injection()).max(0.0)).sqrt();
             if reach > b {
                 next = next.max((1.0 - b / reach) / self.alpha);
             }

@@ -6,8 +6,10 @@
 //! RUN/metrics.jsonl     one line per iteration (reward stats, timings, drift) + eval lines
 //! RUN/checkpoints/      optional safetensors snapshots (HF tensor names)
 //! RUN/.lock             held by the process writing the run (its pid inside)
+//! RUN/attribution.jsonl `evotune attribute`: one line per reverted parameter group
 //! ```
 
+pub mod attribution;
 pub mod bench;
 pub mod bench_qes;
 pub mod comm;

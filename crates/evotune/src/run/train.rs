@@ -119,13 +119,15 @@ fn open_or_resume(cfg: RunConfig, start: Start, root: bool) -> Result<(RunDir, R
 }
 
 /// The target task, its options and the prior tasks, prepared on θ0 (the KL probe's reference).
-struct RunTasks {
-    target: Box<dyn Task>,
-    opts: TaskOptions,
-    priors: Vec<PriorTask>,
+pub struct RunTasks {
+    pub target: Box<dyn Task>,
+    pub opts: TaskOptions,
+    pub priors: Vec<PriorTask>,
 }
 
-fn prepare_tasks(cfg: &RunConfig, model: &Model, theta0: &dyn Weights) -> Result<RunTasks> {
+/// The run's tasks as training evaluates them: the target, and the priors (limited to
+/// `prior_limit` items) prepared on θ0.
+pub fn prepare_tasks(cfg: &RunConfig, model: &Model, theta0: &dyn Weights) -> Result<RunTasks> {
     let (target, opts) = build_target(cfg)?;
     let mut priors: Vec<PriorTask> = cfg.priors.iter().map(|p| tasks::prior_task(p, &opts)).collect::<Result<_>>()?;
     for p in &mut priors {
