@@ -183,6 +183,8 @@ fn floats_round_trip_exactly_through_json() {
                 .collect(),
             rewards: chunk.to_vec(),
             coefficients: chunk.to_vec(),
+            awd_lambda: None,
+            drift: None,
         };
         let back = trajectory::parse_line(std::path::Path::new("x"), 1, &trajectory::to_line(&record)).unwrap();
         for (a, b) in chunk.iter().zip(&back.coefficients).chain(chunk.iter().zip(&back.rewards)) {
@@ -195,6 +197,8 @@ fn floats_round_trip_exactly_through_json() {
         members: vec![],
         rewards: vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5],
         coefficients: vec![],
+        awd_lambda: None,
+        drift: None,
     };
     let line = trajectory::to_line(&record);
     assert!(line.contains("\"NaN\"") && line.contains("\"-inf\""), "{line}");
@@ -250,16 +254,28 @@ fn bad_configs_are_rejected() {
 fn trajectory_errors_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.jsonl");
-    let good =
-        trajectory::to_line(&StepRecord { iteration: 0, members: vec![], rewards: vec![], coefficients: vec![] });
+    let good = trajectory::to_line(&StepRecord {
+        iteration: 0,
+        members: vec![],
+        rewards: vec![],
+        coefficients: vec![],
+        awd_lambda: None,
+        drift: None,
+    });
     std::fs::write(&path, format!("{good}\n\n{{\"iteration\": 1, \"members\": \n")).unwrap();
     let err = trajectory::read(&path).unwrap_err();
     assert!(matches!(err, Error::Trajectory { line: 3, .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("t.jsonl:3: trajectory"), "{msg}");
     // A gap in the iterations is reported on its line too.
-    let skip =
-        trajectory::to_line(&StepRecord { iteration: 2, members: vec![], rewards: vec![], coefficients: vec![] });
+    let skip = trajectory::to_line(&StepRecord {
+        iteration: 2,
+        members: vec![],
+        rewards: vec![],
+        coefficients: vec![],
+        awd_lambda: None,
+        drift: None,
+    });
     std::fs::write(&path, format!("{good}\n{skip}\n")).unwrap();
     let msg = trajectory::read(&path).unwrap_err().to_string();
     assert!(msg.contains("t.jsonl:2:") && msg.contains("expected 1"), "{msg}");

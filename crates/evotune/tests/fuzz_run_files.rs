@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use evotune::es::{trajectory, Drift, Member, StepRecord};
+use evotune::es::{trajectory, Drift, Member, StepDrift, StepRecord};
 use evotune::run::report::RunSeries;
 use evotune::run::{EvalLine, IterationLine, MetricsLine, PartialConfig, RunConfig, RunDir};
 use evotune::tasks::TaskScore;
@@ -33,6 +33,9 @@ fn seed_files() -> (String, String, String) {
             members: (0..8).map(|i| Member { index: i, noise_id: i as u32, sign: 1.0 }).collect(),
             rewards: vec![0.1, f32::NAN, 0.3, 0.25, 1e-7, 0.0, 0.5, f32::INFINITY],
             coefficients: vec![0.5, -1.25, 0.75, 0.1, -0.3, 0.2, 1.5, -0.1],
+            // A drift-budgeted step's λ and measured drift (one line of the three).
+            awd_lambda: (t == 1).then_some(8.25),
+            drift: (t == 1).then_some(StepDrift { before: 1.5, stepped: 1.75, after: 1.625 }),
         })
         .collect();
     let mut traj = Vec::new();
@@ -70,6 +73,8 @@ fn seed_files() -> (String, String, String) {
             update_seconds: 0.5,
             seconds: 1.6,
             codes_stepped: None,
+            awd_lambda: Some(8.25),
+            drift_target: Some(2.0),
         }),
     ];
     let metrics: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();

@@ -231,7 +231,10 @@ pub fn write_jsonl(path: &std::path::Path, header: &Header, rows: &[GroupEffect]
 /// Reads what [`write_jsonl`] wrote; errors name the file and the line.
 pub fn read_jsonl(path: &std::path::Path) -> Result<(Header, Vec<GroupEffect>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |line: usize, e: serde_json::Error| Error::RunDir { path: path.to_owned(), problem: format!("line {line}: {e}") };
+    let bad = |line: usize, e: serde_json::Error| Error::RunDir {
+        path: path.to_owned(),
+        problem: format!("line {line}: {e}"),
+    };
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let (i, first) = lines.next().ok_or_else(|| Error::RunDir { path: path.to_owned(), problem: "is empty".into() })?;
     let header: Header = serde_json::from_str(first).map_err(|e| bad(i + 1, e))?;
@@ -247,7 +250,9 @@ mod tests {
         let mut l = Layout::new();
         l.push("model.embed_tokens.weight", vec![4, 2]);
         for i in 0..2 {
-            for t in ["input_layernorm", "self_attn.q_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.up_proj"] {
+            for t in
+                ["input_layernorm", "self_attn.q_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.up_proj"]
+            {
                 l.push(format!("model.layers.{i}.{t}.weight"), vec![2]);
             }
         }
