@@ -9,7 +9,9 @@ Parts (issue #7):
   4. λ sweep of AWD-l2 and AWD-l1 on one seed (reusing part 2's seed-1 runs as λ = 0 and the default λ);
   5. findings computed from the runs, followed by docs/results_discussion.md (hand-written prose);
   6. QES (issue #19): ES on the GGUF's own 4-bit codes with error feedback against f32 ES and low
-     rank on `arith`, without feedback, with 8-bit codes, and an α sweep on one seed.
+     rank on `arith`, without feedback, with 8-bit codes, and an α sweep on one seed;
+  7. drift budget (issue #20): `--drift-budget kl=B` for two budgets against fixed AWD-l2 λ on
+     `arith`, final KL and target gain.
 
 Every run is an `evotune train` run directory under --runs; an existing directory is resumed, not
 redone, so an interrupted invocation continues where it stopped and the page can be regenerated
@@ -26,6 +28,7 @@ Usage:
   python3 scripts/results.py --quick --out /tmp/r   # CI: tiny runs in a temp dir, checks the page parses
   python3 scripts/results.py --parts 1,4            # a subset (the page keeps only those parts)
   python3 scripts/results.py --parts 6              # part 6 alone: its section replaces the page's own
+  python3 scripts/results.py --parts 7              # part 7 alone, likewise
 """
 
 import argparse
@@ -41,7 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from results_page import awd_label, check_page, last_iteration, page, part6, provenance, sections, splice_part6
+from results_page import (P6_HEADING, P7_HEADING, awd_label, check_page, last_iteration, page, part6, part7,
+                          provenance, sections, splice_section)
 from results_theory import gguf_parameter_count, predicted_drift
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,6 +88,12 @@ class Scale:
     p6_sweep: list = field(default_factory=lambda: [
         ("native", 0.01, 1e-3, 0.9), ("native", 0.01, 2e-3, 0.9), ("native", 0.01, 5e-3, 0.9),
         ("native", 0.01, 1e-3, 1.0), ("q8_0", 1e-3, 5e-4, 0.9)])
+    # part 7 (drift budget): KL budgets against fixed AWD-l2 λ, arith as in part 6
+    p7_iterations: int = 12
+    p7_eval_every: int = 4
+    p7_seeds: list = field(default_factory=lambda: [1, 2, 3])
+    p7_budgets: list = field(default_factory=lambda: [0.02, 0.05])
+    p7_l2: list = field(default_factory=lambda: [10.0, 30.0, 100.0])
     estimate: str = ""
 
     def p2_configs(self):
@@ -114,6 +124,14 @@ def p6_configs(sc):
         ("qes-q8", f"QES, 8-bit codes (every matrix Q8_0; σ={s8:g}, α={a8:g})",
          ["--method", "qes", "--codes", "q8_0", "--sigma", repr(s8), "--alpha", repr(a8)], one),
     ]
+
+
+def p7_configs(sc):
+    """Part 7's configurations (key, label, `evotune train` options besides the task's)."""
+    es = ["--sigma", repr(sc.sigma), "--alpha", repr(sc.alpha)]
+    out = [(f"budget-kl{b:g}", f"budget kl={b:g}", es + ["--drift-budget", f"kl={b:g}"]) for b in sc.p7_budgets]
+    out += [(f"l2-lambda{lam:g}", f"fixed AWD-l2 λ={lam:g}", es + awd_args("l2", lam)) for lam in sc.p7_l2]
+    return out
 
 
 def p6_sweep_key(codes, sigma, alpha, beta):
@@ -176,6 +194,11 @@ SCALES = {
         p6_eval_every=2,
         p6_seeds=[1],
         p6_sweep=[("native", 0.01, 2e-3, 0.9)],
+        p7_iterations=2,
+        p7_eval_every=2,
+        p7_seeds=[1],
+        p7_budgets=[0.05],
+        p7_l2=[10.0],
         estimate="a few minutes (CI)",
     ),
 }
@@ -289,7 +312,7 @@ class Runner:
         """Runs the planned jobs `jobs` at a time, each with `threads` threads (the arith runs of part 2
         first, seed by seed, then part 4, then part 1: the most wanted results finish first). Stops
         with the failures listed after every job has ended."""
-        rank = {"p2": 0, "p6": 1, "p4": 2, "p1": 3}
+        rank = {"p2": 0, "p6": 1, "p7": 1, "p4": 2, "p1": 3}
 
         def key(entry):
             i, job = entry
@@ -472,10 +495,21 @@ def run_p6(sc, runner):
     return runs
 
 
+def run_p7(sc, runner):
+    """Part 7: each configuration of p7_configs for each seed; {(configuration key, seed): run dir}."""
+    runs = {}
+    for key, _, extra in p7_configs(sc):
+        for seed in sc.p7_seeds:
+            out = runner.train(f"p7/{key}-s{seed}", task_args(sc, seed) + extra, sc.p7_iterations, sc.p7_eval_every)
+            if out:
+                runs[(key, seed)] = out
+    return runs
+
+
 def train_parts(sc, parts, runner):
     """Trains (or plans) the runs of `parts`, part by part; returns part 1's runs, part 2's runs, part
-    4's entries, part 6's runs (each None where not needed) and (part, seconds) timings."""
-    p1 = p2runs = p4 = p6 = None
+    4's entries, part 6's runs, part 7's runs (each None where not needed) and (part, seconds) timings."""
+    p1 = p2runs = p4 = p6 = p7 = None
     timings = []
     if 1 in parts:
         t0 = time.time()
@@ -496,7 +530,12 @@ def train_parts(sc, parts, runner):
         log("part 6: QES against f32 ES and low rank on arith")
         p6 = run_p6(sc, runner)
         timings.append(("6 QES", time.time() - t0))
-    return p1, p2runs, p4, p6, timings
+    if 7 in parts:
+        t0 = time.time()
+        log(f"part 7: drift budgets against fixed λ, {len(p7_configs(sc)) * len(sc.p7_seeds)} arith runs")
+        p7 = run_p7(sc, runner)
+        timings.append(("7 drift budget", time.time() - t0))
+    return p1, p2runs, p4, p6, p7, timings
 
 
 def drift_references(sc, runs, d):
@@ -534,9 +573,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="full")
     ap.add_argument("--quick", action="store_true", help="--scale quick, output in a temp dir unless --out is given")
-    ap.add_argument("--parts", default="1,2,3,4,6",
-                    help="comma-separated subset of 1,2,3,4,6 (3 needs 2's runs; 4 uses them; 6 alone replaces "
-                    "its section of the existing page)")
+    ap.add_argument("--parts", default="1,2,3,4,6,7",
+                    help="comma-separated subset of 1,2,3,4,6,7 (3 needs 2's runs; 4 uses them; 6 or 7 alone "
+                    "replaces its section of the existing page)")
     ap.add_argument("--evotune", default=str(REPO / "target" / "release" / "evotune"))
     ap.add_argument("--out", help="where results.md and results/ go (default: docs/)")
     ap.add_argument("--runs", help="run directories (default: runs/results, or OUT/runs with --quick)")
@@ -574,18 +613,23 @@ def main():
         train_parts(sc, parts, planner)
         cores = os.cpu_count() or 1
         planner.run_plan(a.jobs, a.threads or max(1, cores // a.jobs))
-    p1runs, p2runs, p4, p6runs, timings = train_parts(sc, parts, runner)
+    p1runs, p2runs, p4, p6runs, p7runs, timings = train_parts(sc, parts, runner)
     draw_plots(sc, parts, runner, docs, d, p1runs, p2runs)
     path = docs_root / "results.md"
-    if parts == {6} and path.exists():
-        # Part 6 alone: its section, with its own provenance, replaces the page's (or is appended).
+    if parts in ({6}, {7}) and path.exists():
+        # Part 6 or 7 alone: its section, with its own provenance, replaces the page's (or is appended).
         cmdline = "python3 scripts/results.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-        section = part6(sc, p6runs, p6_configs(sc), p6_sweep(sc), provenance=provenance(cmdline, version, REPO, runner))
-        text = splice_part6(path.read_text(), section)
+        prov = provenance(cmdline, version, REPO, runner)
+        if parts == {6}:
+            heading, section = P6_HEADING, part6(sc, p6runs, p6_configs(sc), p6_sweep(sc), provenance=prov)
+        else:
+            heading, section = P7_HEADING, part7(sc, p7runs, p7_configs(sc), provenance=prov)
+        text = splice_section(path.read_text(), heading, section)
         path.write_text(text)
-        log(f"replaced part 6 of {path} ({check_page(text)} numeric cells) in {time.time() - started:.0f} s")
+        log(f"replaced part {min(parts)} of {path} ({check_page(text)} numeric cells) in {time.time() - started:.0f} s")
         return
-    body = sections(sc, parts, d, p1runs, p2runs, p4, REPO, p6runs, p6_configs(sc), p6_sweep(sc))
+    body = sections(sc, parts, d, p1runs, p2runs, p4, REPO, p6runs, p6_configs(sc), p6_sweep(sc),
+                    p7runs, p7_configs(sc))
     text = page(
         sc, body,
         cmdline="python3 scripts/results.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),

@@ -549,6 +549,68 @@ def part6(sc, runs, configs, sweep, provenance=""):
     return "\n".join(lines)
 
 
+P7_HEADING = "## 7. Drift budget"
+
+
+def part7(sc, runs, configs, provenance=""):
+    """Section 7 from part 7's runs {(key, seed): run dir}: KL budgets against fixed AWD-l2 λ
+    (`configs`: (key, label, options)) — final KL, target gain, drift and the last λ; then, per
+    budget, the comparison at equal final KL with the best fixed λ, computed from the table."""
+    lines = [f"{P7_HEADING}: λ set online against fixed λ (issue #20)\n"]
+    if provenance:
+        lines.append(provenance)
+    have = [c for c in configs if any((c[0], s) in runs for s in sc.p7_seeds)]
+    if not have:
+        return "\n".join(lines) + "\nNot run.\n"
+    lines.append(
+        f"`arith` as in part 2 ({sc.train_size} training prompts per iteration, {sc.test_size} test items, "
+        f"N = {sc.p2_population}, σ = {sc.sigma:g}, α = {sc.alpha:g}, the same priors), {sc.p7_iterations} "
+        f"iterations, evaluated every {sc.p7_eval_every}. A budget run holds the KL probe's mean KL at B with AWD-l2, "
+        f"λ set every iteration by the controller of `crates/evotune/src/es/budget.rs` (docs/architecture.md, "
+        f"\"Drift budget\"); KL is measured at the evaluations only. Gain = test accuracy @T − @0. Cells are "
+        f"mean ± sample sd over the seeds listed.\n"
+    )
+    rows, summary = [], {}
+    for key, label, _ in have:
+        done = [s for s in sc.p7_seeds if (key, s) in runs]
+        kl, gain, acc, drift, lam, klmax = ([] for _ in range(6))
+        for seed in done:
+            its, evs = metrics(runs[(key, seed)])
+            kls = [prior_score(e, "kl") for e in evs]
+            kl.append(kls[-1])
+            klmax.append(max(k for k in kls if k is not None))
+            acc.append(evs[-1]["target"]["accuracy"])
+            gain.append(evs[-1]["target"]["accuracy"] - evs[0]["target"]["accuracy"])
+            drift.append(evs[-1]["drift"]["total"])
+            lam.append(its[-1].get("awd_lambda") if its[-1].get("awd_lambda") is not None else float("nan"))
+        summary[key] = (label, statistics.mean(kl), statistics.mean(gain))
+        rows.append([label, ", ".join(map(str, done)), mean_spread(kl, 4), mean_spread(klmax, 4), mean_spread(acc),
+                     mean_spread(gain), mean_spread(drift, 2),
+                     mean_spread(lam, 2) if key.startswith("budget") else "–"])
+    lines.append(table(["configuration", "seeds", "KL @T", "max KL over evals", "test acc. @T", "gain",
+                        "‖θ_T−θ0‖", "λ_T"], rows))
+    fixed = [(k, v) for k, v in summary.items() if not k.startswith("budget")]
+    verdicts = []
+    for key, (label, kl, gain) in summary.items():
+        if not key.startswith("budget"):
+            continue
+        bound = float(key[len("budget-kl"):])
+        within = [(k, v) for k, v in fixed if v[1] <= 1.1 * bound]
+        text = f"- {label}: mean final KL {fmt(kl, 4)} ({fmt(kl / bound, 2)}·B), gain {fmt(gain)}. "
+        if within:
+            bk, (bl, bkl, bg) = max(within, key=lambda kv: kv[1][2])
+            text += (f"The best fixed λ whose final KL is within 1.1·B is {bl} (KL {fmt(bkl, 4)}, gain {fmt(bg)}): "
+                     f"the budget's gain is {'≥' if gain >= bg else '<'} it by {fmt(abs(gain - bg))}.")
+        else:
+            text += "No fixed λ of the grid ends within 1.1·B."
+        verdicts.append(text)
+    lines.append("\nAt equal final KL (a fixed λ counts when its mean final KL is ≤ 1.1·B):\n\n" + "\n".join(verdicts) + "\n")
+    notes = Path(__file__).resolve().parent.parent / "docs" / "results_budget.md"
+    if sc.name != "quick" and notes.exists():
+        lines.append("\n" + notes.read_text())
+    return "\n".join(lines)
+
+
 def provenance(cmdline, version, repo, runner):
     """How part 6 was made when its section is spliced into an existing page: command, version,
     machine, date, and its runs' commands."""
@@ -563,15 +625,18 @@ def provenance(cmdline, version, repo, runner):
     return "\n".join(out)
 
 
-def splice_part6(text, section):
-    """The page `text` with its part 6 section (from its heading to the end) replaced by `section`, or
-    with `section` appended."""
-    at = text.find(P6_HEADING)
-    head = text[:at] if at >= 0 else text.rstrip("\n") + "\n\n"
-    return head + section.rstrip("\n") + "\n"
+def splice_section(text, heading, section):
+    """The page `text` with the section under `heading` (up to the next numbered `## ` heading, or
+    the end) replaced by `section`, or with `section` appended."""
+    at = text.find(heading)
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    nxt = re.search(r"^## \d+\. ", text[at + len(heading):], flags=re.M)
+    tail = text[at + len(heading) + nxt.start():] if nxt else ""
+    return text[:at] + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
 
 
-def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_sweep=()):
+def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_sweep=(), p7=None, p7_configs=()):
     """The page's sections after its head: those of `parts`, the findings, (except at the quick
     scale) docs/results_discussion.md of `repo`, and part 6. Run arguments as for [`findings`]."""
     out = []
@@ -589,6 +654,8 @@ def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_
         out.append(discussion.read_text())
     if 6 in parts:
         out.append(part6(sc, p6, p6_configs, p6_sweep))
+    if 7 in parts:
+        out.append(part7(sc, p7, p7_configs))
     return out
 
 

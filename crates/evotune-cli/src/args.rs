@@ -277,6 +277,9 @@ pub struct EvalArgs {
     pub run: Option<PathBuf>,
     #[arg(long)]
     pub iter: Option<u64>,
+    /// With --run: parameter groups reverted to θ0 first, as in `export --revert`.
+    #[arg(long, requires = "run")]
+    pub revert: Option<String>,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Evaluate only the first k items of a multiple-choice suite (0 = all).

@@ -92,6 +92,7 @@ pub fn write_report_with(
     plot("codes_moved.png", "QES: codes moved from the base", "percent of the codes", &|r| {
         Some(r.codes_moved.clone())
     })?;
+    plot("awd_lambda.png", "drift budget: AWD λ_t", "λ", &|r| Some(r.awd_lambda.clone()))?;
     let priors: BTreeSet<String> = runs.iter().flat_map(|r| r.prior_accuracy.keys().cloned()).collect();
     for p in &priors {
         plot(&format!("prior_{}.png", sanitize(p)), &format!("prior task {p}: accuracy"), "accuracy", &|r| {
@@ -104,6 +105,19 @@ pub fn write_report_with(
             r.prior_metrics.get(m).cloned()
         })?;
     }
+    // Each budgeted run's measure against its bound B (dashed).
+    for r in runs.iter().filter(|r| !r.budgeted.is_empty()) {
+        let Some(budget) = r.budget else { continue };
+        let last = r.budgeted.last().map_or(1, |p| p.0).max(1);
+        let bound = vec![(0, budget.bound()), (last, budget.bound())];
+        let lines = [(r.label.clone(), r.budgeted.clone()), (format!("bound {budget}"), bound)];
+        let path = out.join(format!("budget_{}.png", sanitize(&r.label)));
+        let what =
+            if budget.to_string().starts_with("kl") { "KL probe, mean per token" } else { "‖θ − θ0‖₂" };
+        line_chart(&path, &format!("drift budget {budget}"), what, &lines, 1)
+            .with_context(|| format!("drawing {}", path.display()))?;
+        written.push(path.display().to_string());
+    }
     let md = out.join("summary.md");
     let mut text = String::from("# evotune report\n\n");
     for r in runs {
@@ -111,6 +125,11 @@ pub fn write_report_with(
     }
     text.push('\n');
     text.push_str(&summary_table(runs));
+    for r in runs {
+        if let Some(table) = &r.attribution {
+            text.push_str(&format!("\n## Attribution: {}\n\n{table}", r.label));
+        }
+    }
     text.push_str("\nPlots: ");
     text.push_str(
         &written

@@ -6,8 +6,12 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::es::DriftBudget;
 use crate::run::dir::{self, RunDir};
 use crate::run::metrics::MetricsLine;
+
+/// The file `evotune attribute` writes in a run directory by default.
+pub const ATTRIBUTION: &str = "attribution.jsonl";
 
 /// (iteration, value) points.
 pub type Series = Vec<(u64, f64)>;
@@ -28,6 +32,13 @@ pub struct RunSeries {
     pub prior_metrics: BTreeMap<String, Series>,
     /// QES: percent of the codes that differ from the base, at each evaluation.
     pub codes_moved: Series,
+    /// Drift budget: the run's bound, λ_t at each iteration, and the budgeted measure over
+    /// iterations (‖θ−θ0‖ every iteration, or the KL probe at the evaluations).
+    pub budget: Option<DriftBudget>,
+    pub awd_lambda: Series,
+    pub budgeted: Series,
+    /// `RUN/attribution.jsonl` as a Markdown table, when `evotune attribute` wrote one.
+    pub attribution: Option<String>,
 }
 
 impl RunSeries {
@@ -40,9 +51,23 @@ impl RunSeries {
             crate::es::AwdKind::None => "no AWD".to_string(),
             kind => format!("AWD-{:?} λ={}", kind, cfg.awd_lambda).to_lowercase(),
         };
+        let awd = match cfg.drift_budget {
+            Some(b) => format!("AWD-{:?}, budget {b}", cfg.awd).to_lowercase(),
+            None => awd,
+        };
         let method = if cfg.method == crate::run::config::Method::Qes { "QES, " } else { "" };
         let label = format!("{name} ({method}{awd})");
-        let mut s = RunSeries { label, target_task: cfg.task.clone(), ..Default::default() };
+        let mut s = RunSeries { label, target_task: cfg.task.clone(), budget: cfg.drift_budget, ..Default::default() };
+        let attribution = run.join(ATTRIBUTION);
+        if attribution.exists() {
+            let (header, rows) = crate::run::attribution::read_jsonl(&attribution)?;
+            s.attribution = Some(format!(
+                "θ_{} by {:?}, sorted by KL carried:\n\n{}",
+                header.iteration,
+                header.by,
+                crate::run::attribution::table(&header.measures, &rows)
+            ));
+        }
         let path = dir.path(dir::METRICS);
         for (line_no, line) in dir.read_lines(dir::METRICS)? {
             let m: MetricsLine = serde_json::from_str(&line)
@@ -51,6 +76,12 @@ impl RunSeries {
                 MetricsLine::Iteration(l) => {
                     s.reward_mean.push((l.iteration, l.reward_mean));
                     s.drift.push((l.iteration, l.drift));
+                    if let Some(lambda) = l.awd_lambda {
+                        s.awd_lambda.push((l.iteration, lambda as f64));
+                    }
+                    if let Some(DriftBudget::Norm(_)) = s.budget {
+                        s.budgeted.push((l.iteration, l.drift));
+                    }
                 }
                 MetricsLine::Eval(e) => {
                     s.target_accuracy.push((e.iteration, e.target.accuracy));
@@ -60,6 +91,11 @@ impl RunSeries {
                     }
                     if let Some(c) = e.codes_moved {
                         s.codes_moved.push((e.iteration, 100.0 * c.fraction));
+                    }
+                    if let Some(DriftBudget::Kl(_)) = s.budget {
+                        if let Some(kl) = e.priors.iter().find_map(|p| p.metrics.get("kl")) {
+                            s.budgeted.push((e.iteration, *kl));
+                        }
                     }
                     for p in &e.priors {
                         if p.accuracy.is_finite() {
@@ -99,6 +135,7 @@ pub fn summary_table(runs: &[RunSeries]) -> String {
             (format!("{} train reward (population mean)", r.target_task), &r.reward_mean),
             ("‖θ−θ0‖₂".to_string(), &r.drift),
             ("codes moved from the base (%)".to_string(), &r.codes_moved),
+            ("AWD λ_t (drift budget)".to_string(), &r.awd_lambda),
         ];
         for (task, s) in &r.prior_accuracy {
             if !r.prior_metrics.contains_key(&format!("{task}/kl")) {
