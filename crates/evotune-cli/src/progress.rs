@@ -27,8 +27,12 @@ impl Terminal {
     fn refresh(&self) {
         if let (Some(bar), Some(l)) = (&self.bar, &self.last) {
             let acc = self.last_accuracy.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or_else(|| "–".into());
+            let budget = match (l.awd_lambda, l.drift_target) {
+                (Some(lambda), Some(target)) => format!("  (target {target:.3}, λ {lambda:.3})"),
+                _ => String::new(),
+            };
             bar.set_message(format!(
-                "reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}  {:.1}s/it",
+                "reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}{budget}  {:.1}s/it",
                 l.reward_mean, l.drift, l.seconds
             ));
         }
