@@ -2,8 +2,12 @@
 //!
 //! `--drift-budget norm=B` bounds ‖θ−θ0‖₂; `--drift-budget kl=B` bounds the KL probe's mean
 //! per-token KL(base‖current). KL is converted to a norm target with the measured constant
-//! ĉ = KL/‖θ−θ0‖² (KL is quadratic in a small drift): B_n = √(B/ĉ). ĉ is measured once before the
-//! run (the KL of θ0 + σε) and again at every evaluation.
+//! ĉ = KL/‖θ−θ0‖² (KL is quadratic in a small drift): B_n = √(B/(ĉ·ρ)). ĉ is measured once before
+//! the run (the KL of θ0 + σε) and again at every evaluation. KL is known only at evaluations, and
+//! ĉ moves between them (the signal's direction costs KL per unit of norm unlike noise; the probe
+//! has few prompts), so the target keeps a headroom ρ ≥ 1: the largest factor, up or down, by
+//! which ĉ has changed from one measurement to the next so far. Holding the KL at B/ρ, a next
+//! change no larger than those seen lands it at or below B.
 //!
 //! **Start (theory).** The noise part of an ES step is a random walk: per element
 //! N(0, α²s/N) with s = E[Σcₙ²]/N (1 for z-scores). Under AWD-l2 (retention ρ = 1 − αλ) its
@@ -154,6 +158,8 @@ pub struct BudgetController {
     alpha: f64,
     /// ĉ = KL/‖θ−θ0‖² from the latest measurement (KL budgets).
     kl_per_norm2: Option<f64>,
+    /// ρ, the largest factor by which ĉ has changed between measurements (≥ 1).
+    headroom: f64,
 }
 
 impl BudgetController {
@@ -162,17 +168,22 @@ impl BudgetController {
         if kind == AwdKind::None {
             return Err(Error::EsConfig { field: "drift_budget", problem: "needs AWD (l2 or l1)".into() });
         }
-        Ok(BudgetController { budget, kind, alpha: alpha as f64, kl_per_norm2: None })
+        Ok(BudgetController { budget, kind, alpha: alpha as f64, kl_per_norm2: None, headroom: 1.0 })
     }
 
     pub fn budget(&self) -> DriftBudget {
         self.budget
     }
 
-    /// Records a measured KL at drift ‖θ−θ0‖ = `norm` (ignored unless both are finite and > 0).
+    /// Records a KL measured at drift ‖θ−θ0‖ = `norm` (ignored unless both are finite and > 0):
+    /// the new ĉ, and ρ.
     pub fn observe_kl(&mut self, kl: f64, norm: f64) {
         if kl.is_finite() && kl > 0.0 && norm.is_finite() && norm > 0.0 {
-            self.kl_per_norm2 = Some(kl / (norm * norm));
+            let c = kl / (norm * norm);
+            if let Some(previous) = self.kl_per_norm2 {
+                self.headroom = self.headroom.max(c / previous).max(previous / c);
+            }
+            self.kl_per_norm2 = Some(c);
         }
     }
 
@@ -181,12 +192,12 @@ impl BudgetController {
         self.kl_per_norm2
     }
 
-    /// B_n, the norm the controller holds ‖θ−θ0‖ at: B itself, or √(B/ĉ) for a KL budget
+    /// B_n, the norm the controller holds ‖θ−θ0‖ at: B itself, or √(B/(ĉ·ρ)) for a KL budget
     /// (`None` until ĉ is measured).
     pub fn norm_target(&self) -> Option<f64> {
         match self.budget {
             DriftBudget::Norm(b) => Some(b),
-            DriftBudget::Kl(b) => self.kl_per_norm2.map(|c| (b / c).sqrt()),
+            DriftBudget::Kl(b) => self.kl_per_norm2.map(|c| (b / (c * self.headroom)).sqrt()),
         }
     }
 
@@ -301,6 +312,11 @@ mod tests {
         c.observe_kl(0.08, 20.0);
         // ĉ = 0.08/400 = 2e-4, B_n = √(0.02/2e-4) = 10.
         assert!((c.norm_target().unwrap() - 10.0).abs() < 1e-9);
+        // Then ĉ 2.5e-4 (a factor 1.25), 2e-4 (1/1.25), 1.8e-4 (1/1.11): ρ stays 1.25.
+        c.observe_kl(0.1, 20.0);
+        c.observe_kl(0.08, 20.0);
+        c.observe_kl(0.072, 20.0);
+        assert!((c.norm_target().unwrap() - (0.02f64 / (1.8e-4 * 1.25)).sqrt()).abs() < 1e-9);
         assert!(BudgetController::new(DriftBudget::Kl(0.02), AwdKind::None, 0.01).is_err());
     }
 }

@@ -5,10 +5,10 @@
 //! it, so MPI runs apply the same update. λ_t and the drift the update measured are written in
 //! trajectory line t, which makes the state after a resume a function of the logs:
 //! - the last step's (λ, drift) is the last trajectory line;
-//! - ĉ = KL/‖θ−θ0‖² is the latest evaluation's (an evaluation due at the resumed iteration and
-//!   not yet logged runs before the next λ is computed, as it would have without the kill);
-//! - before any evaluation with a drift, ĉ is measured on θ0 + σε (a direction drawn from the
-//!   counter RNG at an iteration no run reaches), the same bits every time.
+//! - ĉ = KL/‖θ−θ0‖² and its headroom come from the KL of θ0 + σε (a direction drawn from the
+//!   counter RNG at an iteration no run reaches, measured again on every open: the same bits every
+//!   time), then the logged evaluations in order (an evaluation due at the resumed iteration and
+//!   not yet logged runs before the next λ is computed, as it would have without the kill).
 
 use crate::error::{Error, Result};
 use crate::es::budget::mean_injection;
@@ -52,18 +52,16 @@ impl BudgetRun {
         let mut controller = BudgetController::new(budget, cfg.awd, cfg.alpha)?;
         let resumed_at = records.len() as u64;
         if let DriftBudget::Kl(_) = budget {
-            if let Some(line) = latest_eval(dir, resumed_at)? {
-                observe(&mut controller, &line);
-            }
+            let (kl, norm) = calibrate(model, strategy, &state.theta, priors)?;
+            controller.observe_kl(kl, norm);
             if controller.kl_per_norm2().is_none() {
-                let (kl, norm) = calibrate(model, strategy, &state.theta, priors)?;
-                controller.observe_kl(kl, norm);
-                if controller.kl_per_norm2().is_none() {
-                    return Err(Error::EsConfig {
-                        field: "drift_budget",
-                        problem: format!("{budget}: KL {kl} at ‖θ−θ0‖ = {norm} on θ0 + σε: no constant to start from"),
-                    });
-                }
+                return Err(Error::EsConfig {
+                    field: "drift_budget",
+                    problem: format!("{budget}: KL {kl} at ‖θ−θ0‖ = {norm} on θ0 + σε: no constant to start from"),
+                });
+            }
+            for line in evals_with_drift(dir, resumed_at)? {
+                observe(&mut controller, &line);
             }
         }
         let mut run = BudgetRun {
@@ -128,13 +126,13 @@ fn observe(controller: &mut BudgetController, line: &EvalLine) {
     }
 }
 
-/// The last evaluation logged at or before `iteration` whose drift is not zero.
-fn latest_eval(dir: &RunDir, iteration: u64) -> Result<Option<EvalLine>> {
-    let mut out = None;
+/// The evaluations logged at or before `iteration` whose drift is not zero, in order.
+fn evals_with_drift(dir: &RunDir, iteration: u64) -> Result<Vec<EvalLine>> {
+    let mut out = Vec::new();
     for (_, text) in dir.read_lines(dir::METRICS)? {
         if let Ok(MetricsLine::Eval(e)) = serde_json::from_str::<MetricsLine>(&text) {
             if e.iteration <= iteration && e.drift.total > 0.0 {
-                out = Some(e);
+                out.push(e);
             }
         }
     }
