@@ -638,7 +638,9 @@ def splice_section(text, heading, section):
 
 def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_sweep=(), p7=None, p7_configs=()):
     """The page's sections after its head: those of `parts`, the findings, (except at the quick
-    scale) docs/results_discussion.md of `repo`, and part 6. Run arguments as for [`findings`]."""
+    scale) docs/results_discussion.md of `repo`, parts 6 and 7, and (except at the quick scale)
+    docs/results_attribution.md, section 8, written by hand from `evotune attribute` runs. Run
+    arguments as for [`findings`]."""
     out = []
     if 1 in parts:
         out.append(part1(sc, p1runs, d))
@@ -656,6 +658,9 @@ def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_
         out.append(part6(sc, p6, p6_configs, p6_sweep))
     if 7 in parts:
         out.append(part7(sc, p7, p7_configs))
+    attribution = Path(repo) / "docs" / "results_attribution.md"
+    if sc.name != "quick" and attribution.exists():
+        out.append(attribution.read_text())
     return out
 
 

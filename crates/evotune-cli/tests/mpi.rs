@@ -272,3 +272,25 @@ fn qes_ranks_match_a_single_process_bit_for_bit() {
     run(evotune().args(resume_args(&three, ITERATIONS)));
     same(&three, ITERATIONS, "3 ranks, then 1 process");
 }
+
+/// A KL drift budget: λ_t is computed on the root and shared, so 2 ranks write the single
+/// process's trajectory (λ_t and the measured drift in every line) and eval lines.
+#[test]
+fn a_drift_budget_under_ranks_matches_a_single_process() {
+    let _serial = serial();
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = |out: &Path| {
+        let mut v = train_args(&model, out, ITERATIONS);
+        v.extend(strings(&["--drift-budget", "kl=0.0001"]));
+        v
+    };
+    let single = tmp.path().join("single");
+    run(evotune().args(budget(&single)));
+    let lines = read_lines(&single.join("trajectory.jsonl"));
+    assert!(lines.iter().all(|l| l["awd_lambda"].as_f64().unwrap() > 0.0), "{lines:?}");
+    let two = tmp.path().join("mpi2");
+    run(mpirun(2).args(budget(&two)));
+    assert_eq!(trajectory(&two, usize::MAX), trajectory(&single, usize::MAX), "trajectory");
+    assert_eq!(eval_lines(&two, ITERATIONS), eval_lines(&single, ITERATIONS), "eval lines");
+}
