@@ -46,9 +46,15 @@ fn quick_mode_runs_every_part_and_the_drift_law_holds() {
         .expect("run python3 scripts/results.py");
     assert!(status.success(), "results.py --quick failed: {status}");
     let page = std::fs::read_to_string(out.path().join("results.md")).unwrap();
-    for heading in
-        ["## 1. Drift law", "## 2. Target learning", "## 3. Forgetting", "## 4. λ sweep", "## 5. Findings", "## 6. QES"]
-    {
+    for heading in [
+        "## 1. Drift law",
+        "## 2. Target learning",
+        "## 3. Forgetting",
+        "## 4. λ sweep",
+        "## 5. Findings",
+        "## 6. QES",
+        "## 7. Drift budget",
+    ] {
         assert!(page.contains(heading), "the page lacks `{heading}`");
     }
     // Part 1: columns N | run | seed | T | predicted | stationary | measured | ratio. Random rewards make
@@ -70,6 +76,11 @@ fn quick_mode_runs_every_part_and_the_drift_law_holds() {
         let is_qes = r[0].starts_with("QES");
         assert_eq!(r[8].parse::<f64>().is_ok(), is_qes, "{r:?}");
     }
+    // Part 7: the budget run (its λ_T a number) and the fixed λ (no λ_T).
+    let rows = table_after(&page, "## 7. Drift budget");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0][0].starts_with("budget kl=") && rows[0][7].parse::<f64>().is_ok(), "{rows:?}");
+    assert_eq!(rows[1][7], "–", "{rows:?}");
     for png in ["p1/drift.png", "p2-s1/target_reward.png", "p2-s1/prior_capitals.png"] {
         let p = out.path().join("results").join(png);
         assert!(std::fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "missing plot {}", p.display());
