@@ -68,19 +68,32 @@ pub fn heat_map(path: &Path, rows: &[GroupEffect]) -> anyhow::Result<()> {
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0..PARTS.len(), 0..layers)?;
+        .build_cartesian_2d((0..PARTS.len() - 1).into_segmented(), (0..layers - 1).into_segmented())?;
+    // n cells per axis are the segments of 0..n − 1 (its last end included); labels at their centres.
+    let centre = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => Some(*i),
+        _ => None,
+    };
     chart
         .configure_mesh()
         .disable_mesh()
         .x_labels(PARTS.len())
-        .x_label_formatter(&|x| PARTS.get(*x).map(|s| s.to_string()).unwrap_or_default())
+        .y_labels(layers)
+        .x_label_formatter(&|x| centre(x).and_then(|i| PARTS.get(i)).map(|s| s.to_string()).unwrap_or_default())
+        .y_label_formatter(&|y| centre(y).map(|i| i.to_string()).unwrap_or_default())
         .y_desc("layer")
         .draw()?;
     chart.draw_series(cells.iter().map(|&(l, c, v)| {
         let t = (v / scale).clamp(-1.0, 1.0);
         let fade = |x: f64| (255.0 * (1.0 - x.abs())) as u8;
         let color = if t >= 0.0 { RGBColor(255, fade(t), fade(t)) } else { RGBColor(fade(t), fade(t), 255) };
-        Rectangle::new([(c, l), (c + 1, l + 1)], color.filled())
+        Rectangle::new(
+            [
+                (SegmentValue::Exact(c), SegmentValue::Exact(l)),
+                (SegmentValue::Exact(c + 1), SegmentValue::Exact(l + 1)),
+            ],
+            color.filled(),
+        )
     }))?;
     let outside: Vec<String> = rows
         .iter()
