@@ -15,11 +15,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             let mut w = with_threads(a.threads, || evotune::run::replay::weights_at(run, a.iter))?
                 .with_context(|| format!("replaying {}", run.display()))?;
             if let Some(names) = &a.revert {
-                if w.codes.is_some() {
-                    bail!("--revert applies to an ES run's f32 weights");
-                }
-                let ids = evotune::run::attribution::named_tensors(w.theta.layout(), names).context("--revert")?;
-                evotune::run::attribution::revert(&mut w.theta, &w.theta0, &ids);
+                evotune::run::attribution::revert_named(&mut w, names).context("--revert")?;
             }
             let qes_default = if w.codes.is_some() { WeightFormat::Quantized } else { WeightFormat::F32 };
             let format = format.unwrap_or(qes_default);

@@ -10,12 +10,8 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     let mut w = with_threads(a.threads, || evotune::run::replay::weights_at(&a.run, a.iter))?
         .with_context(|| format!("replaying {}", a.run.display()))?;
     if let Some(names) = &a.revert {
-        if w.codes.is_some() {
-            bail!("--revert applies to an ES run's f32 weights; a QES run exports its codes");
-        }
-        let ids = evotune::run::attribution::named_tensors(w.theta.layout(), names).context("--revert")?;
-        evotune::run::attribution::revert(&mut w.theta, &w.theta0, &ids);
-        eprintln!("reverted {} tensors to θ0 ({names})", ids.len());
+        let n = evotune::run::attribution::revert_named(&mut w, names).context("--revert")?;
+        eprintln!("reverted {n} tensors to θ0 ({names})");
     }
     if let (ExportFormat::Gguf, None, Some((base, codes))) = (a.format, a.dtype, &w.codes) {
         // A QES run: the source GGUF with the tuned codes written into its own blocks.

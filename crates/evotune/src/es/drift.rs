@@ -30,7 +30,7 @@ pub struct Drift {
 }
 
 /// Σ (a − b)² in f64, chunked as described in the module doc.
-fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     let partial: Vec<f64> = a
         .par_chunks(CHUNK)
         .zip(b.par_chunks(CHUNK))

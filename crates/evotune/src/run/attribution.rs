@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::error::{Error, Result};
+use crate::es::drift::squared_distance;
 use crate::model::{Layout, Model, Params, TensorInfo, TensorKind};
 use crate::run::comm::SingleProcess;
 use crate::run::eval_split::evaluate_split;
@@ -104,6 +105,21 @@ pub fn named_tensors(layout: &Layout, names: &str) -> Result<Vec<usize>> {
     Ok(ids)
 }
 
+/// A run's θ_K with the groups named in `names` reverted to θ0 (`export --revert`,
+/// `eval --run --revert`); returns how many tensors were reverted. ES runs only: a QES run's
+/// weights are its codes.
+pub fn revert_named(w: &mut crate::run::replay::RunWeights, names: &str) -> Result<usize> {
+    if w.codes.is_some() {
+        return Err(Error::Task {
+            task: "revert".into(),
+            problem: "applies to an ES run's f32 weights; a QES run's weights are its codes".into(),
+        });
+    }
+    let ids = named_tensors(w.theta.layout(), names)?;
+    revert(&mut w.theta, &w.theta0, &ids);
+    Ok(ids.len())
+}
+
 /// θ ← θ0 on `tensors`.
 pub fn revert(theta: &mut Params, theta0: &Params, tensors: &[usize]) {
     for &id in tensors {
@@ -156,13 +172,8 @@ pub fn attribute(
     let mut work = theta.clone();
     let mut rows = Vec::with_capacity(groups.len());
     for (i, g) in groups.iter().enumerate() {
-        let mut sq = 0.0f64;
-        let mut params = 0;
-        for &id in &g.tensors {
-            let (a, b) = (theta.tensor(id), theta0.tensor(id));
-            sq += a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>();
-            params += a.len();
-        }
+        let sq: f64 = g.tensors.iter().map(|&id| squared_distance(theta.tensor(id), theta0.tensor(id))).sum();
+        let params = g.tensors.iter().map(|&id| theta.tensor(id).len()).sum();
         revert(&mut work, theta0, &g.tensors);
         let reverted = evaluate(&work)?;
         for &id in &g.tensors {

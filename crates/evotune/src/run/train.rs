@@ -362,7 +362,11 @@ impl<'c> Trainer<'c> {
                 reward_std,
                 reward_min,
                 reward_max,
-                drift: self.learner.drift()?.total,
+                // A budgeted step measured ‖θ−θ0‖ in its update pass: no second pass over θ0.
+                drift: match step.drift {
+                    Some(d) => d.after,
+                    None => self.learner.drift()?.total,
+                },
                 eval_seconds,
                 update_seconds,
                 seconds: t_start.elapsed().as_secs_f64(),
