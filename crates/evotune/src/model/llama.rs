@@ -48,21 +48,21 @@ use crate::model::{Layout, ModelConfig, Weights};
 
 /// Tensor ids of one transformer block.
 #[derive(Clone, Debug, PartialEq)]
-struct BlockIds {
-    attn_norm: usize,
-    q: usize,
-    k: usize,
-    v: usize,
-    o: usize,
-    qkv_bias: Option<[usize; 3]>,
+pub(crate) struct BlockIds {
+    pub(crate) attn_norm: usize,
+    pub(crate) q: usize,
+    pub(crate) k: usize,
+    pub(crate) v: usize,
+    pub(crate) o: usize,
+    pub(crate) qkv_bias: Option<[usize; 3]>,
     /// Per-head RMSNorm weights of q and k (Qwen3, Gemma 3), (Dh) each.
-    qk_norm: Option<[usize; 2]>,
+    pub(crate) qk_norm: Option<[usize; 2]>,
     /// Gemma 3: the norms of the attention and MLP outputs before their residual adds, (D) each.
-    post_norms: Option<[usize; 2]>,
-    mlp_norm: usize,
-    gate: usize,
-    up: usize,
-    down: usize,
+    pub(crate) post_norms: Option<[usize; 2]>,
+    pub(crate) mlp_norm: usize,
+    pub(crate) gate: usize,
+    pub(crate) up: usize,
+    pub(crate) down: usize,
 }
 
 /// The model structure: config plus tensor ids into a [`crate::model::Params`] arena. Weights are
@@ -237,6 +237,17 @@ impl Llama {
         let used =
             ids.into_iter().map(|id| (id, layout.info(id).name.clone(), layout.info(id).shape.clone())).collect();
         Ok(Llama { config, embed, blocks, final_norm, lm_head, inv_freqs, layer_rope, used })
+    }
+
+    /// Tensor ids of the embedding, the blocks, the final norm and the head (the embedding's when
+    /// tied), for the training pass ([`crate::model::backprop`]).
+    pub(crate) fn ids(&self) -> (usize, &[BlockIds], usize, usize) {
+        (self.embed, &self.blocks, self.final_norm, self.lm_head)
+    }
+
+    /// The distinct RoPE inverse-frequency tables, and each layer's index into them.
+    pub(crate) fn rope_tables(&self) -> (&[Vec<f32>], &[usize]) {
+        (&self.inv_freqs, &self.layer_rope)
     }
 
     /// A fresh cache for one sequence of this model.

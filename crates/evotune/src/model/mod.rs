@@ -7,6 +7,7 @@
 //! The weights live in a [`Params`] arena (f32, HF names); the model structure ([`Llama`]) holds only
 //! tensor ids, so one `Llama` runs any number of arenas (θ, or a member's θ + σε) without copying.
 
+pub mod backprop;
 // Both need candle: only with the `bench` feature.
 #[cfg(feature = "bench")]
 pub mod bench;
