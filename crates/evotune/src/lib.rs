@@ -37,6 +37,7 @@ pub mod es;
 pub mod files;
 pub mod kernels;
 pub mod model;
+pub mod rl;
 pub mod run;
 pub mod tasks;
 pub mod tokenizer;

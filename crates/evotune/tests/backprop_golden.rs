@@ -62,7 +62,10 @@ fn gradients_match_pytorch() {
                 worst = worst.max(err);
                 assert!(err < tol, "{} {precision}: {} relative to the largest entry", info.name, err);
             }
-            eprintln!("{} {precision}: loss {loss:.9} (torch {:.9}), worst tensor error {worst:.1e}", case.family, case.loss);
+            eprintln!(
+                "{} {precision}: loss {loss:.9} (torch {:.9}), worst tensor error {worst:.1e}",
+                case.family, case.loss
+            );
         }
     }
 }
