@@ -172,8 +172,9 @@ pub struct SettingArgs {
     /// Task option KEY=VALUE (TOML value), repeatable, e.g. `--task-opt minibatch=8`.
     #[arg(long = "task-opt", value_name = "KEY=VALUE")]
     pub task_opts: Vec<String>,
-    /// `es` (f32 master weights, the default) or `qes` (the GGUF's own Q8_0/Q4_0/Q4_1 codes, with
-    /// error feedback; σ in code steps, default 0.01, α default 5e-4).
+    /// `es` (f32 master weights, the default), `qes` (the GGUF's own Q8_0/Q4_0/Q4_1 codes, with
+    /// error feedback; σ in code steps, default 0.01, α default 5e-4) or `grpo` (the RL baseline:
+    /// GRPO by backpropagation, settings below).
     #[arg(long)]
     pub method: Option<Method>,
     /// QES: decay β of the error-feedback residual (default 0.9).
@@ -200,6 +201,78 @@ pub struct SettingArgs {
     /// `--chat-template-arg enable_thinking=true` for Qwen3 (whose thinking is off by default).
     #[arg(long = "chat-template-arg", value_name = "KEY=VALUE")]
     pub chat_template_args: Vec<String>,
+    #[command(flatten)]
+    pub grpo: GrpoArgs,
+}
+
+/// GRPO's settings (`--method grpo`; TOML table `[grpo]`, same names with underscores). Defaults:
+/// `evotune::rl::GrpoParams::default`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct GrpoArgs {
+    /// GRPO: G, completions sampled per prompt (default 4).
+    #[arg(long)]
+    pub group: Option<usize>,
+    /// GRPO: sampling temperature (default 0.7).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// GRPO: nucleus sampling mass (default 1).
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// GRPO: AdamW learning rate (default 1e-5).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// GRPO: AdamW β₁ (default 0.9).
+    #[arg(long)]
+    pub adam_beta1: Option<f32>,
+    /// GRPO: AdamW β₂ (default 0.999).
+    #[arg(long)]
+    pub adam_beta2: Option<f32>,
+    /// GRPO: AdamW decoupled weight decay (default 0).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// GRPO: clip of the gradient's global norm, 0 = none (default 1).
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// GRPO: β of the KL penalty toward the base model, k3 estimator (default 0.04).
+    #[arg(long)]
+    pub kl_beta: Option<f32>,
+    /// GRPO: ε of the ratio clip (default 0.2).
+    #[arg(long)]
+    pub clip_eps: Option<f32>,
+    /// GRPO: sequences per forward/backward pass, bounding activation memory (default 8).
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    /// GRPO: optimiser steps per sampled batch, μ (default 1).
+    #[arg(long)]
+    pub grpo_updates: Option<usize>,
+}
+
+impl GrpoArgs {
+    /// The flags given, as the `[grpo]` table (None when none is given).
+    fn table(&self) -> Option<toml::Table> {
+        let mut t = toml::Table::new();
+        let mut put = |k: &str, v: Option<toml::Value>| {
+            if let Some(v) = v {
+                t.insert(k.into(), v);
+            }
+        };
+        // Through the f32's shortest decimal, so `1e-5` is stored as 1e-5, not 9.99999974e-6.
+        let f = |x: Option<f32>| x.map(|v| toml::Value::Float(v.to_string().parse().expect("a float prints as one")));
+        let i = |x: Option<usize>| x.map(|v| toml::Value::Integer(v as i64));
+        put("group", i(self.group));
+        put("temperature", f(self.temperature));
+        put("top_p", f(self.top_p));
+        put("lr", f(self.lr));
+        put("adam_beta1", f(self.adam_beta1));
+        put("adam_beta2", f(self.adam_beta2));
+        put("weight_decay", f(self.weight_decay));
+        put("grad_clip", f(self.grad_clip));
+        put("kl_beta", f(self.kl_beta));
+        put("clip_eps", f(self.clip_eps));
+        put("micro_batch", i(self.micro_batch));
+        put("updates", i(self.grpo_updates));
+        (!t.is_empty()).then_some(t)
+    }
 }
 
 /// `KEY=VALUE` pairs as a TOML table (a value that is not valid TOML is taken as a string).
@@ -257,6 +330,7 @@ impl SettingArgs {
             } else {
                 Some(task_opts_table(&self.chat_template_args)?)
             },
+            grpo: self.grpo.table(),
         })
     }
 }

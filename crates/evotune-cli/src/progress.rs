@@ -31,8 +31,12 @@ impl Terminal {
                 (Some(lambda), Some(target)) => format!("  (target {target:.3}, λ {lambda:.3})"),
                 _ => String::new(),
             };
+            let grpo = l.grpo.as_ref().map_or(String::new(), |g| {
+                let rss = g.peak_rss_bytes.map_or(String::new(), |b| format!("  peak RSS {:.0} MB", b as f64 / 1e6));
+                format!("  KL {:.4}  ‖g‖ {:.3}  {:.0} train tok/s{rss}", g.kl, g.grad_norm, g.train_tokens_per_second)
+            });
             bar.set_message(format!(
-                "reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}{budget}  {:.1}s/it",
+                "reward {:.3}  acc {acc}  ‖θ−θ0‖ {:.3}{budget}{grpo}  {:.1}s/it",
                 l.reward_mean, l.drift, l.seconds
             ));
         }

@@ -118,6 +118,19 @@ pub fn generate_with(
     opts: &GenerateOptions,
     stats: &mut GenerateStats,
 ) -> Result<Vec<Vec<u32>>> {
+    Ok(generate_with_stops(llama, params, deltas, prompts, opts, stats)?.0)
+}
+
+/// [`generate_with`], also returning the stop token that ended each sequence (`None`: it reached
+/// `max_new_tokens`), for a caller that trains on the whole completion (GRPO).
+pub fn generate_with_stops(
+    llama: &Llama,
+    params: &dyn Weights,
+    deltas: Option<Deltas<'_>>,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    stats: &mut GenerateStats,
+) -> Result<(Vec<Vec<u32>>, Vec<Option<u32>>)> {
     if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
         if !(temperature >= 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
             return Err(Error::BadModelConfig {
@@ -136,8 +149,9 @@ pub fn generate_with(
         }
     }
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut stops: Vec<Option<u32>> = vec![None; prompts.len()];
     if opts.max_new_tokens == 0 || prompts.is_empty() {
-        return Ok(out);
+        return Ok((out, stops));
     }
     // Shared prefix (the chat template's system prompt, typically): its keys and values are
     // computed once per group and read by every sequence's cache (not copied). Rows of the forward
@@ -204,6 +218,7 @@ pub fn generate_with(
             let t = next[i];
             stats.generated_tokens += 1;
             if opts.stop_tokens.contains(&t) {
+                stops[i] = Some(t);
                 return false;
             }
             out[i].push(t);
@@ -233,7 +248,7 @@ pub fn generate_with(
         }
     }
     stats.decode_seconds += t_decode.elapsed().as_secs_f64();
-    Ok(out)
+    Ok((out, stops))
 }
 
 /// Index of the largest logit; ties go to the lowest id. NaNs never win.

@@ -48,12 +48,13 @@ pub struct GrpoParams {
 }
 
 impl Default for GrpoParams {
-    /// Defaults that learn on the default model (SmolLM2-135M-Instruct, `arith`): see
-    /// docs/results.md; the rest are TRL's and DeepSeekMath's (β = 0.04, ε_c = 0.2).
+    /// Defaults that learn on the default model (SmolLM2-135M-Instruct, `arith`: 7.5% → 18% in 6
+    /// steps of 8 prompts; at temperature 1 its samples earn no reward at all, so no advantage);
+    /// the rest are TRL's and DeepSeekMath's (β = 0.04, ε_c = 0.2, AdamW's betas).
     fn default() -> Self {
         GrpoParams {
             group: 4,
-            temperature: 1.0,
+            temperature: 0.7,
             top_p: 1.0,
             lr: 1e-5,
             adam_beta1: 0.9,

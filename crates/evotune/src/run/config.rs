@@ -15,6 +15,7 @@ use crate::es::lowrank::DEFAULT_RANK;
 use crate::es::{
     Awd, AwdKind, DriftBudget, EsParams, NoiseMode, NonFinitePolicy, Perturbation, PerturbationKind, Shaping,
 };
+use crate::rl::GrpoParams;
 
 /// Training prompts per member and iteration when the config does not say (`task_options.minibatch`;
 /// the papers evaluate every training prompt, `minibatch = 0`). 16 prompts keep one member's
@@ -70,6 +71,9 @@ pub enum Method {
     /// QES: ES on the integer codes of the GGUF's Q8_0/Q4_0/Q4_1 matrices, with error feedback
     /// (σ in code units; see `crate::es::qes`).
     Qes,
+    /// GRPO by backpropagation on f32 weights (the RL baseline; see `crate::rl`), settings in
+    /// `[grpo]`.
+    Grpo,
 }
 
 from_str_by_serde!(Method);
@@ -152,6 +156,9 @@ pub struct RunConfig {
     /// unused; see `evotune::es::budget`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_budget: Option<DriftBudget>,
+    /// GRPO's settings (`--method grpo`).
+    #[serde(default)]
+    pub grpo: GrpoParams,
 }
 
 /// What the user wrote: every field optional. Used for the TOML file and for the flags.
@@ -190,6 +197,8 @@ pub struct PartialConfig {
     pub member_batch: Option<usize>,
     pub chat_template_args: Option<toml::Table>,
     pub drift_budget: Option<DriftBudget>,
+    /// GRPO's settings, key by key (merged like `task_options`).
+    pub grpo: Option<toml::Table>,
 }
 
 impl PartialConfig {
@@ -217,10 +226,12 @@ impl PartialConfig {
     /// `self` with every field that `over` sets replaced (flags win over the file); task options
     /// are merged key by key.
     pub fn overlay(mut self, mut over: PartialConfig) -> Self {
-        if let (Some(mine), Some(theirs)) = (&self.task_options, &mut over.task_options) {
-            let mut merged = mine.clone();
-            merged.extend(std::mem::take(theirs));
-            *theirs = merged;
+        for (mine, theirs) in [(&self.task_options, &mut over.task_options), (&self.grpo, &mut over.grpo)] {
+            if let (Some(mine), Some(theirs)) = (mine, theirs) {
+                let mut merged = mine.clone();
+                merged.extend(std::mem::take(theirs));
+                *theirs = merged;
+            }
         }
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
@@ -257,7 +268,8 @@ impl PartialConfig {
             codes,
             member_batch,
             chat_template_args,
-            drift_budget
+            drift_budget,
+            grpo
         );
         self
     }
@@ -311,6 +323,13 @@ impl PartialConfig {
             member_batch: self.member_batch.unwrap_or(0),
             chat_template_args: self.chat_template_args.unwrap_or_default(),
             drift_budget: self.drift_budget,
+            grpo: match self.grpo {
+                None => GrpoParams::default(),
+                Some(t) => t.try_into().map_err(|e: toml::de::Error| Error::EsConfig {
+                    field: "grpo",
+                    problem: e.message().to_string(),
+                })?,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -337,6 +356,16 @@ impl RunConfig {
                 if self.eval_every == 0 {
                     return bad(format!("{budget}: a KL budget is measured at evaluations; `eval_every` is 0"));
                 }
+            }
+        }
+        if self.method == Method::Grpo {
+            self.grpo.check()?;
+            let bad = |field, problem: String| Err(Error::EsConfig { field, problem });
+            if self.awd != AwdKind::None {
+                return bad("awd", "AWD is an ES update; GRPO's pull toward θ0 is `kl_beta` (use `--awd none`)".into());
+            }
+            if self.perturbation != PerturbationKind::Full {
+                return bad("perturbation", "GRPO perturbs nothing; leave it at `full`".into());
             }
         }
         if self.method == Method::Qes {

@@ -29,6 +29,29 @@ pub struct IterationLine {
     pub awd_lambda: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_target: Option<f64>,
+    /// GRPO: what the step's objective and backward measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpo: Option<GrpoLine>,
+}
+
+/// A GRPO step's own figures (the rewards are the iteration line's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrpoLine {
+    /// The objective L of the first update on the batch.
+    pub loss: f64,
+    /// Mean k3 estimate of KL(π_θ‖π_ref) per completion token.
+    pub kl: f64,
+    /// Fraction of completion tokens whose ratio was clipped.
+    pub clip_fraction: f64,
+    /// ‖∇L‖₂ before clipping.
+    pub grad_norm: f64,
+    /// Completion tokens trained on; tokens through forward + backward per second (prompts
+    /// included).
+    pub completion_tokens: usize,
+    pub train_tokens_per_second: f64,
+    /// Peak resident set of the process so far (bytes), where the OS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl IterationLine {

@@ -5,6 +5,7 @@
 //! RUN/trajectory.jsonl  one line per iteration: member noise ids, rewards, coefficients
 //! RUN/metrics.jsonl     one line per iteration (reward stats, timings, drift) + eval lines
 //! RUN/checkpoints/      optional safetensors snapshots (HF tensor names)
+//! RUN/grpo_state.bin    GRPO only: θ, AdamW's moments and the step, what resume starts from
 //! RUN/.lock             held by the process writing the run (its pid inside)
 //! RUN/attribution.jsonl `evotune attribute`: one line per reverted parameter group
 //! ```
@@ -18,6 +19,7 @@ pub mod dir;
 pub mod drift_budget;
 pub mod eval_split;
 pub mod fitness;
+pub mod grpo_step;
 pub mod metrics;
 pub mod qes_step;
 pub mod replay;

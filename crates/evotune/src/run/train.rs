@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::es::{replay_onto, Anchor, Drift, EsState, StepRecord, Strategy};
+use crate::es::{drift, replay_onto, Anchor, Drift, EsState, StepRecord, Strategy};
 use crate::model::generate::GenerateStats;
 use crate::model::{self, Model, Params, Weights};
 use crate::run::comm::{self, Comm, SingleProcess};
@@ -25,7 +25,8 @@ use crate::run::dir::{self, RunDir};
 use crate::run::drift_budget::{share_lambda, BudgetRun};
 use crate::run::eval_split::evaluate_split;
 use crate::run::fitness::member_rewards;
-use crate::run::metrics::{CodesMoved, EvalLine, IterationLine, MetricsLine};
+use crate::run::grpo_step::{self, GrpoState};
+use crate::run::metrics::{CodesMoved, EvalLine, GrpoLine, IterationLine, MetricsLine};
 use crate::run::qes_step::{FileCodes, QesRun, QesState};
 use crate::tasks::{self, PriorTask, Task, TaskOptions};
 
@@ -151,6 +152,8 @@ enum Learner {
     },
     /// QES on the quantized codes ([`crate::run::qes_step`]).
     Qes(Box<QesLearner>),
+    /// GRPO by backpropagation ([`crate::run::grpo_step`]).
+    Grpo(Box<GrpoState>),
 }
 
 /// A QES run's settings and state.
@@ -164,6 +167,7 @@ impl Learner {
         match self {
             Learner::Es { state, .. } => state.iteration,
             Learner::Qes(q) => q.state.iteration,
+            Learner::Grpo(g) => g.step,
         }
     }
 
@@ -172,6 +176,7 @@ impl Learner {
         match self {
             Learner::Es { state, .. } => &state.theta,
             Learner::Qes(q) => &q.state.store,
+            Learner::Grpo(g) => &g.theta,
         }
     }
 
@@ -180,6 +185,7 @@ impl Learner {
         match self {
             Learner::Es { strategy, state, .. } => strategy.drift(&state.theta),
             Learner::Qes(q) => Ok(q.state.drift()?.0),
+            Learner::Grpo(g) => drift::drift(&g.theta, &Anchor::InMemory(g.theta0.clone()), &mut Vec::new()),
         }
     }
 
@@ -187,6 +193,7 @@ impl Learner {
         match self {
             Learner::Es { state, .. } => state.theta.checksum(),
             Learner::Qes(q) => q.state.store.checksum(),
+            Learner::Grpo(g) => g.theta.checksum(),
         }
     }
 }
@@ -242,11 +249,31 @@ impl<'c> Trainer<'c> {
                 state.replay(&run, &records, u64::MAX)?;
                 (model, tasks, Learner::Qes(Box::new(QesLearner { run, state })))
             }
+            Method::Grpo => {
+                if comm.size() > 1 {
+                    return Err(Error::EsConfig {
+                        field: "method",
+                        problem: "GRPO runs in one process, not under MPI".into(),
+                    });
+                }
+                let (mut model, theta0) = model::load(&cfg.model)?;
+                model.chat.set_args(&cfg.chat_template_args);
+                crate::model::backprop::check_supported(&model.llama)?;
+                let tasks = prepare_tasks(&cfg, &model, &theta0)?;
+                let state_path = dir.path(grpo_step::STATE_FILE);
+                let state =
+                    if state_path.exists() { GrpoState::load(&state_path, theta0)? } else { GrpoState::new(theta0) };
+                (model, tasks, Learner::Grpo(Box::new(state)))
+            }
         };
         let k0 = learner.iteration();
-        if k0 > 0 && root {
-            // Drop log lines past the replayed state (a kill between the two appends).
-            dir.drop_partial_lines(dir::TRAJECTORY, |_| true)?;
+        let grpo = matches!(learner, Learner::Grpo(_));
+        if (k0 > 0 || grpo) && root && dir.path(dir::METRICS).exists() {
+            // Drop log lines past the replayed state (a kill between the two appends; for GRPO, the
+            // steps after its last saved state, which are recomputed).
+            if !grpo {
+                dir.drop_partial_lines(dir::TRAJECTORY, |_| true)?;
+            }
             dir.drop_partial_lines(dir::METRICS, |l| {
                 serde_json::from_str::<MetricsLine>(l).map(|m| m.iteration() <= k0).unwrap_or(false)
             })?;
@@ -268,6 +295,10 @@ impl<'c> Trainer<'c> {
         }
         while self.learner.iteration() < self.cfg.iterations {
             if root_decides(self.comm, progress.stop_requested()) {
+                // GRPO: keep the steps taken (ES and QES keep them in the trajectory).
+                if let Learner::Grpo(g) = &self.learner {
+                    g.save(&self.dir.path(grpo_step::STATE_FILE))?;
+                }
                 return Err(Error::Interrupted {
                     dir: self.dir.root().to_owned(),
                     iteration: self.learner.iteration(),
@@ -293,6 +324,7 @@ impl<'c> Trainer<'c> {
         let target = self.tasks.target.as_ref();
         let items = tasks::minibatch(target.train(), target.minibatch_size(), self.tasks.opts.seed, t);
         let mut budget_line = None;
+        let mut grpo_line = None;
         let (step, rewards, eval_seconds, update_seconds, codes_stepped) = match &mut self.learner {
             Learner::Es { strategy, state, budget, member_theta } => {
                 // A drift budget's λ_t: computed on the root, used by every rank.
@@ -331,7 +363,7 @@ impl<'c> Trainer<'c> {
                 {
                     check_replicas(self.comm, state.iteration, &state.theta.tensor_checksums(), state.theta.layout())?;
                 }
-                (step, rewards, eval_seconds, update_seconds, None)
+                (Some(step), rewards, eval_seconds, update_seconds, None)
             }
             Learner::Qes(q) => {
                 let (step, stats, update_seconds) =
@@ -349,12 +381,28 @@ impl<'c> Trainer<'c> {
                 }
                 let rewards = step.rewards.clone();
                 let eval_seconds = t_start.elapsed().as_secs_f64() - update_seconds;
-                (step, rewards, eval_seconds, update_seconds, Some(stats.moved))
+                (Some(step), rewards, eval_seconds, update_seconds, Some(stats.moved))
+            }
+            Learner::Grpo(g) => {
+                let st =
+                    g.step(&self.model, &self.cfg.grpo, self.cfg.seed, target, &items, &mut GenerateStats::default())?;
+                grpo_line = Some(GrpoLine {
+                    loss: st.loss,
+                    kl: st.kl,
+                    clip_fraction: st.clip_fraction,
+                    grad_norm: st.grad_norm,
+                    completion_tokens: st.completion_tokens,
+                    train_tokens_per_second: st.trained_tokens as f64 / st.update_seconds.max(1e-9),
+                    peak_rss_bytes: crate::run::bench::peak_rss_bytes(),
+                });
+                (None, st.rewards, st.sample_seconds, st.update_seconds, None)
             }
         };
         let k = self.learner.iteration();
         if self.comm.is_root() {
-            self.dir.append_line(dir::TRAJECTORY, &step)?;
+            if let Some(step) = &step {
+                self.dir.append_line(dir::TRAJECTORY, step)?;
+            }
             let (reward_mean, reward_std, reward_min, reward_max) = IterationLine::reward_stats(&rewards);
             let line = IterationLine {
                 iteration: k,
@@ -363,7 +411,7 @@ impl<'c> Trainer<'c> {
                 reward_min,
                 reward_max,
                 // A budgeted step measured ‖θ−θ0‖ in its update pass: no second pass over θ0.
-                drift: match step.drift {
+                drift: match step.as_ref().and_then(|s| s.drift) {
                     Some(d) => d.after,
                     None => self.learner.drift()?.total,
                 },
@@ -373,6 +421,7 @@ impl<'c> Trainer<'c> {
                 codes_stepped,
                 awd_lambda: budget_line.and_then(|b| b.0),
                 drift_target: budget_line.and_then(|b| b.1),
+                grpo: grpo_line,
             };
             self.dir.append_line(dir::METRICS, &MetricsLine::Iteration(line.clone()))?;
             progress.iteration(&line);
@@ -382,9 +431,18 @@ impl<'c> Trainer<'c> {
                 let tied = self.model.config.tied_embeddings;
                 match &self.learner {
                     Learner::Es { state, .. } => model::safetensors::write(&path, &state.theta, tied)?,
+                    Learner::Grpo(g) => model::safetensors::write(&path, &g.theta, tied)?,
                     // The tuned codes decoded to f32 (the same values the forward runs on).
                     Learner::Qes(q) => model::safetensors::write(&path, &q.state.store.dequantize(), tied)?,
                 }
+            }
+        }
+        // GRPO's resume point: at every checkpoint and at the end.
+        if let Learner::Grpo(g) = &self.learner {
+            if self.comm.is_root()
+                && (is_due(self.cfg.checkpoint_every, k, self.cfg.iterations) || k == self.cfg.iterations)
+            {
+                g.save(&self.dir.path(grpo_step::STATE_FILE))?;
             }
         }
         if is_due(self.cfg.eval_every, k, self.cfg.iterations) {
@@ -414,7 +472,7 @@ impl<'c> Trainer<'c> {
                 let (drift, changed, total) = q.state.drift()?;
                 (drift, Some(CodesMoved::new(changed, total)))
             }
-            Learner::Es { .. } => (self.learner.drift()?, None),
+            Learner::Es { .. } | Learner::Grpo(_) => (self.learner.drift()?, None),
         };
         let line = EvalLine {
             iteration: self.learner.iteration(),
