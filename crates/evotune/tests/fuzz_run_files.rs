@@ -75,6 +75,15 @@ fn seed_files() -> (String, String, String) {
             codes_stepped: None,
             awd_lambda: Some(8.25),
             drift_target: Some(2.0),
+            grpo: Some(evotune::run::metrics::GrpoLine {
+                loss: 0.01,
+                kl: 0.002,
+                clip_fraction: 0.0,
+                grad_norm: 0.7,
+                completion_tokens: 300,
+                train_tokens_per_second: 90.0,
+                peak_rss_bytes: Some(3 << 30),
+            }),
         }),
     ];
     let metrics: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();

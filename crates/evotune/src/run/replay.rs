@@ -7,6 +7,7 @@ use crate::es::{replay_onto, Anchor, EsState, StepRecord, Strategy};
 use crate::model::{self, Model, Params, QuantizedParams};
 use crate::run::config::{Method, RunConfig};
 use crate::run::dir::{self, RunDir};
+use crate::run::grpo_step::{GrpoState, STATE_FILE};
 use crate::run::qes_step::{QesRun, QesState};
 
 /// A run's weights at one iteration, with the model they belong to.
@@ -30,6 +31,9 @@ pub struct RunWeights {
 pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
     let dir = RunDir::open(run)?;
     let config = dir.config()?;
+    if config.method == Method::Grpo {
+        return grpo_weights_at(&dir, config, upto);
+    }
     let records = dir.trajectory()?;
     let k = upto.unwrap_or(records.len() as u64);
     if k > records.len() as u64 {
@@ -47,6 +51,29 @@ pub fn weights_at(run: &Path, upto: Option<u64>) -> Result<RunWeights> {
     let mut state = EsState::new(theta0.clone());
     replay_onto(&strategy, &mut state, &records, k)?;
     Ok(RunWeights { config, model, theta0, theta: state.theta, iteration: k, codes: None })
+}
+
+/// [`weights_at`] of a GRPO run: θ of its state file (its last checkpoint, or the end), the only
+/// iteration a GRPO run keeps (it has no seed trajectory to replay).
+fn grpo_weights_at(dir: &RunDir, config: RunConfig, upto: Option<u64>) -> Result<RunWeights> {
+    let path = dir.path(STATE_FILE);
+    if !path.exists() {
+        return Err(Error::RunDir { path, problem: "missing: the GRPO run saved no state yet".into() });
+    }
+    let (mut model, theta0) = model::load(&config.model)?;
+    model.chat.set_args(&config.chat_template_args);
+    let state = GrpoState::load(&path, theta0.clone())?;
+    if let Some(k) = upto.filter(|&k| k != state.step) {
+        return Err(Error::RunDir {
+            path,
+            problem: format!(
+                "iteration {k} requested, but a GRPO run keeps θ only at its last saved step, {} (safetensors \
+                 snapshots of `--checkpoint-every` are under checkpoints/)",
+                state.step
+            ),
+        });
+    }
+    Ok(RunWeights { config, model, theta0, theta: state.theta, iteration: state.step, codes: None })
 }
 
 /// [`weights_at`] of a QES run: the codes replayed from the model file's own, step by step.
