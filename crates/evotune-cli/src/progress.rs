@@ -60,7 +60,8 @@ pub fn eval_summary(line: &EvalLine) -> String {
     let codes = line
         .codes_moved
         .map_or(String::new(), |c| format!(" | codes moved {} of {} ({:.4}%)", c.changed, c.total, 100.0 * c.fraction));
-    format!("eval @ {:>4}: {} | ‖θ−θ0‖ {:.4}{codes}", line.iteration, parts.join(" | "), line.drift.total)
+    let moved = line.drift.moved_fraction.map_or(String::new(), |f| format!(" (moved {:.2}%)", 100.0 * f));
+    format!("eval @ {:>4}: {} | ‖θ−θ0‖ {:.4}{moved}{codes}", line.iteration, parts.join(" | "), line.drift.total)
 }
 
 impl Progress for Terminal {

@@ -52,6 +52,7 @@ fn seed_files() -> (String, String, String) {
         outside_layers: 0.25,
         per_kind: [("q".to_string(), 1.0)].into_iter().collect(),
         per_tensor: vec![1.0, 0.5, 0.25],
+        moved_fraction: Some(0.5),
     };
     let lines = [
         MetricsLine::Eval(EvalLine {

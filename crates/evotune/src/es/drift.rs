@@ -1,4 +1,5 @@
-//! Drift ‖θ − θ0‖₂: in total, per transformer layer, per tensor kind and per tensor.
+//! Drift ‖θ − θ0‖₂: in total, per transformer layer, per tensor kind and per tensor; and the
+//! update's density, the fraction of parameters with |θ − θ0| > [`MOVED_THRESHOLD`].
 //!
 //! Squares are summed in f64 within fixed chunks of `CHUNK` elements, and the chunk sums are added
 //! in chunk order, so the figures are identical for any thread count.
@@ -14,6 +15,10 @@ use crate::model::Params;
 /// Elements per partial sum.
 const CHUNK: usize = 1 << 16;
 
+/// A parameter counts as moved when |θ − θ0| exceeds this (absolute, as the ES-vs-RL sparsity
+/// comparisons count it: well above f32 rounding of weights of size ~0.1, far below one update).
+pub const MOVED_THRESHOLD: f32 = 1e-5;
+
 /// Norms of θ − θ0 (Euclidean, not squared).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Drift {
@@ -27,6 +32,17 @@ pub struct Drift {
     pub per_kind: BTreeMap<String, f64>,
     /// Per tensor, in tensor-id order.
     pub per_tensor: Vec<f64>,
+    /// Fraction of all parameters with |θ − θ0| > [`MOVED_THRESHOLD`] (where measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_fraction: Option<f64>,
+}
+
+/// How many of `a` differ from `b` by more than [`MOVED_THRESHOLD`].
+pub fn moved_count(a: &[f32], b: &[f32]) -> u64 {
+    a.par_chunks(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .map(|(x, y)| x.iter().zip(y).filter(|(p, q)| (*p - *q).abs() > MOVED_THRESHOLD).count() as u64)
+        .sum()
 }
 
 /// Σ (a − b)² in f64, chunked as described in the module doc.
@@ -44,16 +60,20 @@ pub fn drift(theta: &Params, anchor: &Anchor, scratch: &mut Vec<f32>) -> Result<
     anchor.check_layout(theta.layout())?;
     let layout = theta.layout();
     let mut per_tensor = Vec::with_capacity(layout.len());
+    let mut moved = 0u64;
     for (id, info) in layout.tensors().iter().enumerate() {
         // Row pieces of at most `PIECE` elements: a source needs that much scratch, not a tensor.
         let mut sq = 0.0f64;
         for r in pieces(&info.shape, info.len) {
             let t0 = anchor.range(id, info.len, r.clone(), scratch)?;
-            sq += squared_distance(&theta.tensor(id)[r], t0);
+            sq += squared_distance(&theta.tensor(id)[r.clone()], t0);
+            moved += moved_count(&theta.tensor(id)[r], t0);
         }
         per_tensor.push(sq);
     }
-    Ok(from_squares(layout, per_tensor))
+    let mut d = from_squares(layout, per_tensor);
+    d.moved_fraction = Some(moved as f64 / layout.total().max(1) as f64);
+    Ok(d)
 }
 
 /// The norms from Σ (θ − θ0)² of each tensor (tensor-id order), summed per layer and kind.
@@ -77,6 +97,7 @@ pub fn from_squares(layout: &crate::model::Layout, per_tensor: Vec<f64>) -> Drif
         outside_layers: outside.sqrt(),
         per_kind: per_kind.into_iter().map(|(k, v)| (k, v.sqrt())).collect(),
         per_tensor: per_tensor.into_iter().map(f64::sqrt).collect(),
+        moved_fraction: None,
     }
 }
 
@@ -104,6 +125,7 @@ mod tests {
         assert_eq!(d.per_kind["q"], 3.0);
         assert_eq!(d.per_kind["embedding"], 5.0);
         assert_eq!(d.total, 59f64.sqrt());
+        assert_eq!(d.moved_fraction, Some(6.0 / 8.0));
         // The same through a source anchor.
         let src = Anchor::Source(Arc::new(Params::zeros(theta.layout().clone())));
         assert_eq!(drift(&theta, &src, &mut Vec::new()).unwrap(), d);
