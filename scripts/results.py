@@ -12,6 +12,8 @@ Parts (issue #7):
      rank on `arith`, without feedback, with 8-bit codes, and an α sweep on one seed;
   7. drift budget (issue #20): `--drift-budget kl=B` for two budgets against fixed AWD-l2 λ on
      `arith`, final KL and target gain.
+  9. GRPO (issue #21): GRPO by backpropagation next to part 6's ES and part 7's ES + AWD-l2 runs on
+     `arith`, matched by wall-clock and by target gain: accuracy, KL, ‖θ−θ0‖, update density, priors.
 
 Every run is an `evotune train` run directory under --runs; an existing directory is resumed, not
 redone, so an interrupted invocation continues where it stopped and the page can be regenerated
@@ -29,6 +31,7 @@ Usage:
   python3 scripts/results.py --parts 1,4            # a subset (the page keeps only those parts)
   python3 scripts/results.py --parts 6              # part 6 alone: its section replaces the page's own
   python3 scripts/results.py --parts 7              # part 7 alone, likewise
+  python3 scripts/results.py --parts 9              # part 9 alone, likewise
 """
 
 import argparse
@@ -44,8 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from results_page import (P6_HEADING, P7_HEADING, awd_label, check_page, last_iteration, page, part6, part7,
-                          provenance, sections, splice_section)
+from results_page import (P6_HEADING, P7_HEADING, P9_HEADING, awd_label, check_page, last_iteration, metrics,
+                          page, part6, part7, part9, provenance, sections, splice_section)
 from results_theory import gguf_parameter_count, predicted_drift
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +97,11 @@ class Scale:
     p7_seeds: list = field(default_factory=lambda: [1, 2, 3])
     p7_budgets: list = field(default_factory=lambda: [0.02, 0.05])
     p7_l2: list = field(default_factory=lambda: [10.0, 30.0, 100.0])
+    # part 9 (GRPO): its steps and evaluations; ES and ES + AWD-l2 are part 6's and part 7's runs
+    p9_iterations: int = 12
+    p9_eval_every: int = 3
+    p9_seeds: list = field(default_factory=lambda: [1, 2, 3])
+    p9_awd_lambda: float = 22.0
     estimate: str = ""
 
     def p2_configs(self):
@@ -200,6 +208,10 @@ SCALES = {
         p7_seeds=[1],
         p7_budgets=[0.05],
         p7_l2=[10.0],
+        p9_iterations=2,
+        p9_eval_every=1,
+        p9_seeds=[1],
+        p9_awd_lambda=10.0,
         estimate="a few minutes (CI)",
     ),
 }
@@ -313,7 +325,7 @@ class Runner:
         """Runs the planned jobs `jobs` at a time, each with `threads` threads (the arith runs of part 2
         first, seed by seed, then part 4, then part 1: the most wanted results finish first). Stops
         with the failures listed after every job has ended."""
-        rank = {"p2": 0, "p6": 1, "p7": 1, "p4": 2, "p1": 3}
+        rank = {"p2": 0, "p6": 1, "p7": 1, "p9": 1, "p4": 2, "p1": 3}
 
         def key(entry):
             i, job = entry
@@ -507,10 +519,51 @@ def run_p7(sc, runner):
     return runs
 
 
+def p9_configs(sc):
+    """Part 9's methods: (key, label, run name of a seed, options besides task_args, iterations, eval_every).
+    ES and ES + AWD-l2 are the runs of parts 6 and 7 (brought to their length, or found finished)."""
+    es = ["--sigma", repr(sc.sigma), "--alpha", repr(sc.alpha)]
+    lam = sc.p9_awd_lambda
+    return [
+        ("es", f"ES (N={sc.p2_population}, σ={sc.sigma:g}, α={sc.alpha:g})", "p6/es-s{}", es,
+         sc.p6_iterations, sc.p6_eval_every),
+        ("awd", f"ES + AWD-l2 λ={lam:g}", f"p7/l2-lambda{lam:g}-s{{}}", es + awd_args("l2", lam),
+         sc.p7_iterations, sc.p7_eval_every),
+        ("grpo", "GRPO (G=4, T=0.7, lr 1e-5, β=0.04; the defaults)", "p9/grpo-s{}", ["--method", "grpo"],
+         sc.p9_iterations, sc.p9_eval_every),
+    ]
+
+
+def run_p9(sc, runner):
+    """Part 9: GRPO and its ES references for each seed; {(key, seed): run dir}."""
+    runs = {}
+    for key, _, name, extra, iterations, eval_every in p9_configs(sc):
+        for seed in sc.p9_seeds:
+            out = runner.train(name.format(seed), task_args(sc, seed) + extra, iterations, eval_every)
+            if out:
+                runs[(key, seed)] = out
+    return runs
+
+
+def update_density(evotune, run):
+    """Fraction of parameters with |θ_T − θ0| > 1e-5 of a run: from its last eval line, or (runs
+    logged before eval lines carried it) by `evotune replay`, which prints it."""
+    _, evs = metrics(run)
+    if evs and evs[-1]["drift"].get("moved_fraction") is not None:
+        return evs[-1]["drift"]["moved_fraction"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([evotune, "replay", str(run), "--out", os.path.join(tmp, "theta.safetensors")],
+                             capture_output=True, text=True)
+    found = re.search(r"moved ([0-9.]+)%", out.stdout)
+    if out.returncode != 0 or not found:
+        sys.exit(f"evotune replay {run} failed:\n{out.stdout}{out.stderr}")
+    return float(found.group(1)) / 100.0
+
+
 def train_parts(sc, parts, runner):
     """Trains (or plans) the runs of `parts`, part by part; returns part 1's runs, part 2's runs, part
-    4's entries, part 6's runs, part 7's runs (each None where not needed) and (part, seconds) timings."""
-    p1 = p2runs = p4 = p6 = p7 = None
+    4's entries, part 6's, 7's and 9's runs (each None where not needed) and (part, seconds) timings."""
+    p1 = p2runs = p4 = p6 = p7 = p9 = None
     timings = []
     if 1 in parts:
         t0 = time.time()
@@ -536,7 +589,12 @@ def train_parts(sc, parts, runner):
         log(f"part 7: drift budgets against fixed λ, {len(p7_configs(sc)) * len(sc.p7_seeds)} arith runs")
         p7 = run_p7(sc, runner)
         timings.append(("7 drift budget", time.time() - t0))
-    return p1, p2runs, p4, p6, p7, timings
+    if 9 in parts:
+        t0 = time.time()
+        log(f"part 9: GRPO against ES and ES + AWD-l2, {len(sc.p9_seeds)} seeds")
+        p9 = run_p9(sc, runner)
+        timings.append(("9 GRPO", time.time() - t0))
+    return p1, p2runs, p4, p6, p7, p9, timings
 
 
 def drift_references(sc, runs, d):
@@ -574,8 +632,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="full")
     ap.add_argument("--quick", action="store_true", help="--scale quick, output in a temp dir unless --out is given")
-    ap.add_argument("--parts", default="1,2,3,4,6,7",
-                    help="comma-separated subset of 1,2,3,4,6,7 (3 needs 2's runs; 4 uses them; 6 or 7 alone "
+    ap.add_argument("--parts", default="1,2,3,4,6,7,9",
+                    help="comma-separated subset of 1,2,3,4,6,7,9 (3 needs 2's runs; 4 uses them; 6, 7 or 9 alone "
                     "replaces its section of the existing page)")
     ap.add_argument("--evotune", default=str(REPO / "target" / "release" / "evotune"))
     ap.add_argument("--out", help="where results.md and results/ go (default: docs/)")
@@ -614,15 +672,18 @@ def main():
         train_parts(sc, parts, planner)
         cores = os.cpu_count() or 1
         planner.run_plan(a.jobs, a.threads or max(1, cores // a.jobs))
-    p1runs, p2runs, p4, p6runs, p7runs, timings = train_parts(sc, parts, runner)
+    p1runs, p2runs, p4, p6runs, p7runs, p9runs, timings = train_parts(sc, parts, runner)
+    density = {k: update_density(a.evotune, r) for k, r in (p9runs or {}).items()}
     draw_plots(sc, parts, runner, docs, d, p1runs, p2runs)
     path = docs_root / "results.md"
-    if parts in ({6}, {7}) and path.exists():
-        # Part 6 or 7 alone: its section, with its own provenance, replaces the page's (or is appended).
+    if parts in ({6}, {7}, {9}) and path.exists():
+        # Part 6, 7 or 9 alone: its section, with its own provenance, replaces the page's (or is appended).
         cmdline = "python3 scripts/results.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
         prov = provenance(cmdline, version, REPO, runner)
         if parts == {6}:
             heading, section = P6_HEADING, part6(sc, p6runs, p6_configs(sc), p6_sweep(sc), provenance=prov)
+        elif parts == {9}:
+            heading, section = P9_HEADING, part9(sc, p9runs, p9_configs(sc), density, provenance=prov)
         else:
             heading, section = P7_HEADING, part7(sc, p7runs, p7_configs(sc), provenance=prov)
         text = splice_section(path.read_text(), heading, section)
@@ -630,7 +691,7 @@ def main():
         log(f"replaced part {min(parts)} of {path} ({check_page(text)} numeric cells) in {time.time() - started:.0f} s")
         return
     body = sections(sc, parts, d, p1runs, p2runs, p4, REPO, p6runs, p6_configs(sc), p6_sweep(sc),
-                    p7runs, p7_configs(sc))
+                    p7runs, p7_configs(sc), p9runs, p9_configs(sc), density)
     text = page(
         sc, body,
         cmdline="python3 scripts/results.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),

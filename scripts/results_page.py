@@ -611,6 +611,117 @@ def part7(sc, runs, configs, provenance=""):
     return "\n".join(lines)
 
 
+P9_HEADING = "## 9. GRPO"
+
+
+def cum_seconds(its, k):
+    """Training seconds (iteration lines only) up to iteration k."""
+    return sum(m["seconds"] for m in its if m["iteration"] <= k)
+
+
+def prior_delta(ev0, ev):
+    """Mean change of the multiple-choice priors' accuracy from ev0 to ev (the KL probe excluded)."""
+    deltas = [prior_score(ev, p["task"]) - p["accuracy"] for p in ev0["priors"]
+              if not p["task"].startswith("kl") and p["accuracy"] is not None and prior_score(ev, p["task"]) is not None]
+    return statistics.mean(deltas) if deltas else float("nan")
+
+
+def point(its, evs, ev):
+    """(step, train s, gain, KL, ‖θ−θ0‖, Δ priors) of one evaluation of a run."""
+    return (ev["iteration"], cum_seconds(its, ev["iteration"]), ev["target"]["accuracy"] - evs[0]["target"]["accuracy"],
+            prior_score(ev, "kl"), ev["drift"]["total"], prior_delta(evs[0], ev))
+
+
+def part9(sc, runs, configs, density, provenance=""):
+    """Section 9 from part 9's runs {(key, seed): run dir} (`configs`: (key, label, …)) and each run's
+    update density {(key, seed): fraction}: the end of every run, then the methods matched by
+    wall-clock (the ES run's training seconds) and by target gain (ES's best evaluated gain)."""
+    lines = [f"{P9_HEADING} by backpropagation next to ES (issue #21)\n"]
+    if provenance:
+        lines.append(provenance)
+    have = [c for c in configs if any((c[0], s) in runs for s in sc.p9_seeds)]
+    if not have or "grpo" not in [c[0] for c in have]:
+        return "\n".join(lines) + "\nNot run.\n"
+    lines.append(
+        f"`arith` as in parts 6 and 7 ({sc.train_size} training prompts per step, {sc.test_size} test items, the same "
+        f"priors; the page head gives each run's command and threads). ES and ES + AWD-l2 are part 6's and part 7's runs ({sc.p6_iterations} "
+        f"iterations of N = {sc.p2_population}); GRPO samples G = 4 completions of each of the step's prompts "
+        f"(temperature 0.7), trains on them by backpropagation with AdamW and a k3 KL penalty to θ0, "
+        f"{sc.p9_iterations} steps, evaluated every {sc.p9_eval_every} (crates/evotune/src/rl, "
+        f"crates/evotune/src/model/backprop). Gain = test accuracy − its value at 0; Δ priors = mean change of the "
+        f"four multiple-choice priors' accuracy; KL = the KL probe's mean per-token KL(base‖θ); moved = fraction of "
+        f"the {134515008:,} parameters with |θ − θ0| > 1e-5. Cells are mean ± sample sd over the seeds listed.\n")
+    label = {c[0]: c[1] for c in configs}
+    seeds = {key: [s for s in sc.p9_seeds if (key, s) in runs] for key, *_ in have}
+    data = {k: metrics(r) for k, r in runs.items()}
+
+    rows = []
+    for key, *_ in have:
+        cols = [[] for _ in range(9)]
+        for s in seeds[key]:
+            its, evs = data[(key, s)]
+            step, secs, gain, kl, drift, dprior = point(its, evs, evs[-1])
+            for c, v in zip(cols, [secs, secs / max(1, len(its)), evs[0]["target"]["accuracy"],
+                                   evs[-1]["target"]["accuracy"], gain, kl, drift, density.get((key, s)), dprior]):
+                c.append(v)
+        rows.append([label[key], ", ".join(map(str, seeds[key])), str(len(data[(key, seeds[key][0])][0])),
+                     mean_spread(cols[0], 0), mean_spread(cols[1], 1), mean_spread(cols[2]), mean_spread(cols[3]),
+                     mean_spread(cols[4]), mean_spread(cols[5], 4), mean_spread(cols[6], 3), mean_spread(cols[7], 4),
+                     mean_spread(cols[8])])
+    lines.append("At the end of each run:\n")
+    lines.append(table(["method", "seeds", "steps", "train s", "s / step", "test acc. @0", "@T", "gain", "KL",
+                        "‖θ−θ0‖", "moved", "Δ priors"], rows))
+
+    def matched(pick):
+        rows = []
+        for key, *_ in have:
+            cols = [[] for _ in range(6)]
+            marks = 0
+            for s in seeds[key]:
+                if ("es", s) not in data:
+                    continue
+                ev, mark = pick(key, s)
+                its, evs = data[(key, s)]
+                for c, v in zip(cols, point(its, evs, ev)):
+                    c.append(v)
+                marks += mark
+            if cols[0]:
+                rows.append([label[key] + (" †" * (marks > 0)), mean_spread(cols[0], 1), mean_spread(cols[1], 0),
+                             mean_spread(cols[2]), mean_spread(cols[3], 4), mean_spread(cols[4], 3),
+                             mean_spread(cols[5])])
+        return table(["method", "at step", "train s", "gain", "KL", "‖θ−θ0‖", "Δ priors"], rows)
+
+    def by_time(key, s):
+        """The last evaluation within the ES run's training seconds (the first one after 0 if none is)."""
+        es_its, _ = data[("es", s)]
+        budget = cum_seconds(es_its, es_its[-1]["iteration"])
+        its, evs = data[(key, s)]
+        within = [e for e in evs if cum_seconds(its, e["iteration"]) <= budget * 1.05]
+        return (within[-1] if len(within) > 1 else evs[min(1, len(evs) - 1)]), False
+
+    def by_gain(key, s):
+        """The first evaluation reaching ES's best evaluated gain (else the best one, marked †)."""
+        _, es_evs = data[("es", s)]
+        target = max(e["target"]["accuracy"] - es_evs[0]["target"]["accuracy"] for e in es_evs[1:])
+        its, evs = data[(key, s)]
+        for e in evs[1:]:
+            if e["target"]["accuracy"] - evs[0]["target"]["accuracy"] >= target - 1e-9:
+                return e, False
+        return max(evs[1:], key=lambda e: e["target"]["accuracy"]), True
+
+    lines.append("\nMatched by wall-clock: each run at its last evaluation within the ES run's training time "
+                 "(the sum of its iteration seconds; same seed, 5% slack):\n")
+    lines.append(matched(by_time))
+    lines.append("\nMatched by target gain: each run at its first evaluation whose gain reaches the best gain "
+                 "ES evaluated (same seed); † where a run never reached it in some seed (its best evaluation is "
+                 "used there):\n")
+    lines.append(matched(by_gain))
+    notes = Path(__file__).resolve().parent.parent / "docs" / "results_grpo.md"
+    if sc.name != "quick" and notes.exists():
+        lines.append("\n" + notes.read_text())
+    return "\n".join(lines)
+
+
 def provenance(cmdline, version, repo, runner):
     """How part 6 was made when its section is spliced into an existing page: command, version,
     machine, date, and its runs' commands."""
@@ -636,11 +747,12 @@ def splice_section(text, heading, section):
     return text[:at] + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
 
 
-def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_sweep=(), p7=None, p7_configs=()):
+def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_sweep=(), p7=None, p7_configs=(),
+             p9=None, p9_configs=(), density=None):
     """The page's sections after its head: those of `parts`, the findings, (except at the quick
-    scale) docs/results_discussion.md of `repo`, parts 6 and 7, and (except at the quick scale)
-    docs/results_attribution.md, section 8, written by hand from `evotune attribute` runs. Run
-    arguments as for [`findings`]."""
+    scale) docs/results_discussion.md of `repo`, parts 6 and 7, (except at the quick scale)
+    docs/results_attribution.md, section 8, written by hand from `evotune attribute` runs, and part 9
+    (`density`: each part 9 run's update density). Run arguments as for [`findings`]."""
     out = []
     if 1 in parts:
         out.append(part1(sc, p1runs, d))
@@ -661,6 +773,8 @@ def sections(sc, parts, d, p1runs, p2runs, p4, repo, p6=None, p6_configs=(), p6_
     attribution = Path(repo) / "docs" / "results_attribution.md"
     if sc.name != "quick" and attribution.exists():
         out.append(attribution.read_text())
+    if 9 in parts:
+        out.append(part9(sc, p9, p9_configs, density or {}))
     return out
 
 
