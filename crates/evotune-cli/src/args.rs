@@ -496,6 +496,29 @@ pub enum BenchWhich {
         #[arg(long, default_value = "stored")]
         residual: evotune::es::qes::ResidualKind,
     },
+    /// Seconds per GRPO step on the reference workload (16 arith prompts × G completions, ≤ 16 new
+    /// tokens): sampling, forwards, backwards and AdamW, FLOPs and their fraction of the FMA peak,
+    /// peak memory.
+    Grpo {
+        #[arg(long, default_value = "smollm2-135m")]
+        model: String,
+        #[arg(long, default_value_t = 16)]
+        prompts: usize,
+        #[arg(long, default_value_t = 4)]
+        group: usize,
+        /// Sequences per forward/backward pass.
+        #[arg(long, default_value_t = 8)]
+        micro_batch: usize,
+        /// Timed steps (after one warm-up step).
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print one JSON object on stdout (the text goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
     Es {
         #[arg(long, default_value_t = 134_515_008)]

@@ -1,4 +1,4 @@
-//! `evotune bench generate|es|es-iteration`: benchmarks that print figures (never pass/fail).
+//! `evotune bench generate|es|es-iteration|grpo`: benchmarks that print figures (never pass/fail).
 
 use std::process::Command;
 
@@ -19,6 +19,18 @@ const TORCH_SCRIPT: &str = include_str!("../../../../scripts/torch_es_iteration.
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
         BenchWhich::Generate { model, json, weights } => bench_generate(&model, weights, Text { json })?,
+        BenchWhich::Grpo { model, prompts, group, micro_batch, steps, threads, json } => {
+            let text = Text { json };
+            let (m, theta) = evotune::model::load(&model).with_context(|| format!("loading model {model}"))?;
+            let p = evotune::rl::GrpoParams { group, micro_batch, ..Default::default() };
+            p.check()?;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            let r = pool.install(|| evotune::run::bench_grpo::bench_grpo_step(&m, theta, &p, prompts, steps))?;
+            text.line(format_args!("{r}"));
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
         BenchWhich::EsIteration {
             model,
             perturbation,

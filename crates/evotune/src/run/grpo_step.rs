@@ -59,6 +59,13 @@ pub struct GrpoStepStats {
     pub trained_tokens: usize,
     pub sample_seconds: f64,
     pub update_seconds: f64,
+    /// The update's parts: forwards with a tape, reference forwards, backwards, AdamW.
+    pub forward_seconds: f64,
+    pub reference_seconds: f64,
+    pub backward_seconds: f64,
+    pub optimizer_seconds: f64,
+    /// FLOPs of the forwards, reference forwards and backwards ([`backprop::forward_flops`]).
+    pub train_flops: f64,
 }
 
 impl GrpoState {
@@ -133,13 +140,20 @@ impl GrpoState {
                 let batch: Vec<TrainSeq> =
                     chunk.iter().map(|(t, from, _)| TrainSeq { tokens: t, scored_from: *from }).collect();
                 let temp = p.temperature as f64;
+                let fwd_flops = backprop::forward_flops(&model.llama, &batch);
+                let tf = Instant::now();
                 let (logp, tape) = backprop::forward(&model.llama, &layout, self.theta.data(), &batch, temp, true)?;
+                stats.forward_seconds += tf.elapsed().as_secs_f64();
+                stats.train_flops += 3.0 * fwd_flops;
                 stats.trained_tokens += batch.iter().map(|s| s.tokens.len()).sum::<usize>();
                 let per_seq = split_by(&logp, &batch);
                 if update == 0 {
                     old.extend(per_seq.iter().map(|x| x.to_vec()));
                     if p.kl_beta > 0.0 {
+                        let tr = Instant::now();
                         let (r, _) = backprop::forward(&model.llama, &layout, self.theta0.data(), &batch, temp, false)?;
+                        stats.reference_seconds += tr.elapsed().as_secs_f64();
+                        stats.train_flops += fwd_flops;
                         reference.extend(split_by(&r, &batch).iter().map(|x| x.to_vec()));
                     }
                 }
@@ -162,12 +176,16 @@ impl GrpoState {
                         problem: "a token's log-probability or its gradient coefficient is not finite".into(),
                     });
                 }
+                let tb = Instant::now();
                 backprop::backward(&model.llama, &layout, self.theta.data(), tape.expect("kept"), &coef, &mut grad);
+                stats.backward_seconds += tb.elapsed().as_secs_f64();
             }
             if update == 0 {
                 stats.loss = loss;
             }
+            let ta = Instant::now();
             stats.grad_norm = self.adam.step(self.theta.data_mut(), &mut grad, &p.adamw());
+            stats.optimizer_seconds += ta.elapsed().as_secs_f64();
             if !stats.grad_norm.is_finite() {
                 return Err(Error::BadStep { iteration: self.step + 1, problem: "the gradient is not finite".into() });
             }

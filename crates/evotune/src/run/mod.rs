@@ -12,6 +12,7 @@
 
 pub mod attribution;
 pub mod bench;
+pub mod bench_grpo;
 pub mod bench_qes;
 pub mod comm;
 pub mod config;

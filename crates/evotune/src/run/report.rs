@@ -55,8 +55,14 @@ impl RunSeries {
             Some(b) => format!("AWD-{:?}, budget {b}", cfg.awd).to_lowercase(),
             None => awd,
         };
-        let method = if cfg.method == crate::run::config::Method::Qes { "QES, " } else { "" };
-        let label = format!("{name} ({method}{awd})");
+        let label = match cfg.method {
+            crate::run::config::Method::Es => format!("{name} ({awd})"),
+            crate::run::config::Method::Qes => format!("{name} (QES, {awd})"),
+            crate::run::config::Method::Grpo => {
+                let g = &cfg.grpo;
+                format!("{name} (GRPO, G={} lr={} β={})", g.group, g.lr, g.kl_beta)
+            }
+        };
         let mut s = RunSeries { label, target_task: cfg.task.clone(), budget: cfg.drift_budget, ..Default::default() };
         let attribution = run.join(ATTRIBUTION);
         if attribution.exists() {

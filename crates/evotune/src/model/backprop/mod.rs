@@ -12,7 +12,7 @@ pub mod layers;
 pub mod pass;
 pub mod real;
 
-pub use pass::{backward, check_supported, forward, Tape, TrainSeq};
+pub use pass::{backward, check_supported, forward, forward_flops, Tape, TrainSeq};
 pub use real::Real;
 
 #[cfg(test)]

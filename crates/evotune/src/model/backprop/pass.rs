@@ -217,6 +217,27 @@ pub fn forward<R: Real>(
     Ok((logp, tape))
 }
 
+/// FLOPs (2 per multiply-add) of one [`forward`] over `seqs`: the matrices of every block on every
+/// token, the attention's scores and weighted sums over the attended positions, and the head on the
+/// scored rows. The backward does twice the forward's multiply-adds (dx and dW of each product).
+pub fn forward_flops(llama: &Llama, seqs: &[TrainSeq<'_>]) -> f64 {
+    let c = &llama.config;
+    let (d, qd, kvd, f, v) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim, c.ffn, c.vocab);
+    let per_token = (d * (qd + 2 * kvd) + qd * d + 3 * d * f) as f64;
+    let mut macs = 0.0;
+    for s in seqs {
+        let n = s.tokens.len();
+        macs += c.layers as f64 * per_token * n as f64;
+        for l in 0..c.layers {
+            let w = attn_shape(llama, l).window;
+            let attended: usize = (1..=n).map(|t| t.min(w)).sum();
+            macs += (2 * qd * attended) as f64; // q·k and p·v per head and position
+        }
+        macs += (d * v * (n - s.scored_from)) as f64;
+    }
+    2.0 * macs
+}
+
 fn attn_shape(llama: &Llama, l: usize) -> AttnShape {
     let c = &llama.config;
     let window = if c.is_sliding_layer(l) { c.sliding_window.unwrap_or(usize::MAX) } else { usize::MAX };

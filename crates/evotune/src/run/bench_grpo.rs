@@ -1,0 +1,138 @@
+//! `evotune bench grpo`: seconds per GRPO step on the reference workload (16 `arith` prompts, G
+//! completions each, ≤ 16 new tokens), split into sampling, forwards, backwards and AdamW, with the
+//! FLOPs of the training passes, the rate they ran at against the FMA peak, and the peak memory.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::kernels::machine::Machine;
+use crate::kernels::probe;
+use crate::model::generate::GenerateStats;
+use crate::model::{Model, Params};
+use crate::rl::GrpoParams;
+use crate::run::bench::{peak_rss_bytes, reference_items};
+use crate::run::grpo_step::{GrpoState, GrpoStepStats};
+
+/// One measured configuration (one JSON line with `--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct GrpoBench {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub method: &'static str,
+    pub prompts: usize,
+    pub group: usize,
+    pub micro_batch: usize,
+    /// Timed steps (after one warm-up step), and the means over them.
+    pub steps: usize,
+    pub s_per_step: f64,
+    pub sample_seconds: f64,
+    pub forward_seconds: f64,
+    pub reference_seconds: f64,
+    pub backward_seconds: f64,
+    pub optimizer_seconds: f64,
+    /// Tokens through the training passes per step (prompts included) and completion tokens.
+    pub train_tokens: f64,
+    pub completion_tokens: f64,
+    pub train_tokens_per_second: f64,
+    /// FLOPs of a step's forwards, reference forward and backward, and their rate.
+    pub train_flops: f64,
+    pub train_gflops_per_second: f64,
+    /// Register-only FMA peak of the pool (GFLOP/s) and the training passes' fraction of it.
+    pub fma_peak_gflops: Option<f64>,
+    pub fraction_of_peak: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Runs `steps` + 1 GRPO steps from θ (the first is a warm-up) on the reference workload with
+/// `p`'s settings; call it inside the rayon pool to measure.
+pub fn bench_grpo_step(
+    model: &Model,
+    theta: Params,
+    p: &GrpoParams,
+    prompts: usize,
+    steps: usize,
+) -> Result<GrpoBench> {
+    let (task, items) = reference_items(prompts, 16)?;
+    let refs: Vec<&crate::tasks::Item> = items.iter().collect();
+    let mut state = GrpoState::new(theta);
+    let mut total = GrpoStepStats::default();
+    let mut seconds = 0.0;
+    for k in 0..=steps {
+        let t = std::time::Instant::now();
+        let s = state.step(model, p, 1, task.as_ref(), &refs, &mut GenerateStats::default())?;
+        if k == 0 {
+            continue;
+        }
+        seconds += t.elapsed().as_secs_f64();
+        total.sample_seconds += s.sample_seconds;
+        total.forward_seconds += s.forward_seconds;
+        total.reference_seconds += s.reference_seconds;
+        total.backward_seconds += s.backward_seconds;
+        total.optimizer_seconds += s.optimizer_seconds;
+        total.trained_tokens += s.trained_tokens;
+        total.completion_tokens += s.completion_tokens;
+        total.train_flops += s.train_flops;
+    }
+    let n = steps.max(1) as f64;
+    let passes = total.forward_seconds + total.reference_seconds + total.backward_seconds;
+    let gflops = total.train_flops / passes.max(1e-9) / 1e9;
+    let peak = probe::fma_peak(3);
+    Ok(GrpoBench {
+        machine: Machine::current(),
+        method: "grpo",
+        prompts,
+        group: p.group,
+        micro_batch: p.micro_batch,
+        steps,
+        s_per_step: seconds / n,
+        sample_seconds: total.sample_seconds / n,
+        forward_seconds: total.forward_seconds / n,
+        reference_seconds: total.reference_seconds / n,
+        backward_seconds: total.backward_seconds / n,
+        optimizer_seconds: total.optimizer_seconds / n,
+        train_tokens: total.trained_tokens as f64 / n,
+        completion_tokens: total.completion_tokens as f64 / n,
+        train_tokens_per_second: total.trained_tokens as f64 / passes.max(1e-9),
+        train_flops: total.train_flops / n,
+        train_gflops_per_second: gflops,
+        fma_peak_gflops: peak,
+        fraction_of_peak: peak.map(|pk| gflops / pk),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+impl fmt::Display for GrpoBench {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.machine)?;
+        writeln!(
+            f,
+            "GRPO step ({} prompts × G = {}, micro-batch {}): {:.2} s/step (mean of {})",
+            self.prompts, self.group, self.micro_batch, self.s_per_step, self.steps
+        )?;
+        writeln!(
+            f,
+            "  sampling {:.2} s · forward with tape {:.2} s · reference forward {:.2} s · backward {:.2} s · AdamW {:.2} s",
+            self.sample_seconds, self.forward_seconds, self.reference_seconds, self.backward_seconds, self.optimizer_seconds
+        )?;
+        writeln!(
+            f,
+            "  {:.0} tokens through the training passes ({:.0} completion tokens): {:.1} tok/s",
+            self.train_tokens, self.completion_tokens, self.train_tokens_per_second
+        )?;
+        write!(
+            f,
+            "  {:.1} GFLOP per step in the passes: {:.1} GFLOP/s",
+            self.train_flops / 1e9,
+            self.train_gflops_per_second
+        )?;
+        if let (Some(pk), Some(fr)) = (self.fma_peak_gflops, self.fraction_of_peak) {
+            write!(f, " = {:.0}% of the FMA peak ({pk:.1} GFLOP/s)", 100.0 * fr)?;
+        }
+        if let Some(b) = self.peak_rss_bytes {
+            write!(f, "\n  peak RSS {:.0} MB", b as f64 / 1e6)?;
+        }
+        Ok(())
+    }
+}
