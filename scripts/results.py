@@ -102,6 +102,7 @@ class Scale:
     p9_eval_every: int = 3
     p9_seeds: list = field(default_factory=lambda: [1, 2, 3])
     p9_awd_lambda: float = 22.0
+    p9_lrs: list = field(default_factory=lambda: [(3e-6, [1, 2, 3])])  # (lr, seeds) of extra GRPO runs
     estimate: str = ""
 
     def p2_configs(self):
@@ -212,6 +213,7 @@ SCALES = {
         p9_eval_every=1,
         p9_seeds=[1],
         p9_awd_lambda=10.0,
+        p9_lrs=[],
         estimate="a few minutes (CI)",
     ),
 }
@@ -520,25 +522,30 @@ def run_p7(sc, runner):
 
 
 def p9_configs(sc):
-    """Part 9's methods: (key, label, run name of a seed, options besides task_args, iterations, eval_every).
-    ES and ES + AWD-l2 are the runs of parts 6 and 7 (brought to their length, or found finished)."""
+    """Part 9's methods: (key, label, run name of a seed, options besides task_args, iterations, eval_every,
+    seeds). ES and ES + AWD-l2 are the runs of parts 6 and 7 (brought to their length, or found finished)."""
     es = ["--sigma", repr(sc.sigma), "--alpha", repr(sc.alpha)]
     lam = sc.p9_awd_lambda
-    return [
+    grpo = ["--method", "grpo"]
+    out = [
         ("es", f"ES (N={sc.p2_population}, σ={sc.sigma:g}, α={sc.alpha:g})", "p6/es-s{}", es,
-         sc.p6_iterations, sc.p6_eval_every),
+         sc.p6_iterations, sc.p6_eval_every, sc.p9_seeds),
         ("awd", f"ES + AWD-l2 λ={lam:g}", f"p7/l2-lambda{lam:g}-s{{}}", es + awd_args("l2", lam),
-         sc.p7_iterations, sc.p7_eval_every),
-        ("grpo", "GRPO (G=4, T=0.7, lr 1e-5, β=0.04; the defaults)", "p9/grpo-s{}", ["--method", "grpo"],
-         sc.p9_iterations, sc.p9_eval_every),
+         sc.p7_iterations, sc.p7_eval_every, sc.p9_seeds),
+        ("grpo", "GRPO (G=4, T=0.7, lr 1e-5, β=0.04: the defaults)", "p9/grpo-s{}", grpo,
+         sc.p9_iterations, sc.p9_eval_every, sc.p9_seeds),
     ]
+    for lr, seeds in sc.p9_lrs:
+        out.append((f"grpo-lr{lr:g}", f"GRPO, lr {lr:g}", f"p9/grpo-lr{lr:g}-s{{}}", grpo + ["--lr", repr(lr)],
+                    sc.p9_iterations, sc.p9_eval_every, seeds))
+    return out
 
 
 def run_p9(sc, runner):
     """Part 9: GRPO and its ES references for each seed; {(key, seed): run dir}."""
     runs = {}
-    for key, _, name, extra, iterations, eval_every in p9_configs(sc):
-        for seed in sc.p9_seeds:
+    for key, _, name, extra, iterations, eval_every, seeds in p9_configs(sc):
+        for seed in seeds:
             out = runner.train(name.format(seed), task_args(sc, seed) + extra, iterations, eval_every)
             if out:
                 runs[(key, seed)] = out

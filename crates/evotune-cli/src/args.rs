@@ -518,6 +518,10 @@ pub enum BenchWhich {
         /// Print one JSON object on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Also time our backward against candle's autograd on the same model and rows (speed,
+        /// memory, and the gradients' agreement; a build with --features bench).
+        #[arg(long)]
+        vs_candle: bool,
     },
     /// Noise throughput and the time of one update at d = 135M, N = 30.
     Es {

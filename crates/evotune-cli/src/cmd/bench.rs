@@ -19,7 +19,7 @@ const TORCH_SCRIPT: &str = include_str!("../../../../scripts/torch_es_iteration.
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.which {
         BenchWhich::Generate { model, json, weights } => bench_generate(&model, weights, Text { json })?,
-        BenchWhich::Grpo { model, prompts, group, micro_batch, steps, threads, json } => {
+        BenchWhich::Grpo { model, prompts, group, micro_batch, steps, threads, json, vs_candle } => {
             let text = Text { json };
             let (m, theta) = evotune::model::load(&model).with_context(|| format!("loading model {model}"))?;
             let p = evotune::rl::GrpoParams { group, micro_batch, ..Default::default() };
@@ -29,6 +29,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             text.line(format_args!("{r}"));
             if json {
                 println!("{}", serde_json::to_string(&r)?);
+            }
+            if vs_candle {
+                backward_vs_candle(&pool, &model, micro_batch, text)?;
             }
         }
         BenchWhich::EsIteration {
@@ -179,6 +182,22 @@ impl Text {
             println!("{s}");
         }
     }
+}
+
+#[cfg(feature = "bench")]
+fn backward_vs_candle(pool: &rayon::ThreadPool, model: &str, rows: usize, text: Text) -> anyhow::Result<()> {
+    let (m, theta) = evotune::model::load(model).with_context(|| format!("loading model {model}"))?;
+    let r = pool.install(|| evotune::run::bench_grpo::backward_vs_candle(&m, &theta, rows))?;
+    text.line(format_args!("{r}"));
+    if text.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "bench"))]
+fn backward_vs_candle(_pool: &rayon::ThreadPool, _model: &str, _rows: usize, _text: Text) -> anyhow::Result<()> {
+    bail!("--vs-candle needs a build with `--features bench` (candle is not compiled in otherwise)")
 }
 
 /// One line of `bench es-iteration --json`: a mode's figures and the PyTorch reference's.

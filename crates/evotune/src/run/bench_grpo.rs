@@ -136,3 +136,94 @@ impl fmt::Display for GrpoBench {
         Ok(())
     }
 }
+
+/// Our backward against candle's autograd on one workload (`--vs-candle`): B rows of L prompt
+/// tokens, ∂ log π(last token | the rest)/∂θ summed over rows, forward + backward timed and their
+/// memory measured as the peak RSS above the RSS before (the loaded model), each from a reset.
+#[cfg(feature = "bench")]
+#[derive(Clone, Debug, Serialize)]
+pub struct BackwardVsCandle {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub rows: usize,
+    pub tokens_per_row: usize,
+    pub ours_seconds: f64,
+    pub candle_seconds: f64,
+    pub ours_extra_rss_bytes: Option<u64>,
+    pub candle_extra_rss_bytes: Option<u64>,
+    /// max |ours − candle| over every parameter's gradient, relative to candle's largest entry.
+    pub max_relative_difference: f64,
+}
+
+/// Runs [`BackwardVsCandle`] on the reference prompts cut to their common length.
+#[cfg(feature = "bench")]
+pub fn backward_vs_candle(model: &Model, theta: &Params, rows: usize) -> Result<BackwardVsCandle> {
+    use crate::model::backprop::{self, TrainSeq};
+    use crate::run::bench::reset_peak_rss;
+    let (task, items) = reference_items(rows, 16)?;
+    let mut ids: Vec<Vec<u32>> =
+        items.iter().map(|i| model.encode_prompt(&i.prompt, task.response_prefix())).collect::<Result<_>>()?;
+    let len = ids.iter().map(|r| r.len()).min().unwrap_or(0);
+    ids.iter_mut().for_each(|r| r.truncate(len));
+    let extra = |before: Option<u64>| peak_rss_bytes().zip(before).map(|(p, b)| p.saturating_sub(b));
+
+    reset_peak_rss();
+    let before = peak_rss_bytes();
+    let t = std::time::Instant::now();
+    let seqs: Vec<TrainSeq> = ids.iter().map(|r| TrainSeq { tokens: r, scored_from: len - 1 }).collect();
+    let (logp, tape) = backprop::forward(&model.llama, theta.layout(), theta.data(), &seqs, 1.0, true)?;
+    let mut ours = vec![0.0f32; theta.data().len()];
+    backprop::backward(&model.llama, theta.layout(), theta.data(), tape.expect("kept"), &vec![1.0; logp.len()], &mut ours);
+    let ours_seconds = t.elapsed().as_secs_f64();
+    let ours_extra = extra(before);
+
+    reset_peak_rss();
+    let before = peak_rss_bytes();
+    let inputs: Vec<Vec<u32>> = ids.iter().map(|r| r[..len - 1].to_vec()).collect();
+    let targets: Vec<u32> = ids.iter().map(|r| r[len - 1]).collect();
+    let (theirs, candle_seconds) = crate::model::candle_ref::logprob_gradient(&model.config, theta, &inputs, &targets)?;
+    let candle_extra = extra(before);
+    let scale = theirs.iter().fold(0.0f32, |a, b| a.max(b.abs())).max(f32::MIN_POSITIVE);
+    let diff = ours.iter().zip(&theirs).fold(0.0f32, |a, (x, y)| a.max((x - y).abs()));
+    Ok(BackwardVsCandle {
+        machine: Machine::current(),
+        rows,
+        tokens_per_row: len,
+        ours_seconds,
+        candle_seconds,
+        ours_extra_rss_bytes: ours_extra,
+        candle_extra_rss_bytes: candle_extra,
+        max_relative_difference: (diff / scale) as f64,
+    })
+}
+
+#[cfg(feature = "bench")]
+impl fmt::Display for BackwardVsCandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mb = |b: Option<u64>| b.map_or("?".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+        writeln!(f, "{}", self.machine)?;
+        writeln!(
+            f,
+            "backward of log π(last token) over {} rows × {} tokens, every parameter:",
+            self.rows, self.tokens_per_row
+        )?;
+        writeln!(
+            f,
+            "  evotune (hand-written, our kernels): {:.2} s, peak RSS +{}",
+            self.ours_seconds,
+            mb(self.ours_extra_rss_bytes)
+        )?;
+        writeln!(
+            f,
+            "  candle 0.11 autograd (Vars, gemm):   {:.2} s, peak RSS +{} (candle copies the weights into its tensors)",
+            self.candle_seconds,
+            mb(self.candle_extra_rss_bytes)
+        )?;
+        write!(
+            f,
+            "  {:.2}× candle's speed; gradients agree to {:.1e} of the largest entry",
+            self.candle_seconds / self.ours_seconds,
+            self.max_relative_difference
+        )
+    }
+}
