@@ -1,5 +1,6 @@
 //! `evotune train --method grpo` on the tiny Llama 3 (untied head, rope scaling) and Qwen3 (q/k
-//! norms, tied) models: it learns the conciseness reward, gives the same bytes for 1 and 2 threads,
+//! norms, tied) models: it learns the conciseness reward, gives the same bytes for 1 and 2 threads
+//! and at the portable SIMD level,
 //! resumes (stopped or killed with SIGKILL) to the same bytes as an uninterrupted run, and its
 //! weights export and generate. The gradients themselves are checked in the library
 //! (`model::backprop` against finite differences, `tests/backprop_golden.rs` against PyTorch).
@@ -69,6 +70,13 @@ fn grpo_learns_is_thread_independent_and_exports() {
         let one = tmp.path().join(format!("{family}-1"));
         run_ok(&mut grpo(&tiny(family), &one, 30, &["--eval-every", "30", "--prior", "kl", "--threads", "1"]));
         assert!(state(&run) == state(&one), "{family}: 1 and 2 threads differ");
+        // The portable SIMD level: the same bytes again (every sum has the kernels' fixed order).
+        let portable = tmp.path().join(format!("{family}-portable"));
+        run_ok(
+            grpo(&tiny(family), &portable, 30, &["--eval-every", "30", "--prior", "kl", "--threads", "2"])
+                .env("EVOTUNE_SIMD", "portable"),
+        );
+        assert!(state(&run) == state(&portable), "{family}: the portable level differs");
 
         // The tuned weights export as a HF directory that loads and generates.
         let hf = tmp.path().join(format!("{family}-export"));

@@ -22,12 +22,15 @@ fn cerr(e: candle_core::Error) -> Error {
 /// window or Gemma block; Dh = D / H), and the names and shapes of `params` fit it.
 fn check_supported(config: &ModelConfig, params: &Params) -> Result<()> {
     if config.qkv_bias {
-        return Err(Error::CandleRef { problem: "candle's llama has no q/k/v bias (qwen2 is not supported here)".into() });
+        return Err(Error::CandleRef {
+            problem: "candle's llama has no q/k/v bias (qwen2 is not supported here)".into(),
+        });
     }
     if config.qk_norm || config.rope_scaling.is_some() || config.sliding_window.is_some() || config.gemma.is_some() {
         return Err(Error::CandleRef {
-            problem: "this comparison builds candle's plain llama: no q/k norms, RoPE scaling, sliding window or Gemma block"
-                .into(),
+            problem:
+                "this comparison builds candle's plain llama: no q/k norms, RoPE scaling, sliding window or Gemma block"
+                    .into(),
         });
     }
     if config.head_dim * config.heads != config.hidden {
@@ -67,7 +70,12 @@ fn candle_config(config: &ModelConfig) -> cl::Config {
 /// ∂(Σ_b log softmax(logits_b)[targets_b])/∂θ for equal-length `rows` (candle's llama gives each
 /// row's last-position logits), flat in `params`' layout, with the seconds of the forward and
 /// backward. The reference for our hand-written backward (`evotune bench grpo --vs-candle`).
-pub fn logprob_gradient(config: &ModelConfig, params: &Params, rows: &[Vec<u32>], targets: &[u32]) -> Result<(Vec<f32>, f64)> {
+pub fn logprob_gradient(
+    config: &ModelConfig,
+    params: &Params,
+    rows: &[Vec<u32>],
+    targets: &[u32],
+) -> Result<(Vec<f32>, f64)> {
     check_supported(config, params)?;
     let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.len()));
     if b == 0 || t == 0 || rows.iter().any(|r| r.len() != t) || targets.len() != b {

@@ -121,8 +121,12 @@ pub fn generate_with(
     Ok(generate_with_stops(llama, params, deltas, prompts, opts, stats)?.0)
 }
 
-/// [`generate_with`], also returning the stop token that ended each sequence (`None`: it reached
-/// `max_new_tokens`), for a caller that trains on the whole completion (GRPO).
+/// Each sequence's new tokens (without the stop token), and the stop token that ended it (`None`:
+/// it reached `max_new_tokens`).
+pub type Completions = (Vec<Vec<u32>>, Vec<Option<u32>>);
+
+/// [`generate_with`], also returning the stop token that ended each sequence, for a caller that
+/// trains on the whole completion (GRPO).
 pub fn generate_with_stops(
     llama: &Llama,
     params: &dyn Weights,
@@ -130,7 +134,7 @@ pub fn generate_with_stops(
     prompts: &[Vec<u32>],
     opts: &GenerateOptions,
     stats: &mut GenerateStats,
-) -> Result<(Vec<Vec<u32>>, Vec<Option<u32>>)> {
+) -> Result<Completions> {
     if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
         if !(temperature >= 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
             return Err(Error::BadModelConfig {

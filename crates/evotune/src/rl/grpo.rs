@@ -124,7 +124,7 @@ impl GrpoParams {
 /// Âᵢ = (rᵢ − mean)/(std + ε) within each consecutive group of `group` rewards (sample std; sums
 /// in f64, in order).
 pub fn advantages(rewards: &[f32], group: usize) -> Vec<f32> {
-    assert!(group >= 2 && rewards.len() % group == 0, "rewards come in whole groups");
+    assert!(group >= 2 && rewards.len().is_multiple_of(group), "rewards come in whole groups");
     rewards
         .chunks(group)
         .flat_map(|g| {

@@ -15,15 +15,25 @@ fn rows_per_task(t: usize) -> usize {
     t.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
-/// b[j, i] = a[i, j]: a is (R, C), b is (C, R).
+/// b[j, i] = a[i, j]: a is (R, C), b is (C, R). In tiles of `TILE` × `TILE`, each output block of
+/// `TILE` rows on one thread, so both sides stay in cache (a column walk over a large matrix would
+/// miss on every element).
 pub fn transpose<R: Real>(a: &[R], r: usize, c: usize) -> Vec<R> {
+    const TILE: usize = 32;
     let mut b = vec![R::ZERO; r * c];
     if r == 0 || c == 0 {
         return b;
     }
-    b.par_chunks_mut(r).enumerate().for_each(|(j, row)| {
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = a[i * c + j];
+    b.par_chunks_mut(TILE * r).enumerate().for_each(|(jb, rows)| {
+        let j0 = jb * TILE;
+        let nj = rows.len() / r;
+        for i0 in (0..r).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(r) {
+                let src = &a[i * c + j0..i * c + j0 + nj];
+                for (dj, &v) in src.iter().enumerate() {
+                    rows[dj * r + i] = v;
+                }
+            }
         }
     });
     b
@@ -60,7 +70,7 @@ pub fn rmsnorm_forward<R: Real>(y: &mut [R], rstd: &mut [R], x: &[R], w: &[R], d
     let n = rows_per_task(rstd.len());
     y.par_chunks_mut(n * d).zip(rstd.par_chunks_mut(n)).zip(x.par_chunks(n * d)).for_each(|((y, rs), x)| {
         for ((yr, r), xr) in y.chunks_mut(d).zip(rs.iter_mut()).zip(x.chunks(d)) {
-            let ss: R = xr.iter().map(|&v| v * v).sum();
+            let ss = R::dot(xr, xr);
             *r = R::ONE / (ss / R::from_f64(d as f64) + R::from_f64(eps)).sqrt();
             for i in 0..d {
                 yr[i] = xr[i] * *r * w[i];
@@ -75,11 +85,15 @@ pub fn rmsnorm_backward<R: Real>(dx: &mut [R], dw: &mut [R], dy: &[R], x: &[R], 
     let inv_d = R::ONE / R::from_f64(d as f64);
     dx.par_chunks_mut(n * d).zip(dy.par_chunks(n * d)).zip(x.par_chunks(n * d)).zip(rstd.par_chunks(n)).for_each(
         |(((dx, dy), x), rs)| {
+            let mut g = vec![R::ZERO; d];
             for (((dxr, dyr), xr), &r) in dx.chunks_mut(d).zip(dy.chunks(d)).zip(x.chunks(d)).zip(rs) {
-                let gx: R = (0..d).map(|i| w[i] * dyr[i] * xr[i]).sum();
+                for i in 0..d {
+                    g[i] = w[i] * dyr[i];
+                }
+                let gx = R::dot(&g, xr);
                 let c = r * r * r * inv_d * gx;
                 for i in 0..d {
-                    dxr[i] += r * w[i] * dyr[i] - c * xr[i];
+                    dxr[i] += r * g[i] - c * xr[i];
                 }
             }
         },
@@ -207,7 +221,7 @@ pub fn attention_forward<R: Real>(
                 let mut m = R::from_f64(f64::NEG_INFINITY);
                 for j in lo..=t {
                     let kj = &k[(r0 + j) * kvd + g * dh..][..dh];
-                    p[j] = scale * qt.iter().zip(kj).map(|(&x, &y)| x * y).sum::<R>();
+                    p[j] = scale * R::dot(qt, kj);
                     if p[j] > m {
                         m = p[j];
                     }
@@ -279,7 +293,7 @@ pub fn attention_backward<R: Real>(
                 let mut pdp = R::ZERO;
                 for j in lo..=t {
                     let vj = &v[(r0 + j) * kvd + g * dh..][..dh];
-                    dp[j] = dot.iter().zip(vj).map(|(&x, &y)| x * y).sum();
+                    dp[j] = R::dot(dot, vj);
                     pdp += p[j] * dp[j];
                     for (d, &o) in dv[j * kvd + g * dh..][..dh].iter_mut().zip(dot) {
                         *d += p[j] * o;

@@ -200,7 +200,7 @@ pub fn forward<R: Real>(
     let mut logits = vec![R::ZERO; nr * v];
     ly::matmul_forward(&mut logits, &xn_f, t_of(lm_head), None, nr, d, v);
     let (logp, lse): (Vec<R>, Vec<R>) = ly::token_logprobs(&logits, &targets, temperature, v).into_iter().unzip();
-    let tape = keep.then(|| Tape {
+    let tape = keep.then_some(Tape {
         tokens,
         spans,
         rows,

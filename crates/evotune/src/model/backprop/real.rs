@@ -35,6 +35,8 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// y[b, o] = Σₖ x[b, k]·w[o, k]   (x: (B, K), w: (O, K), y: (B, O)), every sum in a fixed order.
     fn matmul(x: &[Self], w: &[Self], y: &mut [Self], b: usize, k: usize, o: usize);
+    /// Σᵢ a[i]·b[i] in a fixed order.
+    fn dot(a: &[Self], b: &[Self]) -> Self;
 }
 
 impl Real for f32 {
@@ -58,6 +60,10 @@ impl Real for f32 {
     }
     fn matmul(x: &[f32], w: &[f32], y: &mut [f32], b: usize, k: usize, o: usize) {
         crate::kernels::matmul(x, w, y, b, k, o)
+    }
+    /// The kernels' dot: 16 lanes and a fixed tree at every SIMD level (the same bits).
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        crate::kernels::dot(a, b)
     }
 }
 
@@ -87,8 +93,11 @@ impl Real for f64 {
         }
         y.par_chunks_mut(o.max(1)).zip(x.par_chunks(k)).for_each(|(yr, xr)| {
             for (yo, wr) in yr.iter_mut().zip(w.chunks(k)) {
-                *yo = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+                *yo = Self::dot(xr, wr);
             }
         });
+    }
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 }

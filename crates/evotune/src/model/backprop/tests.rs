@@ -76,6 +76,19 @@ fn matmul_and_bias() {
 }
 
 #[test]
+fn transpose_in_tiles() {
+    for (r, c) in [(1, 1), (3, 70), (70, 3), (33, 65), (64, 32)] {
+        let a: Vec<f64> = (0..r * c).map(|x| x as f64).collect();
+        let b = ly::transpose(&a, r, c);
+        for i in 0..r {
+            for j in 0..c {
+                assert_eq!(b[j * r + i], a[i * c + j], "({r}, {c}) at ({i}, {j})");
+            }
+        }
+    }
+}
+
+#[test]
 fn rope() {
     let (t, heads, dh) = (3, 2, 4);
     let angles = randn(t * dh / 2, 8);
