@@ -54,6 +54,7 @@ fn quick_mode_runs_every_part_and_the_drift_law_holds() {
         "## 5. Findings",
         "## 6. QES",
         "## 7. Drift budget",
+        "## 9. GRPO",
     ] {
         assert!(page.contains(heading), "the page lacks `{heading}`");
     }
@@ -81,6 +82,16 @@ fn quick_mode_runs_every_part_and_the_drift_law_holds() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows[0][0].starts_with("budget kl=") && rows[0][7].parse::<f64>().is_ok(), "{rows:?}");
     assert_eq!(rows[1][7], "–", "{rows:?}");
+    // Part 9: ES, ES + AWD-l2 and GRPO at the end of their runs; GRPO moved fewer weights than all
+    // and its drift is a number (the density column is a fraction).
+    let rows = table_after(&page, "## 9. GRPO");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[2][0].starts_with("GRPO"), "{rows:?}");
+    for r in &rows {
+        let moved: f64 = r[10].parse().unwrap_or_else(|_| panic!("{r:?}"));
+        assert!((0.0..=1.0).contains(&moved), "{r:?}");
+    }
+    assert!(rows[2][9].parse::<f64>().unwrap() > 0.0, "GRPO did not move θ: {rows:?}");
     for png in ["p1/drift.png", "p2-s1/target_reward.png", "p2-s1/prior_capitals.png"] {
         let p = out.path().join("results").join(png);
         assert!(std::fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "missing plot {}", p.display());
