@@ -247,8 +247,8 @@ pub fn attention_forward<R: Real>(
     });
 }
 
-/// Backward of [`attention_forward`], per sequence and kv head (in that order, so the GQA sums over
-/// a kv head's query heads run in head order):
+/// Backward of [`attention_forward`], one thread per sequence, its query heads in order (so a kv
+/// head's dk, dv sum over its query heads in head order):
 /// dp_tj = dout_t·v_j;  dv_j += p_tj·dout_t;  ds_tj = p_tj·(dp_tj − Σⱼ p_tj·dp_tj);
 /// dq_t += s·Σⱼ ds_tj·k_j;  dk_j += s·ds_tj·q_t.
 #[allow(clippy::too_many_arguments)]
