@@ -18,7 +18,7 @@ use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
 use crate::kernels::quant_matrix::QK;
-use crate::kernels::QMatrix;
+use crate::kernels::{transpose, QMatrix};
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
@@ -34,9 +34,13 @@ pub struct CodePopulation<'a> {
 /// The top bit of a move's index: set where u = −1.
 const MINUS: u32 = 1 << 31;
 
-/// Rows of x corrected together by [`CodePopulation::add_matmul`]: the transposed blocks of x and
-/// y (K and O floats per row) stay in the L2 cache.
+/// Rows of x corrected together by [`CodePopulation::add_matmul`]: the transposed block of x
+/// (K floats per row) stays in the L2 cache.
 const ROW_BLOCK: usize = 32;
+
+/// Columns of y (rows of W) gathered together by [`CodePopulation::add_matmul`]: a chunk of the
+/// block's y is 8 KB, in L1, however wide y is (lm_head's 49152 columns).
+const COL_CHUNK: usize = 64;
 
 /// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index.
 fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
@@ -195,9 +199,10 @@ impl<'a> CodePopulation<'a> {
 
 impl WeightDelta for CodePopulation<'_> {
     /// y[t, r] += (d·u)·x[t, k] over the moves in increasing index (row-major), for the rows t in
-    /// blocks of [`ROW_BLOCK`]: each block of x and y is transposed (small enough to stay in cache)
-    /// so that each move is one add of c·x[:, k] into y[:, r], vectorised over the block's rows.
-    /// Every element of y receives the same adds in the same order whatever the blocking.
+    /// blocks of [`ROW_BLOCK`]: each block of x is transposed, and the columns of y that moves
+    /// touch are gathered [`COL_CHUNK`] at a time into a transposed chunk (in L1), so that each
+    /// move is one add of c·x[:, k] into y[:, r], vectorised over the block's rows. Every element
+    /// of y receives the same adds in the same order whatever the blocking.
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
         let w = &self.moves[group][tensor];
         let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
@@ -205,36 +210,40 @@ impl WeightDelta for CodePopulation<'_> {
         let rows = x.len() / k;
         let block = ROW_BLOCK.min(rows.max(1));
         let mut xt = vec![0.0f32; k * block];
-        let mut yt = vec![0.0f32; o * block];
+        let mut yt = [0.0f32; COL_CHUNK * ROW_BLOCK];
         for t0 in (0..rows).step_by(block) {
             let b = block.min(rows - t0);
-            for t in 0..b {
-                for (j, &v) in x[(t0 + t) * k..(t0 + t + 1) * k].iter().enumerate() {
-                    xt[j * b + t] = v;
-                }
-                for (r, &v) in y[(t0 + t) * o..(t0 + t + 1) * o].iter().enumerate() {
-                    yt[r * b + t] = v;
-                }
-            }
+            transpose(&x[t0 * k..(t0 + b) * k], b, k, k, &mut xt, b);
+            // y[t0.., c0..c1] ⇄ yt[(r − c0)·b + t]
+            let gather =
+                |yt: &mut [f32], y: &[f32], c0: usize, c1: usize| transpose(&y[t0 * o + c0..], b, c1 - c0, o, yt, b);
+            let scatter = |yt: &[f32], y: &mut [f32], c0: usize, c1: usize| {
+                transpose(yt, c1 - c0, b, b, &mut y[t0 * o + c0..], o)
+            };
             let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
+            let (mut c0, mut c1) = (0usize, 0usize);
             for &(i, c) in w {
                 let i = i & !MINUS;
                 if i >= row_end {
                     r = i as usize / k;
                     row_start = (r * k) as u32;
                     row_end = row_start + k as u32;
+                    if r >= c1 {
+                        if c1 > c0 {
+                            scatter(&yt, y, c0, c1);
+                        }
+                        c0 = r / COL_CHUNK * COL_CHUNK;
+                        c1 = (c0 + COL_CHUNK).min(o);
+                        gather(&mut yt, y, c0, c1);
+                    }
                 }
                 let kk = (i - row_start) as usize;
-                let (dst, src) = (&mut yt[r * b..(r + 1) * b], &xt[kk * b..(kk + 1) * b]);
+                let (dst, src) = (&mut yt[(r - c0) * b..(r - c0 + 1) * b], &xt[kk * b..(kk + 1) * b]);
                 for (d, &v) in dst.iter_mut().zip(src) {
                     *d += c * v;
                 }
             }
-            for t in 0..b {
-                for (r, v) in y[(t0 + t) * o..(t0 + t + 1) * o].iter_mut().enumerate() {
-                    *v = yt[r * b + t];
-                }
-            }
+            scatter(&yt, y, c0, c1);
         }
     }
 

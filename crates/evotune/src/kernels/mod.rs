@@ -61,6 +61,7 @@ pub mod quant_matrix;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod strips;
+pub mod transpose;
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -68,6 +69,7 @@ use std::sync::OnceLock;
 pub use quant_acts::QActs;
 pub use quant_matmul::{qmatmul, qmatmul_at, QuantKernel};
 pub use quant_matrix::{QFormat, QMatrix};
+pub use transpose::transpose;
 
 /// SIMD level of the matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -67,6 +67,33 @@ unsafe fn transpose_lanes(src: *const f32, k: usize, n: usize, width: usize, dst
     }
 }
 
+/// dst[c·ld_dst + r] = src[r·ld_src + c] for r < rows, c < cols, both multiples of 8: 8 × 8
+/// blocks through [`transpose8`] (`super::transpose`'s fast path).
+///
+/// # Safety
+/// The CPU supports AVX2; src and dst hold the elements read and written.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn transpose_blocks(
+    src: *const f32,
+    rows: usize,
+    cols: usize,
+    ld_src: usize,
+    dst: *mut f32,
+    ld_dst: usize,
+) {
+    let mut block = [_mm256_setzero_ps(); 8];
+    for r0 in (0..rows).step_by(8) {
+        for c0 in (0..cols).step_by(8) {
+            for (i, v) in block.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(src.add((r0 + i) * ld_src + c0));
+            }
+            for (j, v) in transpose8(&block).iter().enumerate() {
+                _mm256_storeu_ps(dst.add((c0 + j) * ld_dst + r0), *v);
+            }
+        }
+    }
+}
+
 /// Stores lanes 0..n of `v` at `dst` with plain stores (masked stores are microcoded and slow on
 /// some AVX2 CPUs): one 256-bit store for 8, a 128-bit and a 64-bit one for [`PR`] = 6 (the row
 /// tiles, packed once per product: through a stack copy and `memcpy` they cost 5% of a prefill).
