@@ -414,7 +414,7 @@ fn to_fixed(e: f32) -> i8 {
 /// `f32::round` is on baseline x86-64 (two per code and step: 13% of a QES iteration). Below
 /// 2²³ the truncation `x as i32` is exact and so is the fraction x − trunc(x).
 fn round_to_i32(x: f32) -> i32 {
-    if !(x.abs() < 8_388_608.0) {
+    if x.is_nan() || x.abs() >= 8_388_608.0 {
         return x as i32;
     }
     let t = x as i32;
