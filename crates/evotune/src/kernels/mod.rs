@@ -16,6 +16,8 @@
 //! - [`qmatmul`]: y = x·Wᵀ with W kept in GGML-style blocks ([`QMatrix`]: Q8_0, Q4_0, Q4_1) and x
 //!   quantized per block ([`QActs`]): exact integer block sums (AVX-512 VNNI, AVX2, plain loop),
 //!   then a fixed order of float steps, so the same guarantees hold (`quant_matmul.rs`).
+//! - [`transpose()`]: strided f32 transposes, 8 × 8 blocks in registers (a copy: the same bits
+//!   everywhere).
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
 
 /// For each `name(args) -> R = path;`, defines `pub unsafe fn name(args) -> R { path(args) }`
