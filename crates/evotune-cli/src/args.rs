@@ -16,6 +16,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Fetch the default model (SmolLM2-135M-Instruct Q4_1) into the cache and print its path.
     FetchModel,

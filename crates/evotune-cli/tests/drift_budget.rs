@@ -167,7 +167,7 @@ fn attribution_reverts_groups_exactly() {
     let (header, rows) = (&rows[0], &rows[1..]);
 
     // θ_K's measures are the run's own last evaluation, to the bit.
-    let last_eval = lines(&run.join("metrics.jsonl")).into_iter().filter(|l| l["type"] == "eval").last().unwrap();
+    let last_eval = lines(&run.join("metrics.jsonl")).into_iter().rfind(|l| l["type"] == "eval").unwrap();
     assert_eq!(header["measures"]["kl"], last_eval["priors"][0]["metrics"]["kl"]);
     assert_eq!(header["measures"]["capitals"], last_eval["priors"][1]["accuracy"]);
     // The groups split the drift: Σ‖δ_g‖² = ‖δ‖².

@@ -45,7 +45,7 @@ fn missing_and_misshapen_tensors_are_named() {
         let shape = if t.name.ends_with("2.self_attn.k_proj.weight") { vec![48, 48] } else { t.shape.clone() };
         l.push(t.name.clone(), shape);
     }
-    let e = Llama::new(config.clone(), &l).err().expect("shape error");
+    let e = Llama::new(config.clone(), &l).expect_err("shape error");
     assert!(
         matches!(&e, Error::LayoutTensorShape { tensor, expected, found }
         if tensor == "model.layers.2.self_attn.k_proj.weight" && expected == &vec![16, 48] && found == &vec![48, 48]),

@@ -222,7 +222,7 @@ pub unsafe fn dots_avx2(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32])
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn weighted_sum_add_avx2(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
-    debug_assert!(dh % 8 == 0 && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
+    debug_assert!(dh.is_multiple_of(8) && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
     let vp = values.as_ptr();
     let mut c = 0;
     // Two vectors at a time (two independent chains), then a last single one.

@@ -10,6 +10,8 @@
 //! slice lengths and CPU features before calling in.
 
 #![allow(unsafe_op_in_unsafe_fn)]
+// Index loops mirror the tile maths (acc[i][j] for row i of x, row j of w).
+#![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 
@@ -195,7 +197,7 @@ pub unsafe fn dots_avx512(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32
 #[target_feature(enable = "avx512f")]
 pub unsafe fn weighted_sum_add_avx512(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
-    debug_assert!(dh % 16 == 0 && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
+    debug_assert!(dh.is_multiple_of(16) && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
     let vp = values.as_ptr();
     let mut c = 0;
     while c < dh {

@@ -217,7 +217,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
 
 /// [`rmsnorm`] at a given level (tests and benchmarks); falls back to portable if unsupported.
 pub fn rmsnorm_at(level: Level, out: &mut [f32], x: &[f32], weight: &[f32], d: usize, eps: f32) {
-    assert!(out.len() == x.len() && weight.len() == d && d > 0 && x.len() % d == 0, "rmsnorm: bad lengths");
+    assert!(out.len() == x.len() && weight.len() == d && d > 0 && x.len().is_multiple_of(d), "rmsnorm: bad lengths");
     let level = if level.supported() { level } else { Level::Portable };
     let rows = rows_per_task(x.len() / d);
     out.par_chunks_mut(rows * d).zip(x.par_chunks(rows * d)).for_each(|(o, xs)| match level {
@@ -383,9 +383,11 @@ pub fn weighted_sum_add_at(level: Level, out: &mut [f32], p: &[f32], values: &[f
     match level {
         // SAFETY (both arms): the level is supported, the width divides dh, the length was checked.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 if dh % 16 == 0 => unsafe { avx512::weighted_sum_add_avx512(out, p, values, stride) },
+        Level::Avx512 if dh.is_multiple_of(16) => unsafe { avx512::weighted_sum_add_avx512(out, p, values, stride) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma | Level::Avx512 if dh % 8 == 0 => unsafe { avx2::weighted_sum_add_avx2(out, p, values, stride) },
+        Level::Avx2Fma | Level::Avx512 if dh.is_multiple_of(8) => unsafe {
+            avx2::weighted_sum_add_avx2(out, p, values, stride)
+        },
         _ => {
             for (j, &pj) in p.iter().enumerate() {
                 for (o, &v) in out.iter_mut().zip(&values[j * stride..j * stride + dh]) {

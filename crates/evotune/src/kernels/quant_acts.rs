@@ -44,7 +44,7 @@ impl QActs {
     /// [`QActs::quantize`] at a given level (the same codes and scales at every level: plain f32
     /// operations, vectorised by the compiler).
     pub fn quantize_at(level: super::Level, x: &[f32], rows: usize, cols: usize) -> QActs {
-        assert!(cols % QK == 0 && x.len() == rows * cols, "QActs: bad shape (T={rows}, K={cols})");
+        assert!(cols.is_multiple_of(QK) && x.len() == rows * cols, "QActs: bad shape (T={rows}, K={cols})");
         let nb = cols / QK;
         let mut a = QActs {
             rows,
@@ -135,8 +135,8 @@ pub(crate) unsafe fn quantize_blocks_avx2(x: &[f32], q: &mut [i8], d: &mut [f32]
         let inv = _mm256_set1_ps(if finite && scale != 0.0 { 1.0 / scale } else { 0.0 });
         let mut sum = _mm256_setzero_si256();
         let mut codes = [0i32; QK];
-        for i in 0..4 {
-            let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v[i], inv), round), round);
+        for (i, &vi) in v.iter().enumerate() {
+            let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vi, inv), round), round);
             let r = _mm256_cvttps_epi32(if finite { r } else { _mm256_setzero_ps() });
             sum = _mm256_add_epi32(sum, r);
             _mm256_storeu_si256(codes.as_mut_ptr().add(8 * i) as *mut __m256i, r);

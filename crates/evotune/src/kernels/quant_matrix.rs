@@ -109,7 +109,7 @@ impl QMatrix {
         cols: usize,
         mut row: impl FnMut(usize, &mut [u8], &mut [u16], &mut [u16]),
     ) -> QMatrix {
-        assert!(cols % QK == 0, "QMatrix: K = {cols} is not a multiple of {QK}");
+        assert!(cols.is_multiple_of(QK), "QMatrix: K = {cols} is not a multiple of {QK}");
         let nb = cols / QK;
         let groups = rows.div_ceil(GROUP);
         let mut data = vec![0u8; groups * nb * format.block_bytes()];

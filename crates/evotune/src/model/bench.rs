@@ -235,11 +235,9 @@ fn run_candle(m: &CandleLlama, ps: &[Vec<u32>], steps: usize, vocab: usize) -> R
     let mut logits = m.forward(ps, 0, &mut cache)?;
     let prefill = t0.stop();
     let t1 = Timer::start();
-    let mut pos = ps[0].len();
-    for _ in 0..steps {
+    for pos in ps[0].len()..ps[0].len() + steps {
         let next: Vec<Vec<u32>> = logits.chunks(vocab).map(|r| vec![argmax(r)]).collect();
         logits = m.forward(&next, pos, &mut cache)?;
-        pos += 1;
     }
     Ok((prefill, t1.stop()))
 }

@@ -181,8 +181,7 @@ impl CandleLlama {
             return Ok(out);
         }
         let mut logits = self.forward(prompts, 0, &mut cache)?;
-        let mut pos = prompts[0].len();
-        for step in 0..n {
+        for (step, pos) in (0..n).zip(prompts[0].len()..) {
             let next: Vec<Vec<u32>> = logits.chunks(v).map(|row| vec![crate::model::generate::argmax(row)]).collect();
             for (o, t) in out.iter_mut().zip(&next) {
                 o.push(t[0]);
@@ -191,7 +190,6 @@ impl CandleLlama {
                 break;
             }
             logits = self.forward(&next, pos, &mut cache)?;
-            pos += 1;
         }
         Ok(out)
     }

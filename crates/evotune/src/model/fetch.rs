@@ -181,6 +181,35 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The default model for tests and benchmarks: `$EVOTUNE_MODEL` if set, else the cached copy,
+/// fetched on first use. `None` — after printing why, so a caller can skip — only when it can
+/// neither be found nor fetched. Under CI (`CI` set to anything but `false` or `0`) a missing model
+/// is a failure, not a skip: a test that needs the model must not pass without it.
+pub fn default_model_for_tests() -> Option<PathBuf> {
+    let skip = |why: String| -> Option<PathBuf> {
+        let ci = std::env::var("CI").map(|v| !v.is_empty() && v != "false" && v != "0").unwrap_or(false);
+        if ci {
+            panic!("the default model is needed under CI=true and is missing: {why}");
+        }
+        eprintln!("SKIP: {why}");
+        None
+    };
+    if let Some(p) = std::env::var_os("EVOTUNE_MODEL") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Some(p);
+        }
+        return skip(format!("EVOTUNE_MODEL={} is not a file", p.display()));
+    }
+    // Tests run in parallel threads: one download per process is enough.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    match fetch_default_model() {
+        Ok(p) => Some(p),
+        Err(e) => skip(format!("default model unavailable: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,34 +244,5 @@ mod tests {
         std::fs::write(stamp_path(&model), format!("999 1 {DEFAULT_MODEL_SHA256}\n")).unwrap();
         assert!(!stamp_matches(&model));
         assert!(fetch_default_model_into(dir.path(), "/nonexistent/python3").is_err());
-    }
-}
-
-/// The default model for tests and benchmarks: `$EVOTUNE_MODEL` if set, else the cached copy,
-/// fetched on first use. `None` — after printing why, so a caller can skip — only when it can
-/// neither be found nor fetched. Under CI (`CI` set to anything but `false` or `0`) a missing model
-/// is a failure, not a skip: a test that needs the model must not pass without it.
-pub fn default_model_for_tests() -> Option<PathBuf> {
-    let skip = |why: String| -> Option<PathBuf> {
-        let ci = std::env::var("CI").map(|v| !v.is_empty() && v != "false" && v != "0").unwrap_or(false);
-        if ci {
-            panic!("the default model is needed under CI=true and is missing: {why}");
-        }
-        eprintln!("SKIP: {why}");
-        None
-    };
-    if let Some(p) = std::env::var_os("EVOTUNE_MODEL") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Some(p);
-        }
-        return skip(format!("EVOTUNE_MODEL={} is not a file", p.display()));
-    }
-    // Tests run in parallel threads: one download per process is enough.
-    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    match fetch_default_model() {
-        Ok(p) => Some(p),
-        Err(e) => skip(format!("default model unavailable: {e}")),
     }
 }

@@ -136,7 +136,9 @@ pub fn generate_with_stops(
     stats: &mut GenerateStats,
 ) -> Result<Completions> {
     if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
-        if !(temperature >= 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
+        // (NaN fails every comparison, so it is refused too)
+        let (t_ok, p_ok) = (temperature >= 0.0, top_p > 0.0 && top_p <= 1.0);
+        if !t_ok || !p_ok {
             return Err(Error::BadModelConfig {
                 field: "sampling",
                 problem: format!("temperature {temperature} must be ≥ 0 and top_p {top_p} in (0, 1]"),

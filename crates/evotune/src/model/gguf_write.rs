@@ -262,7 +262,7 @@ pub fn write_gguf(
             _ => None,
         };
         if let Some(h) = permute_heads {
-            if info.shape.is_empty() || info.shape[0] != h * config.head_dim || config.head_dim % 2 != 0 {
+            if info.shape.is_empty() || info.shape[0] != h * config.head_dim || !config.head_dim.is_multiple_of(2) {
                 let mut expected = info.shape.clone();
                 if let Some(rows) = expected.first_mut() {
                     *rows = h * config.head_dim;

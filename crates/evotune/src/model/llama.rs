@@ -127,16 +127,17 @@ fn check_config(c: &ModelConfig) -> Result<()> {
     if c.hidden == 0 || c.ffn == 0 || c.layers == 0 || c.vocab == 0 || c.heads == 0 || c.kv_heads == 0 {
         return bad("hidden/ffn/layers/vocab/heads/kv_heads", "must all be positive".into());
     }
-    if c.head_dim == 0 || c.head_dim % 2 != 0 {
+    if c.head_dim == 0 || !c.head_dim.is_multiple_of(2) {
         return bad("head_dim", format!("{} must be positive and even (RoPE rotates pairs)", c.head_dim));
     }
-    if c.heads % c.kv_heads != 0 {
+    if !c.heads.is_multiple_of(c.kv_heads) {
         return bad("kv_heads", format!("{} does not divide heads = {}", c.kv_heads, c.heads));
     }
     if c.gemma.as_ref().is_some_and(|g| g.sliding_layers.len() != c.layers) {
         return bad("gemma.sliding_layers", format!("must name each of the {} layers", c.layers));
     }
-    if !(c.rope_theta > 0.0) || !(c.rms_eps >= 0.0) {
+    let (theta_ok, eps_ok) = (c.rope_theta > 0.0, c.rms_eps >= 0.0); // NaN fails both
+    if !theta_ok || !eps_ok {
         return bad("rope_theta/rms_eps", format!("theta {} must be > 0 and eps {} ≥ 0", c.rope_theta, c.rms_eps));
     }
     Ok(())

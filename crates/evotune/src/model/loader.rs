@@ -510,6 +510,7 @@ impl Theta0 {
         };
         let mut bytes = std::fs::read(&file.path).with_path(&file.path)?;
         let mut changed = 0u64;
+        #[allow(clippy::needless_range_loop)] // id indexes the layout, both stores and the file's tensors
         for id in 0..self.layout.len() {
             let (Stored::Quant(q), Stored::Quant(b)) = (tuned.stored(id), base.stored(id)) else { continue };
             let t = &file.tensors[tensors[id].index];

@@ -535,7 +535,7 @@ pub fn pack_qmatrix(
     let format = native_qformat(ty).expect("pack_qmatrix takes Q8_0, Q4_0 or Q4_1");
     let (_, block_bytes) = ty.block_layout().expect("legacy quants have a block layout");
     let nb = cols / QK;
-    if cols % QK != 0 || ty.bytes_for(rows * cols) != Some(data.len()) {
+    if !cols.is_multiple_of(QK) || ty.bytes_for(rows * cols) != Some(data.len()) {
         return Err(Error::CorruptModel {
             path: path.to_path_buf(),
             problem: format!("tensor `{tensor}`: {} bytes do not hold {rows}×{cols} {} values", data.len(), ty.name()),

@@ -370,7 +370,8 @@ impl RunConfig {
         }
         if self.method == Method::Qes {
             let bad = |field, problem: String| Err(Error::EsConfig { field, problem });
-            if !(self.sigma as f64 <= crate::es::code_noise::MAX_SIGMA) {
+            let sigma_ok = self.sigma as f64 <= crate::es::code_noise::MAX_SIGMA; // NaN fails it
+            if !sigma_ok {
                 return bad(
                     "sigma",
                     format!(

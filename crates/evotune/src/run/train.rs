@@ -61,6 +61,7 @@ pub struct RunSummary {
 
 /// How to start: a fresh run, or continue the one in `cfg.out` (flags given on resume are
 /// checked against the stored config).
+#[allow(clippy::large_enum_variant)] // one value per run
 pub enum Start {
     New,
     Resume { given: PartialConfig },
@@ -139,6 +140,7 @@ pub fn prepare_tasks(cfg: &RunConfig, model: &Model, theta0: &dyn Weights) -> Re
 }
 
 /// What a run trains, and the state it keeps between iterations.
+#[allow(clippy::large_enum_variant)] // one value per run
 enum Learner {
     /// ES on the f32 θ.
     Es {
@@ -494,7 +496,7 @@ impl<'c> Trainer<'c> {
 }
 
 fn is_due(every: u64, k: u64, last: u64) -> bool {
-    every > 0 && (k % every == 0 || k == last)
+    every > 0 && (k.is_multiple_of(every) || k == last)
 }
 
 /// Iterations that already have an eval line in the run's metrics log.

@@ -288,9 +288,9 @@ pub fn python_method(
                     let (chars,): (Option<&str>,) = from_args(args)?;
                     let f = strip_set(chars);
                     let out = match method {
-                        "strip" => s.trim_matches(|c| f(c)),
-                        "lstrip" => s.trim_start_matches(|c| f(c)),
-                        _ => s.trim_end_matches(|c| f(c)),
+                        "strip" => s.trim_matches(&f),
+                        "lstrip" => s.trim_start_matches(&f),
+                        _ => s.trim_end_matches(f),
                     };
                     Ok(Value::from(out))
                 }
@@ -357,7 +357,7 @@ pub fn python_method(
                         None => String::new(),
                     }))
                 }
-                "title" => state.apply_filter("title", &[value.clone()]),
+                "title" => state.apply_filter("title", std::slice::from_ref(value)),
                 "replace" => {
                     let (old, new, count): (&str, &str, Option<i64>) = from_args(args)?;
                     Ok(Value::from(match count {
@@ -388,7 +388,7 @@ pub fn python_method(
         ValueKind::Map => match method {
             "items" => {
                 let _: () = from_args(args)?;
-                state.apply_filter("items", &[value.clone()])
+                state.apply_filter("items", std::slice::from_ref(value))
             }
             "keys" => {
                 let _: () = from_args(args)?;
