@@ -18,7 +18,7 @@ use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
 use crate::kernels::quant_matrix::QK;
-use crate::kernels::{transpose, QMatrix};
+use crate::kernels::{sparse_add_matmul, QMatrix};
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
@@ -33,14 +33,6 @@ pub struct CodePopulation<'a> {
 
 /// The top bit of a move's index: set where u = −1.
 const MINUS: u32 = 1 << 31;
-
-/// Rows of x corrected together by [`CodePopulation::add_matmul`]: the transposed block of x
-/// (K floats per row) stays in the L2 cache.
-const ROW_BLOCK: usize = 32;
-
-/// Columns of y (rows of W) gathered together by [`CodePopulation::add_matmul`]: a chunk of the
-/// block's y is 8 KB, in L1, however wide y is (lm_head's 49152 columns).
-const COL_CHUNK: usize = 64;
 
 /// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index.
 fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
@@ -198,53 +190,12 @@ impl<'a> CodePopulation<'a> {
 }
 
 impl WeightDelta for CodePopulation<'_> {
-    /// y[t, r] += (d·u)·x[t, k] over the moves in increasing index (row-major), for the rows t in
-    /// blocks of [`ROW_BLOCK`]: each block of x is transposed, and the columns of y that moves
-    /// touch are gathered [`COL_CHUNK`] at a time into a transposed chunk (in L1), so that each
-    /// move is one add of c·x[:, k] into y[:, r], vectorised over the block's rows. Every element
-    /// of y receives the same adds in the same order whatever the blocking.
+    /// y[t, r] += (d·u)·x[t, k] over the moves in increasing index (row-major): the kernel
+    /// [`sparse_add_matmul`] (its top index bit, [`MINUS`], is ignored there).
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
         let w = &self.moves[group][tensor];
         let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
-        let (k, o) = (q.cols(), q.rows());
-        let rows = x.len() / k;
-        let block = ROW_BLOCK.min(rows.max(1));
-        let mut xt = vec![0.0f32; k * block];
-        let mut yt = [0.0f32; COL_CHUNK * ROW_BLOCK];
-        for t0 in (0..rows).step_by(block) {
-            let b = block.min(rows - t0);
-            transpose(&x[t0 * k..(t0 + b) * k], b, k, k, &mut xt, b);
-            // y[t0.., c0..c1] ⇄ yt[(r − c0)·b + t]
-            let gather =
-                |yt: &mut [f32], y: &[f32], c0: usize, c1: usize| transpose(&y[t0 * o + c0..], b, c1 - c0, o, yt, b);
-            let scatter = |yt: &[f32], y: &mut [f32], c0: usize, c1: usize| {
-                transpose(yt, c1 - c0, b, b, &mut y[t0 * o + c0..], o)
-            };
-            let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
-            let (mut c0, mut c1) = (0usize, 0usize);
-            for &(i, c) in w {
-                let i = i & !MINUS;
-                if i >= row_end {
-                    r = i as usize / k;
-                    row_start = (r * k) as u32;
-                    row_end = row_start + k as u32;
-                    if r >= c1 {
-                        if c1 > c0 {
-                            scatter(&yt, y, c0, c1);
-                        }
-                        c0 = r / COL_CHUNK * COL_CHUNK;
-                        c1 = (c0 + COL_CHUNK).min(o);
-                        gather(&mut yt, y, c0, c1);
-                    }
-                }
-                let kk = (i - row_start) as usize;
-                let (dst, src) = (&mut yt[(r - c0) * b..(r - c0 + 1) * b], &xt[kk * b..(kk + 1) * b]);
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d += c * v;
-                }
-            }
-            scatter(&yt, y, c0, c1);
-        }
+        sparse_add_matmul(w, q.cols(), q.rows(), x, y);
     }
 
     fn add_row(&self, tensor: usize, group: usize, row: usize, out: &mut [f32]) {

@@ -16,6 +16,7 @@
 //! - [`qmatmul`]: y = x·Wᵀ with W kept in GGML-style blocks ([`QMatrix`]: Q8_0, Q4_0, Q4_1) and x
 //!   quantized per block ([`QActs`]): exact integer block sums (AVX-512 VNNI, AVX2, plain loop),
 //!   then a fixed order of float steps, so the same guarantees hold (`quant_matmul.rs`).
+//! - [`sparse_add_matmul`]: y += x·Sᵀ for a sparse S (the QES members' weight changes).
 //! - [`transpose()`]: strided f32 transposes, 8 × 8 blocks in registers (a copy: the same bits
 //!   everywhere).
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
@@ -61,6 +62,7 @@ mod quant_avx512;
 pub mod quant_matmul;
 pub mod quant_matrix;
 pub mod reference;
+pub mod sparse_matmul;
 #[cfg(target_arch = "x86_64")]
 mod strips;
 pub mod transpose;
@@ -71,6 +73,7 @@ use std::sync::OnceLock;
 pub use quant_acts::QActs;
 pub use quant_matmul::{qmatmul, qmatmul_at, QuantKernel};
 pub use quant_matrix::{QFormat, QMatrix};
+pub use sparse_matmul::sparse_add_matmul;
 pub use transpose::transpose;
 
 /// SIMD level of the matmul.
