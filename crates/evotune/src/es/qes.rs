@@ -317,7 +317,24 @@ pub fn apply(
             gather(&mut g, start as u32, &current, step.coefficients);
             let mut changes = Vec::new();
             let mut stats = QesStats::default();
+            // Without AWD, most codes' step rounds to 0: a vectorised pass takes those (the step as
+            // `code_step` computes it, e = its clamp), and `code_step` runs only where |step| ≥ 0.5.
+            let fast = p.feedback && p.awd == Awd::None;
+            let mut skip = vec![false; if fast { e.len() } else { 0 }];
+            if fast {
+                for ((e, &g), skip) in e.iter_mut().zip(&g).zip(skip.iter_mut()) {
+                    let step = p.alpha * (g * inv_sigma) + p.beta * *e;
+                    // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
+                    *skip = step.is_nan() || step.abs() < 0.5;
+                    if *skip {
+                        *e = step.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+                    }
+                }
+            }
             for (j, (e, &g)) in e.iter_mut().zip(&g).enumerate() {
+                if fast && skip[j] {
+                    continue;
+                }
                 let i = start + j;
                 let (delta, next, held) = code_step(g * inv_sigma, *e, || code_of(i), || anchor_of(i), range, p);
                 if delta != 0 {
