@@ -211,6 +211,17 @@ pub struct Step<'a> {
     pub moves: &'a [Vec<CodeNoise>],
 }
 
+/// The step before AWD and rounding: α·ĝ + β·e with error feedback, else α·ĝ (ĝ already divided
+/// by σ).
+#[inline]
+fn feedback_step(grad: f32, e: f32, p: &QesParams) -> f32 {
+    if p.feedback {
+        p.alpha * grad + p.beta * e
+    } else {
+        p.alpha * grad
+    }
+}
+
 /// The update of one code: (Δ, e', whether anti-windup held it) from ĝ (already divided by σ),
 /// e, the code and its anchor.
 #[inline]
@@ -222,7 +233,7 @@ fn code_step(
     range: (i32, i32),
     p: &QesParams,
 ) -> (i32, f32, bool) {
-    let mut step = if p.feedback { p.alpha * grad + p.beta * e } else { p.alpha * grad };
+    let mut step = feedback_step(grad, e, p);
     match p.awd {
         Awd::None => {}
         Awd::L2 { lambda } => {
@@ -323,7 +334,7 @@ pub fn apply(
             let mut skip = vec![false; if fast { e.len() } else { 0 }];
             if fast {
                 for ((e, &g), skip) in e.iter_mut().zip(&g).zip(skip.iter_mut()) {
-                    let step = p.alpha * (g * inv_sigma) + p.beta * *e;
+                    let step = feedback_step(g * inv_sigma, *e, p);
                     // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
                     *skip = step.is_nan() || step.abs() < 0.5;
                     if *skip {
