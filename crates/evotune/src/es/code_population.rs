@@ -31,8 +31,8 @@ pub struct CodePopulation<'a> {
     moves: Vec<Vec<Vec<(u32, f32)>>>,
 }
 
-/// The top bit of a move's index: set where u = −1.
-const MINUS: u32 = 1 << 31;
+/// The top bit of a move's index: set where u = −1 (the bit [`sparse_add_matmul`] ignores).
+const MINUS: u32 = crate::kernels::sparse_matmul::FLAG;
 
 /// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index.
 fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {

@@ -21,8 +21,13 @@ const COL_CHUNK: usize = 64;
 /// Rows of a block updated together in registers (the transposed blocks are padded to a multiple).
 const LANES: usize = 16;
 
-/// The top bit of an index, which callers may use as a flag: ignored here.
-const FLAG: u32 = 1 << 31;
+/// The top bit of an index, which callers may use as a flag (QES: the sign of a move): ignored here.
+pub const FLAG: u32 = 1 << 31;
+
+thread_local! {
+    /// The transposed block of x, reused across calls (≤ 196 KB: K ≤ 1536 by 32 rows).
+    static XT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// y (T, O) += x (T, K)·Sᵀ for S given by `nonzeros` (index r·K + k, its top bit ignored; value),
 /// in increasing index.
@@ -48,7 +53,9 @@ pub(crate) fn sparse_add_matmul_plain(nonzeros: &[(u32, f32)], k: usize, o: usiz
     let block = ROW_BLOCK.min(rows.max(1));
     // Transposed rows padded to whole lane groups (the padding lanes are computed, never stored).
     let stride = block.next_multiple_of(LANES);
-    let mut xt = vec![0.0f32; k * stride];
+    // Taken out of the thread-local while in use; only lanes < b of each row are read into y.
+    let mut xt = XT.take();
+    xt.resize(xt.len().max(k * stride), 0.0);
     let mut yt = [0.0f32; COL_CHUNK * ROW_BLOCK];
     let mut t0 = 0;
     while t0 < rows {
@@ -96,6 +103,7 @@ pub(crate) fn sparse_add_matmul_plain(nonzeros: &[(u32, f32)], k: usize, o: usiz
         }
         t0 += b;
     }
+    XT.set(xt);
 }
 
 #[cfg(test)]
