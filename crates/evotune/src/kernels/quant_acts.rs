@@ -30,6 +30,11 @@ pub struct QActs {
     pub isum: Vec<i32>,
     /// (T, K/32) dx·isx.
     pub s: Vec<f32>,
+    /// (T, K/32) −8·isx and −128·isx: the offset terms of Q4_0 codes (value c − 8) and of Q8_0
+    /// codes taken as unsigned (c + 128), precomputed so that a kernel starts a block's integer sum
+    /// at them with a broadcast load instead of an integer multiply and subtract per block and row.
+    pub off8: Vec<i32>,
+    pub off128: Vec<i32>,
 }
 
 /// 1.5·2²³: adding and subtracting it rounds an f32 of magnitude < 2²² to an integer, ties to even.
@@ -53,6 +58,8 @@ impl QActs {
             d: vec![0.0; rows * nb],
             isum: vec![0; rows * nb],
             s: vec![0.0; rows * nb],
+            off8: Vec::new(),
+            off128: Vec::new(),
         };
         if rows * nb == 0 {
             return a;
@@ -73,6 +80,9 @@ impl QActs {
                 super::Level::Avx2Fma => unsafe { quantize_blocks_avx2(x, q, d, isum, s) },
                 _ => quantize_blocks(x, q, d, isum, s),
             });
+        // |isx| ≤ 32·127, so both products are exact.
+        a.off8 = a.isum.iter().map(|&i| -8 * i).collect();
+        a.off128 = a.isum.iter().map(|&i| -128 * i).collect();
         a
     }
 

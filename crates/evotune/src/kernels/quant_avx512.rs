@@ -5,7 +5,7 @@
 //! to 8 activation rows at once over the same weight registers.
 //!
 //! `vpdpbusd` multiplies unsigned by signed bytes: 4-bit codes are unsigned already; Q8_0 codes c
-//! become c + 128 (flip the top bit) and the exact correction 128·isx is subtracted.
+//! become c + 128 (flip the top bit), and a block's sum starts at the exact correction −128·isx.
 
 use std::arch::x86_64::*;
 
@@ -76,30 +76,48 @@ unsafe fn kernel<const F: u8, const NT: usize>(wg: &[u8], nb: usize, x: &QActs, 
         } else {
             _mm512_setzero_ps()
         };
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let t = t0 + i;
+        // One activation row's block: its integer sum n (started at the format's offset term, so
+        // no subtraction follows), then the float step.
+        let row = |t: usize, acc: __m512| {
             let q = x.q.as_ptr().add(t * k + b * QK);
-            // Two chains (even and odd quads) halve the dependent `vpdpbusd` latency.
-            let (mut n, mut n1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-            for quad in (0..8).step_by(2) {
-                let x0 = _mm512_set1_epi32((q.add(4 * quad) as *const i32).read_unaligned());
-                let x1 = _mm512_set1_epi32((q.add(4 * quad + 4) as *const i32).read_unaligned());
-                n = _mm512_dpbusd_epi32(n, w[quad], x0);
-                n1 = _mm512_dpbusd_epi32(n1, w[quad + 1], x1);
+            let quad = |j: usize| _mm512_set1_epi32((q.add(4 * j) as *const i32).read_unaligned());
+            let tb = t * nb + b;
+            let mut n = match F {
+                Q8_0 => _mm512_set1_epi32(*x.off128.get_unchecked(tb)),
+                Q4_0 => _mm512_set1_epi32(*x.off8.get_unchecked(tb)),
+                _ => _mm512_setzero_si512(),
+            };
+            if NT >= 4 {
+                // Rows enough to hide `vpdpbusd`'s latency: one chain per row.
+                for (j, w) in w.iter().enumerate() {
+                    n = _mm512_dpbusd_epi32(n, *w, quad(j));
+                }
+            } else {
+                // Two chains (even and odd quads) halve the dependent latency.
+                let mut n1 = _mm512_setzero_si512();
+                for j in (0..8).step_by(2) {
+                    n = _mm512_dpbusd_epi32(n, w[j], quad(j));
+                    n1 = _mm512_dpbusd_epi32(n1, w[j + 1], quad(j + 1));
+                }
+                n = _mm512_add_epi32(n, n1);
             }
-            n = _mm512_add_epi32(n, n1);
-            let isx = *x.isum.get_unchecked(t * nb + b);
-            match F {
-                Q8_0 => n = _mm512_sub_epi32(n, _mm512_set1_epi32(128 * isx)),
-                Q4_0 => n = _mm512_sub_epi32(n, _mm512_set1_epi32(8 * isx)),
-                _ => {}
-            }
-            let ddx = _mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(t * nb + b)));
-            *acc = _mm512_fmadd_ps(ddx, _mm512_cvtepi32_ps(n), *acc);
+            let ddx = _mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(tb)));
+            let acc = _mm512_fmadd_ps(ddx, _mm512_cvtepi32_ps(n), acc);
             if F == Q4_1 {
-                *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(t * nb + b)), *acc);
+                _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(tb)), acc)
+            } else {
+                acc
             }
+        };
+        // Unrolled by hand, so that every accumulator stays in a register.
+        macro_rules! rows {
+            ($($i:literal)*) => {$(
+                if $i < NT {
+                    acc[$i] = row(t0 + $i, acc[$i]);
+                }
+            )*};
         }
+        rows!(0 1 2 3 4 5 6 7);
     }
     for (i, acc) in acc.iter().enumerate() {
         _mm512_storeu_ps(out.as_mut_ptr().add(i * GROUP), *acc);

@@ -35,7 +35,7 @@ fn rand_matrix(f: QFormat, rows: usize, cols: usize, seed: u64) -> QMatrix {
 
 fn shapes() -> Vec<(usize, usize, usize)> {
     let mut v = Vec::new();
-    for &t in &[1, 3, 4, 5, 8, 9, 17] {
+    for &t in &[1, 3, 4, 5, 7, 8, 9, 14, 17] {
         for &k in &[32, 64, 576] {
             for &o in &[1, 7, 16, 17, 33, 192] {
                 v.push((t, k, o));
@@ -270,9 +270,16 @@ fn activations_round_to_nearest_even_and_carry_nan() {
 #[ignore]
 fn qmatmul_speed() {
     println!("{}", machine::Machine::current());
-    for &(t, k, o) in
-        &[(1, 576, 1536), (16, 576, 1536), (16, 1536, 576), (256, 576, 1536), (1, 576, 49152), (16, 576, 49152)]
-    {
+    for &(t, k, o) in &[
+        (1, 576, 1536),
+        (16, 576, 1536),
+        (16, 1536, 576),
+        (128, 576, 1536),
+        (128, 576, 49152),
+        (256, 576, 1536),
+        (1, 576, 49152),
+        (16, 576, 49152),
+    ] {
         let x = rand_vec(t * k, 1);
         let wf = rand_vec(o * k, 2);
         let mut y = vec![0.0; t * o];
