@@ -155,6 +155,9 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
         // for the panels).
         match (level, panels) {
             (Level::Avx512, true) => return unsafe { matmul_panels::<panel_avx512::Avx512Panels>(x, w, y, b, k, o) },
+            (Level::Avx512, false) if b == 1 => {
+                return unsafe { matmul_strips::<avx512::Avx512RowStrips>(x, w, y, b, k, o) }
+            }
             (Level::Avx512, false) => return unsafe { matmul_strips::<avx512::Avx512Strips>(x, w, y, b, k, o) },
             (Level::Avx2Fma, true) => return unsafe { matmul_panels::<panel_avx2::Avx2Panels>(x, w, y, b, k, o) },
             (Level::Avx2Fma, false) if b == 1 => {
