@@ -358,6 +358,21 @@ pub fn apply(
             (changes, stats)
         };
         let results: Vec<(Vec<(u32, i32)>, QesStats)> = match residual {
+            // Without AWD, straight on the int8 residual (the same operations, fused).
+            Residual::Stored(tensors) if p.feedback && p.awd == Awd::None => tensors[id]
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .map(|(c, e8)| {
+                    let start = c * CHUNK;
+                    let mut g = vec![0.0f32; e8.len()];
+                    gather(&mut g, start as u32, &current, step.coefficients);
+                    let step_at = |j: usize, g: f32, e: f32| {
+                        let i = start + j;
+                        code_step(g * inv_sigma, e, || code_of(i), || anchor_of(i), range, p)
+                    };
+                    stored_chunk(e8, &g, inv_sigma, p, step_at, |j| code_of(start + j), start as u32)
+                })
+                .collect(),
             Residual::Stored(tensors) => tensors[id]
                 .par_chunks_mut(CHUNK)
                 .enumerate()
@@ -433,9 +448,65 @@ pub fn code_drift(
 /// Codes per parallel chunk of the update: the noise's chunks.
 const CHUNK: usize = super::code_noise::CHUNK as usize;
 
-/// e (code steps, |e| ≤ 1.5) to the nearest int8 step.
+/// One chunk of the update without AWD on the stored int8 residual `e8`, from the chunk's ĝ·σ
+/// `g`: in blocks of 32, every step α·ĝ + β·e is computed first (vectorised); where all of them
+/// round to 0 (nearly always) e' = clamp(step) is stored at once, and elsewhere `step_at(j, g, e)`
+/// (`code_step`) runs for the codes whose step does not. The same operations as `code_step` on
+/// each code, so the same bits. Returns the changed codes (index, new code) and the counts.
+fn stored_chunk(
+    e8: &mut [i8],
+    g: &[f32],
+    inv_sigma: f32,
+    p: &QesParams,
+    step_at: impl Fn(usize, f32, f32) -> (i32, f32, bool),
+    code_at: impl Fn(usize) -> i32,
+    start: u32,
+) -> (Vec<(u32, i32)>, QesStats) {
+    const BLOCK: usize = 32;
+    let mut changes = Vec::new();
+    let mut stats = QesStats::default();
+    // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
+    let rounds_to_0 = |s: f32| s.is_nan() || s.abs() < 0.5;
+    for (b, (e8, g)) in e8.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).enumerate() {
+        let mut steps = [0.0f32; BLOCK];
+        let mut all = true;
+        for ((s, &v), &g) in steps.iter_mut().zip(e8.iter()).zip(g) {
+            *s = feedback_step(g * inv_sigma, v as f32 * RESIDUAL_STEP, p);
+            all &= rounds_to_0(*s);
+        }
+        if all {
+            for (v, &s) in e8.iter_mut().zip(&steps) {
+                *v = to_fixed(s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX));
+            }
+            continue;
+        }
+        for (jb, ((v, &s), &g)) in e8.iter_mut().zip(&steps).zip(g).enumerate() {
+            if rounds_to_0(s) {
+                *v = to_fixed(s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX));
+                continue;
+            }
+            let j = b * BLOCK + jb;
+            let (delta, next, held) = step_at(j, g, *v as f32 * RESIDUAL_STEP);
+            if delta != 0 {
+                changes.push((start + j as u32, code_at(j) + delta));
+                stats.moved += 1;
+            }
+            stats.held += held as u64;
+            *v = to_fixed(next);
+        }
+    }
+    (changes, stats)
+}
+
+/// e (code steps, |e| ≤ 1.5, or NaN → 0) to the nearest int8 step: `round_to_i32` without its
+/// branch for large or NaN inputs, which |e / step| ≤ 127 never takes (a NaN truncates to 0 and
+/// compares false), so that the update's loops vectorise.
 fn to_fixed(e: f32) -> i8 {
-    round_to_i32(e / RESIDUAL_STEP).clamp(-127, 127) as i8
+    debug_assert!(e.is_nan() || e.abs() <= RESIDUAL_MAX);
+    let x = e / RESIDUAL_STEP;
+    let t = x as i32;
+    let f = x - t as f32;
+    (t + (f >= 0.5) as i32 - (f <= -0.5) as i32).clamp(-127, 127) as i8
 }
 
 /// `x.round() as i32` (halves away from zero, saturating, NaN → 0) without the libm call that
@@ -456,6 +527,18 @@ mod tests {
     use crate::kernels::{QFormat, QMatrix};
     use crate::model::Layout;
     use std::sync::Arc;
+
+    #[test]
+    fn to_fixed_is_the_rounded_step_over_its_domain() {
+        // Every float in [−1.5, 1.5] in steps of 2⁻²⁰ (the halfway points of the int8 grid among
+        // them), the ends and NaN.
+        let mut es: Vec<f32> = (-(3 << 19)..=(3 << 19)).map(|i| i as f32 / (1 << 20) as f32).collect();
+        es.extend([RESIDUAL_MAX, -RESIDUAL_MAX, f32::NAN, -0.0, RESIDUAL_STEP * 0.5, -RESIDUAL_STEP * 0.5]);
+        for e in es {
+            let want = (e / RESIDUAL_STEP).round() as i32;
+            assert_eq!(to_fixed(e) as i32, want.clamp(-127, 127), "e = {e:e}");
+        }
+    }
 
     #[test]
     fn round_to_i32_is_round_then_cast() {
