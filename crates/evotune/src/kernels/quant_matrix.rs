@@ -187,12 +187,14 @@ impl QMatrix {
         self.data.len()
     }
     /// The bytes of group g: its blocks in order, [`QFormat::block_bytes`] each.
+    #[inline]
     pub fn group(&self, g: usize) -> &[u8] {
         let n = self.blocks() * self.format.block_bytes();
         &self.data[g * n..(g + 1) * n]
     }
 
     /// The code of weight (r, k) (Q8_0: as i8).
+    #[inline]
     pub fn code(&self, r: usize, k: usize) -> i32 {
         let (b, kk) = (k / QK, k % QK);
         let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];
@@ -259,6 +261,7 @@ impl QMatrix {
     }
 
     /// Scale d and min m (0 unless Q4_1) of block b of row r, as f32 (exact from f16).
+    #[inline]
     pub fn scale_min(&self, r: usize, b: usize) -> (f32, f32) {
         let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];
         let (cb, lane) = (self.format.code_bytes(), r % GROUP);
