@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
-use crate::kernels::quant_matrix::QK;
+use crate::kernels::quant_matrix::{QFormat, QK};
 use crate::kernels::{sparse_add_matmul, QMatrix};
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
@@ -60,7 +60,9 @@ fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
 }
 
 /// Every member's moves (`[member][tensor]`, empty for f32 tensors) of one iteration, as the
-/// update and a replay need them (no forward, so no signed lists).
+/// update and a replay need them (no forward, so no signed lists). Mirrored members share their
+/// positions with opposite moves, so each noise id's positions are drawn, and the codes there
+/// looked up, once; then each member gates its own moves (the same moves as [`member_moves`]).
 pub fn draw_moves(
     store: &QuantizedParams,
     noise: &IterationNoise,
@@ -68,20 +70,70 @@ pub fn draw_moves(
     sigma: f64,
 ) -> Vec<Vec<CodeNoise>> {
     let layout = store.layout();
-    members
+    let mut ids: Vec<u32> = members.iter().map(|m| m.noise_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let drawn: Vec<Vec<Option<Drawn>>> = ids
         .par_iter()
-        .map(|m| {
+        .map(|&noise_id| {
+            let plus = Member { index: 0, noise_id, sign: 1.0 };
             layout
                 .tensors()
                 .iter()
                 .enumerate()
                 .map(|(id, info)| match store.stored(id) {
-                    Stored::Quant(q) => member_moves(q, noise, m, id, &info.shape, sigma, None),
-                    Stored::F32(_) => CodeNoise::default(),
+                    Stored::Quant(q) => Some(Drawn::new(q, noise, &plus, id, &info.shape, sigma)),
+                    Stored::F32(_) => None,
+                })
+                .collect()
+        })
+        .collect();
+    members
+        .par_iter()
+        .map(|m| {
+            let tensors = &drawn[ids.binary_search(&m.noise_id).expect("every member's id was drawn")];
+            tensors
+                .iter()
+                .enumerate()
+                .map(|(id, d)| match (d, store.stored(id)) {
+                    (Some(d), Stored::Quant(q)) => d.gated(m.sign < 0.0, q.format()),
+                    _ => CodeNoise::default(),
                 })
                 .collect()
         })
         .collect()
+}
+
+/// The ungated moves of the + member of a noise id in one matrix, with the codes at their
+/// positions (every format's codes fit in an i8).
+struct Drawn {
+    u: CodeNoise,
+    plus_codes: Vec<i8>,
+    minus_codes: Vec<i8>,
+}
+
+impl Drawn {
+    fn new(q: &QMatrix, noise: &IterationNoise, plus: &Member, id: usize, shape: &[usize], sigma: f64) -> Drawn {
+        let key = noise.key(plus.noise_id, id, shape);
+        let u = CodeNoise::draw(&key, q.rows() * q.cols(), sigma, 1);
+        let k = q.cols();
+        let codes = |list: &[u32]| list.iter().map(|&i| q.code(i as usize / k, i as usize % k) as i8).collect();
+        Drawn { plus_codes: codes(&u.plus), minus_codes: codes(&u.minus), u }
+    }
+
+    /// The moves of the + member (or the mirrored − member: the same positions, opposite moves)
+    /// that keep their codes inside the format's range.
+    fn gated(&self, mirrored: bool, f: QFormat) -> CodeNoise {
+        let keep = |list: &[u32], codes: &[i8], ok: &dyn Fn(i32) -> bool| -> Vec<u32> {
+            list.iter().zip(codes).filter(|&(_, &c)| ok(c as i32)).map(|(&i, _)| i).collect()
+        };
+        let (up, down) = if mirrored {
+            ((&self.u.minus, &self.minus_codes), (&self.u.plus, &self.plus_codes))
+        } else {
+            ((&self.u.plus, &self.plus_codes), (&self.u.minus, &self.minus_codes))
+        };
+        CodeNoise { plus: keep(up.0, up.1, &|c| c < f.max_code()), minus: keep(down.0, down.1, &|c| c > f.min_code()) }
+    }
 }
 
 /// The moves of a signed list as plus and minus positions.
@@ -248,6 +300,23 @@ mod tests {
             Member { index: 1, noise_id: 0, sign: -1.0 },
             Member { index: 2, noise_id: 1, sign: 1.0 },
         ]
+    }
+
+    /// Drawing each noise id once for a mirrored pair gives every member exactly its own moves.
+    #[test]
+    fn shared_draws_equal_each_members_own() {
+        let s = store();
+        let noise = IterationNoise { seed: 9, iteration: 4, mode: NoiseMode::Iid };
+        let Stored::Quant(q) = s.stored(0) else { unreachable!() };
+        let mut ms = members();
+        ms.push(Member { index: 3, noise_id: 1, sign: -1.0 });
+        ms.push(Member { index: 4, noise_id: 7, sign: -1.0 });
+        let all = draw_moves(&s, &noise, &ms, 0.1);
+        for (m, got) in ms.iter().zip(&all) {
+            let want = member_moves(q, &noise, m, 0, &[40, 96], 0.1, None);
+            assert!(want.len() > 100, "{} moves", want.len());
+            assert_eq!(got[0], want, "member {}", m.index);
+        }
     }
 
     /// The sparse correction equals the dense product with the decoded weight change, and the
