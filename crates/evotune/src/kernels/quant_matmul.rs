@@ -132,8 +132,13 @@ pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatr
                     // SAFETY: row t0+r of this product's y has o elements; this task alone writes
                     // its columns g·16 .. g·16 + lanes (its own groups), which lie inside the row.
                     unsafe {
-                        let dst = yp.0.add((t0 + r) * o + g * GROUP);
-                        std::ptr::copy_nonoverlapping(tile.as_ptr().add(r * GROUP), dst, lanes);
+                        let (src, dst) = (tile.as_ptr().add(r * GROUP), yp.0.add((t0 + r) * o + g * GROUP));
+                        if lanes == GROUP {
+                            // A constant length: inline moves, not a call to `memcpy` per row.
+                            std::ptr::copy_nonoverlapping(src, dst, GROUP);
+                        } else {
+                            std::ptr::copy_nonoverlapping(src, dst, lanes);
+                        }
                     }
                 }
                 t0 += nt;
