@@ -4,7 +4,7 @@
 //! - the strip tiles of the decode matmul ([`Avx2Strips`], driven by `strips.rs`): 2 × 2 tiles
 //!   of ymm pairs (8 accumulators, 4 x and 2 w registers: 8 FMAs per 8 loads), masked loads for
 //!   the k-tail, and a transposing reduction ([`reduce8`]) of 8 elements at once; a single row of
-//!   x (batch-1 decode) takes 1 × 4 tiles instead ([`Avx2RowStrips`]);
+//!   x (batch-1 decode) takes 1 × 6 tiles instead (`strips::RowStrips`);
 //! - attention's dot products and weighted sums, RMSNorm, the SwiGLU gate and softmax;
 //! - the register-only FMA loop of the peak probe.
 //!
@@ -17,7 +17,7 @@
 
 use std::arch::x86_64::*;
 
-use super::strips::StripKernel;
+use super::strips::{StripKernel, Tiles};
 
 /// Register tile: MR rows of x × NR rows of w, each element a pair of ymm accumulators.
 const MR: usize = 2;
@@ -55,32 +55,17 @@ impl StripKernel for Avx2Strips {
     }
 }
 
-/// The AVX2 strip tiles for a single row of x (batch-1 decode): 1 × 6 tiles, 12 accumulator
-/// chains that hide the FMA latency and 6 sequential streams of w, without software prefetch:
-/// measured on an AMD EPYC (Zen 4), the prefetch of the multi-row tiles slowed these by 5–50%
-/// (the hardware prefetcher follows the streams), and 6 rows beat 4 on a matrix from memory.
-pub(crate) struct Avx2RowStrips;
-
-impl StripKernel for Avx2RowStrips {
-    const MR: usize = 1;
-    const NR: usize = 6;
-
-    unsafe fn tile(
-        _rows: usize,
-        cols: usize,
+impl Tiles for Avx2Strips {
+    unsafe fn tile<const R: usize, const C: usize>(
         x: *const f32,
         w: *const f32,
         k: usize,
         y: *mut f32,
         ldy: usize,
-        _pf: *const f32,
-        _pf_rows: usize,
+        pf: *const f32,
+        pf_rows: usize,
     ) {
-        let none = std::ptr::null();
-        match cols {
-            1 => tile::<1, 1>(x, w, k, y, ldy, none, 0),
-            _ => tile::<1, 6>(x, w, k, y, ldy, none, 0),
-        }
+        tile::<R, C>(x, w, k, y, ldy, pf, pf_rows)
     }
 }
 

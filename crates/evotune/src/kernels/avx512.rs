@@ -3,7 +3,7 @@
 //!   accumulator per output element, 6×4 register tiles (fewer rows for the last tile), masked
 //!   loads for the k-tail, and a transposing reduction ([`reduce16`]) that sums 16 accumulators at
 //!   once along the same halving tree as [`super::lanes::tree16`]; a single row of x (batch-1
-//!   decode) takes 1 × 16 tiles instead ([`Avx512RowStrips`]);
+//!   decode) takes 1 × 16 tiles instead (`strips::RowStrips`);
 //! - attention's dot products and weighted sums, RMSNorm, the SwiGLU gate and softmax;
 //! - the register-only FMA loop of the peak probe.
 //!
@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::strips::StripKernel;
+use super::strips::{StripKernel, Tiles};
 
 /// Register tile: MR rows × NR columns = 24 zmm accumulators, plus MR x vectors and one w vector
 /// (31 of 32 registers). Per 16-wide k step: 6 loads of x (from L1), 4 of w, 24 FMAs.
@@ -63,32 +63,17 @@ impl StripKernel for Avx512Strips {
     }
 }
 
-/// The AVX-512 strip tiles for a single row of x (batch-1 decode): 1 × 16 tiles, 16 sequential
-/// streams of w whose 16 elements take one whole reduction (a 1 × 4 tile of [`Avx512Strips`]
-/// reduces 4 and pads 12), without software prefetch: measured on an AMD EPYC (Zen 4), the
-/// prefetch slowed the single-row strips by 10–40% (the hardware prefetcher follows the streams).
-pub(crate) struct Avx512RowStrips;
-
-impl StripKernel for Avx512RowStrips {
-    const MR: usize = 1;
-    const NR: usize = 16;
-
-    unsafe fn tile(
-        _rows: usize,
-        cols: usize,
+impl Tiles for Avx512Strips {
+    unsafe fn tile<const R: usize, const C: usize>(
         x: *const f32,
         w: *const f32,
         k: usize,
         y: *mut f32,
         ldy: usize,
-        _pf: *const f32,
-        _pf_rows: usize,
+        pf: *const f32,
+        pf_rows: usize,
     ) {
-        let none = std::ptr::null();
-        match cols {
-            1 => tile::<1, 1>(x, w, k, y, ldy, none, 0),
-            _ => tile::<1, 16>(x, w, k, y, ldy, none, 0),
-        }
+        tile::<R, C>(x, w, k, y, ldy, pf, pf_rows)
     }
 }
 

@@ -149,19 +149,19 @@ pub fn matmul_at(level: Level, x: &[f32], w: &[f32], y: &mut [f32], b: usize, k:
     #[cfg(target_arch = "x86_64")]
     {
         use panel::matmul_panels;
-        use strips::matmul_strips;
+        use strips::{matmul_strips, RowStrips};
         let panels = b >= PANEL_MIN_ROWS && k > 0;
         // SAFETY (each arm): lengths checked above, the level is supported, b, o > 0 (and k > 0
         // for the panels).
         match (level, panels) {
             (Level::Avx512, true) => return unsafe { matmul_panels::<panel_avx512::Avx512Panels>(x, w, y, b, k, o) },
             (Level::Avx512, false) if b == 1 => {
-                return unsafe { matmul_strips::<avx512::Avx512RowStrips>(x, w, y, b, k, o) }
+                return unsafe { matmul_strips::<RowStrips<avx512::Avx512Strips, 16>>(x, w, y, b, k, o) }
             }
             (Level::Avx512, false) => return unsafe { matmul_strips::<avx512::Avx512Strips>(x, w, y, b, k, o) },
             (Level::Avx2Fma, true) => return unsafe { matmul_panels::<panel_avx2::Avx2Panels>(x, w, y, b, k, o) },
             (Level::Avx2Fma, false) if b == 1 => {
-                return unsafe { matmul_strips::<avx2::Avx2RowStrips>(x, w, y, b, k, o) }
+                return unsafe { matmul_strips::<RowStrips<avx2::Avx2Strips, 6>>(x, w, y, b, k, o) }
             }
             (Level::Avx2Fma, false) => return unsafe { matmul_strips::<avx2::Avx2Strips>(x, w, y, b, k, o) },
             (Level::Portable, _) => {}

@@ -14,6 +14,9 @@ pub(crate) trait StripKernel {
     const MR: usize;
     /// Rows of w per strip (columns of y per tile).
     const NR: usize;
+    /// Whether the tiles prefetch the strip [`PREFETCH_ROWS`] ahead (when false they get no rows
+    /// to prefetch).
+    const PREFETCH: bool = true;
 
     /// One tile: y[i·ldy + j] = x_row(i) · w_row(j) for i < `rows` ≤ MR, j < `cols` ∈ {1, NR},
     /// rows of length k at stride k. Each 16-wide step of k also prefetches one cache line of
@@ -34,6 +37,54 @@ pub(crate) trait StripKernel {
         pf: *const f32,
         pf_rows: usize,
     );
+}
+
+/// A level's register tile of any fixed shape: y[i·ldy + j] = x_row(i) · w_row(j) for i < R,
+/// j < C, with the arguments and contract of [`StripKernel::tile`].
+pub(crate) trait Tiles {
+    /// # Safety
+    /// As [`StripKernel::tile`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize, const C: usize>(
+        x: *const f32,
+        w: *const f32,
+        k: usize,
+        y: *mut f32,
+        ldy: usize,
+        pf: *const f32,
+        pf_rows: usize,
+    );
+}
+
+/// The strips for a single row of x (batch-1 decode) with level `T`'s tiles: 1 × N tiles, N
+/// sequential streams of w (and for N = 16 one whole reduction per tile), without software
+/// prefetch. Measured on an AMD EPYC (Zen 4), the prefetch that pays in the multi-row tiles slowed
+/// single-row strips by 10–50% (they do little work per line; the hardware prefetcher follows
+/// the streams), and 16 (AVX-512) or 6 (AVX2, 12 of the 16 ymm as accumulators) streams read a
+/// matrix from memory faster than 4.
+pub(crate) struct RowStrips<T, const N: usize>(std::marker::PhantomData<T>);
+
+impl<T: Tiles, const N: usize> StripKernel for RowStrips<T, N> {
+    const MR: usize = 1;
+    const NR: usize = N;
+    const PREFETCH: bool = false;
+
+    unsafe fn tile(
+        _rows: usize,
+        cols: usize,
+        x: *const f32,
+        w: *const f32,
+        k: usize,
+        y: *mut f32,
+        ldy: usize,
+        pf: *const f32,
+        pf_rows: usize,
+    ) {
+        match cols {
+            1 => T::tile::<1, 1>(x, w, k, y, ldy, pf, pf_rows),
+            _ => T::tile::<1, N>(x, w, k, y, ldy, pf, pf_rows),
+        }
+    }
 }
 
 /// How many rows of w ahead of the current strip the tiles prefetch.
@@ -86,7 +137,7 @@ unsafe fn strips<S: StripKernel>(
     while c + nr <= cols {
         let ahead = c + PREFETCH_ROWS.next_multiple_of(nr);
         // Rows [share(i), share(i + 1)) of the strip ahead are tile i's to prefetch.
-        let share = |i: usize| if ahead + nr <= cols { (i.min(tiles) * nr / tiles).min(nr) } else { 0 };
+        let share = |i: usize| if S::PREFETCH && ahead + nr <= cols { (i.min(tiles) * nr / tiles).min(nr) } else { 0 };
         let mut r = 0;
         let mut i = 0;
         while r < b {
