@@ -326,53 +326,48 @@ pub fn apply(
             }
             g.fill(0.0);
             gather(&mut g, start as u32, &current, step.coefficients);
+            // Without AWD, most codes' step rounds to 0: in blocks of 32 every step is computed
+            // first (vectorised); a block whose steps all round to 0 (nearly every one) takes
+            // e = clamp(step) at once, and `code_step` runs only for codes whose step does not
+            // (the same operations on every code either way).
+            let fast = p.feedback && p.awd == Awd::None;
+            // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
+            let rounds_to_0 = |s: f32| s.is_nan() || s.abs() < 0.5;
             let mut changes = Vec::new();
             let mut stats = QesStats::default();
-            // Without AWD, most codes' step rounds to 0: a vectorised pass takes those (the step as
-            // `code_step` computes it, e = its clamp), and `code_step` runs only where |step| ≥ 0.5.
-            let fast = p.feedback && p.awd == Awd::None;
-            let mut skip = vec![false; if fast { e.len() } else { 0 }];
-            if fast {
-                for ((e, &g), skip) in e.iter_mut().zip(&g).zip(skip.iter_mut()) {
-                    let step = feedback_step(g * inv_sigma, *e, p);
-                    // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
-                    *skip = step.is_nan() || step.abs() < 0.5;
-                    if *skip {
-                        *e = step.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+            for (b, (e, g)) in e.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).enumerate() {
+                let mut steps = [0.0f32; BLOCK];
+                let mut all = fast;
+                if fast {
+                    for ((s, &e), &g) in steps.iter_mut().zip(e.iter()).zip(g) {
+                        *s = feedback_step(g * inv_sigma, e, p);
+                        all &= rounds_to_0(*s);
                     }
                 }
-            }
-            for (j, (e, &g)) in e.iter_mut().zip(&g).enumerate() {
-                if fast && skip[j] {
+                if all {
+                    for (e, &s) in e.iter_mut().zip(&steps) {
+                        *e = s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+                    }
                     continue;
                 }
-                let i = start + j;
-                let (delta, next, held) = code_step(g * inv_sigma, *e, || code_of(i), || anchor_of(i), range, p);
-                if delta != 0 {
-                    changes.push((i as u32, code_of(i) + delta));
-                    stats.moved += 1;
+                for (j, ((e, &g), &s)) in e.iter_mut().zip(g).zip(&steps).enumerate() {
+                    if fast && rounds_to_0(s) {
+                        *e = s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+                        continue;
+                    }
+                    let i = start + b * BLOCK + j;
+                    let (delta, next, held) = code_step(g * inv_sigma, *e, || code_of(i), || anchor_of(i), range, p);
+                    if delta != 0 {
+                        changes.push((i as u32, code_of(i) + delta));
+                        stats.moved += 1;
+                    }
+                    stats.held += held as u64;
+                    *e = next;
                 }
-                stats.held += held as u64;
-                *e = next;
             }
             (changes, stats)
         };
         let results: Vec<(Vec<(u32, i32)>, QesStats)> = match residual {
-            // Without AWD, straight on the int8 residual (the same operations, fused).
-            Residual::Stored(tensors) if p.feedback && p.awd == Awd::None => tensors[id]
-                .par_chunks_mut(CHUNK)
-                .enumerate()
-                .map(|(c, e8)| {
-                    let start = c * CHUNK;
-                    let mut g = vec![0.0f32; e8.len()];
-                    gather(&mut g, start as u32, &current, step.coefficients);
-                    let step_at = |j: usize, g: f32, e: f32| {
-                        let i = start + j;
-                        code_step(g * inv_sigma, e, || code_of(i), || anchor_of(i), range, p)
-                    };
-                    stored_chunk(e8, &g, inv_sigma, p, step_at, |j| code_of(start + j), start as u32)
-                })
-                .collect(),
             Residual::Stored(tensors) => tensors[id]
                 .par_chunks_mut(CHUNK)
                 .enumerate()
@@ -448,55 +443,8 @@ pub fn code_drift(
 /// Codes per parallel chunk of the update: the noise's chunks.
 const CHUNK: usize = super::code_noise::CHUNK as usize;
 
-/// One chunk of the update without AWD on the stored int8 residual `e8`, from the chunk's ĝ·σ
-/// `g`: in blocks of 32, every step α·ĝ + β·e is computed first (vectorised); where all of them
-/// round to 0 (nearly always) e' = clamp(step) is stored at once, and elsewhere `step_at(j, g, e)`
-/// (`code_step`) runs for the codes whose step does not. The same operations as `code_step` on
-/// each code, so the same bits. Returns the changed codes (index, new code) and the counts.
-fn stored_chunk(
-    e8: &mut [i8],
-    g: &[f32],
-    inv_sigma: f32,
-    p: &QesParams,
-    step_at: impl Fn(usize, f32, f32) -> (i32, f32, bool),
-    code_at: impl Fn(usize) -> i32,
-    start: u32,
-) -> (Vec<(u32, i32)>, QesStats) {
-    const BLOCK: usize = 32;
-    let mut changes = Vec::new();
-    let mut stats = QesStats::default();
-    // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
-    let rounds_to_0 = |s: f32| s.is_nan() || s.abs() < 0.5;
-    for (b, (e8, g)) in e8.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).enumerate() {
-        let mut steps = [0.0f32; BLOCK];
-        let mut all = true;
-        for ((s, &v), &g) in steps.iter_mut().zip(e8.iter()).zip(g) {
-            *s = feedback_step(g * inv_sigma, v as f32 * RESIDUAL_STEP, p);
-            all &= rounds_to_0(*s);
-        }
-        if all {
-            for (v, &s) in e8.iter_mut().zip(&steps) {
-                *v = to_fixed(s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX));
-            }
-            continue;
-        }
-        for (jb, ((v, &s), &g)) in e8.iter_mut().zip(&steps).zip(g).enumerate() {
-            if rounds_to_0(s) {
-                *v = to_fixed(s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX));
-                continue;
-            }
-            let j = b * BLOCK + jb;
-            let (delta, next, held) = step_at(j, g, *v as f32 * RESIDUAL_STEP);
-            if delta != 0 {
-                changes.push((start + j as u32, code_at(j) + delta));
-                stats.moved += 1;
-            }
-            stats.held += held as u64;
-            *v = to_fixed(next);
-        }
-    }
-    (changes, stats)
-}
+/// Codes per block of the update's vectorised pass.
+const BLOCK: usize = 32;
 
 /// e (code steps, |e| ≤ 1.5, or NaN → 0) to the nearest int8 step: `round_to_i32` without its
 /// branch for large or NaN inputs, which |e / step| ≤ 127 never takes (a NaN truncates to 0 and
