@@ -88,8 +88,24 @@ impl CodeNoise {
 
     /// Drops the moves that would take a code outside [lo, hi]: `code(i)` is element i's code.
     pub fn gate(&mut self, code: impl Fn(usize) -> i32, lo: i32, hi: i32) {
-        self.plus.retain(|&i| code(i as usize) < hi);
-        self.minus.retain(|&i| code(i as usize) > lo);
+        let codes = |list: &[u32]| list.iter().map(|&i| code(i as usize)).collect::<Vec<i32>>();
+        let (plus, minus) = (codes(&self.plus), codes(&self.minus));
+        *self = self.gated(false, &plus, &minus, lo, hi);
+    }
+
+    /// The moves of `self`, or of its mirror (the same positions, opposite moves), that keep their
+    /// codes inside [lo, hi], given the codes at the + and at the − positions of `self`: a +1 needs
+    /// a code below hi, a −1 one above lo.
+    pub fn gated<C: Copy + Into<i32>>(&self, mirrored: bool, plus: &[C], minus: &[C], lo: i32, hi: i32) -> CodeNoise {
+        let keep = |list: &[u32], codes: &[C], ok: &dyn Fn(i32) -> bool| -> Vec<u32> {
+            list.iter().zip(codes).filter(|&(_, &c)| ok(c.into())).map(|(&i, _)| i).collect()
+        };
+        let (up, down) = if mirrored {
+            ((&self.minus, minus), (&self.plus, plus))
+        } else {
+            ((&self.plus, plus), (&self.minus, minus))
+        };
+        CodeNoise { plus: keep(up.0, up.1, &|c| c < hi), minus: keep(down.0, down.1, &|c| c > lo) }
     }
 
     /// Number of moved codes.

@@ -76,13 +76,12 @@ pub fn draw_moves(
     let drawn: Vec<Vec<Option<Drawn>>> = ids
         .par_iter()
         .map(|&noise_id| {
-            let plus = Member { index: 0, noise_id, sign: 1.0 };
             layout
                 .tensors()
                 .iter()
                 .enumerate()
                 .map(|(id, info)| match store.stored(id) {
-                    Stored::Quant(q) => Some(Drawn::new(q, noise, &plus, id, &info.shape, sigma)),
+                    Stored::Quant(q) => Some(Drawn::new(q, noise, noise_id, id, &info.shape, sigma)),
                     Stored::F32(_) => None,
                 })
                 .collect()
@@ -113,26 +112,16 @@ struct Drawn {
 }
 
 impl Drawn {
-    fn new(q: &QMatrix, noise: &IterationNoise, plus: &Member, id: usize, shape: &[usize], sigma: f64) -> Drawn {
-        let key = noise.key(plus.noise_id, id, shape);
-        let u = CodeNoise::draw(&key, q.rows() * q.cols(), sigma, 1);
+    fn new(q: &QMatrix, noise: &IterationNoise, noise_id: u32, id: usize, shape: &[usize], sigma: f64) -> Drawn {
+        let u = CodeNoise::draw(&noise.key(noise_id, id, shape), q.rows() * q.cols(), sigma, 1);
         let k = q.cols();
         let codes = |list: &[u32]| list.iter().map(|&i| q.code(i as usize / k, i as usize % k) as i8).collect();
         Drawn { plus_codes: codes(&u.plus), minus_codes: codes(&u.minus), u }
     }
 
-    /// The moves of the + member (or the mirrored − member: the same positions, opposite moves)
-    /// that keep their codes inside the format's range.
+    /// The gated moves of the + member, or of the mirrored − member.
     fn gated(&self, mirrored: bool, f: QFormat) -> CodeNoise {
-        let keep = |list: &[u32], codes: &[i8], ok: &dyn Fn(i32) -> bool| -> Vec<u32> {
-            list.iter().zip(codes).filter(|&(_, &c)| ok(c as i32)).map(|(&i, _)| i).collect()
-        };
-        let (up, down) = if mirrored {
-            ((&self.u.minus, &self.minus_codes), (&self.u.plus, &self.plus_codes))
-        } else {
-            ((&self.u.plus, &self.plus_codes), (&self.u.minus, &self.minus_codes))
-        };
-        CodeNoise { plus: keep(up.0, up.1, &|c| c < f.max_code()), minus: keep(down.0, down.1, &|c| c > f.min_code()) }
+        self.u.gated(mirrored, &self.plus_codes, &self.minus_codes, f.min_code(), f.max_code())
     }
 }
 
