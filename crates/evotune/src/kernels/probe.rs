@@ -80,35 +80,63 @@ pub fn fma_peak(repeats: usize) -> Option<f64> {
             kernels::Level::Avx2Fma => (8, 40_000_000),
             kernels::Level::Portable => return None,
         };
-        let threads = rayon::current_num_threads();
-        let flop = (steps * 12 * lanes * 2 * threads) as f64;
-        let run = || {
-            let t = Instant::now();
-            let sums = rayon::broadcast(|_| match lanes {
-                // SAFETY: simd_level() returns only levels the CPU supports.
-                16 => unsafe { kernels::avx512::fma_chains_avx512(steps) },
-                // SAFETY: as above.
-                _ => unsafe { kernels::avx2::fma_chains_avx2(steps) },
-            });
-            std::hint::black_box(sums);
-            flop / t.elapsed().as_secs_f64() / 1e9
-        };
-        run(); // warm-up (frequency, thread start)
-        Some((0..repeats.max(1)).map(|_| run()).fold(0.0, f64::max))
+        Some(chains_rate(repeats, (steps * 12 * lanes * 2) as f64, || match lanes {
+            // SAFETY: simd_level() returns only levels the CPU supports.
+            16 => unsafe { kernels::avx512::fma_chains_avx512(steps) as f64 },
+            // SAFETY: as above.
+            _ => unsafe { kernels::avx2::fma_chains_avx2(steps) as f64 },
+        }))
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
+}
+
+/// GOP/s (an 8-bit multiply-add counts 2) of the quantized matmul's integer step on registers
+/// only, on all threads of the current rayon pool at once, with the integer kernel of the level in
+/// use ([`kernels::QuantKernel::at`]): 12 independent chains per thread of `vpdpbusd` (64 byte
+/// products per zmm) with AVX-512 VNNI, or of `vpmaddubsw` + `vpaddw` (32 per ymm, the 4-bit
+/// formats' step) with AVX2. No quantized matmul at that level can exceed it; `None` for the
+/// portable kernel.
+pub fn int8_peak(repeats: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (products, steps): (usize, usize) = match kernels::QuantKernel::at(kernels::simd_level()) {
+            kernels::QuantKernel::Avx512Vnni => (64, 20_000_000),
+            kernels::QuantKernel::Avx2 => (32, 40_000_000),
+            kernels::QuantKernel::Portable => return None,
+        };
+        Some(chains_rate(repeats, (steps * 12 * products * 2) as f64, || match products {
+            // SAFETY: QuantKernel::at returns only kernels the CPU supports.
+            64 => unsafe { kernels::quant_avx512::dot_chains(steps) as f64 },
+            // SAFETY: as above.
+            _ => unsafe { kernels::quant_avx2::dot_chains(steps) as f64 },
+        }))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The best of `repeats` rates (after a warm-up for the clock and the thread start) of `chains`
+/// run on every thread of the pool at once, each doing `ops` operations: G operations per second.
+#[cfg(target_arch = "x86_64")]
+fn chains_rate(repeats: usize, ops: f64, chains: impl Fn() -> f64 + Sync) -> f64 {
+    let threads = rayon::current_num_threads() as f64;
+    let run = || {
+        let t = Instant::now();
+        std::hint::black_box(rayon::broadcast(|_| chains()));
+        ops * threads / t.elapsed().as_secs_f64() / 1e9
+    };
+    run();
+    (0..repeats.max(1)).map(|_| run()).fold(0.0, f64::max)
 }
 
 /// Seconds to read `weights` once from memory on all threads of the current rayon pool (the best
 /// of `repeats` passes, after one warm-up): what every forward over a model too large for the
 /// caches pays at least once, however few rows it has.
 pub fn stream_seconds(weights: &[f32], repeats: usize) -> f64 {
-    const CHUNK: usize = 1 << 16;
-    let pass = || {
-        let t = Instant::now();
+    best_pass(repeats, || {
         let sums: Vec<[f32; 16]> = weights
-            .par_chunks(CHUNK)
+            .par_chunks(1 << 16)
             .map(|c| {
                 let mut acc = [0.0f32; 16];
                 for v in c.chunks_exact(16) {
@@ -120,10 +148,31 @@ pub fn stream_seconds(weights: &[f32], repeats: usize) -> f64 {
             })
             .collect();
         std::hint::black_box(sums);
+    })
+}
+
+/// [`stream_seconds`] for bytes held in `parts` (a quantized store's matrices): seconds to read
+/// them all once on all threads.
+pub fn stream_bytes_seconds(parts: &[&[u8]], repeats: usize) -> f64 {
+    best_pass(repeats, || {
+        let sums: Vec<u64> = parts
+            .par_iter()
+            .flat_map(|p| p.par_chunks(1 << 18))
+            .map(|c| c.chunks_exact(8).fold(0u64, |a, w| a ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))))
+            .collect();
+        std::hint::black_box(sums);
+    })
+}
+
+/// The shortest of `repeats` timed runs of `pass`, after one untimed run.
+fn best_pass(repeats: usize, pass: impl Fn()) -> f64 {
+    let timed = || {
+        let t = Instant::now();
+        pass();
         t.elapsed().as_secs_f64()
     };
-    pass();
-    (0..repeats.max(1)).map(|_| pass()).fold(f64::INFINITY, f64::min)
+    timed();
+    (0..repeats.max(1)).map(|_| timed()).fold(f64::INFINITY, f64::min)
 }
 
 /// y = x·Wᵀ through the `gemm` crate (candle's GEMM) with `threads` threads: the baseline our

@@ -126,3 +126,29 @@ unsafe fn kernel<const F: u8, const R: usize>(
         _mm256_storeu_ps(out.as_mut_ptr().add(i * GROUP + 8 * half), *acc);
     }
 }
+
+/// `steps` rounds of 12 independent chains of `vpmaddubsw` + `vpaddw` on registers only (no
+/// memory traffic): 12·32 byte products per round, the integer step of the 4-bit formats in
+/// [`group_rows`]. Returns a value that depends on every product, so none is optimised away
+/// ([`super::probe::int8_peak`]).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn dot_chains(steps: usize) -> i64 {
+    let a = _mm256_set1_epi8(std::hint::black_box(1));
+    let b = _mm256_set1_epi8(std::hint::black_box(1));
+    let mut acc = [_mm256_setzero_si256(); 12];
+    for _ in 0..steps {
+        for v in acc.iter_mut() {
+            *v = _mm256_add_epi16(*v, _mm256_maddubs_epi16(a, b));
+        }
+    }
+    let mut lanes = [0i16; 16];
+    let mut sum = 0i64;
+    for v in acc {
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v);
+        sum += lanes.iter().map(|&l| l as i64).sum::<i64>();
+    }
+    sum
+}

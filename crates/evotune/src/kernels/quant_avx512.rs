@@ -123,3 +123,22 @@ unsafe fn kernel<const F: u8, const NT: usize>(wg: &[u8], nb: usize, x: &QActs, 
         _mm512_storeu_ps(out.as_mut_ptr().add(i * GROUP), *acc);
     }
 }
+
+/// `steps` rounds of 12 independent `vpdpbusd` chains on registers only (no memory traffic):
+/// 12·64 byte products per round, the integer step of [`group_rows`]. Returns a value that depends
+/// on every product, so none is optimised away ([`super::probe::int8_peak`]).
+///
+/// # Safety
+/// The CPU supports AVX-512F/BW/VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn dot_chains(steps: usize) -> i64 {
+    let a = _mm512_set1_epi8(std::hint::black_box(1));
+    let b = _mm512_set1_epi8(std::hint::black_box(1));
+    let mut acc = [_mm512_setzero_si512(); 12];
+    for _ in 0..steps {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, a, b);
+        }
+    }
+    acc.iter().map(|&v| _mm512_reduce_add_epi32(v) as i64).sum()
+}

@@ -186,6 +186,10 @@ impl QMatrix {
     pub fn bytes(&self) -> usize {
         self.data.len()
     }
+    /// Every byte held: the groups in order.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
     /// The bytes of group g: its blocks in order, [`QFormat::block_bytes`] each.
     #[inline]
     pub fn group(&self, g: usize) -> &[u8] {

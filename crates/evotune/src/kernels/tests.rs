@@ -198,6 +198,28 @@ fn fma_probes_compute_their_chains() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn int8_probes_compute_their_chains() {
+    // 12 chains of byte products 1·1: `vpdpbusd` adds 4 to each of 16 lanes per step, `vpmaddubsw`
+    // 2 to each of 16 lanes (no 16-bit overflow below 16384 steps).
+    use crate::kernels::{quant_avx2, quant_avx512, QuantKernel};
+    for steps in [1usize, 10, 1000] {
+        if QuantKernel::at(Level::Avx512) == QuantKernel::Avx512Vnni {
+            // SAFETY: AVX-512F/BW/VNNI checked by QuantKernel::at.
+            assert_eq!(unsafe { quant_avx512::dot_chains(steps) }, 768 * steps as i64);
+        }
+        if QuantKernel::at(Level::Avx2Fma) == QuantKernel::Avx2 {
+            // SAFETY: AVX2 checked by QuantKernel::at.
+            assert_eq!(unsafe { quant_avx2::dot_chains(steps) }, 384 * steps as i64);
+        }
+    }
+    if QuantKernel::at(simd_level()) != QuantKernel::Portable {
+        let peak = crate::kernels::probe::int8_peak(1).expect("an integer kernel");
+        assert!(peak.is_finite() && peak > 0.0, "{peak}");
+    }
+}
+
 #[test]
 fn attention_dots_and_weighted_sums_equal_the_plain_loops() {
     // Same bits as `lanes::dot` per key and as the sequential o += p·v loop, for head sizes on and

@@ -153,6 +153,14 @@ impl QuantizedParams {
         self.tensors.iter().map(|t| fnv_tensor(FNV_OFFSET, t)).collect()
     }
 
+    /// The quantized matrices, in id order.
+    pub fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
+        self.tensors.iter().filter_map(|t| match t {
+            Stored::Quant(q) => Some(q),
+            Stored::F32(_) => None,
+        })
+    }
+
     /// Bytes held by all tensors.
     pub fn bytes(&self) -> usize {
         self.tensors

@@ -236,7 +236,7 @@ pub fn reset_peak_rss() {
 }
 
 /// Matrix FLOPs of one forward token through the blocks, and of one logits row.
-fn flops_per_token(model: &Model) -> (f64, f64) {
+pub(crate) fn flops_per_token(model: &Model) -> (f64, f64) {
     let c = &model.config;
     let (d, qd, kvd, f) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim, c.ffn);
     let block = d * qd + 2 * d * kvd + qd * d + 3 * d * f;

@@ -3,6 +3,10 @@
 //! α = 5e-4), every member × prompt in one batch over the shared quantized store
 //! ([`crate::run::qes_step`]), and the quantized engine's own batched generation rate on the same
 //! 128 sequences without perturbations, measured in the same run (EGGROLL reports 91% of it).
+//!
+//! The bound printed beside them: Σ over prefill and decode of max(forwards × one read of the
+//! quantized matrices, the matrices' integer operations at the integer step's register-only peak).
+//! Attention, norms and the members' corrections are not in it, so no run reaches it.
 
 use std::time::Instant;
 
@@ -12,9 +16,10 @@ use crate::es::qes::{QesParams, ResidualKind, DEFAULT_REPLAY_WINDOW};
 use crate::es::shaping::{NonFinitePolicy, Shaping};
 use crate::es::Awd;
 use crate::kernels::machine::Machine;
+use crate::kernels::probe::{int8_peak, stream_bytes_seconds};
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, QuantizedParams};
-use crate::run::bench::{peak_rss_bytes, reference_items};
+use crate::run::bench::{flops_per_token, peak_rss_bytes, reference_items};
 use crate::run::comm::SingleProcess;
 use crate::run::qes_step::{FileCodes, QesRun, QesState};
 use crate::tasks::{eval, Item};
@@ -45,6 +50,28 @@ pub struct QesIterationBench {
     pub residual_bytes: u64,
     pub peak_rss_bytes: Option<u64>,
     pub mean_reward: f32,
+    /// Integer operations of the matrices per iteration (an 8-bit multiply-add counts 2; prefill
+    /// includes one logits row per prompt).
+    pub prefill_gop: f64,
+    pub decode_gop: f64,
+    /// Batched forwards per iteration.
+    pub prefill_forwards: usize,
+    pub decode_forwards: usize,
+    /// The integer step's register-only peak on all threads ([`int8_peak`]); `None` for the
+    /// portable kernel.
+    pub int8_peak_gop_s: Option<f64>,
+    /// Seconds to read the quantized matrices once from memory ([`stream_bytes_seconds`]).
+    pub store_read_s: f64,
+    /// The module doc's bound on the evaluation, seconds per iteration.
+    pub eval_bound_s: Option<f64>,
+}
+
+impl QesIterationBench {
+    /// Σ over prefill and decode of max(forwards × `store_read_s`, operations ÷ `peak`).
+    fn bound(&self, peak: f64) -> f64 {
+        let phase = |forwards: usize, gop: f64| (forwards as f64 * self.store_read_s).max(gop / peak);
+        phase(self.prefill_forwards, self.prefill_gop) + phase(self.decode_forwards, self.decode_gop)
+    }
 }
 
 impl std::fmt::Display for QesIterationBench {
@@ -64,6 +91,24 @@ impl std::fmt::Display for QesIterationBench {
             100.0 * self.fraction_of_plain_generation,
             self.plain_generated_tok_s
         )?;
+        if let (Some(peak), Some(bound)) = (self.int8_peak_gop_s, self.eval_bound_s) {
+            writeln!(
+                f,
+                "  bound: {:.2} s of evaluation = {:.0}% of the measured {:.2} s (matrices only: {:.0} GOP at the \
+                 integer step's peak {:.0} GOP/s, or where more the store ({:.1} MB) read once per forward, \
+                 {:.1} ms at {:.1} GB/s; {} + {} forwards)",
+                bound,
+                100.0 * bound / self.eval_s,
+                self.eval_s,
+                self.prefill_gop + self.decode_gop,
+                peak,
+                self.store_bytes as f64 / 1e6,
+                1e3 * self.store_read_s,
+                self.store_bytes as f64 / self.store_read_s / 1e9,
+                self.prefill_forwards,
+                self.decode_forwards
+            )?;
+        }
         let mb = |b: u64| b as f64 / 1e6;
         write!(
             f,
@@ -86,6 +131,10 @@ pub fn bench_qes_iteration(
 ) -> Result<QesIterationBench> {
     let (task, items) = reference_items(16, 16)?;
     let refs: Vec<&Item> = items.iter().collect();
+    // The machine's ceilings, probed before and after the timed iterations (the best of both).
+    let matrices: Vec<&[u8]> = store.matrices().map(|q| q.data()).collect();
+    let (peak_before, read_before) = (int8_peak(3), stream_bytes_seconds(&matrices, 3));
+    drop(matrices);
     let run = QesRun {
         population,
         mirrored: true,
@@ -136,7 +185,12 @@ pub fn bench_qes_iteration(
     let plain_s = t.elapsed().as_secs_f64();
     let generated_tok_s = stats.generated_tokens as f64 / eval_s;
     let plain_generated_tok_s = plain.generated_tokens as f64 / plain_s;
-    Ok(QesIterationBench {
+    let matrices: Vec<&[u8]> = state.store.matrices().map(|q| q.data()).collect();
+    let peak = int8_peak(3).zip(peak_before).map(|(a, b)| a.max(b));
+    let store_read_s = stream_bytes_seconds(&matrices, 3).min(read_before);
+    let (per_token, per_row) = flops_per_token(model);
+    let prompts_run = (refs.len() * population) as f64;
+    let mut bench = QesIterationBench {
         machine: Machine::current(),
         method: "qes",
         residual,
@@ -153,5 +207,67 @@ pub fn bench_qes_iteration(
         residual_bytes: state.residual.bytes() as u64,
         peak_rss_bytes: peak_rss_bytes(),
         mean_reward: reward / n as f32,
-    })
+        prefill_gop: (stats.prefill_tokens as f64 / n * per_token + prompts_run * per_row) / 1e9,
+        decode_gop: stats.decode_tokens as f64 / n * (per_token + per_row) / 1e9,
+        prefill_forwards: (stats.prefill_forwards as f64 / n).round() as usize,
+        decode_forwards: (stats.decode_forwards as f64 / n).round() as usize,
+        int8_peak_gop_s: peak,
+        store_read_s,
+        eval_bound_s: None,
+    };
+    bench.eval_bound_s = peak.map(|p| bench.bound(p));
+    Ok(bench)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound takes, per phase, the larger of the store reads and the operations at the peak;
+    /// the printed line and the JSON carry it.
+    #[test]
+    fn bound_is_the_slower_ceiling_of_each_phase() {
+        let machine = Machine {
+            cpu: "test".into(),
+            simd: "Avx512".into(),
+            simd_cap: None,
+            int8: "avx512-vnni (vpdpbusd)".into(),
+            threads: 2,
+        };
+        let mut b = QesIterationBench {
+            machine,
+            method: "qes",
+            residual: ResidualKind::Stored,
+            population: 8,
+            s_per_iteration: 4.0,
+            eval_s: 3.8,
+            update_s: 0.2,
+            generated_tokens: 1800,
+            generated_tok_s: 470.0,
+            plain_generated_tok_s: 600.0,
+            fraction_of_plain_generation: 470.0 / 600.0,
+            codes_moved: 25_000.0,
+            store_bytes: 96_600_000,
+            residual_bytes: 134_500_000,
+            peak_rss_bytes: None,
+            mean_reward: 0.1,
+            // Prefill bound by operations (400 / 1000 = 0.4 s > 2 × 0.01 s), decode by reads
+            // (15 × 0.01 = 0.15 s > 100 / 1000 s).
+            prefill_gop: 400.0,
+            decode_gop: 100.0,
+            prefill_forwards: 2,
+            decode_forwards: 15,
+            int8_peak_gop_s: Some(1000.0),
+            store_read_s: 0.01,
+            eval_bound_s: None,
+        };
+        let bound = b.bound(1000.0);
+        assert!((bound - 0.55).abs() < 1e-12, "{bound}");
+        b.eval_bound_s = Some(bound);
+        assert!(b.to_string().contains("bound: 0.55 s of evaluation = 14% of the measured 3.80 s"), "{b}");
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["eval_bound_s"], 0.55);
+        assert_eq!(json["int8_peak_gop_s"], 1000.0);
+        assert_eq!(json["cpu"], "test");
+    }
 }
