@@ -129,26 +129,49 @@ unsafe fn kernel<const F: u8, const R: usize>(
 
 /// `steps` rounds of 12 independent chains of `vpmaddubsw` + `vpaddw` on registers only (no
 /// memory traffic): 12·32 byte products per round, the integer step of the 4-bit formats in
-/// [`group_rows`]. Returns a value that depends on every product, so none is optimised away
-/// ([`super::probe::int8_peak`]).
+/// [`group_rows`], all of them ones. Returns the sum of the 16-bit lanes, so the test can check
+/// every product was made ([`super::probe::int8_peak`]). Written in assembly: with intrinsics on
+/// constant operands the compiler makes the product once and turns each chain into a multiply.
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn dot_chains(steps: usize) -> i64 {
-    let a = _mm256_set1_epi8(std::hint::black_box(1));
-    let b = _mm256_set1_epi8(std::hint::black_box(1));
-    let mut acc = [_mm256_setzero_si256(); 12];
-    for _ in 0..steps {
-        for v in acc.iter_mut() {
-            *v = _mm256_add_epi16(*v, _mm256_maddubs_epi16(a, b));
-        }
+    let mut lanes = [0i16; 12 * 16];
+    if steps > 0 {
+        // SAFETY: register-only arithmetic on AVX2 (the caller's contract), then 12 stores of
+        // 32 bytes into `lanes`; every register written is declared clobbered.
+        std::arch::asm!(
+            "vpcmpeqb ymm12, ymm12, ymm12", "vpabsb ymm12, ymm12", "vmovdqa ymm13, ymm12",
+            "vpxor ymm0, ymm0, ymm0", "vpxor ymm1, ymm1, ymm1", "vpxor ymm2, ymm2, ymm2",
+            "vpxor ymm3, ymm3, ymm3", "vpxor ymm4, ymm4, ymm4", "vpxor ymm5, ymm5, ymm5",
+            "vpxor ymm6, ymm6, ymm6", "vpxor ymm7, ymm7, ymm7", "vpxor ymm8, ymm8, ymm8",
+            "vpxor ymm9, ymm9, ymm9", "vpxor ymm10, ymm10, ymm10", "vpxor ymm11, ymm11, ymm11",
+            "2:",
+            "vpmaddubsw ymm14, ymm12, ymm13", "vpaddw ymm0, ymm0, ymm14",
+            "vpmaddubsw ymm15, ymm12, ymm13", "vpaddw ymm1, ymm1, ymm15",
+            "vpmaddubsw ymm14, ymm12, ymm13", "vpaddw ymm2, ymm2, ymm14",
+            "vpmaddubsw ymm15, ymm12, ymm13", "vpaddw ymm3, ymm3, ymm15",
+            "vpmaddubsw ymm14, ymm12, ymm13", "vpaddw ymm4, ymm4, ymm14",
+            "vpmaddubsw ymm15, ymm12, ymm13", "vpaddw ymm5, ymm5, ymm15",
+            "vpmaddubsw ymm14, ymm12, ymm13", "vpaddw ymm6, ymm6, ymm14",
+            "vpmaddubsw ymm15, ymm12, ymm13", "vpaddw ymm7, ymm7, ymm15",
+            "vpmaddubsw ymm14, ymm12, ymm13", "vpaddw ymm8, ymm8, ymm14",
+            "vpmaddubsw ymm15, ymm12, ymm13", "vpaddw ymm9, ymm9, ymm15",
+            "vpmaddubsw ymm14, ymm12, ymm13", "vpaddw ymm10, ymm10, ymm14",
+            "vpmaddubsw ymm15, ymm12, ymm13", "vpaddw ymm11, ymm11, ymm15",
+            "dec {n}", "jnz 2b",
+            "vmovdqu [{p}], ymm0", "vmovdqu [{p} + 32], ymm1", "vmovdqu [{p} + 64], ymm2",
+            "vmovdqu [{p} + 96], ymm3", "vmovdqu [{p} + 128], ymm4", "vmovdqu [{p} + 160], ymm5",
+            "vmovdqu [{p} + 192], ymm6", "vmovdqu [{p} + 224], ymm7", "vmovdqu [{p} + 256], ymm8",
+            "vmovdqu [{p} + 288], ymm9", "vmovdqu [{p} + 320], ymm10", "vmovdqu [{p} + 352], ymm11",
+            n = inout(reg) steps => _,
+            p = in(reg) lanes.as_mut_ptr(),
+            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
+            out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+            options(nostack),
+        );
     }
-    let mut lanes = [0i16; 16];
-    let mut sum = 0i64;
-    for v in acc {
-        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v);
-        sum += lanes.iter().map(|&l| l as i64).sum::<i64>();
-    }
-    sum
+    lanes.iter().map(|&l| l as i64).sum()
 }
