@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
-use crate::kernels::quant_matrix::{QFormat, QK};
+use crate::kernels::quant_matrix::QFormat;
 use crate::kernels::{sparse_add_matmul, QMatrix};
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
@@ -34,29 +34,23 @@ pub struct CodePopulation<'a> {
 /// The top bit of a move's index: set where u = −1 (the bit [`sparse_add_matmul`] ignores).
 const MINUS: u32 = crate::kernels::sparse_matmul::FLAG;
 
-/// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index.
+/// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index:
+/// the two lists merged, then the scales looked up ([`QMatrix::scales_at`]).
 fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
     assert!(q.rows() * q.cols() < MINUS as usize, "a matrix of {} codes", q.rows() * q.cols());
-    let k = q.cols();
-    let mut out = Vec::with_capacity(u.len());
+    let mut merged = Vec::with_capacity(u.len());
     let (mut p, mut m) = (u.plus.iter().peekable(), u.minus.iter().peekable());
-    let (mut r, mut row_start, mut row_end) = (0usize, 0u32, 0u32);
     loop {
-        let (i, minus) = match (p.peek(), m.peek()) {
-            (Some(&&a), Some(&&b)) if a < b => (*p.next().unwrap(), false),
-            (_, Some(_)) => (*m.next().unwrap(), true),
-            (Some(_), None) => (*p.next().unwrap(), false),
+        merged.push(match (p.peek(), m.peek()) {
+            (Some(&&a), Some(&&b)) if a < b => *p.next().unwrap(),
+            (_, Some(_)) => *m.next().unwrap() | MINUS,
+            (Some(_), None) => *p.next().unwrap(),
             (None, None) => break,
-        };
-        if i >= row_end {
-            r = i as usize / k;
-            row_start = (r * k) as u32;
-            row_end = row_start + k as u32;
-        }
-        let d = q.scale_min(r, (i - row_start) as usize / QK).0;
-        out.push(if minus { (i | MINUS, -d) } else { (i, d) });
+        });
     }
-    out
+    let positions: Vec<u32> = merged.iter().map(|&i| i & !MINUS).collect();
+    let d = q.scales_at(&positions);
+    merged.into_iter().zip(d).map(|(i, d)| (i, if i & MINUS != 0 { -d } else { d })).collect()
 }
 
 /// Every member's moves (`[member][tensor]`, empty for f32 tensors) of one iteration, as the
@@ -114,9 +108,7 @@ struct Drawn {
 impl Drawn {
     fn new(q: &QMatrix, noise: &IterationNoise, noise_id: u32, id: usize, shape: &[usize], sigma: f64) -> Drawn {
         let u = CodeNoise::draw(&noise.key(noise_id, id, shape), q.rows() * q.cols(), sigma, 1);
-        let k = q.cols();
-        let codes = |list: &[u32]| list.iter().map(|&i| q.code(i as usize / k, i as usize % k) as i8).collect();
-        Drawn { plus_codes: codes(&u.plus), minus_codes: codes(&u.minus), u }
+        Drawn { plus_codes: q.codes_at(&u.plus), minus_codes: q.codes_at(&u.minus), u }
     }
 
     /// The gated moves of the + member, or of the mirrored − member.

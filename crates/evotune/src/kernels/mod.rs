@@ -62,6 +62,7 @@ mod quant_avx512;
 pub mod quant_matmul;
 pub mod quant_matrix;
 pub mod reference;
+mod row_of;
 pub mod sparse_matmul;
 #[cfg(target_arch = "x86_64")]
 mod strips;

@@ -27,6 +27,8 @@
 
 use half::f16;
 
+use super::row_of::RowOf;
+
 /// Weights per block.
 pub const QK: usize = 32;
 /// Rows per group (the lanes of a 512-bit integer register).
@@ -200,17 +202,68 @@ impl QMatrix {
     /// The code of weight (r, k) (Q8_0: as i8).
     #[inline]
     pub fn code(&self, r: usize, k: usize) -> i32 {
-        let (b, kk) = (k / QK, k % QK);
-        let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];
-        let lane = r % GROUP;
+        let byte = self.data[self.code_byte(r, k)];
         match self.format {
-            QFormat::Q8_0 => blk[(kk / 4) * 64 + 4 * lane + kk % 4] as i8 as i32,
-            QFormat::Q4_0 | QFormat::Q4_1 => {
-                let (j, within) = (kk / 8, kk % 8);
-                let byte = blk[j * 64 + 4 * lane + within % 4];
-                (if within < 4 { byte & 0x0F } else { byte >> 4 }) as i32
-            }
+            QFormat::Q8_0 => byte as i8 as i32,
+            QFormat::Q4_0 | QFormat::Q4_1 => (if k % 8 < 4 { byte & 0x0F } else { byte >> 4 }) as i32,
         }
+    }
+
+    /// Where in the data the code of weight (r, k) lies: its byte (a 4-bit code is the low nibble
+    /// for k mod 8 < 4, else the high one).
+    #[inline]
+    fn code_byte(&self, r: usize, k: usize) -> usize {
+        let bb = self.format.block_bytes();
+        let (b, kk) = (k / QK, k % QK);
+        let at = (r / GROUP * self.blocks() + b) * bb + 4 * (r % GROUP);
+        match self.format {
+            QFormat::Q8_0 => at + (kk / 4) * 64 + kk % 4,
+            QFormat::Q4_0 | QFormat::Q4_1 => at + (kk / 8) * 64 + kk % 4,
+        }
+    }
+
+    /// The codes (as i8: every format's codes fit) at row-major positions r·K + k, in the order
+    /// given. A few per thousand positions scattered over a matrix larger than the caches are
+    /// mostly cache misses, so each lookup prefetches the line of the one [`LOOKUP_AHEAD`] later.
+    pub fn codes_at(&self, positions: &[u32]) -> Vec<i8> {
+        let row_of = RowOf::new(self.cols);
+        let byte = |i: u32| {
+            let r = row_of.of(i as usize);
+            self.code_byte(r, i as usize - r * self.cols)
+        };
+        let mut out = Vec::with_capacity(positions.len());
+        for (j, &i) in positions.iter().enumerate() {
+            if let Some(&ahead) = positions.get(j + LOOKUP_AHEAD) {
+                prefetch(&self.data[byte(ahead)]);
+            }
+            let code = self.data[byte(i)];
+            // K is a multiple of 32, so k mod 8 = i mod 8.
+            out.push(match self.format {
+                QFormat::Q8_0 => code as i8,
+                QFormat::Q4_0 | QFormat::Q4_1 => (if i % 8 < 4 { code & 0x0F } else { code >> 4 }) as i8,
+            });
+        }
+        out
+    }
+
+    /// The scale d of the block of each row-major position r·K + k, in the order given, with the
+    /// prefetch of [`QMatrix::codes_at`].
+    pub fn scales_at(&self, positions: &[u32]) -> Vec<f32> {
+        let row_of = RowOf::new(self.cols);
+        let (bb, cb) = (self.format.block_bytes(), self.format.code_bytes());
+        let byte = |i: u32| {
+            let r = row_of.of(i as usize);
+            (r / GROUP * self.blocks() + (i as usize - r * self.cols) / QK) * bb + cb + 2 * (r % GROUP)
+        };
+        let mut out = Vec::with_capacity(positions.len());
+        for (j, &i) in positions.iter().enumerate() {
+            if let Some(&ahead) = positions.get(j + LOOKUP_AHEAD) {
+                prefetch(&self.data[byte(ahead)]);
+            }
+            let at = byte(i);
+            out.push(f16::from_bits(u16::from_le_bytes([self.data[at], self.data[at + 1]])).to_f32());
+        }
+        out
     }
 
     /// Sets the code of weight (r, k) to c (Q8_0: −128..=127, 4-bit: 0..=15).
@@ -289,4 +342,19 @@ impl QMatrix {
             }
         }
     }
+}
+
+/// How many lookups ahead [`QMatrix::codes_at`] and [`QMatrix::scales_at`] prefetch.
+const LOOKUP_AHEAD: usize = 16;
+
+/// Asks for the cache line holding `byte` (no effect where there is no prefetch instruction).
+#[inline(always)]
+fn prefetch(byte: &u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault; SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(byte as *const u8 as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = byte;
 }

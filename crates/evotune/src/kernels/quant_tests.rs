@@ -316,3 +316,23 @@ fn qmatmul_speed() {
         println!("{line}");
     }
 }
+
+/// The batched lookups (with their prefetch and multiply-high rows) read what `code` and
+/// `scale_min` read, at scattered positions in every format, including the first and last.
+#[test]
+fn codes_at_and_scales_at_match_single_lookups() {
+    for f in [QFormat::Q8_0, QFormat::Q4_0, QFormat::Q4_1] {
+        let (rows, cols) = (37, 96);
+        let q = rand_matrix(f, rows, cols, 11);
+        let positions: Vec<u32> =
+            (0..(rows * cols) as u32).filter(|i| i % 7 == 0 || i % 11 == 3).chain([(rows * cols - 1) as u32]).collect();
+        let codes = q.codes_at(&positions);
+        let scales = q.scales_at(&positions);
+        assert_eq!(codes.len(), positions.len());
+        for ((&i, &c), &d) in positions.iter().zip(&codes).zip(&scales) {
+            let (r, k) = (i as usize / cols, i as usize % cols);
+            assert_eq!(c as i32, q.code(r, k), "{f:?} code at ({r}, {k})");
+            assert_eq!(d.to_bits(), q.scale_min(r, k / QK).0.to_bits(), "{f:?} scale at ({r}, {k})");
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! nonzero is one vector update of a chunk row by an x column. The body is compiled once per SIMD
 //! level (`avx2.rs`, `avx512.rs`), where a block row of 16 is one or two registers.
 
+use super::row_of::RowOf;
 use super::{simd_level, transpose, Level};
 
 /// Rows of x corrected together: the transposed block (K floats per row) stays in L2.
@@ -69,7 +70,7 @@ pub(crate) fn sparse_add_matmul_plain(nonzeros: &[(u32, f32)], k: usize, o: usiz
 /// levels against runs held in registers.
 #[inline(always)]
 fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32], y: &mut [f32]) {
-    const { assert!(BP % LANES == 0 && BP <= MAX_BP) };
+    const { assert!(BP.is_multiple_of(LANES) && BP <= MAX_BP) };
     let rows = x.len() / k;
     let row_of = RowOf::new(k);
     // Taken out of the thread-local while in use; only lanes < b of each row are read into y.
@@ -118,27 +119,6 @@ fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32
     XT.set(xt);
 }
 
-/// ⌊i / k⌋ without a division: the high half of i·m with m = ⌈2⁶⁴/k⌉. With i = q·k + ρ and
-/// m·k = 2⁶⁴ + e (0 ≤ e < k), i·m/2⁶⁴ = q + ρ/k + i·e/(k·2⁶⁴), and the last term is below 1/k
-/// whenever i·k < 2⁶⁴, so the floor is q for every index of a matrix of fewer than 2³² elements.
-#[derive(Clone, Copy)]
-struct RowOf {
-    m: u64,
-}
-
-impl RowOf {
-    fn new(k: usize) -> RowOf {
-        assert!((2..1 << 32).contains(&k), "RowOf: row length {k}");
-        RowOf { m: (u64::MAX / k as u64) + 1 }
-    }
-
-    #[inline(always)]
-    fn of(self, i: usize) -> usize {
-        debug_assert!(i < 1 << 32);
-        ((i as u128 * self.m as u128) >> 64) as usize
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,23 +153,6 @@ mod tests {
             let mut plain = y0.clone();
             sparse_add_matmul_plain(&nonzeros, k, o, &x, &mut plain);
             assert_eq!(bits(&plain), bits(&want), "{rows} rows, plain");
-        }
-    }
-
-    /// The multiply-high quotient equals the division at and around every multiple of k, for
-    /// the model's row lengths and awkward ones, up to the largest index.
-    #[test]
-    fn row_of_is_the_quotient() {
-        for k in [2usize, 3, 32, 576, 1536, 4096, 14336, 65_535, 1 << 20, (1 << 32) - 1] {
-            let row_of = RowOf::new(k);
-            let top = (1usize << 32) - 1;
-            let multiples = (0..2000).map(|q| q * k).chain((1..2000).map(|q| top / k / q * k));
-            for base in multiples.filter(|&b| b <= top) {
-                for i in base.saturating_sub(2)..=(base + 2).min(top) {
-                    assert_eq!(row_of.of(i), i / k, "{i} / {k}");
-                }
-            }
-            assert_eq!(row_of.of(top), top / k, "{top} / {k}");
         }
     }
 }
