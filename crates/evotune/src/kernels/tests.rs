@@ -33,6 +33,8 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         }
     }
     v.extend([(3, 576, 49152), (17, 1536, 576), (5, 576, 1536), (16, 64, 7)]);
+    // One row of a matrix beyond the caches (one stream per thread at AVX2), with a column tail.
+    v.extend([(1, 576, 49152), (1, 1536, 2731)]);
     // Decode-sized batches with k and column tails.
     v.extend([(16, 1536, 576), (12, 577, 49), (4, 100, 13), (9, 400, 1), (16, 385, 25), (8, 576, 50)]);
     // Packed panels (≥ 24 rows): row tiles of 12 and panels of 32 with tails, k tails, both splits.
