@@ -226,42 +226,50 @@ impl QMatrix {
     /// given. A few per thousand positions scattered over a matrix larger than the caches are
     /// mostly cache misses, so each lookup prefetches the line of the one [`LOOKUP_AHEAD`] later.
     pub fn codes_at(&self, positions: &[u32]) -> Vec<i8> {
-        let row_of = RowOf::new(self.cols);
-        let byte = |i: u32| {
-            let r = row_of.of(i as usize);
-            self.code_byte(r, i as usize - r * self.cols)
-        };
-        let mut out = Vec::with_capacity(positions.len());
-        for (j, &i) in positions.iter().enumerate() {
-            if let Some(&ahead) = positions.get(j + LOOKUP_AHEAD) {
-                prefetch(&self.data[byte(ahead)]);
-            }
-            let code = self.data[byte(i)];
-            // K is a multiple of 32, so k mod 8 = i mod 8.
-            out.push(match self.format {
-                QFormat::Q8_0 => code as i8,
-                QFormat::Q4_0 | QFormat::Q4_1 => (if i % 8 < 4 { code & 0x0F } else { code >> 4 }) as i8,
-            });
-        }
-        out
+        self.looked_up(
+            positions,
+            |r, k| self.code_byte(r, k),
+            |i, at| {
+                let byte = self.data[at];
+                match self.format {
+                    QFormat::Q8_0 => byte as i8,
+                    // K is a multiple of 32, so k mod 8 = i mod 8.
+                    QFormat::Q4_0 | QFormat::Q4_1 => (if i % 8 < 4 { byte & 0x0F } else { byte >> 4 }) as i8,
+                }
+            },
+        )
     }
 
     /// The scale d of the block of each row-major position r·K + k, in the order given, with the
     /// prefetch of [`QMatrix::codes_at`].
     pub fn scales_at(&self, positions: &[u32]) -> Vec<f32> {
-        let row_of = RowOf::new(self.cols);
         let (bb, cb) = (self.format.block_bytes(), self.format.code_bytes());
-        let byte = |i: u32| {
+        let offset = |r: usize, k: usize| (r / GROUP * self.blocks() + k / QK) * bb + cb + 2 * (r % GROUP);
+        self.looked_up(positions, offset, |_, at| {
+            f16::from_bits(u16::from_le_bytes([self.data[at], self.data[at + 1]])).to_f32()
+        })
+    }
+
+    /// `read(i, at)` for each row-major position i = r·K + k, at = `offset(r, k)` its byte in the
+    /// data, in the order given; the byte of the lookup [`LOOKUP_AHEAD`] later is prefetched, and
+    /// rows come by multiply-high.
+    fn looked_up<T>(
+        &self,
+        positions: &[u32],
+        offset: impl Fn(usize, usize) -> usize,
+        read: impl Fn(u32, usize) -> T,
+    ) -> Vec<T> {
+        let row_of = RowOf::new(self.cols);
+        let at = |i: u32| {
             let r = row_of.of(i as usize);
-            (r / GROUP * self.blocks() + (i as usize - r * self.cols) / QK) * bb + cb + 2 * (r % GROUP)
+            offset(r, i as usize - r * self.cols)
         };
         let mut out = Vec::with_capacity(positions.len());
         for (j, &i) in positions.iter().enumerate() {
             if let Some(&ahead) = positions.get(j + LOOKUP_AHEAD) {
-                prefetch(&self.data[byte(ahead)]);
+                prefetch(&self.data[at(ahead)]);
             }
-            let at = byte(i);
-            out.push(f16::from_bits(u16::from_le_bytes([self.data[at], self.data[at + 1]])).to_f32());
+            out.push(read(i, at(i)));
         }
         out
     }
@@ -273,17 +281,12 @@ impl QMatrix {
     pub fn set_code(&mut self, r: usize, k: usize, c: i32) {
         assert!(r < self.rows && k < self.cols, "set_code: ({r}, {k}) outside {}×{}", self.rows, self.cols);
         assert!((self.format.min_code()..=self.format.max_code()).contains(&c), "set_code: code {c} out of range");
-        let (b, kk) = (k / QK, k % QK);
-        let n = self.blocks() * self.format.block_bytes();
-        let at = (r / GROUP) * n + b * self.format.block_bytes();
-        let lane = r % GROUP;
+        let at = self.code_byte(r, k);
+        let byte = &mut self.data[at];
         match self.format {
-            QFormat::Q8_0 => self.data[at + (kk / 4) * 64 + 4 * lane + kk % 4] = c as i8 as u8,
-            QFormat::Q4_0 | QFormat::Q4_1 => {
-                let (j, within) = (kk / 8, kk % 8);
-                let byte = &mut self.data[at + j * 64 + 4 * lane + within % 4];
-                *byte = if within < 4 { (*byte & 0xF0) | c as u8 } else { (*byte & 0x0F) | (c as u8) << 4 };
-            }
+            QFormat::Q8_0 => *byte = c as i8 as u8,
+            QFormat::Q4_0 | QFormat::Q4_1 if k % 8 < 4 => *byte = (*byte & 0xF0) | c as u8,
+            QFormat::Q4_0 | QFormat::Q4_1 => *byte = (*byte & 0x0F) | (c as u8) << 4,
         }
     }
 
