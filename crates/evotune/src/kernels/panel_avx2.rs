@@ -67,28 +67,34 @@ unsafe fn transpose_lanes(src: *const f32, k: usize, n: usize, width: usize, dst
     }
 }
 
-/// dst[c·ld_dst + r] = src[r·ld_src + c] for r < rows, c < cols, both multiples of 8: 8 × 8
-/// blocks through [`transpose8`] (`super::transpose`'s fast path).
+/// dst[c·ld_dst + r] = src[r·ld_src + c] for r < rows, c < cols (`super::transpose`'s fast path):
+/// 8 × 8 blocks through [`transpose8`], columns read up to `c_read` (a multiple of 8). A last block
+/// of fewer than 8 rows reads its missing rows as its last row and stores only its rows' lanes
+/// (`store_first`); a last block of columns past `cols` stores only the columns below `cols`.
 ///
 /// # Safety
-/// The CPU supports AVX2; src and dst hold the elements read and written.
+/// The CPU supports AVX2; src holds rows·ld_src floats up to the last row's column `c_read`, dst
+/// every element written (c < cols ≤ c_read at stride ld_dst, r < rows).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn transpose_blocks(
     src: *const f32,
     rows: usize,
     cols: usize,
+    c_read: usize,
     ld_src: usize,
     dst: *mut f32,
     ld_dst: usize,
 ) {
+    debug_assert!(c_read.is_multiple_of(8) && rows > 0);
     let mut block = [_mm256_setzero_ps(); 8];
     for r0 in (0..rows).step_by(8) {
-        for c0 in (0..cols).step_by(8) {
+        let n = (rows - r0).min(8);
+        for c0 in (0..c_read.min(cols.next_multiple_of(8))).step_by(8) {
             for (i, v) in block.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(src.add((r0 + i) * ld_src + c0));
+                *v = _mm256_loadu_ps(src.add((r0 + i.min(n - 1)) * ld_src + c0));
             }
-            for (j, v) in transpose8(&block).iter().enumerate() {
-                _mm256_storeu_ps(dst.add((c0 + j) * ld_dst + r0), *v);
+            for (j, v) in transpose8(&block).iter().enumerate().take(cols - c0) {
+                store_first(dst.add((c0 + j) * ld_dst + r0), *v, n);
             }
         }
     }
