@@ -22,7 +22,7 @@
 //! every machine draws the same codes.
 //!
 //! Boundary gating (a code that would leave its range is not moved) depends on the current codes
-//! and is applied by the caller ([`CodeNoise::gate`]).
+//! and is applied by the caller, given the codes at the positions ([`CodeNoise::gated`]).
 
 use super::noise::{splitmix64, NoiseKey};
 
@@ -84,13 +84,6 @@ impl CodeNoise {
             }
             pos += 1;
         }
-    }
-
-    /// Drops the moves that would take a code outside [lo, hi]: `code(i)` is element i's code.
-    pub fn gate(&mut self, code: impl Fn(usize) -> i32, lo: i32, hi: i32) {
-        let codes = |list: &[u32]| list.iter().map(|&i| code(i as usize)).collect::<Vec<i32>>();
-        let (plus, minus) = (codes(&self.plus), codes(&self.minus));
-        *self = self.gated(false, &plus, &minus, lo, hi);
     }
 
     /// The moves of `self`, or of its mirror (the same positions, opposite moves), that keep their
@@ -231,9 +224,10 @@ mod tests {
 
     #[test]
     fn gating_keeps_codes_in_range() {
-        let mut u = CodeNoise { plus: vec![0, 1, 2], minus: vec![0, 1, 2] };
+        let u = CodeNoise { plus: vec![0, 1, 2], minus: vec![0, 1, 2] };
+        // The codes at the + and at the − positions (here the same positions).
         let codes = [15, 7, 0];
-        u.gate(|i| codes[i], 0, 15);
+        let u = u.gated(false, &codes, &codes, 0, 15);
         assert_eq!(u, CodeNoise { plus: vec![1, 2], minus: vec![0, 1] });
     }
 }

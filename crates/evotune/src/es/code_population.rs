@@ -145,7 +145,7 @@ pub fn member_moves(
 ) -> CodeNoise {
     let key = noise.key(m.noise_id, id, shape);
     let (len, sign) = (q.rows() * q.cols(), if m.sign < 0.0 { -1 } else { 1 });
-    let mut u = match chunk {
+    let u = match chunk {
         None => CodeNoise::draw(&key, len, sigma, sign),
         Some(c) => {
             let mut u = CodeNoise::default();
@@ -153,9 +153,8 @@ pub fn member_moves(
             u
         }
     };
-    let (k, f) = (q.cols(), q.format());
-    u.gate(|i| q.code(i / k, i % k), f.min_code(), f.max_code());
-    u
+    let f = q.format();
+    u.gated(false, &q.codes_at(&u.plus), &q.codes_at(&u.minus), f.min_code(), f.max_code())
 }
 
 impl<'a> CodePopulation<'a> {
