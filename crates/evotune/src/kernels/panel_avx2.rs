@@ -85,11 +85,11 @@ pub(crate) unsafe fn transpose_blocks(
     dst: *mut f32,
     ld_dst: usize,
 ) {
-    debug_assert!(c_read.is_multiple_of(8) && rows > 0);
+    debug_assert!(c_read.is_multiple_of(8) && c_read < cols + 8 && rows > 0);
     let mut block = [_mm256_setzero_ps(); 8];
     for r0 in (0..rows).step_by(8) {
         let n = (rows - r0).min(8);
-        for c0 in (0..c_read.min(cols.next_multiple_of(8))).step_by(8) {
+        for c0 in (0..c_read).step_by(8) {
             for (i, v) in block.iter_mut().enumerate() {
                 *v = _mm256_loadu_ps(src.add((r0 + i.min(n - 1)) * ld_src + c0));
             }

@@ -202,7 +202,12 @@ impl QMatrix {
     /// The code of weight (r, k) (Q8_0: as i8).
     #[inline]
     pub fn code(&self, r: usize, k: usize) -> i32 {
-        let byte = self.data[self.code_byte(r, k)];
+        self.code_in(self.data[self.code_byte(r, k)], k)
+    }
+
+    /// The code of a weight at k (or any index ≡ k mod 8) held in `byte`, its [`QMatrix::code_byte`].
+    #[inline]
+    fn code_in(&self, byte: u8, k: usize) -> i32 {
         match self.format {
             QFormat::Q8_0 => byte as i8 as i32,
             QFormat::Q4_0 | QFormat::Q4_1 => (if k % 8 < 4 { byte & 0x0F } else { byte >> 4 }) as i32,
@@ -226,28 +231,14 @@ impl QMatrix {
     /// given. A few per thousand positions scattered over a matrix larger than the caches are
     /// mostly cache misses, so each lookup prefetches the line of the one [`LOOKUP_AHEAD`] later.
     pub fn codes_at(&self, positions: &[u32]) -> Vec<i8> {
-        self.looked_up(
-            positions,
-            |r, k| self.code_byte(r, k),
-            |i, at| {
-                let byte = self.data[at];
-                match self.format {
-                    QFormat::Q8_0 => byte as i8,
-                    // K is a multiple of 32, so k mod 8 = i mod 8.
-                    QFormat::Q4_0 | QFormat::Q4_1 => (if i % 8 < 4 { byte & 0x0F } else { byte >> 4 }) as i8,
-                }
-            },
-        )
+        // K is a multiple of 32, so k ≡ i mod 8.
+        self.looked_up(positions, |r, k| self.code_byte(r, k), |i, at| self.code_in(self.data[at], i as usize) as i8)
     }
 
     /// The scale d of the block of each row-major position r·K + k, in the order given, with the
     /// prefetch of [`QMatrix::codes_at`].
     pub fn scales_at(&self, positions: &[u32]) -> Vec<f32> {
-        let (bb, cb) = (self.format.block_bytes(), self.format.code_bytes());
-        let offset = |r: usize, k: usize| (r / GROUP * self.blocks() + k / QK) * bb + cb + 2 * (r % GROUP);
-        self.looked_up(positions, offset, |_, at| {
-            f16::from_bits(u16::from_le_bytes([self.data[at], self.data[at + 1]])).to_f32()
-        })
+        self.looked_up(positions, |r, k| self.scale_byte(r, k / QK), |_, at| self.f16_at(at))
     }
 
     /// `read(i, at)` for each row-major position i = r·K + k, at = `offset(r, k)` its byte in the
@@ -323,11 +314,22 @@ impl QMatrix {
     /// Scale d and min m (0 unless Q4_1) of block b of row r, as f32 (exact from f16).
     #[inline]
     pub fn scale_min(&self, r: usize, b: usize) -> (f32, f32) {
-        let blk = &self.group(r / GROUP)[b * self.format.block_bytes()..];
-        let (cb, lane) = (self.format.code_bytes(), r % GROUP);
-        let f = |at: usize| f16::from_bits(u16::from_le_bytes([blk[at], blk[at + 1]])).to_f32();
-        let m = if self.format == QFormat::Q4_1 { f(cb + 2 * GROUP + 2 * lane) } else { 0.0 };
-        (f(cb + 2 * lane), m)
+        let at = self.scale_byte(r, b);
+        // Q4_1's mins follow the group's 16 scales.
+        let m = if self.format == QFormat::Q4_1 { self.f16_at(at + 2 * GROUP) } else { 0.0 };
+        (self.f16_at(at), m)
+    }
+
+    /// Where in the data the scale d of block b of row r lies (two bytes, f16).
+    #[inline]
+    fn scale_byte(&self, r: usize, b: usize) -> usize {
+        (r / GROUP * self.blocks() + b) * self.format.block_bytes() + self.format.code_bytes() + 2 * (r % GROUP)
+    }
+
+    /// The f16 at byte `at` of the data, as f32 (exact).
+    #[inline]
+    fn f16_at(&self, at: usize) -> f32 {
+        f16::from_bits(u16::from_le_bytes([self.data[at], self.data[at + 1]])).to_f32()
     }
 
     /// out = row r as f32, with GGML's arithmetic (so the values equal its dequantization).
