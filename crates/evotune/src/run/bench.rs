@@ -90,11 +90,16 @@ impl IterationBench {
     /// reads the shared θ once per step for the whole population.
     pub fn lower_bound_seconds(&self) -> Option<f64> {
         let s = &self.stats;
-        self.fma_peak.map(|p| {
-            (s.prefill_forwards as f64 * self.stream_seconds).max(self.prefill_gflop / p)
-                + (s.decode_forwards as f64 * self.stream_seconds).max(self.decode_gflop / p)
-        })
+        let forwards = (s.prefill_forwards, s.decode_forwards);
+        self.fma_peak.map(|p| eval_bound(forwards, (self.prefill_gflop, self.decode_gflop), p, self.stream_seconds))
     }
+}
+
+/// Seconds an evaluation needs at least: Σ over prefill and decode of max(its forwards × `read_s`,
+/// one read of the weights each, and its G operations (`ops`) at `peak` G operations per second).
+pub(crate) fn eval_bound(forwards: (usize, usize), ops: (f64, f64), peak: f64, read_s: f64) -> f64 {
+    let phase = |n: usize, ops: f64| (n as f64 * read_s).max(ops / peak);
+    phase(forwards.0, ops.0) + phase(forwards.1, ops.1)
 }
 
 /// The figures of one [`IterationBench`] as one flat JSON object (`bench es-iteration --json`):

@@ -19,7 +19,7 @@ use crate::kernels::machine::Machine;
 use crate::kernels::probe::{int8_peak, stream_bytes_seconds};
 use crate::model::generate::GenerateStats;
 use crate::model::{Model, QuantizedParams};
-use crate::run::bench::{flops_per_token, peak_rss_bytes, reference_items};
+use crate::run::bench::{eval_bound, flops_per_token, peak_rss_bytes, reference_items};
 use crate::run::comm::SingleProcess;
 use crate::run::qes_step::{FileCodes, QesRun, QesState};
 use crate::tasks::{eval, Item};
@@ -64,14 +64,6 @@ pub struct QesIterationBench {
     pub store_read_s: f64,
     /// The module doc's bound on the evaluation, seconds per iteration.
     pub eval_bound_s: Option<f64>,
-}
-
-impl QesIterationBench {
-    /// Σ over prefill and decode of max(forwards × `store_read_s`, operations ÷ `peak`).
-    fn bound(&self, peak: f64) -> f64 {
-        let phase = |forwards: usize, gop: f64| (forwards as f64 * self.store_read_s).max(gop / peak);
-        phase(self.prefill_forwards, self.prefill_gop) + phase(self.decode_forwards, self.decode_gop)
-    }
 }
 
 impl std::fmt::Display for QesIterationBench {
@@ -193,7 +185,13 @@ pub fn bench_qes_iteration(
     let store_read_s = stream_bytes_seconds(&matrices, 3).min(read_before);
     let (per_token, per_row) = flops_per_token(model);
     let prompts_run = (refs.len() * population) as f64;
-    let mut bench = QesIterationBench {
+    let gop = (
+        (stats.prefill_tokens as f64 / n * per_token + prompts_run * per_row) / 1e9,
+        stats.decode_tokens as f64 / n * (per_token + per_row) / 1e9,
+    );
+    let forwards =
+        ((stats.prefill_forwards as f64 / n).round() as usize, (stats.decode_forwards as f64 / n).round() as usize);
+    Ok(QesIterationBench {
         machine: Machine::current(),
         method: "qes",
         residual,
@@ -210,16 +208,14 @@ pub fn bench_qes_iteration(
         residual_bytes: state.residual.bytes() as u64,
         peak_rss_bytes: peak_rss_bytes(),
         mean_reward: reward / n as f32,
-        prefill_gop: (stats.prefill_tokens as f64 / n * per_token + prompts_run * per_row) / 1e9,
-        decode_gop: stats.decode_tokens as f64 / n * (per_token + per_row) / 1e9,
-        prefill_forwards: (stats.prefill_forwards as f64 / n).round() as usize,
-        decode_forwards: (stats.decode_forwards as f64 / n).round() as usize,
+        prefill_gop: gop.0,
+        decode_gop: gop.1,
+        prefill_forwards: forwards.0,
+        decode_forwards: forwards.1,
         int8_peak_gop_s: peak,
         store_read_s,
-        eval_bound_s: None,
-    };
-    bench.eval_bound_s = peak.map(|p| bench.bound(p));
-    Ok(bench)
+        eval_bound_s: peak.map(|p| eval_bound(forwards, gop, p, store_read_s)),
+    })
 }
 
 #[cfg(test)]
@@ -264,7 +260,7 @@ mod tests {
             store_read_s: 0.01,
             eval_bound_s: None,
         };
-        let bound = b.bound(1000.0);
+        let bound = eval_bound((b.prefill_forwards, b.decode_forwards), (b.prefill_gop, b.decode_gop), 1000.0, 0.01);
         assert!((bound - 0.55).abs() < 1e-12, "{bound}");
         b.eval_bound_s = Some(bound);
         assert!(b.to_string().contains("bound: 0.55 s of evaluation = 14% of the measured 3.80 s"), "{b}");
