@@ -18,56 +18,54 @@ use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
 use crate::kernels::quant_matrix::QFormat;
+use crate::kernels::sparse_matmul::{Reader, POSITION};
 use crate::kernels::{sparse_add_matmul, QMatrix};
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
 
-/// Every member's moves, per tensor (empty for f32 tensors), gated at the code range, each as
-/// (element index, d·u) in increasing index, with the index's top bit set where u = −1: eight
-/// bytes per move, and the forward reads its weight change without a division or a scale lookup.
+/// The moves of one iteration, per drawn noise id and tensor (empty for f32 tensors): the +
+/// member's ungated moves as (position | flags, d·u) in increasing position, which the mirrored −
+/// member reads negated. Eight bytes per move and mirrored pair; each member reads its list through
+/// a [`Reader`] that leaves out the moves its gating drops, so the forward reads its weight change
+/// without a division or a scale lookup.
 pub struct CodePopulation<'a> {
     store: &'a QuantizedParams,
-    moves: Vec<Vec<Vec<(u32, f32)>>>,
+    lists: Vec<Vec<Vec<(u32, f32)>>>,
+    /// Member g reads `lists[readers[g].0]` through `readers[g].1`.
+    readers: Vec<(usize, Reader)>,
 }
 
-/// The top bit of a move's index: set where u = −1 (the bit [`sparse_add_matmul`] ignores).
-const MINUS: u32 = crate::kernels::sparse_matmul::FLAG;
+/// Flag of a listed move: u = −1 for the + member.
+const MINUS: u32 = 1 << 31;
+/// Flag of a listed move: the + member's move would leave the code range (dropped).
+const DROP_PLUS: u32 = 1 << 30;
+/// Flag of a listed move: the mirrored − member's move would leave the code range (dropped).
+const DROP_MINUS: u32 = 1 << 29;
 
-/// The moves of `u` of matrix `q` as (index, with [`MINUS`] where u = −1; d·u), increasing index:
-/// the two lists merged, then the scales looked up ([`QMatrix::scales_at`]).
-fn signed_moves(q: &QMatrix, u: &CodeNoise) -> Vec<(u32, f32)> {
-    assert!(q.rows() * q.cols() < MINUS as usize, "a matrix of {} codes", q.rows() * q.cols());
-    let mut merged = Vec::with_capacity(u.len());
-    let (mut p, mut m) = (u.plus.iter().peekable(), u.minus.iter().peekable());
-    loop {
-        merged.push(match (p.peek(), m.peek()) {
-            (Some(&&a), Some(&&b)) if a < b => *p.next().unwrap(),
-            (_, Some(_)) => *m.next().unwrap() | MINUS,
-            (Some(_), None) => *p.next().unwrap(),
-            (None, None) => break,
-        });
+/// How a member reads its noise id's list: the + member as listed, the − member negated, each
+/// without the moves its gating drops.
+fn reader(m: &Member) -> Reader {
+    if m.sign < 0.0 {
+        Reader { skip: DROP_MINUS, sign: 1 << 31 }
+    } else {
+        Reader { skip: DROP_PLUS, sign: 0 }
     }
-    let positions: Vec<u32> = merged.iter().map(|&i| i & !MINUS).collect();
-    let d = q.scales_at(&positions);
-    merged.into_iter().zip(d).map(|(i, d)| (i, if i & MINUS != 0 { -d } else { d })).collect()
 }
 
-/// Every member's moves (`[member][tensor]`, empty for f32 tensors) of one iteration, as the
-/// update and a replay need them (no forward, so no signed lists). Mirrored members share their
-/// positions with opposite moves, so each noise id's positions are drawn, and the codes there
-/// looked up, once; then each member gates its own moves (the same moves as [`member_moves`]).
-pub fn draw_moves(
+/// Each distinct noise id of `members` (increasing) and its draw in every tensor (`None` for f32
+/// tensors): a mirrored pair's positions are drawn, and the codes there looked up, once.
+fn draw_ids(
     store: &QuantizedParams,
     noise: &IterationNoise,
     members: &[Member],
     sigma: f64,
-) -> Vec<Vec<CodeNoise>> {
+) -> (Vec<u32>, Vec<Vec<Option<Drawn>>>) {
     let layout = store.layout();
     let mut ids: Vec<u32> = members.iter().map(|m| m.noise_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let drawn: Vec<Vec<Option<Drawn>>> = ids
+    let drawn = ids
         .par_iter()
         .map(|&noise_id| {
             layout
@@ -81,6 +79,20 @@ pub fn draw_moves(
                 .collect()
         })
         .collect();
+    (ids, drawn)
+}
+
+/// Every member's moves (`[member][tensor]`, empty for f32 tensors) of one iteration, as the
+/// update and a replay need them (no forward, so no signed lists). Mirrored members share their
+/// positions with opposite moves, so each noise id's positions are drawn, and the codes there
+/// looked up, once; then each member gates its own moves (the same moves as [`member_moves`]).
+pub fn draw_moves(
+    store: &QuantizedParams,
+    noise: &IterationNoise,
+    members: &[Member],
+    sigma: f64,
+) -> Vec<Vec<CodeNoise>> {
+    let (ids, drawn) = draw_ids(store, noise, members, sigma);
     members
         .par_iter()
         .map(|m| {
@@ -115,16 +127,50 @@ impl Drawn {
     fn gated(&self, mirrored: bool, f: QFormat) -> CodeNoise {
         self.u.gated(mirrored, &self.plus_codes, &self.minus_codes, f.min_code(), f.max_code())
     }
+
+    /// The + member's moves as one list in increasing position: (position, with [`MINUS`] where
+    /// u = −1 and [`DROP_PLUS`] / [`DROP_MINUS`] where the + / − member's move would leave the
+    /// code range (a +1 needs a code below the top, a −1 one above the bottom); d·u), the scales
+    /// looked up once for both members ([`QMatrix::scales_at`]).
+    fn listed(&self, q: &QMatrix) -> Vec<(u32, f32)> {
+        assert!(q.rows() * q.cols() <= POSITION as usize + 1, "a matrix of {} codes", q.rows() * q.cols());
+        let (lo, hi) = (q.format().min_code(), q.format().max_code());
+        let flags = |minus: bool, c: i8| {
+            let (up_ok, down_ok) = (i32::from(c) < hi, i32::from(c) > lo);
+            let (plus_ok, minus_ok) = if minus { (down_ok, up_ok) } else { (up_ok, down_ok) };
+            (if minus { MINUS } else { 0 })
+                | (if plus_ok { 0 } else { DROP_PLUS })
+                | (if minus_ok { 0 } else { DROP_MINUS })
+        };
+        let mut merged = Vec::with_capacity(self.u.len());
+        let (mut p, mut m) = (
+            self.u.plus.iter().zip(&self.plus_codes).peekable(),
+            self.u.minus.iter().zip(&self.minus_codes).peekable(),
+        );
+        loop {
+            merged.push(match (p.peek(), m.peek()) {
+                (Some(&(&a, _)), Some(&(&b, _))) if a < b => p.next().map(|(&i, &c)| i | flags(false, c)).unwrap(),
+                (_, Some(_)) => m.next().map(|(&i, &c)| i | flags(true, c)).unwrap(),
+                (Some(_), None) => p.next().map(|(&i, &c)| i | flags(false, c)).unwrap(),
+                (None, None) => break,
+            });
+        }
+        let positions: Vec<u32> = merged.iter().map(|&i| i & POSITION).collect();
+        let d = q.scales_at(&positions);
+        merged.into_iter().zip(d).map(|(i, d)| (i, if i & MINUS != 0 { -d } else { d })).collect()
+    }
 }
 
-/// The moves of a signed list as plus and minus positions.
-fn code_noise(w: &[(u32, f32)]) -> CodeNoise {
+/// The moves a reader takes from a list, as plus and minus positions (a − member's moves are
+/// the listed ones reversed).
+fn code_noise(w: &[(u32, f32)], reader: Reader) -> CodeNoise {
     let mut u = CodeNoise::default();
-    for &(i, _) in w {
-        if i & MINUS == 0 {
-            u.plus.push(i);
+    let reversed = if reader.sign != 0 { MINUS } else { 0 };
+    for &(i, _) in w.iter().filter(|&&(i, _)| i & reader.skip == 0) {
+        if (i ^ reversed) & MINUS == 0 {
+            u.plus.push(i & POSITION);
         } else {
-            u.minus.push(i & !MINUS);
+            u.minus.push(i & POSITION);
         }
     }
     u
@@ -162,30 +208,43 @@ impl<'a> CodePopulation<'a> {
     /// tensor i uses the stream of (`noise`, its noise id, i), mirrored members the opposite
     /// moves; moves that would leave the code range are dropped.
     pub fn new(store: &'a QuantizedParams, noise: &IterationNoise, members: &[Member], sigma: f64) -> Self {
-        let moves = draw_moves(store, noise, members, sigma)
+        let (ids, drawn) = draw_ids(store, noise, members, sigma);
+        let lists = drawn
             .into_par_iter()
-            .map(|m| {
-                m.iter()
+            .map(|tensors| {
+                tensors
+                    .iter()
                     .enumerate()
-                    .map(|(id, u)| match store.stored(id) {
-                        Stored::Quant(q) => signed_moves(q, u),
-                        Stored::F32(_) => Vec::new(),
+                    .map(|(id, d)| match (d, store.stored(id)) {
+                        (Some(d), Stored::Quant(q)) => d.listed(q),
+                        _ => Vec::new(),
                     })
                     .collect()
             })
             .collect();
-        CodePopulation { store, moves }
+        let readers = members
+            .iter()
+            .map(|m| (ids.binary_search(&m.noise_id).expect("every member's id was drawn"), reader(m)))
+            .collect();
+        CodePopulation { store, lists, readers }
     }
 
     /// Every member's moves (`[member][tensor]`), for the update once the evaluation is done
     /// ([`super::qes::apply`]).
     pub fn into_moves(self) -> Vec<Vec<CodeNoise>> {
-        self.moves.into_par_iter().map(|m| m.iter().map(|w| code_noise(w)).collect()).collect()
+        self.readers.par_iter().map(|&(l, r)| self.lists[l].iter().map(|w| code_noise(w, r)).collect()).collect()
     }
 
     /// Member g's moves of tensor `id`.
     pub fn moves(&self, group: usize, id: usize) -> CodeNoise {
-        code_noise(&self.moves[group][id])
+        let (l, r) = self.readers[group];
+        code_noise(&self.lists[l][id], r)
+    }
+
+    /// Member g's list of tensor `id` and how it reads it.
+    fn list(&self, group: usize, id: usize) -> (&[(u32, f32)], Reader) {
+        let (l, r) = self.readers[group];
+        (&self.lists[l][id], r)
     }
 
     /// Member g's weights materialised: a copy of the store with its codes moved (the plain
@@ -222,22 +281,24 @@ impl<'a> CodePopulation<'a> {
 }
 
 impl WeightDelta for CodePopulation<'_> {
-    /// y[t, r] += (d·u)·x[t, k] over the moves in increasing index (row-major): the kernel
-    /// [`sparse_add_matmul`] (its top index bit, [`MINUS`], is ignored there).
+    /// y[t, r] += (d·u)·x[t, k] over the member's moves in increasing index (row-major): the
+    /// kernel [`sparse_add_matmul`], reading the shared list through the member's [`Reader`].
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
-        let w = &self.moves[group][tensor];
+        let (w, r) = self.list(group, tensor);
         let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
-        sparse_add_matmul(w, q.cols(), q.rows(), x, y);
+        sparse_add_matmul(w, r, q.cols(), q.rows(), x, y);
     }
 
     fn add_row(&self, tensor: usize, group: usize, row: usize, out: &mut [f32]) {
-        let w = &self.moves[group][tensor];
+        let (w, r) = self.list(group, tensor);
         let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
         let k = q.cols();
         let (lo, hi) = ((row * k) as u32, ((row + 1) * k) as u32);
-        let from = w.partition_point(|&(i, _)| i & !MINUS < lo);
-        for &(i, c) in w[from..].iter().take_while(|&&(i, _)| i & !MINUS < hi) {
-            out[((i & !MINUS) - lo) as usize] += c;
+        let from = w.partition_point(|&(i, _)| i & POSITION < lo);
+        for &nonzero in w[from..].iter().take_while(|&&(i, _)| i & POSITION < hi) {
+            if let Some((i, c)) = r.take(nonzero) {
+                out[i - lo as usize] += c;
+            }
         }
     }
 
@@ -246,7 +307,7 @@ impl WeightDelta for CodePopulation<'_> {
     }
 
     fn groups(&self) -> usize {
-        self.moves.len()
+        self.readers.len()
     }
 }
 
@@ -297,6 +358,28 @@ mod tests {
             assert!(want.len() > 100, "{} moves", want.len());
             assert_eq!(got[0], want, "member {}", m.index);
         }
+    }
+
+    /// Each member reads from its pair's shared list exactly the moves drawn for it alone: the
+    /// + member as listed, the − member reversed, each without the moves its gating drops.
+    #[test]
+    fn shared_lists_read_each_members_own_moves() {
+        let s = store();
+        let noise = IterationNoise { seed: 3, iteration: 1, mode: NoiseMode::Iid };
+        let mut ms = members();
+        ms.push(Member { index: 3, noise_id: 1, sign: -1.0 });
+        let pop = CodePopulation::new(&s, &noise, &ms, 0.1);
+        let all = draw_moves(&s, &noise, &ms, 0.1);
+        let (mut dropped, mut listed) = (0, 0);
+        for (g, want) in all.iter().enumerate() {
+            assert_eq!(pop.moves(g, 0), want[0], "member {g}");
+            let (w, _) = pop.list(g, 0);
+            listed += w.len();
+            dropped += w.len() - want[0].len();
+        }
+        // The store's codes reach both ends of the range, so some moves are gated off.
+        assert!(dropped > 0 && dropped < listed / 4, "{dropped} of {listed}");
+        assert_eq!(pop.into_moves(), all);
     }
 
     /// The sparse correction equals the dense product with the decoded weight change, and the

@@ -240,7 +240,7 @@ compiled_for! { "avx2,fma":
     silu_mul_avx2(g: &mut [f32], u: &[f32]) = super::silu_mul_chunk;
     dot_avx2(a: &[f32], b: &[f32]) -> f32 = super::lanes::dot;
     softmax_avx2(x: &mut [f32]) = super::softmax_row;
-    sparse_add_matmul_avx2(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32], y: &mut [f32]) = super::sparse_matmul::sparse_add_matmul_plain;
+    sparse_add_matmul_avx2(nonzeros: &[(u32, f32)], reader: super::sparse_matmul::Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) = super::sparse_matmul::sparse_add_matmul_plain;
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ compiled_for! { "avx512f":
     silu_mul_avx512(g: &mut [f32], u: &[f32]) = super::silu_mul_chunk;
     dot_avx512(a: &[f32], b: &[f32]) -> f32 = super::lanes::dot;
     softmax_avx512(x: &mut [f32]) = super::softmax_row;
-    sparse_add_matmul_avx512(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32], y: &mut [f32]) = super::sparse_matmul::sparse_add_matmul_plain;
+    sparse_add_matmul_avx512(nonzeros: &[(u32, f32)], reader: super::sparse_matmul::Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) = super::sparse_matmul::sparse_add_matmul_plain;
 }
 
 /// `steps` rounds of 12 independent AVX-512 FMA chains on registers only (no memory traffic):

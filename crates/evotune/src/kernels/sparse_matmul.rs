@@ -1,7 +1,9 @@
 //! y += x·Sᵀ for a sparse S (O × K) given as its nonzeros in increasing row-major index: the
-//! weight changes of QES members (`es::code_population`), a few per thousand weights.
+//! weight changes of QES members (`es::code_population`), a few per thousand weights. A list may
+//! be shared by several readers (a mirrored pair of members): each takes it through a [`Reader`],
+//! which leaves out the nonzeros carrying its flag and may negate every value (exactly).
 //!
-//! For each nonzero (i = r·K + k, c) in order, y[t, r] += c·x[t, k] for every row t: a multiply
+//! For each nonzero (i = r·K + k, c) a reader takes, in order, y[t, r] += c·x[t, k] for every row t: a multiply
 //! and an add, each rounded, so every element of y receives the same operations in the same order
 //! whatever the blocking, and every level computes the same bits. The rows run in blocks of
 //! [`ROW_BLOCK`]: the block of x is transposed (x[:, k] contiguous), and the columns of y that
@@ -25,38 +27,64 @@ const LANES: usize = 16;
 /// Lanes of the widest transposed block.
 const MAX_BP: usize = ROW_BLOCK.next_multiple_of(LANES);
 
-/// The top bit of an index, which callers may use as a flag (QES: the sign of a move): ignored here.
-pub const FLAG: u32 = 1 << 31;
+/// The bits of an index that hold its position r·K + k; the top three are the caller's flags.
+pub const POSITION: u32 = (1 << 29) - 1;
+
+/// How one reader takes a shared list of nonzeros: it leaves out those whose index has a bit of
+/// `skip`, and xors every value's sign bit with `sign` (0, or `1 << 31` for the exact negation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reader {
+    pub skip: u32,
+    pub sign: u32,
+}
+
+impl Reader {
+    /// Every nonzero, as it is.
+    pub const ALL: Reader = Reader { skip: 0, sign: 0 };
+
+    /// The position and value this reader takes from `nonzero`, if it takes it.
+    #[inline(always)]
+    pub fn take(self, (i, c): (u32, f32)) -> Option<(usize, f32)> {
+        (i & self.skip == 0).then(|| ((i & POSITION) as usize, f32::from_bits(c.to_bits() ^ self.sign)))
+    }
+}
 
 thread_local! {
     /// The transposed block of x, reused across calls (≤ 196 KB: K ≤ 1536 by 32 rows).
     static XT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// y (T, O) += x (T, K)·Sᵀ for S given by `nonzeros` (index r·K + k, its top bit ignored; value),
-/// in increasing index.
+/// y (T, O) += x (T, K)·Sᵀ for S given by the `nonzeros` that `reader` takes (index r·K + k in
+/// [`POSITION`], flags above; value), in increasing index.
 ///
 /// # Panics
 /// If the shapes disagree or an index lies outside O × K (a programming error).
-pub fn sparse_add_matmul(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32], y: &mut [f32]) {
+pub fn sparse_add_matmul(nonzeros: &[(u32, f32)], reader: Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) {
     assert!(k > 0 && x.len().is_multiple_of(k) && y.len() == x.len() / k * o, "sparse_add_matmul: shapes disagree");
     match simd_level() {
         // SAFETY (both arms): `simd_level` returns only levels this CPU supports.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { super::avx512::sparse_add_matmul_avx512(nonzeros, k, o, x, y) },
+        Level::Avx512 => unsafe { super::avx512::sparse_add_matmul_avx512(nonzeros, reader, k, o, x, y) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { super::avx2::sparse_add_matmul_avx2(nonzeros, k, o, x, y) },
-        _ => sparse_add_matmul_plain(nonzeros, k, o, x, y),
+        Level::Avx2Fma => unsafe { super::avx2::sparse_add_matmul_avx2(nonzeros, reader, k, o, x, y) },
+        _ => sparse_add_matmul_plain(nonzeros, reader, k, o, x, y),
     }
 }
 
 /// [`sparse_add_matmul`]'s body (inlined into the SIMD copies: the same operations).
 #[inline(always)]
-pub(crate) fn sparse_add_matmul_plain(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32], y: &mut [f32]) {
+pub(crate) fn sparse_add_matmul_plain(
+    nonzeros: &[(u32, f32)],
+    reader: Reader,
+    k: usize,
+    o: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     let rows = x.len() / k;
     match ROW_BLOCK.min(rows.max(1)).next_multiple_of(LANES) {
-        LANES => blocks::<LANES>(nonzeros, k, o, x, y),
-        _ => blocks::<MAX_BP>(nonzeros, k, o, x, y),
+        LANES => blocks::<LANES>(nonzeros, reader, k, o, x, y),
+        _ => blocks::<MAX_BP>(nonzeros, reader, k, o, x, y),
     }
 }
 
@@ -69,7 +97,7 @@ pub(crate) fn sparse_add_matmul_plain(nonzeros: &[(u32, f32)], k: usize, o: usiz
 /// division. Measured in a QES run (Zen 4): this loop's share of the profile fell by ≈ 20% at both
 /// levels against runs held in registers.
 #[inline(always)]
-fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32], y: &mut [f32]) {
+fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], reader: Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) {
     const { assert!(BP.is_multiple_of(LANES) && BP <= MAX_BP) };
     let rows = x.len() / k;
     let row_of = RowOf::new(k);
@@ -87,8 +115,8 @@ fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], k: usize, o: usize, x: &[f32
         let scatter =
             |yt: &[f32], y: &mut [f32], c0: usize, c1: usize| transpose(yt, c1 - c0, b, BP, &mut y[t0 * o + c0..], o);
         let (mut c0, mut c1) = (0usize, 0usize);
-        for &(i, c) in nonzeros {
-            let i = (i & !FLAG) as usize;
+        for &nonzero in nonzeros {
+            let Some((i, c)) = reader.take(nonzero) else { continue };
             let r = row_of.of(i);
             if r >= c1 {
                 if c1 > c0 {
@@ -129,30 +157,39 @@ mod tests {
     #[test]
     fn every_level_adds_the_nonzeros_in_order() {
         let (k, o) = (40, 200);
-        // Increasing indices, several per row in places, whole column chunks without any, flags set.
+        // Increasing indices, several per row in places, whole column chunks without any, flags
+        // set: every third carries bit 31, every fifth bit 30.
+        let flag = |n: usize| if n % 3 == 0 { 1 << 31 } else { 0 } | if n % 5 == 0 { 1 << 30 } else { 0 };
         let nonzeros: Vec<(u32, f32)> = (0..o * k)
             .step_by(7)
             .filter(|i| !(64 * k..128 * k).contains(i))
             .enumerate()
-            .map(|(n, i)| (i as u32 | if n % 3 == 0 { FLAG } else { 0 }, 0.01 * (n as f32 - 50.0)))
+            .map(|(n, i)| (i as u32 | flag(n), 0.01 * (n as f32 - 50.0)))
             .collect();
-        for rows in [1usize, 5, 16, 32, 33, 70] {
-            let x = rand_vec(rows * k, 7);
-            let y0 = rand_vec(rows * o, 8);
-            let mut want = y0.clone();
-            for &(i, c) in &nonzeros {
-                let (r, kk) = ((i & !FLAG) as usize / k, (i & !FLAG) as usize % k);
-                for t in 0..rows {
-                    want[t * o + r] += c * x[t * k + kk];
+        let readers = [Reader::ALL, Reader { skip: 1 << 30, sign: 1 << 31 }, Reader { skip: 3 << 30, sign: 0 }];
+        for reader in readers {
+            for rows in [1usize, 5, 16, 32, 33, 70] {
+                let x = rand_vec(rows * k, 7);
+                let y0 = rand_vec(rows * o, 8);
+                let mut want = y0.clone();
+                for &(i, c) in &nonzeros {
+                    if i & reader.skip != 0 {
+                        continue;
+                    }
+                    let c = if reader.sign != 0 { -c } else { c };
+                    let (r, kk) = ((i & POSITION) as usize / k, (i & POSITION) as usize % k);
+                    for t in 0..rows {
+                        want[t * o + r] += c * x[t * k + kk];
+                    }
                 }
+                let mut got = y0.clone();
+                sparse_add_matmul(&nonzeros, reader, k, o, &x, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{rows} rows, {reader:?}");
+                let mut plain = y0.clone();
+                sparse_add_matmul_plain(&nonzeros, reader, k, o, &x, &mut plain);
+                assert_eq!(bits(&plain), bits(&want), "{rows} rows, plain, {reader:?}");
             }
-            let mut got = y0.clone();
-            sparse_add_matmul(&nonzeros, k, o, &x, &mut got);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "{rows} rows");
-            let mut plain = y0.clone();
-            sparse_add_matmul_plain(&nonzeros, k, o, &x, &mut plain);
-            assert_eq!(bits(&plain), bits(&want), "{rows} rows, plain");
         }
     }
 }
