@@ -159,7 +159,8 @@ mod tests {
         let (k, o) = (40, 200);
         // Increasing indices, several per row in places, whole column chunks without any, flags
         // set: every third carries bit 31, every fifth bit 30.
-        let flag = |n: usize| if n % 3 == 0 { 1 << 31 } else { 0 } | if n % 5 == 0 { 1 << 30 } else { 0 };
+        let flag =
+            |n: usize| if n.is_multiple_of(3) { 1 << 31 } else { 0 } | if n.is_multiple_of(5) { 1 << 30 } else { 0 };
         let nonzeros: Vec<(u32, f32)> = (0..o * k)
             .step_by(7)
             .filter(|i| !(64 * k..128 * k).contains(i))
