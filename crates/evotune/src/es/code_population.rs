@@ -231,8 +231,20 @@ impl<'a> CodePopulation<'a> {
 
     /// Every member's moves (`[member][tensor]`), for the update once the evaluation is done
     /// ([`super::qes::apply`]).
+    /// A pair's list is dropped once both members have theirs, so the lists and the moves are
+    /// not held whole at once.
     pub fn into_moves(self) -> Vec<Vec<CodeNoise>> {
-        self.readers.par_iter().map(|&(l, r)| self.lists[l].iter().map(|w| code_noise(w, r)).collect()).collect()
+        let mut moves: Vec<Vec<CodeNoise>> = vec![Vec::new(); self.readers.len()];
+        for (l, list) in self.lists.into_iter().enumerate() {
+            let readers: Vec<(usize, Reader)> =
+                self.readers.iter().enumerate().filter(|(_, &(of, _))| of == l).map(|(g, &(_, r))| (g, r)).collect();
+            let read: Vec<Vec<CodeNoise>> =
+                readers.par_iter().map(|&(_, r)| list.par_iter().map(|w| code_noise(w, r)).collect()).collect();
+            for ((g, _), m) in readers.into_iter().zip(read) {
+                moves[g] = m;
+            }
+        }
+        moves
     }
 
     /// Member g's moves of tensor `id`.
