@@ -496,6 +496,10 @@ pub enum BenchWhich {
         /// QES: how the residual is held, `stored` or `replay` (window 50).
         #[arg(long, default_value = "stored")]
         residual: evotune::es::qes::ResidualKind,
+        /// QES: members evaluated per batch (0: the whole population in one batch); fewer hold
+        /// fewer KV caches at once.
+        #[arg(long, default_value_t = 0)]
+        member_batch: usize,
     },
     /// Seconds per GRPO step on the reference workload (16 arith prompts × G completions, ≤ 16 new
     /// tokens): sampling, forwards, backwards and AdamW, FLOPs and their fraction of the FMA peak,

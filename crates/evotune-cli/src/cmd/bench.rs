@@ -45,6 +45,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             json,
             method,
             residual,
+            member_batch,
         } => {
             let text = Text { json };
             let modes = match perturbation.as_str() {
@@ -57,8 +58,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             let mut results: Vec<IterationBench> = Vec::new();
             let mut path = std::path::PathBuf::new();
             for mode in modes {
-                // A fresh load per mode: θ0 becomes the run's θ, as in `evotune train`; the peak
-                // RSS is reset first, so each mode reports its own.
+                // A fresh load per mode: θ0 becomes the run's θ, as in `evotune train`; the
+                // memory the last mode freed is given back and the peak RSS reset first, so each
+                // mode reports its own.
+                evotune::run::memory::give_back_free_memory();
                 evotune::run::bench::reset_peak_rss();
                 let (m, theta) = evotune::model::load(&model).with_context(|| format!("loading model {model}"))?;
                 path = m.path.clone();
@@ -68,12 +71,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 results.push(r);
             }
             let qes = if method == Method::Qes {
+                evotune::run::memory::give_back_free_memory();
                 evotune::run::bench::reset_peak_rss();
                 let (m, w, _) = evotune::model::load_weights(&model, WeightFormat::Quantized)
                     .with_context(|| format!("loading model {model} (quantized)"))?;
                 let evotune::model::LoadedWeights::Quantized(store) = w else { unreachable!("quantized weights") };
                 let r = pool.install(|| {
-                    evotune::run::bench_qes::bench_qes_iteration(&m, store, population, residual, iterations)
+                    evotune::run::bench_qes::bench_qes_iteration(
+                        &m,
+                        store,
+                        population,
+                        residual,
+                        member_batch,
+                        iterations,
+                    )
                 })?;
                 text.line(format_args!("{r}\n"));
                 Some(r)

@@ -18,7 +18,7 @@ use crate::es::Awd;
 use crate::kernels::machine::Machine;
 use crate::kernels::probe::{int8_peak, stream_bytes_seconds};
 use crate::model::generate::GenerateStats;
-use crate::model::{Model, QuantizedParams};
+use crate::model::{Model, QuantizedParams, Weights};
 use crate::run::bench::{eval_bound, flops_per_token, peak_rss_bytes, reference_items};
 use crate::run::comm::SingleProcess;
 use crate::run::qes_step::{FileCodes, QesRun, QesState};
@@ -34,6 +34,8 @@ pub struct QesIterationBench {
     /// How e was held: `stored` or `replay` (window 50).
     pub residual: ResidualKind,
     pub population: usize,
+    /// Members evaluated per batch (0: all in one).
+    pub member_batch: usize,
     pub s_per_iteration: f64,
     pub eval_s: f64,
     pub update_s: f64,
@@ -48,6 +50,8 @@ pub struct QesIterationBench {
     pub codes_moved: f64,
     pub store_bytes: u64,
     pub residual_bytes: u64,
+    /// The model's parameters at f32 (4 bytes each), the yardstick of the peak RSS.
+    pub f32_model_bytes: u64,
     pub peak_rss_bytes: Option<u64>,
     pub mean_reward: f32,
     /// Integer operations of the matrices per iteration (an 8-bit multiply-add counts 2; prefill
@@ -71,9 +75,18 @@ impl std::fmt::Display for QesIterationBench {
         writeln!(f, "{}", self.machine)?;
         writeln!(
             f,
-            "QES (codes of the GGUF, N = {}, one batch, residual {:?}): {:.2} s/iteration (evaluation {:.2} s, update \
+            "QES (codes of the GGUF, N = {}, {}, residual {:?}): {:.2} s/iteration (evaluation {:.2} s, update \
              {:.2} s), {:.0} codes moved per iteration",
-            self.population, self.residual, self.s_per_iteration, self.eval_s, self.update_s, self.codes_moved
+            self.population,
+            match self.member_batch {
+                0 => "one batch".to_string(),
+                b => format!("batches of {b} members"),
+            },
+            self.residual,
+            self.s_per_iteration,
+            self.eval_s,
+            self.update_s,
+            self.codes_moved
         )?;
         writeln!(
             f,
@@ -107,7 +120,12 @@ impl std::fmt::Display for QesIterationBench {
             "  memory: store {:.1} MB + residual {:.1} MB; peak RSS {}",
             mb(self.store_bytes),
             mb(self.residual_bytes),
-            self.peak_rss_bytes.map_or("unknown".to_string(), |b| format!("{:.1} MB", mb(b)))
+            self.peak_rss_bytes.map_or("unknown".to_string(), |b| format!(
+                "{:.1} MB = {:.2}× the f32 model ({:.0} MB)",
+                mb(b),
+                b as f64 / self.f32_model_bytes as f64,
+                mb(self.f32_model_bytes)
+            ))
         )
     }
 }
@@ -119,6 +137,7 @@ pub fn bench_qes_iteration(
     store: QuantizedParams,
     population: usize,
     residual: ResidualKind,
+    member_batch: usize,
     iterations: usize,
 ) -> Result<QesIterationBench> {
     let (task, items) = reference_items(16, 16)?;
@@ -137,7 +156,7 @@ pub fn bench_qes_iteration(
         update: QesParams { sigma: 0.01, alpha: 5e-4, beta: 0.9, feedback: true, awd: Awd::None },
         residual,
         window: DEFAULT_REPLAY_WINDOW,
-        member_batch: 0,
+        member_batch,
     };
     let file = FileCodes { theta0: model.theta0.clone(), format: crate::model::WeightFormat::Quantized };
     let mut state = QesState::new(store, Box::new(file), &run);
@@ -167,6 +186,8 @@ pub fn bench_qes_iteration(
         }
     }
     let n = iterations.max(1) as f64;
+    // The iterations' peak, before the plain generations below allocate their own caches.
+    let peak_rss = peak_rss_bytes();
     // The engine's own batched rate: the same member × prompt sequences, no member moves; the
     // better of two runs (a single one varied by a third between runs on a shared machine).
     let ids: Vec<Vec<u32>> =
@@ -196,6 +217,7 @@ pub fn bench_qes_iteration(
         method: "qes",
         residual,
         population,
+        member_batch,
         s_per_iteration: total / n,
         eval_s: eval_s / n,
         update_s: update_s / n,
@@ -206,7 +228,8 @@ pub fn bench_qes_iteration(
         codes_moved: moved as f64 / n,
         store_bytes: state.store.bytes() as u64,
         residual_bytes: state.residual.bytes() as u64,
-        peak_rss_bytes: peak_rss_bytes(),
+        f32_model_bytes: 4 * state.store.layout().total() as u64,
+        peak_rss_bytes: peak_rss,
         mean_reward: reward / n as f32,
         prefill_gop: gop.0,
         decode_gop: gop.1,
@@ -238,6 +261,7 @@ mod tests {
             method: "qes",
             residual: ResidualKind::Stored,
             population: 8,
+            member_batch: 0,
             s_per_iteration: 4.0,
             eval_s: 3.8,
             update_s: 0.2,
@@ -248,6 +272,7 @@ mod tests {
             codes_moved: 25_000.0,
             store_bytes: 96_600_000,
             residual_bytes: 134_500_000,
+            f32_model_bytes: 538_000_000,
             peak_rss_bytes: None,
             mean_reward: 0.1,
             // Prefill bound by operations (400 / 1000 = 0.4 s > 2 × 0.01 s), decode by reads

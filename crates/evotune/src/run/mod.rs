@@ -21,6 +21,7 @@ pub mod drift_budget;
 pub mod eval_split;
 pub mod fitness;
 pub mod grpo_step;
+pub mod memory;
 pub mod metrics;
 pub mod qes_step;
 pub mod replay;

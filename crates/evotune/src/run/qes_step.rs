@@ -156,6 +156,8 @@ impl QesState {
         let moves = pop.into_moves();
         let record = StepRecord { iteration, members, rewards, coefficients, awd_lambda: None, drift: None };
         let st = self.apply(run, &record, &moves)?;
+        drop(moves);
+        crate::run::memory::give_back_free_memory();
         Ok((record, st, t.elapsed().as_secs_f64()))
     }
 
