@@ -234,15 +234,19 @@ impl<'a> CodePopulation<'a> {
     /// A pair's list is dropped once both members have theirs, so the lists and the moves are
     /// not held whole at once.
     pub fn into_moves(self) -> Vec<Vec<CodeNoise>> {
-        let mut moves: Vec<Vec<CodeNoise>> = vec![Vec::new(); self.readers.len()];
-        for (l, list) in self.lists.into_iter().enumerate() {
-            let readers: Vec<(usize, Reader)> =
-                self.readers.iter().enumerate().filter(|(_, &(of, _))| of == l).map(|(g, &(_, r))| (g, r)).collect();
-            let read: Vec<Vec<CodeNoise>> =
-                readers.par_iter().map(|&(_, r)| list.par_iter().map(|w| code_noise(w, r)).collect()).collect();
-            for ((g, _), m) in readers.into_iter().zip(read) {
-                moves[g] = m;
-            }
+        let readers = &self.readers;
+        let read: Vec<Vec<(usize, Vec<CodeNoise>)>> = self
+            .lists
+            .into_par_iter()
+            .enumerate()
+            .map(|(l, list)| {
+                let mine = readers.iter().enumerate().filter(|(_, &(of, _))| of == l);
+                mine.map(|(g, &(_, r))| (g, list.par_iter().map(|w| code_noise(w, r)).collect())).collect()
+            })
+            .collect();
+        let mut moves: Vec<Vec<CodeNoise>> = vec![Vec::new(); readers.len()];
+        for (g, m) in read.into_iter().flatten() {
+            moves[g] = m;
         }
         moves
     }
