@@ -54,6 +54,7 @@ use super::code_noise::CodeNoise;
 use super::code_population::member_moves;
 use super::noise::{splitmix64, IterationNoise, NoiseMode};
 use super::population::Member;
+use crate::kernels::feedback::{self, BLOCK};
 use crate::kernels::QMatrix;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
@@ -141,7 +142,7 @@ impl Residual {
                         for (j, v) in chunk.iter_mut().enumerate() {
                             let i = (c << 16) + j;
                             let u = (splitmix64(key ^ i as u64) >> 11) as f32 * (1.0 / (1u64 << 53) as f32) - 0.5;
-                            *v = to_fixed(u);
+                            *v = feedback::to_fixed(u, RESIDUAL_STEP);
                         }
                     });
                     e
@@ -327,33 +328,26 @@ pub fn apply(
             g.fill(0.0);
             gather(&mut g, start as u32, &current, step.coefficients);
             // Without AWD, most codes' step rounds to 0: in blocks of 32 every step is computed
-            // first (vectorised); a block whose steps all round to 0 (nearly every one) takes
-            // e = clamp(step) at once, and `code_step` runs only for codes whose step does not
-            // (the same operations on every code either way).
+            // first (vectorised, per SIMD level); a block whose steps all round to 0 (nearly every
+            // one) takes e = clamp(step) at once, and `code_step` runs only for codes whose step
+            // does not (the same operations on every code either way).
             let fast = p.feedback && p.awd == Awd::None;
-            // (NaN rounds to 0 too, and its clamp is NaN, as in `code_step`)
-            let rounds_to_0 = |s: f32| s.is_nan() || s.abs() < 0.5;
+            let loud = if fast {
+                feedback::settle_quiet_blocks(e, &g, inv_sigma, p.alpha, p.beta, RESIDUAL_MAX)
+            } else {
+                (0..e.len().div_ceil(BLOCK)).collect()
+            };
             let mut changes = Vec::new();
             let mut stats = QesStats::default();
-            for (b, (e, g)) in e.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).enumerate() {
-                let mut steps = [0.0f32; BLOCK];
-                let mut all = fast;
-                if fast {
-                    for ((s, &e), &g) in steps.iter_mut().zip(e.iter()).zip(g) {
-                        *s = feedback_step(g * inv_sigma, e, p);
-                        all &= rounds_to_0(*s);
-                    }
-                }
-                if all {
-                    for (e, &s) in e.iter_mut().zip(&steps) {
-                        *e = s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
-                    }
-                    continue;
-                }
-                for (j, ((e, &g), &s)) in e.iter_mut().zip(g).zip(&steps).enumerate() {
-                    if fast && rounds_to_0(s) {
-                        *e = s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
-                        continue;
+            for b in loud {
+                let block = b * BLOCK..((b + 1) * BLOCK).min(e.len());
+                for (j, (e, &g)) in e[block.clone()].iter_mut().zip(&g[block]).enumerate() {
+                    if fast {
+                        let s = feedback_step(g * inv_sigma, *e, p);
+                        if feedback::rounds_to_0(s) {
+                            *e = s.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+                            continue;
+                        }
                     }
                     let i = start + b * BLOCK + j;
                     let (delta, next, held) = code_step(g * inv_sigma, *e, || code_of(i), || anchor_of(i), range, p);
@@ -372,12 +366,10 @@ pub fn apply(
                 .par_chunks_mut(CHUNK)
                 .enumerate()
                 .map(|(c, e8)| {
-                    let mut e: Vec<f32> = e8.iter().map(|&v| v as f32 * RESIDUAL_STEP).collect();
+                    let mut e = feedback::from_fixed(e8, RESIDUAL_STEP);
                     let out = chunk_step(c, &mut e);
                     if p.feedback {
-                        for (v, e) in e8.iter_mut().zip(&e) {
-                            *v = to_fixed(*e);
-                        }
+                        feedback::into_fixed(&e, e8, RESIDUAL_STEP);
                     }
                     out
                 })
@@ -443,20 +435,6 @@ pub fn code_drift(
 /// Codes per parallel chunk of the update: the noise's chunks.
 const CHUNK: usize = super::code_noise::CHUNK as usize;
 
-/// Codes per block of the update's vectorised pass.
-const BLOCK: usize = 32;
-
-/// e (code steps, |e| ≤ 1.5, or NaN → 0) to the nearest int8 step: `round_to_i32` without its
-/// branch for large or NaN inputs, which |e / step| ≤ 127 never takes (a NaN truncates to 0 and
-/// compares false), so that the update's loops vectorise.
-fn to_fixed(e: f32) -> i8 {
-    debug_assert!(e.is_nan() || e.abs() <= RESIDUAL_MAX);
-    let x = e / RESIDUAL_STEP;
-    let t = x as i32;
-    let f = x - t as f32;
-    (t + (f >= 0.5) as i32 - (f <= -0.5) as i32).clamp(-127, 127) as i8
-}
-
 /// `x.round() as i32` (halves away from zero, saturating, NaN → 0) without the libm call that
 /// `f32::round` is on baseline x86-64 (two per code and step: 13% of a QES iteration). Below
 /// 2²³ the truncation `x as i32` is exact and so is the fraction x − trunc(x).
@@ -484,7 +462,7 @@ mod tests {
         es.extend([RESIDUAL_MAX, -RESIDUAL_MAX, f32::NAN, -0.0, RESIDUAL_STEP * 0.5, -RESIDUAL_STEP * 0.5]);
         for e in es {
             let want = (e / RESIDUAL_STEP).round() as i32;
-            assert_eq!(to_fixed(e) as i32, want.clamp(-127, 127), "e = {e:e}");
+            assert_eq!(feedback::to_fixed(e, RESIDUAL_STEP) as i32, want.clamp(-127, 127), "e = {e:e}");
         }
     }
 

@@ -44,6 +44,7 @@ pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
 pub mod exp;
+pub mod feedback;
 pub mod lanes;
 pub mod machine;
 pub mod normals;
