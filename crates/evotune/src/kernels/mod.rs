@@ -17,6 +17,8 @@
 //!   quantized per block ([`QActs`]): exact integer block sums (AVX-512 VNNI, AVX2, plain loop),
 //!   then a fixed order of float steps, so the same guarantees hold (`quant_matmul.rs`).
 //! - [`sparse_add_matmul`]: y += x·Sᵀ for a sparse S (the QES members' weight changes).
+//! - [`feedback`]: the QES update's dense passes over the residual (its int8 fixed point, the
+//!   blocks whose steps all round to 0), each level the same bits.
 //! - [`transpose()`]: strided f32 transposes, 8 × 8 blocks in registers (a copy: the same bits
 //!   everywhere).
 //! - [`reference`]: plain loops, the twin every fast path is tested against.
