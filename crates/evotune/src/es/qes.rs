@@ -217,7 +217,7 @@ pub struct Step<'a> {
 #[inline]
 fn feedback_step(grad: f32, e: f32, p: &QesParams) -> f32 {
     if p.feedback {
-        p.alpha * grad + p.beta * e
+        feedback::step(grad, e, p.alpha, p.beta)
     } else {
         p.alpha * grad
     }
@@ -436,15 +436,14 @@ pub fn code_drift(
 const CHUNK: usize = super::code_noise::CHUNK as usize;
 
 /// `x.round() as i32` (halves away from zero, saturating, NaN → 0) without the libm call that
-/// `f32::round` is on baseline x86-64 (two per code and step: 13% of a QES iteration). Below
-/// 2²³ the truncation `x as i32` is exact and so is the fraction x − trunc(x).
+/// `f32::round` is on baseline x86-64 (two per code and step: 13% of a QES iteration):
+/// [`feedback::round_small`] below 2²³ (from there on every float is an integer, and the cast
+/// saturates as `round` then `as` does).
 fn round_to_i32(x: f32) -> i32 {
     if x.is_nan() || x.abs() >= 8_388_608.0 {
         return x as i32;
     }
-    let t = x as i32;
-    let f = x - t as f32;
-    t + (f >= 0.5) as i32 - (f <= -0.5) as i32
+    feedback::round_small(x)
 }
 
 #[cfg(test)]

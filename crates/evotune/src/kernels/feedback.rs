@@ -14,15 +14,27 @@ pub fn rounds_to_0(s: f32) -> bool {
     s.is_nan() || s.abs() < 0.5
 }
 
-/// e (|e| ≤ 127·`step`, or NaN → 0) to the nearest multiple of `step`, halves away from zero, as
-/// an i8: without `f32::round`'s branch for large or NaN inputs, which this domain never takes (a
-/// NaN truncates to 0 and compares false), so that the loops over it vectorise.
+/// The step with error feedback before AWD and rounding: α·ĝ + β·e (ĝ already divided by σ).
 #[inline(always)]
-pub fn to_fixed(e: f32, step: f32) -> i8 {
-    let x = e / step;
+pub fn step(grad: f32, e: f32, alpha: f32, beta: f32) -> f32 {
+    alpha * grad + beta * e
+}
+
+/// x to the nearest integer, halves away from zero (NaN → 0), for |x| < 2²³, where the truncation
+/// `x as i32` is exact and so is the fraction x − trunc(x): `f32::round` without its libm call
+/// (baseline x86-64) and its branch for large inputs, so that loops over it vectorise.
+#[inline(always)]
+pub fn round_small(x: f32) -> i32 {
     let t = x as i32;
     let f = x - t as f32;
-    (t + (f >= 0.5) as i32 - (f <= -0.5) as i32).clamp(-127, 127) as i8
+    t + (f >= 0.5) as i32 - (f <= -0.5) as i32
+}
+
+/// e (|e| ≤ 127·`step`, or NaN → 0) to the nearest multiple of `step`, halves away from zero, as
+/// an i8.
+#[inline(always)]
+pub fn to_fixed(e: f32, step: f32) -> i8 {
+    round_small(e / step).clamp(-127, 127) as i8
 }
 
 /// e[i] = e8[i]·`step`.
@@ -90,7 +102,7 @@ pub(crate) fn settle_quiet_blocks_plain(
         let mut steps = [0.0f32; BLOCK];
         let mut quiet = true;
         for ((s, &e), &g) in steps.iter_mut().zip(e.iter()).zip(g) {
-            *s = alpha * (g * inv_sigma) + beta * e;
+            *s = step(g * inv_sigma, e, alpha, beta);
             quiet &= rounds_to_0(*s);
         }
         if quiet {
