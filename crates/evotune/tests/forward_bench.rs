@@ -226,3 +226,55 @@ fn bench_decode_streaming() {
         );
     }
 }
+
+/// GOP/s of the quantized matmul (Q4_1 and Q8_0 codes, activations quantized inside) on the model's
+/// shapes, against the integer step's register-only peak, all threads. Timing only.
+#[test]
+#[ignore]
+fn bench_qmatmul_shapes() {
+    use evotune::kernels::probe::int8_peak;
+    use evotune::kernels::{qmatmul, QFormat, QMatrix};
+    use std::time::Instant;
+    println!("{}", Machine::current());
+    let peak = int8_peak(3);
+    for format in [QFormat::Q4_1, QFormat::Q8_0] {
+        for (b, k, o) in [
+            (128, 576, 576),
+            (128, 576, 1536),
+            (1024, 576, 1536),
+            (4480, 576, 576),
+            (4480, 576, 1536),
+            (4480, 1536, 576),
+            (128, 576, 49152),
+        ] {
+            let top = if format == QFormat::Q8_0 { 255 } else { 16 };
+            let w = QMatrix::from_rows(format, o, k, |r, codes, d, m| {
+                for (i, c) in codes.iter_mut().enumerate() {
+                    *c = ((r * 131 + i * 7919) % top) as u8;
+                }
+                d.fill(half::f16::from_f32(0.01).to_bits());
+                m.fill(half::f16::from_f32(-0.08).to_bits());
+            });
+            let x: Vec<f32> = (0..b * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+            let mut y = vec![0.0; b * o];
+            qmatmul(&x, &w, &mut y, b);
+            // The fastest of many short runs: the host's noise only ever slows a run down.
+            let reps = (1e9 / (2.0 * (b * k * o) as f64)).clamp(2.0, 100.0) as usize;
+            let s = (0..8)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        qmatmul(&x, &w, &mut y, b);
+                    }
+                    t.elapsed().as_secs_f64() / reps as f64
+                })
+                .fold(f64::INFINITY, f64::min);
+            let gops = 2.0 * (b * k * o) as f64 / s / 1e9;
+            println!(
+                "{format:?} b={b:5} k={k:5} o={o:6}: {gops:7.1} GOP/s{} ({:.2} ms)",
+                peak.map_or(String::new(), |p| format!(" = {:.0}% of {p:.0}", 100.0 * gops / p)),
+                s * 1e3
+            );
+        }
+    }
+}

@@ -122,11 +122,13 @@ pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatr
         let (w, yp) = (outs[i].0, &outs[i].1);
         let o = w.rows();
         let mut tile = [0.0f32; ROWS_MAX * GROUP];
-        for g in g0..g1 {
+        // Rows in blocks whose codes stay in L2 while the task's groups pass over them.
+        let block = (X_BLOCK_BYTES / x.cols).next_multiple_of(ROWS_MAX);
+        for (b0, g) in (0..t).step_by(block).flat_map(|b0| (g0..g1).map(move |g| (b0, g))) {
             let lanes = GROUP.min(o - g * GROUP);
-            let mut t0 = 0;
-            while t0 < t {
-                let nt = ROWS_MAX.min(t - t0);
+            let mut t0 = b0;
+            while t0 < t.min(b0 + block) {
+                let nt = ROWS_MAX.min(t.min(b0 + block) - t0);
                 group_rows(kernel, w.group(g), w.format(), w.blocks(), x, t0, nt, &mut tile);
                 for r in 0..nt {
                     // SAFETY: row t0+r of this product's y has o elements; this task alone writes
@@ -146,6 +148,9 @@ pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatr
         }
     });
 }
+
+/// Bytes of activation codes a task's row groups pass over at a time (in L2, beside the groups).
+const X_BLOCK_BYTES: usize = 128 * 1024;
 
 /// Activation rows per kernel call (the kernels take them in register-sized chunks of their own).
 const ROWS_MAX: usize = 8;

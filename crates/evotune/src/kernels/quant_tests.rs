@@ -336,3 +336,43 @@ fn codes_at_and_scales_at_match_single_lookups() {
         }
     }
 }
+
+/// `changed_codes` lists exactly the codes that differ, in (group, block, row, k) order, for
+/// every format: single codes, both nibbles of one byte, a whole row of a block, codes in the
+/// partial last group, and moves back to the base value (not listed).
+#[test]
+fn changed_codes_lists_exactly_the_moved_codes() {
+    for f in FORMATS {
+        let (rows, cols) = (37, 96);
+        let base = rand_matrix(f, rows, cols, 11);
+        let mut moved = base.clone();
+        let mut touch = |r: usize, k: usize| {
+            let c = base.code(r, k);
+            moved.set_code(r, k, if c < f.max_code() { c + 1 } else { c - 1 });
+        };
+        for (r, k) in [(0, 0), (0, 95), (3, 8), (3, 12), (17, 40), (36, 1), (36, 63), (20, 33)] {
+            touch(r, k);
+        }
+        for k in 64..96 {
+            touch(5, k);
+        }
+        // Moved and moved back: equal to the base again.
+        let c = base.code(9, 9);
+        moved.set_code(9, 9, if c < f.max_code() { c + 1 } else { c - 1 });
+        moved.set_code(9, 9, c);
+        let mut want = Vec::new();
+        for g in 0..rows.div_ceil(16) {
+            for blk in 0..cols / QK {
+                for r in g * 16..((g + 1) * 16).min(rows) {
+                    for k in blk * QK..(blk + 1) * QK {
+                        if moved.code(r, k) != base.code(r, k) {
+                            want.push((r, k, moved.code(r, k)));
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(want.len(), 8 + 32, "{f:?}");
+        assert_eq!(moved.changed_codes(&base), want, "{f:?}");
+    }
+}
