@@ -18,6 +18,7 @@ use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
 use crate::kernels::quant_matrix::QFormat;
+use crate::kernels::sparse_matmul::{sparse_add_matmuls, SparseProduct};
 use crate::kernels::sparse_matmul::{Reader, POSITION};
 use crate::kernels::{sparse_add_matmul, QMatrix};
 use crate::model::delta::WeightDelta;
@@ -303,6 +304,22 @@ impl WeightDelta for CodePopulation<'_> {
         let (w, r) = self.list(group, tensor);
         let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
         sparse_add_matmul(w, r, q.cols(), q.rows(), x, y);
+    }
+
+    /// [`sparse_add_matmuls`]: each block of x transposed once for all the products.
+    fn add_matmuls(&self, group: usize, x: &[f32], products: &mut [(usize, &mut [f32])]) {
+        let mut sparse = Vec::with_capacity(products.len());
+        let mut k = 0;
+        for (tensor, y) in products.iter_mut() {
+            let (nonzeros, reader) = self.list(group, *tensor);
+            if let Some(q) = self.matrix(*tensor).filter(|_| !nonzeros.is_empty()) {
+                k = q.cols();
+                sparse.push(SparseProduct { nonzeros, reader, o: q.rows(), y: &mut **y });
+            }
+        }
+        if !sparse.is_empty() {
+            sparse_add_matmuls(k, x, &mut sparse);
+        }
     }
 
     fn add_row(&self, tensor: usize, group: usize, row: usize, out: &mut [f32]) {

@@ -240,7 +240,7 @@ compiled_for! { "avx2,fma":
     silu_mul_avx2(g: &mut [f32], u: &[f32]) = super::silu_mul_chunk;
     dot_avx2(a: &[f32], b: &[f32]) -> f32 = super::lanes::dot;
     softmax_avx2(x: &mut [f32]) = super::softmax_row;
-    sparse_add_matmul_avx2(nonzeros: &[(u32, f32)], reader: super::sparse_matmul::Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) = super::sparse_matmul::sparse_add_matmul_plain;
+    sparse_add_matmuls_avx2(k: usize, x: &[f32], products: &mut [super::sparse_matmul::SparseProduct<'_>]) = super::sparse_matmul::sparse_add_matmuls_plain;
     from_fixed_avx2(e8: &[i8], step: f32) -> Vec<f32> = super::feedback::from_fixed_plain;
     into_fixed_avx2(e: &[f32], e8: &mut [i8], step: f32) = super::feedback::into_fixed_plain;
     settle_quiet_blocks_avx2(e: &mut [f32], g: &[f32], inv_sigma: f32, alpha: f32, beta: f32, max: f32) -> Vec<usize> = super::feedback::settle_quiet_blocks_plain;

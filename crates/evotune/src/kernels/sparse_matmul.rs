@@ -62,51 +62,65 @@ thread_local! {
     static XT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// One product of [`sparse_add_matmuls`]: y (T, O) += x·Sᵀ for S given by the `nonzeros` that
+/// `reader` takes (index r·K + k in [`POSITION`], flags above; value), in increasing index.
+pub struct SparseProduct<'a> {
+    pub nonzeros: &'a [(u32, f32)],
+    pub reader: Reader,
+    pub o: usize,
+    pub y: &'a mut [f32],
+}
+
 /// y (T, O) += x (T, K)·Sᵀ for S given by the `nonzeros` that `reader` takes (index r·K + k in
 /// [`POSITION`], flags above; value), in increasing index.
 ///
 /// # Panics
 /// If the shapes disagree or an index lies outside O × K (a programming error).
 pub fn sparse_add_matmul(nonzeros: &[(u32, f32)], reader: Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) {
-    assert!(k > 0 && x.len().is_multiple_of(k) && y.len() == x.len() / k * o, "sparse_add_matmul: shapes disagree");
+    sparse_add_matmuls(k, x, &mut [SparseProduct { nonzeros, reader, o, y }])
+}
+
+/// [`sparse_add_matmul`] for several matrices of the same input x (q, k, v; gate, up): each block
+/// of x is transposed once for all of them. Each y receives the same operations as alone.
+///
+/// # Panics
+/// If the shapes disagree or an index lies outside O × K (a programming error).
+pub fn sparse_add_matmuls(k: usize, x: &[f32], products: &mut [SparseProduct<'_>]) {
+    assert!(
+        k > 0 && x.len().is_multiple_of(k) && products.iter().all(|p| p.y.len() == x.len() / k * p.o),
+        "sparse_add_matmul: shapes disagree"
+    );
     match simd_level() {
         // SAFETY (both arms): `simd_level` returns only levels this CPU supports.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { super::avx512::sparse_add_matmul_avx512(nonzeros, reader, k, o, x, y) },
+        Level::Avx512 => unsafe { super::avx512::sparse_add_matmuls_avx512(k, x, products) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { super::avx2::sparse_add_matmul_avx2(nonzeros, reader, k, o, x, y) },
-        _ => sparse_add_matmul_plain(nonzeros, reader, k, o, x, y),
+        Level::Avx2Fma => unsafe { super::avx2::sparse_add_matmuls_avx2(k, x, products) },
+        _ => sparse_add_matmuls_plain(k, x, products),
     }
 }
 
-/// [`sparse_add_matmul`]'s body (inlined into the SIMD copies: the same operations).
+/// [`sparse_add_matmuls`]'s body (inlined into the SIMD copies: the same operations).
 #[inline(always)]
-pub(crate) fn sparse_add_matmul_plain(
-    nonzeros: &[(u32, f32)],
-    reader: Reader,
-    k: usize,
-    o: usize,
-    x: &[f32],
-    y: &mut [f32],
-) {
+pub(crate) fn sparse_add_matmuls_plain(k: usize, x: &[f32], products: &mut [SparseProduct<'_>]) {
     let rows = x.len() / k;
     match ROW_BLOCK.min(rows.max(1)).next_multiple_of(LANES) {
-        LANES => blocks::<LANES>(nonzeros, reader, k, o, x, y),
-        32 => blocks::<32>(nonzeros, reader, k, o, x, y),
-        _ => blocks::<MAX_BP>(nonzeros, reader, k, o, x, y),
+        LANES => blocks::<LANES>(k, x, products),
+        32 => blocks::<32>(k, x, products),
+        _ => blocks::<MAX_BP>(k, x, products),
     }
 }
 
 /// The rows of x in blocks of at most `BP` (a multiple of [`LANES`], ≥ the block): each block
-/// of x is transposed into rows of `BP` lanes (padding lanes computed, never stored), and each
-/// nonzero in turn adds its product into a row of the transposed chunk of y. The nonzeros of one
-/// row follow each other through memory (L1) rather than a register, so that no branch depends on
-/// where a row's run ends (≈ 4.6 nonzeros at K = 576 and σ = 0.01: one mispredicted loop exit per
-/// run) and the rows' runs overlap in the pipeline; the row of an index is a multiply, not a
-/// division. Measured in a QES run (Zen 4): this loop's share of the profile fell by ≈ 20% at both
-/// levels against runs held in registers.
+/// of x is transposed into rows of `BP` lanes (padding lanes computed, never stored), and for each
+/// product each nonzero in turn adds its product into a row of the transposed chunk of y. The
+/// nonzeros of one row follow each other through memory (L1) rather than a register, so that no
+/// branch depends on where a row's run ends (≈ 4.6 nonzeros at K = 576 and σ = 0.01: one
+/// mispredicted loop exit per run) and the rows' runs overlap in the pipeline; the row of an index
+/// is a multiply, not a division. Measured in a QES run (Zen 4): this loop's share of the profile
+/// fell by ≈ 20% at both levels against runs held in registers.
 #[inline(always)]
-fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], reader: Reader, k: usize, o: usize, x: &[f32], y: &mut [f32]) {
+fn blocks<const BP: usize>(k: usize, x: &[f32], products: &mut [SparseProduct<'_>]) {
     const { assert!(BP.is_multiple_of(LANES) && BP <= MAX_BP) };
     let rows = x.len() / k;
     let row_of = RowOf::new(k);
@@ -118,41 +132,45 @@ fn blocks<const BP: usize>(nonzeros: &[(u32, f32)], reader: Reader, k: usize, o:
     while t0 < rows {
         let b = BP.min(rows - t0);
         transpose(&x[t0 * k..(t0 + b) * k], b, k, k, &mut xt, BP);
-        // y[t0.., c0..c1] ⇄ yt[(r − c0)·BP + t]
-        let gather =
-            |yt: &mut [f32], y: &[f32], c0: usize, c1: usize| transpose(&y[t0 * o + c0..], b, c1 - c0, o, yt, BP);
-        let scatter =
-            |yt: &[f32], y: &mut [f32], c0: usize, c1: usize| transpose(yt, c1 - c0, b, BP, &mut y[t0 * o + c0..], o);
-        let (mut c0, mut c1) = (0usize, 0usize);
-        for &nonzero in nonzeros {
-            let (i, c, taken) = reader.read(nonzero);
-            let r = row_of.of(i);
-            if r >= c1 {
-                if c1 > c0 {
-                    scatter(&yt, y, c0, c1);
+        for SparseProduct { nonzeros, reader, o, y } in products.iter_mut() {
+            let (reader, o) = (*reader, *o);
+            // y[t0.., c0..c1] ⇄ yt[(r − c0)·BP + t]
+            let gather =
+                |yt: &mut [f32], y: &[f32], c0: usize, c1: usize| transpose(&y[t0 * o + c0..], b, c1 - c0, o, yt, BP);
+            let scatter = |yt: &[f32], y: &mut [f32], c0: usize, c1: usize| {
+                transpose(yt, c1 - c0, b, BP, &mut y[t0 * o + c0..], o)
+            };
+            let (mut c0, mut c1) = (0usize, 0usize);
+            for &nonzero in nonzeros.iter() {
+                let (i, c, taken) = reader.read(nonzero);
+                let r = row_of.of(i);
+                if r >= c1 {
+                    if c1 > c0 {
+                        scatter(&yt, y, c0, c1);
+                    }
+                    c0 = r / COL_CHUNK * COL_CHUNK;
+                    c1 = (c0 + COL_CHUNK).min(o);
+                    gather(&mut yt, y, c0, c1);
                 }
-                c0 = r / COL_CHUNK * COL_CHUNK;
-                c1 = (c0 + COL_CHUNK).min(o);
-                gather(&mut yt, y, c0, c1);
-            }
-            // A nonzero the reader leaves out adds into the spare row past the chunk instead (a
-            // select, not a branch: ≈ 3% of a QES member's moves, at no predictable places).
-            let row = if taken { r - c0 } else { COL_CHUNK };
-            let dst = &mut yt[row * BP..][..BP];
-            let src = &xt[(i - r * k) * BP..][..BP];
-            for (dst, src) in dst.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
-                // Eight lanes at a time (one ymm): the next nonzero of the row reloads what
-                // this one stores, and Zen 4 forwards a stored ymm to a load but stalls on a zmm
-                // (it stores one in two halves); with zmm the loop was slower than a register run.
-                let mut acc: [f32; 8] = (&*dst).try_into().expect("one lane group");
-                for (a, &v) in acc.iter_mut().zip(src) {
-                    *a += c * v;
+                // A nonzero the reader leaves out adds into the spare row past the chunk instead (a
+                // select, not a branch: ≈ 3% of a QES member's moves, at no predictable places).
+                let row = if taken { r - c0 } else { COL_CHUNK };
+                let dst = &mut yt[row * BP..][..BP];
+                let src = &xt[(i - r * k) * BP..][..BP];
+                for (dst, src) in dst.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
+                    // Eight lanes at a time (one ymm): the next nonzero of the row reloads what
+                    // this one stores, and Zen 4 forwards a stored ymm to a load but stalls on a zmm
+                    // (it stores one in two halves); with zmm the loop was slower than a register run.
+                    let mut acc: [f32; 8] = (&*dst).try_into().expect("one lane group");
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a += c * v;
+                    }
+                    dst.copy_from_slice(&acc);
                 }
-                dst.copy_from_slice(&acc);
             }
-        }
-        if c1 > c0 {
-            scatter(&yt, y, c0, c1);
+            if c1 > c0 {
+                scatter(&yt, y, c0, c1);
+            }
         }
         t0 += b;
     }
@@ -200,8 +218,49 @@ mod tests {
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{rows} rows, {reader:?}");
                 let mut plain = y0.clone();
-                sparse_add_matmul_plain(&nonzeros, reader, k, o, &x, &mut plain);
+                sparse_add_matmuls_plain(k, &x, &mut [SparseProduct { nonzeros: &nonzeros, reader, o, y: &mut plain }]);
                 assert_eq!(bits(&plain), bits(&want), "{rows} rows, plain, {reader:?}");
+            }
+        }
+    }
+
+    /// Several products of one x (different widths, lists and readers) give each y the bits of
+    /// its own call, at every row count around the blocks.
+    #[test]
+    fn products_sharing_x_match_each_alone() {
+        let k = 64;
+        let widths = [200usize, 48, 130];
+        let lists: Vec<Vec<(u32, f32)>> = widths
+            .iter()
+            .enumerate()
+            .map(|(j, &o)| {
+                (0..o * k)
+                    .step_by(5 + 2 * j)
+                    .enumerate()
+                    .map(|(n, i)| (i as u32 | if n % 4 == 1 { 1 << 30 } else { 0 }, 0.02 * (n as f32 - 30.0)))
+                    .collect()
+            })
+            .collect();
+        let readers = [Reader::ALL, Reader { skip: 1 << 30, sign: 1 << 31 }, Reader { skip: 1 << 30, sign: 0 }];
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for rows in [1usize, 16, 31, 64, 100] {
+            let x = rand_vec(rows * k, 3);
+            let y0: Vec<Vec<f32>> =
+                widths.iter().enumerate().map(|(j, &o)| rand_vec(rows * o, 10 + j as u64)).collect();
+            let mut alone = y0.clone();
+            for (j, y) in alone.iter_mut().enumerate() {
+                sparse_add_matmul(&lists[j], readers[j], k, widths[j], &x, y);
+            }
+            let mut together = y0.clone();
+            let mut products: Vec<SparseProduct> = together
+                .iter_mut()
+                .enumerate()
+                .map(|(j, y)| SparseProduct { nonzeros: &lists[j], reader: readers[j], o: widths[j], y })
+                .collect();
+            sparse_add_matmuls(k, &x, &mut products);
+            for j in 0..widths.len() {
+                assert_ne!(bits(&alone[j]), bits(&y0[j]), "{rows} rows: product {j} moved nothing");
+                assert_eq!(bits(&together[j]), bits(&alone[j]), "{rows} rows, product {j}");
             }
         }
     }

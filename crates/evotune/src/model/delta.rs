@@ -11,6 +11,13 @@ pub trait WeightDelta: Sync {
     /// y += x·ΔW_gᵀ for the rows of one group: matrix `tensor` is (O, K), x is (R, K), y is
     /// (R, O). Does nothing when the tensor is not perturbed.
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]);
+    /// [`WeightDelta::add_matmul`] for several matrices of the same input x (q, k, v; gate, up):
+    /// y += x·ΔW_gᵀ for each (tensor, y). One call each unless an implementation shares work on x.
+    fn add_matmuls(&self, group: usize, x: &[f32], products: &mut [(usize, &mut [f32])]) {
+        for (tensor, y) in products.iter_mut() {
+            self.add_matmul(*tensor, group, x, y);
+        }
+    }
     /// out += ΔW_g[row, :] (an embedding lookup of matrix `tensor`); out has length K.
     fn add_row(&self, tensor: usize, group: usize, row: usize, out: &mut [f32]);
     /// The whole replacement value of a vector tensor (norm weight, bias) for group g, or `None`

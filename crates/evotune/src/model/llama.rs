@@ -445,7 +445,7 @@ impl Llama {
                     attend(out, &q[t * qd..(t + 1) * qd], &segments, row_pos[t] + 1, window, scale, h, hkv, dh, scores);
                 });
             }
-            op.matmul(&att, blk.o, &mut proj, qd, d);
+            op.matmul(&att, blk.o, &mut proj, qd);
             if let Some([post_attn, _]) = blk.post_norms {
                 op.rmsnorm(&mut xn, &proj, post_attn, d);
                 std::mem::swap(&mut xn, &mut proj);
@@ -459,7 +459,7 @@ impl Llama {
                 None => kernels::silu_mul(&mut g, &u),         // g ← silu(g)·u
                 Some(_) => kernels::gelu_tanh_mul(&mut g, &u), // g ← gelu_tanh(g)·u
             }
-            op.matmul(&g, blk.down, &mut proj, f, d);
+            op.matmul(&g, blk.down, &mut proj, f);
             if let Some([_, post_mlp]) = blk.post_norms {
                 op.rmsnorm(&mut xn, &proj, post_mlp, d);
                 std::mem::swap(&mut xn, &mut proj);
@@ -490,7 +490,7 @@ impl Llama {
             let runs = if deltas.is_some() { group_runs(&logit_group) } else { Vec::new() };
             let op = Ops { runs: &runs, ..op };
             op.rmsnorm(&mut xrn, &xr, self.final_norm, d);
-            op.matmul(&xrn, self.lm_head, &mut data, d, v);
+            op.matmul(&xrn, self.lm_head, &mut data, d);
         }
         Ok(Logits { data, vocab: v, starts })
     }
@@ -518,33 +518,34 @@ struct Ops<'a> {
 
 impl Ops<'_> {
     /// y = x·Wᵀ, then y[rows of g] += x[rows of g]·ΔW_gᵀ.   x: (T, K), W: (O, K), y: (T, O).
-    fn matmul(&self, x: &[f32], w: usize, y: &mut [f32], k: usize, o: usize) {
+    fn matmul(&self, x: &[f32], w: usize, y: &mut [f32], k: usize) {
         self.params.matmul(w, x, y);
-        self.add_deltas(x, w, y, k, o);
+        self.add_deltas(x, k, &mut [(w, y)]);
     }
 
     /// [`Ops::matmul`] for several matrices of the same input x (T, K): yᵢ = x·Wᵢᵀ (+ deltas).
     fn matmuls(&self, x: &[f32], k: usize, products: &mut [(usize, &mut [f32])]) {
         self.params.matmuls(x, products);
-        let t = x.len() / k;
-        for (w, y) in products.iter_mut() {
-            let o = y.len() / t.max(1);
-            self.add_deltas(x, *w, y, k, o);
-        }
+        self.add_deltas(x, k, products);
     }
 
-    /// y[rows of g] += x[rows of g]·ΔW_gᵀ for each group's rows (nothing without deltas).
-    fn add_deltas(&self, x: &[f32], w: usize, y: &mut [f32], k: usize, o: usize) {
-        if let Some(dl) = self.deltas {
-            let mut parts = Vec::with_capacity(self.runs.len());
-            let mut rest = y;
-            for &(g, r0, r1) in self.runs {
-                let (part, tail) = std::mem::take(&mut rest).split_at_mut((r1 - r0) * o);
-                parts.push((g, &x[r0 * k..r1 * k], part));
+    /// yᵢ[rows of g] += x[rows of g]·ΔW_{g,i}ᵀ for each group's rows and each product (nothing
+    /// without deltas); the groups in parallel.
+    fn add_deltas(&self, x: &[f32], k: usize, products: &mut [(usize, &mut [f32])]) {
+        let Some(dl) = self.deltas else { return };
+        let t = x.len() / k;
+        let mut parts: Vec<(usize, &[f32], Vec<(usize, &mut [f32])>)> =
+            self.runs.iter().map(|&(g, r0, r1)| (g, &x[r0 * k..r1 * k], Vec::new())).collect();
+        for (w, y) in products.iter_mut() {
+            let o = y.len() / t.max(1);
+            let mut rest = &mut **y;
+            for (part, &(_, r0, r1)) in parts.iter_mut().zip(self.runs) {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut((r1 - r0) * o);
+                part.2.push((*w, mine));
                 rest = tail;
             }
-            parts.into_par_iter().for_each(|(g, xs, ys)| dl.delta.add_matmul(w, g, xs, ys));
         }
+        parts.into_par_iter().for_each(|(g, xs, mut ys)| dl.delta.add_matmuls(g, xs, &mut ys));
     }
 
     /// RMSNorm with the norm weight of each row's group ((1 + w) under `norm_shift`).
