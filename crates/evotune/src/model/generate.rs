@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::model::delta::Deltas;
 use crate::model::kv_cache::KvCache;
@@ -213,7 +215,10 @@ pub fn generate_with_stops(
         stats.prefill_tokens += prompts.iter().map(|p| p.len() - shared).sum::<usize>();
         stats.prefill_forwards += 1;
         stats.prompt_tokens += prompts.iter().map(|p| p.len()).sum::<usize>();
-        (0..prompts.len()).map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect::<Result<_>>()?
+        let picked: Vec<Result<u32>> =
+            (0..prompts.len()).into_par_iter().map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect();
+        // In order, so that the first sequence with a bad row is the one reported.
+        picked.into_iter().collect::<Result<_>>()?
     };
     stats.prefill_seconds += t_prefill.elapsed().as_secs_f64();
     let t_decode = Instant::now();
@@ -249,8 +254,10 @@ pub fn generate_with_stops(
         let logits = llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
         stats.decode_tokens += active.len();
         stats.decode_forwards += 1;
-        for (a, &i) in active.iter().enumerate() {
-            next[i] = pick(logits.row(a, 0), &opts.sampling, i, step)?;
+        let picked: Vec<Result<u32>> =
+            active.par_iter().enumerate().map(|(a, &i)| pick(logits.row(a, 0), &opts.sampling, i, step)).collect();
+        for (&i, t) in active.iter().zip(picked) {
+            next[i] = t?;
         }
     }
     stats.decode_seconds += t_decode.elapsed().as_secs_f64();

@@ -425,15 +425,15 @@ impl Llama {
                 op.head_rmsnorm(&mut k, nk, hkv, dh, &mut xn_heads);
             }
             let (cos, sin) = &rope[self.layer_rope[l]];
-            for t in 0..tt {
+            q.par_chunks_mut(qd).zip(k.par_chunks_mut(kvd)).enumerate().for_each(|(t, (qt, kt))| {
                 let (cs, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-                kernels::rope(&mut q[t * qd..(t + 1) * qd], cs, sn, h, dh);
-                kernels::rope(&mut k[t * kvd..(t + 1) * kvd], cs, sn, hkv, dh);
-            }
-            for (i, s) in seqs.iter_mut().enumerate() {
+                kernels::rope(qt, cs, sn, h, dh);
+                kernels::rope(kt, cs, sn, hkv, dh);
+            });
+            seqs.par_iter_mut().enumerate().for_each(|(i, s)| {
                 let (r0, r1) = (seq_start[i], seq_start[i + 1]);
                 s.cache.append(l, &k[r0 * kvd..r1 * kvd], &vv[r0 * kvd..r1 * kvd]);
-            }
+            });
             {
                 let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
                 let q = &q;
@@ -661,9 +661,11 @@ fn add_bias(x: &mut [f32], b: &[f32]) {
     }
 }
 
-/// x += y (the residual connection).
+/// x += y (the residual connection), in parallel chunks.
 fn add_in_place(x: &mut [f32], y: &[f32]) {
-    for (a, &b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+    x.par_chunks_mut(1 << 14).zip(y.par_chunks(1 << 14)).for_each(|(x, y)| {
+        for (a, &b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    });
 }
