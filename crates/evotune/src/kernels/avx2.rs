@@ -179,12 +179,15 @@ pub unsafe fn dots_avx2(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32])
     let mut j0 = 0;
     while j0 < n {
         let m = (n - j0).min(KEYS);
+        // All KEYS chains run (a fixed trip count keeps them in registers): chains past the last
+        // key read its row again, and their sums are not stored.
+        let rows: [usize; KEYS] = std::array::from_fn(|t| (j0 + t.min(m - 1)) * stride);
         let mut acc = [[_mm256_setzero_ps(); 2]; KEYS];
         let mut c = 0;
         while c < dh {
             let qv = [_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(qp.add(c + 8))];
-            for (t, a) in acc.iter_mut().enumerate().take(m) {
-                let kr = kp.add((j0 + t) * stride + c);
+            for (a, &row) in acc.iter_mut().zip(&rows) {
+                let kr = kp.add(row + c);
                 a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr)));
                 a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(qv[1], _mm256_loadu_ps(kr.add(8))));
             }
@@ -211,27 +214,33 @@ pub unsafe fn dots_avx2(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32])
 pub unsafe fn weighted_sum_add_avx2(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
     debug_assert!(dh.is_multiple_of(8) && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
-    let vp = values.as_ptr();
     let mut c = 0;
-    // Two vectors at a time (two independent chains), then a last single one.
-    while c + 16 <= dh {
-        let mut o0 = _mm256_loadu_ps(out.as_ptr().add(c));
-        let mut o1 = _mm256_loadu_ps(out.as_ptr().add(c + 8));
-        for (j, &pj) in p.iter().enumerate() {
-            let pv = _mm256_set1_ps(pj);
-            o0 = _mm256_add_ps(o0, _mm256_mul_ps(pv, _mm256_loadu_ps(vp.add(j * stride + c))));
-            o1 = _mm256_add_ps(o1, _mm256_mul_ps(pv, _mm256_loadu_ps(vp.add(j * stride + c + 8))));
-        }
-        _mm256_storeu_ps(out.as_mut_ptr().add(c), o0);
-        _mm256_storeu_ps(out.as_mut_ptr().add(c + 8), o1);
-        c += 16;
+    // Eight vectors at a time: eight independent chains per value row (one chain waits on each
+    // add's latency), then single ones.
+    while c + 64 <= dh {
+        weighted_chains::<8>(out, p, values, stride, c);
+        c += 64;
     }
-    if c < dh {
-        let mut o = _mm256_loadu_ps(out.as_ptr().add(c));
-        for (j, &pj) in p.iter().enumerate() {
-            o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(vp.add(j * stride + c))));
+    while c < dh {
+        weighted_chains::<1>(out, p, values, stride, c);
+        c += 8;
+    }
+}
+
+/// out[c .. c + 8·V] of [`weighted_sum_add_avx2`], V chains of 8 lanes in registers.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn weighted_chains<const V: usize>(out: &mut [f32], p: &[f32], values: &[f32], stride: usize, c: usize) {
+    let vp = values.as_ptr().add(c);
+    let mut o: [__m256; V] = std::array::from_fn(|i| _mm256_loadu_ps(out.as_ptr().add(c + 8 * i)));
+    for (j, &pj) in p.iter().enumerate() {
+        let pv = _mm256_set1_ps(pj);
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = _mm256_add_ps(*o, _mm256_mul_ps(pv, _mm256_loadu_ps(vp.add(j * stride + 8 * i))));
         }
-        _mm256_storeu_ps(out.as_mut_ptr().add(c), o);
+    }
+    for (i, o) in o.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * i), *o);
     }
 }
 

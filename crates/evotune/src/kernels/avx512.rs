@@ -182,25 +182,36 @@ unsafe fn tile<const MR: usize, const NR: usize>(
 pub unsafe fn dots_avx512(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
     let (dh, n) = (q.len(), out.len());
     debug_assert!(dh % 16 == 0 && (n == 0 || keys.len() >= (n - 1) * stride + dh));
-    let (qp, kp) = (q.as_ptr(), keys.as_ptr());
     let mut j0 = 0;
     while j0 < n {
         let m = (n - j0).min(16);
-        let mut acc = [_mm512_setzero_ps(); 16];
-        let mut c = 0;
-        while c < dh {
-            let qv = _mm512_loadu_ps(qp.add(c));
-            for (t, a) in acc.iter_mut().enumerate().take(m) {
-                let kv = _mm512_loadu_ps(kp.add((j0 + t) * stride + c));
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(qv, kv));
-            }
-            c += 16;
-        }
-        let mut sums = [0.0f32; 16];
-        _mm512_storeu_ps(sums.as_mut_ptr(), reduce16(&acc));
+        let sums = if m > 8 { dot_block::<16>(q, keys, stride, j0, m) } else { dot_block::<8>(q, keys, stride, j0, m) };
         out[j0..j0 + m].copy_from_slice(&sums[..m]);
         j0 += m;
     }
+}
+
+/// The dots of keys j0 .. j0 + m (m ≤ KEYS ≤ 16) with q, as the first m of 16 sums. Each of the
+/// KEYS chains runs for every block (a fixed trip count keeps them in registers; a variable one
+/// put them on the stack, a store-to-load round trip per add): chains past the last key read the
+/// last key's row again, and their sums are not returned.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn dot_block<const KEYS: usize>(q: &[f32], keys: &[f32], stride: usize, j0: usize, m: usize) -> [f32; 16] {
+    let (qp, kp) = (q.as_ptr(), keys.as_ptr());
+    let rows: [usize; KEYS] = std::array::from_fn(|t| (j0 + t.min(m - 1)) * stride);
+    let mut acc = [_mm512_setzero_ps(); 16];
+    let mut c = 0;
+    while c < q.len() {
+        let qv = _mm512_loadu_ps(qp.add(c));
+        for t in 0..KEYS {
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(qv, _mm512_loadu_ps(kp.add(rows[t] + c))));
+        }
+        c += 16;
+    }
+    let mut sums = [0.0f32; 16];
+    _mm512_storeu_ps(sums.as_mut_ptr(), reduce16(&acc));
+    sums
 }
 
 /// out += Σⱼ p[j]·values[j·stride ..][..out.len()], element by element in increasing j from the
@@ -213,15 +224,33 @@ pub unsafe fn dots_avx512(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32
 pub unsafe fn weighted_sum_add_avx512(out: &mut [f32], p: &[f32], values: &[f32], stride: usize) {
     let dh = out.len();
     debug_assert!(dh.is_multiple_of(16) && (p.is_empty() || values.len() >= (p.len() - 1) * stride + dh));
-    let vp = values.as_ptr();
     let mut c = 0;
+    // Four vectors at a time: four independent chains per value row (one chain waits on each
+    // add's latency), then single ones.
+    while c + 64 <= dh {
+        weighted_chains::<4>(out, p, values, stride, c);
+        c += 64;
+    }
     while c < dh {
-        let mut o = _mm512_loadu_ps(out.as_ptr().add(c));
-        for (j, &pj) in p.iter().enumerate() {
-            o = _mm512_add_ps(o, _mm512_mul_ps(_mm512_set1_ps(pj), _mm512_loadu_ps(vp.add(j * stride + c))));
-        }
-        _mm512_storeu_ps(out.as_mut_ptr().add(c), o);
+        weighted_chains::<1>(out, p, values, stride, c);
         c += 16;
+    }
+}
+
+/// out[c .. c + 16·V] of [`weighted_sum_add_avx512`], V chains of 16 lanes in registers.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn weighted_chains<const V: usize>(out: &mut [f32], p: &[f32], values: &[f32], stride: usize, c: usize) {
+    let vp = values.as_ptr().add(c);
+    let mut o: [__m512; V] = std::array::from_fn(|i| _mm512_loadu_ps(out.as_ptr().add(c + 16 * i)));
+    for (j, &pj) in p.iter().enumerate() {
+        let pv = _mm512_set1_ps(pj);
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = _mm512_add_ps(*o, _mm512_mul_ps(pv, _mm512_loadu_ps(vp.add(j * stride + 16 * i))));
+        }
+    }
+    for (i, o) in o.iter().enumerate() {
+        _mm512_storeu_ps(out.as_mut_ptr().add(c + 16 * i), *o);
     }
 }
 

@@ -226,11 +226,12 @@ fn int8_probes_compute_their_chains() {
 fn attention_dots_and_weighted_sums_equal_the_plain_loops() {
     // Same bits as `lanes::dot` per key and as the sequential o += p·v loop, for head sizes on and
     // off the 16-lane fast path and key counts around the 16-key blocks.
-    for dh in [16usize, 24, 40, 64, 128] {
+    for dh in [16usize, 24, 40, 64, 80, 128, 192] {
         let stride = 3 * dh + 5;
-        for n in [0usize, 1, 15, 16, 17, 33, 100] {
+        for n in [0usize, 1, 7, 8, 9, 15, 16, 17, 24, 33, 100] {
             let q = rand_vec(dh, n as u64 + 7);
-            let kv = rand_vec(n.max(1) * stride, dh as u64 * 31 + n as u64);
+            // Ending at the last key's last element: nothing past it may be read.
+            let kv = rand_vec(n.saturating_sub(1) * stride + dh, dh as u64 * 31 + n as u64);
             let p = rand_vec(n, 99 + n as u64);
             let mut want = vec![0.0f32; dh];
             for j in 0..n {
@@ -249,7 +250,7 @@ fn attention_dots_and_weighted_sums_equal_the_plain_loops() {
                 for split in [0, n / 3, n] {
                     let mut two = vec![0.0f32; dh];
                     weighted_sum_add_at(level, &mut two, &p[..split], &kv, stride);
-                    weighted_sum_add_at(level, &mut two, &p[split..], &kv[split * stride..], stride);
+                    weighted_sum_add_at(level, &mut two, &p[split..], &kv[(split * stride).min(kv.len())..], stride);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&two), bits(&want), "{level:?} weighted_sum_add dh={dh} n={n} split={split}");
                 }
