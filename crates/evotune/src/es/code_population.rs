@@ -314,7 +314,7 @@ impl WeightDelta for CodePopulation<'_> {
             let (nonzeros, reader) = self.list(group, *tensor);
             if let Some(q) = self.matrix(*tensor).filter(|_| !nonzeros.is_empty()) {
                 k = q.cols();
-                sparse.push(SparseProduct { nonzeros, reader, o: q.rows(), y: &mut **y });
+                sparse.push(SparseProduct { nonzeros, reader, o: q.rows(), y });
             }
         }
         if !sparse.is_empty() {

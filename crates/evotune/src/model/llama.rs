@@ -534,8 +534,9 @@ impl Ops<'_> {
     fn add_deltas(&self, x: &[f32], k: usize, products: &mut [(usize, &mut [f32])]) {
         let Some(dl) = self.deltas else { return };
         let t = x.len() / k;
-        let mut parts: Vec<(usize, &[f32], Vec<(usize, &mut [f32])>)> =
-            self.runs.iter().map(|&(g, r0, r1)| (g, &x[r0 * k..r1 * k], Vec::new())).collect();
+        // Per run: its group, its rows of x, and its rows of each product's y.
+        type Part<'p> = (usize, &'p [f32], Vec<(usize, &'p mut [f32])>);
+        let mut parts: Vec<Part> = self.runs.iter().map(|&(g, r0, r1)| (g, &x[r0 * k..r1 * k], Vec::new())).collect();
         for (w, y) in products.iter_mut() {
             let o = y.len() / t.max(1);
             let mut rest = &mut **y;
