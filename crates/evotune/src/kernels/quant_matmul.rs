@@ -17,8 +17,10 @@
 //! here, which the others are tested against.
 //!
 //! Threads split the row groups of W: each group's blocks (≤ 16 KB for K ≤ 1536) are read from
-//! memory once and stay in L1 while every activation row passes over them, so a decode-sized
-//! product streams W once and a prefill-sized one reuses each group T times.
+//! memory once and stay in L1 while the activation rows pass over them, so a decode-sized
+//! product streams W once and a prefill-sized one reuses each group T times. The rows pass in
+//! blocks of ≈ 128 KB of codes, each over all of a task's groups, so that they come from L2
+//! rather than from L3 or memory once per group.
 
 use half::f16;
 use rayon::prelude::*;
@@ -123,7 +125,7 @@ pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatr
         let o = w.rows();
         let mut tile = [0.0f32; ROWS_MAX * GROUP];
         // Rows in blocks whose codes stay in L2 while the task's groups pass over them.
-        let block = (X_BLOCK_BYTES / x.cols).next_multiple_of(ROWS_MAX);
+        let block = (X_BLOCK_BYTES / x.cols.max(1)).max(1).next_multiple_of(ROWS_MAX);
         for (b0, g) in (0..t).step_by(block).flat_map(|b0| (g0..g1).map(move |g| (b0, g))) {
             let lanes = GROUP.min(o - g * GROUP);
             let mut t0 = b0;
