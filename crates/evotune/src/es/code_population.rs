@@ -18,9 +18,8 @@ use super::code_noise::CodeNoise;
 use super::noise::IterationNoise;
 use super::population::Member;
 use crate::kernels::quant_matrix::QFormat;
-use crate::kernels::sparse_matmul::{sparse_add_matmuls, SparseProduct};
-use crate::kernels::sparse_matmul::{Reader, POSITION};
-use crate::kernels::{sparse_add_matmul, QMatrix};
+use crate::kernels::sparse_matmul::{sparse_add_matmuls, Reader, SparseProduct, POSITION};
+use crate::kernels::QMatrix;
 use crate::model::delta::WeightDelta;
 use crate::model::weights::Stored;
 use crate::model::{QuantizedParams, Weights};
@@ -299,14 +298,12 @@ impl<'a> CodePopulation<'a> {
 
 impl WeightDelta for CodePopulation<'_> {
     /// y[t, r] += (d·u)·x[t, k] over the member's moves in increasing index (row-major): the
-    /// kernel [`sparse_add_matmul`], reading the shared list through the member's [`Reader`].
+    /// kernel [`sparse_add_matmuls`], reading the shared list through the member's [`Reader`].
     fn add_matmul(&self, tensor: usize, group: usize, x: &[f32], y: &mut [f32]) {
-        let (w, r) = self.list(group, tensor);
-        let Some(q) = self.matrix(tensor).filter(|_| !w.is_empty()) else { return };
-        sparse_add_matmul(w, r, q.cols(), q.rows(), x, y);
+        self.add_matmuls(group, x, &mut [(tensor, y)]);
     }
 
-    /// [`sparse_add_matmuls`]: each block of x transposed once for all the products.
+    /// [`WeightDelta::add_matmul`] for each product, each block of x transposed once for all.
     fn add_matmuls(&self, group: usize, x: &[f32], products: &mut [(usize, &mut [f32])]) {
         let mut sparse = Vec::with_capacity(products.len());
         let mut k = 0;

@@ -266,12 +266,16 @@ fn activations_round_to_nearest_even_and_carry_nan() {
     assert_eq!((a.q[1], a.q[2]), (2, 4));
 }
 
-/// Throughput of each kernel on the default model's shapes (thread CPU time is not used: run it
-/// on a quiet machine). `cargo test --release --lib qmatmul_speed -- --ignored --nocapture`
+/// Throughput of each kernel on the default model's shapes, decode-sized to a QES prefill's 4480
+/// rows, and the level's own kernel against the integer step's register-only peak (thread CPU
+/// time is not used: run it on a quiet machine; each figure is the fastest of five runs, as the
+/// host's noise only slows a run down).
+/// `cargo test --release --lib qmatmul_speed -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn qmatmul_speed() {
     println!("{}", machine::Machine::current());
+    let (best, peak) = (QuantKernel::at(simd_level()), crate::kernels::probe::int8_peak(3));
     for &(t, k, o) in &[
         (1, 576, 1536),
         (16, 576, 1536),
@@ -281,18 +285,26 @@ fn qmatmul_speed() {
         (256, 576, 1536),
         (1, 576, 49152),
         (16, 576, 49152),
+        (1024, 576, 1536),
+        (4480, 576, 576),
+        (4480, 576, 1536),
+        (4480, 1536, 576),
     ] {
         let x = rand_vec(t * k, 1);
         let wf = rand_vec(o * k, 2);
         let mut y = vec![0.0; t * o];
         let time = |f: &mut dyn FnMut()| {
             f();
-            let reps = (2e9 / (t * k * o) as f64).clamp(3.0, 2000.0) as usize;
-            let t0 = std::time::Instant::now();
-            for _ in 0..reps {
-                f();
-            }
-            t0.elapsed().as_secs_f64() / reps as f64
+            let reps = (4e8 / (t * k * o) as f64).clamp(1.0, 400.0) as usize;
+            (0..5)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..reps {
+                        f();
+                    }
+                    t0.elapsed().as_secs_f64() / reps as f64
+                })
+                .fold(f64::INFINITY, f64::min)
         };
         let f32s = time(&mut || matmul(&x, &wf, &mut y, t, k, o));
         let mut line = format!("t={t:4} k={k:5} o={o:6}  f32 {:7.1} GFLOP/s", 2.0 * (t * k * o) as f64 / f32s / 1e9);
@@ -306,13 +318,12 @@ fn qmatmul_speed() {
                     let a = QActs::quantize(&x, t, k);
                     qmatmul_acts(kern, &a, &w, &mut y)
                 });
-                line += &format!(
-                    "  {} {:?} {:6.1} GOP/s ({:.2}×)",
-                    f.name(),
-                    kern,
-                    2.0 * (t * k * o) as f64 / s / 1e9,
-                    f32s / s
-                );
+                let gops = 2.0 * (t * k * o) as f64 / s / 1e9;
+                line += &format!("  {} {:?} {gops:6.1} GOP/s ({:.2}×", f.name(), kern, f32s / s);
+                match peak.filter(|_| kern == best) {
+                    Some(p) => line += &format!(", {:.0}% of {p:.0})", 100.0 * gops / p),
+                    None => line += ")",
+                }
             }
         }
         println!("{line}");

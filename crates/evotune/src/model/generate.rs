@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::model::delta::Deltas;
 use crate::model::kv_cache::KvCache;
-use crate::model::llama::SeqInput;
+use crate::model::llama::{Logits, SeqInput};
 use crate::model::Llama;
 use crate::model::Weights;
 
@@ -215,10 +215,7 @@ pub fn generate_with_stops(
         stats.prefill_tokens += prompts.iter().map(|p| p.len() - shared).sum::<usize>();
         stats.prefill_forwards += 1;
         stats.prompt_tokens += prompts.iter().map(|p| p.len()).sum::<usize>();
-        let picked: Vec<Result<u32>> =
-            (0..prompts.len()).into_par_iter().map(|i| pick(logits.row(i, 0), &opts.sampling, i, 0)).collect();
-        // In order, so that the first sequence with a bad row is the one reported.
-        picked.into_iter().collect::<Result<_>>()?
+        pick_each(&logits, &(0..prompts.len()).collect::<Vec<_>>(), &opts.sampling, 0)?
     };
     stats.prefill_seconds += t_prefill.elapsed().as_secs_f64();
     let t_decode = Instant::now();
@@ -254,10 +251,8 @@ pub fn generate_with_stops(
         let logits = llama.forward_with(params, deltas.map(|dl| dl.with_groups(&groups)), &mut seqs)?;
         stats.decode_tokens += active.len();
         stats.decode_forwards += 1;
-        let picked: Vec<Result<u32>> =
-            active.par_iter().enumerate().map(|(a, &i)| pick(logits.row(a, 0), &opts.sampling, i, step)).collect();
-        for (&i, t) in active.iter().zip(picked) {
-            next[i] = t?;
+        for (&i, t) in active.iter().zip(pick_each(&logits, &active, &opts.sampling, step)?) {
+            next[i] = t;
         }
     }
     stats.decode_seconds += t_decode.elapsed().as_secs_f64();
@@ -288,6 +283,14 @@ fn argmax_and_finite(logits: &[f32]) -> (u32, bool) {
         }
     }
     (best as u32, finite)
+}
+
+/// The next token of each sequence `seqs[a]` from logits row a, the rows in parallel; the error
+/// of the first sequence (in order) whose row is bad.
+fn pick_each(logits: &Logits, seqs: &[usize], sampling: &Sampling, step: usize) -> Result<Vec<u32>> {
+    let picked: Vec<Result<u32>> =
+        seqs.par_iter().enumerate().map(|(a, &i)| pick(logits.row(a, 0), sampling, i, step)).collect();
+    picked.into_iter().collect()
 }
 
 /// Chooses the next token of sequence `seq` at decoding step `step`. Non-finite logits are an
