@@ -19,7 +19,8 @@
 //! x[r₀+i, 16t+l]; for a panel of columns, b[l][t][j] = w[c₀+j, 16t+l] (zeros past the edges).
 //! Both are packed by loading 16 values of several rows (contiguous reads) and transposing them in
 //! registers. w is packed per thread, a block of panels at a time that stays in L2 while every
-//! row tile passes over it. Threads split rows when each gets ≥ 192 (each packs its rows and all
+//! row tile passes over it; a row tile too large for L1 (AVX2 at K = 1536) passes in two halves of
+//! its lanes, each half of the tree summed in its own call ([`Leaves`]). Threads split rows when each gets ≥ 192 (each packs its rows and all
 //! of w), otherwise x is packed once and they split the column panels; no sum is ever split.
 
 use std::cell::RefCell;
@@ -46,16 +47,59 @@ pub(crate) trait PanelKernel {
     unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]);
 
     /// One PR×PC tile: y[i·ldy + j] = the `tree16` sum of the lane sums over packed `a` and `b`,
-    /// for i < rows, j < cols.
+    /// for i < rows, j < cols; or one half of that tree ([`Leaves`]).
     ///
     /// # Safety
     /// The CPU supports the level; `a`, `b` are packed tiles of T = `t_len` chunks; y is valid
-    /// for `rows` rows of `cols` elements at stride `ldy`.
-    unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize);
+    /// for `rows` rows of `cols` elements at stride `ldy` (and holds the first half's sums when
+    /// `leaves` is [`Leaves::Second`]).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        a: *const f32,
+        b: *const f32,
+        t_len: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: usize,
+        cols: usize,
+        leaves: Leaves,
+    );
 }
 
-/// Columns of w packed together (a block of panels: ≤ 0.8 MB for K ≤ 1536, in L2).
+/// The leaves of the lane tree one tile call sums. `tree16`'s last step adds two halves, each
+/// the sum of 8 leaves ([`LANE_ORDER`] positions 0–7: the even lanes; 8–15: the odd ones), so a
+/// tile may run in two calls, each over half the packed operands: the first stores its half's
+/// sum in y, the second adds its own to it: the same additions as one call over all 16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Leaves {
+    All,
+    First,
+    Second,
+}
+
+impl Leaves {
+    /// The [`LANE_ORDER`] positions summed, and the tree levels they climb inside the call.
+    pub(crate) fn positions(self) -> (std::ops::Range<usize>, usize) {
+        match self {
+            Leaves::All => (0..16, 4),
+            Leaves::First => (0..8, 3),
+            Leaves::Second => (8..16, 3),
+        }
+    }
+}
+
+/// Columns of w packed together at most: a block of panels that stays in L2 while every row tile
+/// passes over it.
 const BLOCK_COLUMNS: usize = 128;
+
+/// Bytes of packed w in a block at most (and at least one panel): with the row tiles streaming
+/// through L2 beside it, a larger block is evicted before its last row tile (at K = 1536 on the
+/// AMD EPYC, one thread, best of ten alternated runs: 128 columns 0.80–0.81× the `gemm` crate
+/// at AVX2, 48 columns 0.95–1.05×; 128 columns stay best at K = 576).
+const BLOCK_BYTES: usize = 320 * 1024;
+
+/// Bytes of a packed row tile that stay in L1 (of 32–48 KB) beside the panel's stream.
+const L1_ROW_TILE_BYTES: usize = 24 * 1024;
 
 /// The leaves of `tree16` in the order the tree adds them: (0+8)+(4+12), (2+10)+(6+14), then the
 /// odd lanes the same way, the two halves last. A micro-kernel sums lane `LANE_ORDER[p]` p-th; leaf p
@@ -175,7 +219,8 @@ unsafe fn with_packed_rows<P: PanelKernel, R>(
 }
 
 /// Columns of panels p0..p1 of y (B, O, base `y`) for all rows, from packed rows `ap`: w is
-/// packed [`BLOCK_COLUMNS`] columns at a time and every row tile passes over the block.
+/// packed a block at a time ([`BLOCK_COLUMNS`], [`BLOCK_BYTES`]) and every row tile passes over
+/// the block, in two halves of its lanes ([`Leaves`]) when its packed x outgrows L1.
 ///
 /// # Safety
 /// The CPU supports `P`'s level; `ap` holds ⌈B/PR⌉ packed tiles of x; y is valid for (B, O) and
@@ -193,7 +238,11 @@ unsafe fn panel_range<P: PanelKernel>(
 ) {
     let t_len = k.div_ceil(16);
     let (a_len, b_len) = (packed_len(P::PR, k), packed_len(P::PC, k));
-    let block = BLOCK_COLUMNS / P::PC;
+    let block = (BLOCK_BYTES / (4 * b_len / P::PC)).clamp(P::PC, BLOCK_COLUMNS) / P::PC;
+    // A row tile whose packed x outgrows L1 runs in two halves of its lanes, each of which stays
+    // in L1 while the block's panels pass under it.
+    let passes: &[Leaves] =
+        if a_len * 4 > L1_ROW_TILE_BYTES { &[Leaves::First, Leaves::Second] } else { &[Leaves::All] };
     let mut buf = PACK_B.take();
     let bp = grown(&mut buf, block * b_len);
     let mut q0 = p0;
@@ -203,18 +252,21 @@ unsafe fn panel_range<P: PanelKernel>(
             P::pack_panel(w, o, k, q * P::PC, &mut bp[(q - q0) * b_len..(q - q0 + 1) * b_len]);
         }
         for g in 0..b.div_ceil(P::PR) {
-            for q in q0..q1 {
-                let c0 = q * P::PC;
-                // Rows and columns clip the tile to y's bounds.
-                P::tile(
-                    ap.as_ptr().add(g * a_len),
-                    bp.as_ptr().add((q - q0) * b_len),
-                    t_len,
-                    y.add(g * P::PR * o + c0),
-                    o,
-                    P::PR.min(b - g * P::PR),
-                    P::PC.min(o - c0),
-                );
+            for &leaves in passes {
+                for q in q0..q1 {
+                    let c0 = q * P::PC;
+                    // Rows and columns clip the tile to y's bounds.
+                    P::tile(
+                        ap.as_ptr().add(g * a_len),
+                        bp.as_ptr().add((q - q0) * b_len),
+                        t_len,
+                        y.add(g * P::PR * o + c0),
+                        o,
+                        P::PR.min(b - g * P::PR),
+                        P::PC.min(o - c0),
+                        leaves,
+                    );
+                }
             }
         }
         q0 = q1;

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::avx2::first_lanes;
-use super::panel::{pack_plain, PanelKernel, LANE_ORDER};
+use super::panel::{pack_plain, Leaves, PanelKernel, LANE_ORDER};
 
 /// Rows of a micro-tile.
 const PR: usize = 6;
@@ -42,8 +42,17 @@ impl PanelKernel for Avx2Panels {
         }
     }
 
-    unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize) {
-        tile(a, b, t_len, y, ldy, rows, cols)
+    unsafe fn tile(
+        a: *const f32,
+        b: *const f32,
+        t_len: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: usize,
+        cols: usize,
+        leaves: Leaves,
+    ) {
+        tile(a, b, t_len, y, ldy, rows, cols, leaves)
     }
 }
 
@@ -155,12 +164,25 @@ unsafe fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
 // Out of line so that the 12 accumulators keep the registers to themselves.
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    a: *const f32,
+    b: *const f32,
+    t_len: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: usize,
+    cols: usize,
+    leaves: Leaves,
+) {
     // slots[s] holds the pending left operand of tree level s (uninitialised: each level is
     // written before it is read).
     let mut slots = [MaybeUninit::<[[__m256; 2]; PR]>::uninit(); 4];
     let mut acc = [[_mm256_setzero_ps(); 2]; PR];
-    for (p, &l) in LANE_ORDER.iter().enumerate() {
+    let (positions, levels) = leaves.positions();
+    let first = positions.start;
+    for p in positions {
+        let l = LANE_ORDER[p];
         let (al, bl) = (a.add(l * t_len * PR), b.add(l * t_len * PC));
         acc = [[_mm256_setzero_ps(); 2]; PR];
         for t in 0..t_len {
@@ -173,9 +195,9 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
             }
         }
         // Leaf p enters the tree: at each level an even position waits in its slot, an odd one
-        // is added to its waiting sibling and climbs (p = 15 leaves the whole sum in acc).
-        for (level, slot) in slots.iter_mut().enumerate() {
-            if p >> level & 1 == 0 {
+        // is added to its waiting sibling and climbs (the call's last leaf leaves its sum in acc).
+        for (level, slot) in slots.iter_mut().enumerate().take(levels) {
+            if (p - first) >> level & 1 == 0 {
                 slot.write(acc);
                 break;
             }
@@ -187,6 +209,20 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
             }
         }
     }
+    let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(8))];
+    if leaves == Leaves::Second {
+        // The first half's sum, waiting in y, is the last level's other operand.
+        for (i, row) in acc.iter_mut().enumerate().take(rows) {
+            for (h, (v, &m)) in row.iter_mut().zip(&masks).enumerate() {
+                let first_half = if cols == PC {
+                    _mm256_loadu_ps(y.add(i * ldy + 8 * h))
+                } else {
+                    _mm256_maskload_ps(y.add(i * ldy + 8 * h), m)
+                };
+                *v = _mm256_add_ps(*v, first_half);
+            }
+        }
+    }
     if cols == PC {
         for (i, row) in acc.iter().enumerate().take(rows) {
             _mm256_storeu_ps(y.add(i * ldy), row[0]);
@@ -194,7 +230,6 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
         }
         return;
     }
-    let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(8))];
     for (i, row) in acc.iter().enumerate().take(rows) {
         for (h, (&v, &m)) in row.iter().zip(&masks).enumerate() {
             _mm256_maskstore_ps(y.add(i * ldy + 8 * h), m, v);

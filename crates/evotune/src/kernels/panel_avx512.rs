@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::panel::{pack_plain, PanelKernel, LANE_ORDER};
+use super::panel::{pack_plain, Leaves, PanelKernel, LANE_ORDER};
 
 /// Rows of a micro-tile.
 const PR: usize = 12;
@@ -30,8 +30,17 @@ impl PanelKernel for Avx512Panels {
         pack_panel(w, o, k, c0, bp)
     }
 
-    unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize) {
-        tile(a, b, t_len, y, ldy, rows, cols)
+    unsafe fn tile(
+        a: *const f32,
+        b: *const f32,
+        t_len: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: usize,
+        cols: usize,
+        leaves: Leaves,
+    ) {
+        tile(a, b, t_len, y, ldy, rows, cols, leaves)
     }
 }
 
@@ -114,13 +123,26 @@ unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
 // Out of line so that the 24 accumulators keep the registers to themselves.
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
-unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usize, rows: usize, cols: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    a: *const f32,
+    b: *const f32,
+    t_len: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: usize,
+    cols: usize,
+    leaves: Leaves,
+) {
     // slots[s] holds the pending left operand of tree level s (h8, h4, halves, whole).
     // (Uninitialised: each level is written before it is read; zeroing 6 KB per tile showed up
     // as a memset in profiles.)
     let mut slots = [MaybeUninit::<[[__m512; 2]; PR]>::uninit(); 4];
     let mut acc = [[_mm512_setzero_ps(); 2]; PR];
-    for (p, &l) in LANE_ORDER.iter().enumerate() {
+    let (positions, levels) = leaves.positions();
+    let first = positions.start;
+    for p in positions {
+        let l = LANE_ORDER[p];
         let (al, bl) = (a.add(l * t_len * PR), b.add(l * t_len * PC));
         acc = [[_mm512_setzero_ps(); 2]; PR];
         for t in 0..t_len {
@@ -133,9 +155,9 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
             }
         }
         // Leaf p enters the tree: at each level an even position waits in its slot, an odd one
-        // is added to its waiting sibling and climbs (p = 15 leaves the whole sum in acc).
-        for (level, slot) in slots.iter_mut().enumerate() {
-            if p >> level & 1 == 0 {
+        // is added to its waiting sibling and climbs (the call's last leaf leaves its sum in acc).
+        for (level, slot) in slots.iter_mut().enumerate().take(levels) {
+            if (p - first) >> level & 1 == 0 {
                 slot.write(acc);
                 break;
             }
@@ -148,9 +170,13 @@ unsafe fn tile(a: *const f32, b: *const f32, t_len: usize, y: *mut f32, ldy: usi
         }
     }
     let masks = [col_mask(cols, 0), col_mask(cols, 16)];
-    for (i, row) in acc.iter().enumerate().take(rows) {
-        for (h, (&v, &m)) in row.iter().zip(&masks).enumerate() {
-            _mm512_mask_storeu_ps(y.add(i * ldy + 16 * h), m, v);
+    for (i, row) in acc.iter_mut().enumerate().take(rows) {
+        for (h, (v, &m)) in row.iter_mut().zip(&masks).enumerate() {
+            if leaves == Leaves::Second {
+                // The first half's sum, waiting in y, is the last level's other operand.
+                *v = _mm512_add_ps(*v, _mm512_maskz_loadu_ps(m, y.add(i * ldy + 16 * h)));
+            }
+            _mm512_mask_storeu_ps(y.add(i * ldy + 16 * h), m, *v);
         }
     }
 }
