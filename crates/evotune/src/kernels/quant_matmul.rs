@@ -108,19 +108,32 @@ pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatr
     if t == 0 {
         return;
     }
-    // Tasks: ranges of row groups of one matrix, ≈ 4 per thread over all matrices.
+    // Tasks: 4 per thread, each an equal share (± one group) of the row groups of all matrices
+    // in order, as pieces (matrix, first group, end). Shares by matrix (36 groups in chunks of
+    // 5) left one thread 20 groups and the other 16: at 128 rows and K = 576 the product ran
+    // 25% faster balanced.
     let groups: usize = products.iter().map(|(w, _)| w.groups()).sum();
-    let per_task = groups.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let mut tasks = Vec::new();
-    for (i, (w, _)) in products.iter().enumerate() {
-        let mut g = 0;
-        while g < w.groups() {
-            tasks.push((i, g, (g + per_task).min(w.groups())));
-            g += per_task;
-        }
-    }
+    let n_tasks = (4 * rayon::current_num_threads()).min(groups);
+    let starts: Vec<usize> = products
+        .iter()
+        .scan(0, |at, (w, _)| {
+            *at += w.groups();
+            Some(*at - w.groups())
+        })
+        .collect();
+    let tasks: Vec<Vec<(usize, usize, usize)>> = (0..n_tasks)
+        .map(|j| {
+            let (a, b) = (j * groups / n_tasks, (j + 1) * groups / n_tasks);
+            (0..products.len())
+                .filter_map(|i| {
+                    let (s, e) = (starts[i], starts[i] + products[i].0.groups());
+                    (a.max(s) < b.min(e)).then(|| (i, a.max(s) - s, b.min(e) - s))
+                })
+                .collect()
+        })
+        .collect();
     let outs: Vec<(&QMatrix, OutPtr)> = products.iter_mut().map(|(w, y)| (*w, OutPtr(y.as_mut_ptr()))).collect();
-    tasks.into_par_iter().for_each(|(i, g0, g1)| {
+    tasks.into_par_iter().flatten_iter().for_each(|(i, g0, g1)| {
         let (w, yp) = (outs[i].0, &outs[i].1);
         let o = w.rows();
         let mut tile = [0.0f32; ROWS_MAX * GROUP];

@@ -298,7 +298,8 @@ fn qmatmul_speed() {
         let mut y = vec![0.0; t * o];
         let time = |f: &mut dyn FnMut()| {
             f();
-            let reps = (4e8 / (t * k * o) as f64).clamp(1.0, 400.0) as usize;
+            // ≈ 8·10⁹ operations per timed batch (tens of ms: one preemption does not decide it).
+            let reps = (4e9 / (t * k * o) as f64).clamp(1.0, 4000.0) as usize;
             (0..5)
                 .map(|_| {
                     let t0 = std::time::Instant::now();
