@@ -19,9 +19,10 @@
 //! x[r₀+i, 16t+l]; for a panel of columns, b[l][t][j] = w[c₀+j, 16t+l] (zeros past the edges).
 //! Both are packed by loading 16 values of several rows (contiguous reads) and transposing them in
 //! registers. w is packed per thread, a block of panels at a time that stays in L2 while every
-//! row tile passes over it; a row tile too large for L1 (AVX2 at K = 1536) passes in two halves of
-//! its lanes, each half of the tree summed in its own call ([`Leaves`]). Threads split rows when each gets ≥ 192 (each packs its rows and all
-//! of w), otherwise x is packed once and they split the column panels; no sum is ever split.
+//! row tile passes over it; a row tile too large for L1 (K = 1536) passes in two halves of its
+//! lanes, each half of the tree summed in its own call ([`Leaves`]). Threads split rows when each
+//! gets ≥ 192 (each packs its rows and all of w), otherwise x is packed once and they split the
+//! column panels; no lane's sum is ever split.
 
 use std::cell::RefCell;
 
@@ -92,10 +93,10 @@ impl Leaves {
 /// passes over it.
 const BLOCK_COLUMNS: usize = 128;
 
-/// Bytes of packed w in a block at most (and at least one panel): with the row tiles streaming
-/// through L2 beside it, a larger block is evicted before its last row tile (at K = 1536 on the
-/// AMD EPYC, one thread, best of ten alternated runs: 128 columns 0.80–0.81× the `gemm` crate
-/// at AVX2, 48 columns 0.95–1.05×; 128 columns stay best at K = 576).
+/// Bytes of packed w in a block at most (and at least one panel), so that the block stays in L2
+/// beside the row tiles streaming through it: 48 columns at AVX2 and 32 at AVX-512 for K = 1536,
+/// 128 for K = 576. With the lane halves, 1024 × 1536 → 576 went from 0.87–0.89× to 0.92–0.94×
+/// the `gemm` crate at both levels (AMD EPYC, one thread, alternated processes, best of five).
 const BLOCK_BYTES: usize = 320 * 1024;
 
 /// Bytes of a packed row tile that stay in L1 (of 32–48 KB) beside the panel's stream.
