@@ -126,8 +126,8 @@ fn bench_prefill_scaling() {
 }
 
 /// Our matmul against the `gemm` crate (what candle's f32 matmul runs on), one thread each,
-/// alternating (each batch after a warm-up call, the fastest of five), per CPU-second of the one thread both run on (`/proc/thread-self/schedstat`, in
-/// ns: robust to a shared machine). Timing only.
+/// alternating (each batch after a warm-up call, the fastest of five), per CPU-second of the one
+/// thread both run on (`/proc/thread-self/schedstat`: robust to a shared machine). Timing only.
 #[cfg(feature = "bench")]
 #[test]
 #[ignore]

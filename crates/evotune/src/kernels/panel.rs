@@ -51,20 +51,23 @@ pub(crate) trait PanelKernel {
     /// for i < rows, j < cols; or one half of that tree ([`Leaves`]).
     ///
     /// # Safety
-    /// The CPU supports the level; `a`, `b` are packed tiles of T = `t_len` chunks; y is valid
-    /// for `rows` rows of `cols` elements at stride `ldy` (and holds the first half's sums when
-    /// `leaves` is [`Leaves::Second`]).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(
-        a: *const f32,
-        b: *const f32,
-        t_len: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: usize,
-        cols: usize,
-        leaves: Leaves,
-    );
+    /// The CPU supports the level; `call` holds to [`TileCall`]'s contract.
+    unsafe fn tile(call: TileCall);
+}
+
+/// The arguments of one [`PanelKernel::tile`]: `a`, `b` are packed tiles of T = `t_len` chunks; y
+/// is valid for `rows` rows of `cols` elements at stride `ldy`, and holds the first half's sums
+/// when `leaves` is [`Leaves::Second`].
+#[derive(Clone, Copy)]
+pub(crate) struct TileCall {
+    pub a: *const f32,
+    pub b: *const f32,
+    pub t_len: usize,
+    pub y: *mut f32,
+    pub ldy: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub leaves: Leaves,
 }
 
 /// The leaves of the lane tree one tile call sums. `tree16`'s last step adds two halves, each
@@ -257,16 +260,16 @@ unsafe fn panel_range<P: PanelKernel>(
                 for q in q0..q1 {
                     let c0 = q * P::PC;
                     // Rows and columns clip the tile to y's bounds.
-                    P::tile(
-                        ap.as_ptr().add(g * a_len),
-                        bp.as_ptr().add((q - q0) * b_len),
+                    P::tile(TileCall {
+                        a: ap.as_ptr().add(g * a_len),
+                        b: bp.as_ptr().add((q - q0) * b_len),
                         t_len,
-                        y.add(g * P::PR * o + c0),
-                        o,
-                        P::PR.min(b - g * P::PR),
-                        P::PC.min(o - c0),
+                        y: y.add(g * P::PR * o + c0),
+                        ldy: o,
+                        rows: P::PR.min(b - g * P::PR),
+                        cols: P::PC.min(o - c0),
                         leaves,
-                    );
+                    });
                 }
             }
         }

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::avx2::first_lanes;
-use super::panel::{pack_plain, Leaves, PanelKernel, LANE_ORDER};
+use super::panel::{pack_plain, Leaves, PanelKernel, TileCall, LANE_ORDER};
 
 /// Rows of a micro-tile.
 const PR: usize = 6;
@@ -42,17 +42,8 @@ impl PanelKernel for Avx2Panels {
         }
     }
 
-    unsafe fn tile(
-        a: *const f32,
-        b: *const f32,
-        t_len: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: usize,
-        cols: usize,
-        leaves: Leaves,
-    ) {
-        tile(a, b, t_len, y, ldy, rows, cols, leaves)
+    unsafe fn tile(call: TileCall) {
+        tile(call)
     }
 }
 
@@ -164,17 +155,7 @@ unsafe fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
 // Out of line so that the 12 accumulators keep the registers to themselves.
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile(
-    a: *const f32,
-    b: *const f32,
-    t_len: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: usize,
-    cols: usize,
-    leaves: Leaves,
-) {
+unsafe fn tile(TileCall { a, b, t_len, y, ldy, rows, cols, leaves }: TileCall) {
     // slots[s] holds the pending left operand of tree level s (uninitialised: each level is
     // written before it is read).
     let mut slots = [MaybeUninit::<[[__m256; 2]; PR]>::uninit(); 4];

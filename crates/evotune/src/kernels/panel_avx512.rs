@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::panel::{pack_plain, Leaves, PanelKernel, LANE_ORDER};
+use super::panel::{pack_plain, Leaves, PanelKernel, TileCall, LANE_ORDER};
 
 /// Rows of a micro-tile.
 const PR: usize = 12;
@@ -30,17 +30,8 @@ impl PanelKernel for Avx512Panels {
         pack_panel(w, o, k, c0, bp)
     }
 
-    unsafe fn tile(
-        a: *const f32,
-        b: *const f32,
-        t_len: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: usize,
-        cols: usize,
-        leaves: Leaves,
-    ) {
-        tile(a, b, t_len, y, ldy, rows, cols, leaves)
+    unsafe fn tile(call: TileCall) {
+        tile(call)
     }
 }
 
@@ -123,17 +114,7 @@ unsafe fn pack_panel(w: &[f32], o: usize, k: usize, c0: usize, bp: &mut [f32]) {
 // Out of line so that the 24 accumulators keep the registers to themselves.
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile(
-    a: *const f32,
-    b: *const f32,
-    t_len: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: usize,
-    cols: usize,
-    leaves: Leaves,
-) {
+unsafe fn tile(TileCall { a, b, t_len, y, ldy, rows, cols, leaves }: TileCall) {
     // slots[s] holds the pending left operand of tree level s (h8, h4, halves, whole).
     // (Uninitialised: each level is written before it is read; zeroing 6 KB per tile showed up
     // as a memset in profiles.)

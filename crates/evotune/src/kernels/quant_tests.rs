@@ -67,7 +67,7 @@ fn every_kernel_matches_the_plain_loop_bit_for_bit() {
             let mut want = vec![f32::NAN; t * o];
             qmatmul_acts(QuantKernel::Portable, &acts, &w, &mut want);
             for kern in kernels() {
-                // The kernels store into y directly: nothing past its end may be written.
+                // The kernels write y through raw pointers: nothing past its end may be written.
                 let mut buf = vec![f32::NAN; t * o + 16];
                 qmatmul_acts(kern, &acts, &w, &mut buf[..t * o]);
                 let (y, past) = buf.split_at(t * o);
