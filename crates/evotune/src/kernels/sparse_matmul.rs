@@ -264,4 +264,92 @@ mod tests {
             }
         }
     }
+    /// Seconds of one QES member's corrections on one layer of the default model (q, k, v of
+    /// one x; o; gate, up; down) and on lm_head, at σ = 0.01's density (0.8% of the codes, 3% of
+    /// them left out by the reader, as a mirrored pair's lists), for a decode step's 16 rows and a
+    /// prefill's 448, with the transposes alone (x once, each product's y gathered and scattered)
+    /// beside them; fastest of five batches of ≈ 0.3 s, one thread, at the level `EVOTUNE_SIMD`
+    /// selects. Timing only:
+    /// `cargo test --release -p evotune --lib sparse_corrections_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn sparse_corrections_speed() {
+        println!("{}", crate::kernels::machine::Machine::current());
+        let list = |o: usize, k: usize, seed: u64| -> Vec<(u32, f32)> {
+            let u = rand_vec(o * k, seed);
+            (0..o * k)
+                .filter(|&i| u[i].abs() < 0.008)
+                .map(|i| (i as u32 | if u[i].abs() < 0.00024 { 1 << 30 } else { 0 }, u[i] * 10.0))
+                .collect()
+        };
+        let groups: [(usize, &[usize]); 5] =
+            [(576, &[576, 192, 192]), (576, &[576]), (576, &[1536, 1536]), (1536, &[576]), (576, &[49152])];
+        let lists: Vec<Vec<Vec<(u32, f32)>>> = groups
+            .iter()
+            .enumerate()
+            .map(|(g, (k, os))| {
+                os.iter().enumerate().map(|(j, &o)| list(o, *k, 100 + 10 * g as u64 + j as u64)).collect()
+            })
+            .collect();
+        let reader = Reader { skip: 1 << 30, sign: 0 };
+        let time = |f: &mut dyn FnMut()| {
+            f();
+            let t0 = std::time::Instant::now();
+            f();
+            let reps = (0.3 / t0.elapsed().as_secs_f64()).clamp(1.0, 10_000.0) as usize;
+            (0..5)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..reps {
+                        f();
+                    }
+                    t0.elapsed().as_secs_f64() / reps as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        for rows in [16usize, 448] {
+            let (mut layer, mut layer_t, mut head, mut head_t) = (0.0, 0.0, 0.0, 0.0);
+            for (g, (k, os)) in groups.iter().enumerate() {
+                let x = rand_vec(rows * k, 1);
+                let mut ys: Vec<Vec<f32>> = os.iter().map(|&o| rand_vec(rows * o, 2)).collect();
+                let s = time(&mut || {
+                    let mut products: Vec<SparseProduct> = ys
+                        .iter_mut()
+                        .zip(os.iter())
+                        .zip(&lists[g])
+                        .map(|((y, &o), l)| SparseProduct { nonzeros: l, reader, o, y })
+                        .collect();
+                    sparse_add_matmuls(*k, &x, &mut products)
+                });
+                let mut xt = vec![0.0f32; k * MAX_BP];
+                let mut yt = vec![0.0f32; COL_CHUNK * MAX_BP];
+                let t = time(&mut || {
+                    for t0 in (0..rows).step_by(ROW_BLOCK) {
+                        let b = ROW_BLOCK.min(rows - t0);
+                        transpose(&x[t0 * k..(t0 + b) * k], b, *k, *k, &mut xt, MAX_BP);
+                        for (y, &o) in ys.iter_mut().zip(os.iter()) {
+                            for c0 in (0..o).step_by(COL_CHUNK) {
+                                let c1 = (c0 + COL_CHUNK).min(o);
+                                transpose(&y[t0 * o + c0..], b, c1 - c0, o, &mut yt, MAX_BP);
+                                transpose(&yt, c1 - c0, b, MAX_BP, &mut y[t0 * o + c0..], o);
+                            }
+                        }
+                    }
+                });
+                if g < 4 {
+                    (layer, layer_t) = (layer + s, layer_t + t);
+                } else {
+                    (head, head_t) = (s, t);
+                }
+            }
+            println!(
+                "{:?}, {rows} rows: one layer {:.1} µs (transposes alone {:.1}), lm_head {:.1} µs ({:.1})",
+                simd_level(),
+                1e6 * layer,
+                1e6 * layer_t,
+                1e6 * head,
+                1e6 * head_t
+            );
+        }
+    }
 }
