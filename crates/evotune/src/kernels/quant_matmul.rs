@@ -20,7 +20,9 @@
 //! memory once and stay in L1 while the activation rows pass over them, so a decode-sized
 //! product streams W once and a prefill-sized one reuses each group T times. The rows pass in
 //! blocks of ≈ 128 KB of codes, each over all of a task's groups, so that they come from L2
-//! rather than from L3 or memory once per group.
+//! rather than from L3 or memory once per group. Where y is larger than L2 (a prefill, lm_head),
+//! each chunk of 8 rows passes over a window of groups (≈ 256 KB of codes, from L2) instead of
+//! one group over all chunks, so that it writes runs of whole lines of y.
 
 use half::f16;
 use rayon::prelude::*;
@@ -117,35 +119,49 @@ pub fn qmatmul_acts_many(kernel: QuantKernel, x: &QActs, products: &mut [(&QMatr
     let outs: Vec<(&QMatrix, OutPtr)> = products.iter_mut().map(|(w, y)| (*w, OutPtr(y.as_mut_ptr()))).collect();
     // Rows in blocks whose codes stay in L2 while the task's groups pass over them.
     let block = (X_BLOCK_BYTES / x.cols.max(1)).max(1).next_multiple_of(ROWS_MAX);
+    // Each chunk of rows passes over a window of the task's groups: one group (whose codes stay in
+    // L1 for all of the block's chunks) while y fits in L2, else as many groups as fill
+    // W_WINDOW_BYTES, so that a chunk writes runs of whole lines of its rows of y (one group at a
+    // time wrote one line per row of a y in memory, a store miss each).
+    let y_bytes: usize = products.iter().map(|(_, y)| 4 * y.len()).sum();
+    let group_bytes = products.iter().map(|(w, _)| w.blocks() * w.format().block_bytes()).max().unwrap_or(1);
+    let window = if y_bytes <= Y_IN_L2_BYTES { 1 } else { (W_WINDOW_BYTES / group_bytes).max(1) };
     (0..n_tasks).into_par_iter().for_each(|j| {
         let mine = &all[j * all.len() / n_tasks..(j + 1) * all.len() / n_tasks];
         let mut tile = [0.0f32; ROWS_MAX * GROUP];
-        for (b0, &(i, g)) in (0..t).step_by(block).flat_map(|b0| mine.iter().map(move |ig| (b0, ig))) {
-            let (w, yp) = (outs[i].0, &outs[i].1);
-            let o = w.rows();
-            let lanes = GROUP.min(o - g * GROUP);
-            let mut t0 = b0;
-            while t0 < t.min(b0 + block) {
-                let nt = ROWS_MAX.min(t.min(b0 + block) - t0);
-                group_rows(kernel, w.group(g), w.format(), w.blocks(), x, t0, nt, &mut tile);
-                for r in 0..nt {
-                    // SAFETY: row t0+r of this product's y has o elements; this task alone writes
-                    // its columns g·16 .. g·16 + lanes (its own groups), which lie inside the row.
-                    unsafe {
-                        let (src, dst) = (tile.as_ptr().add(r * GROUP), yp.0.add((t0 + r) * o + g * GROUP));
-                        if lanes == GROUP {
-                            // A constant length: inline moves, not a call to `memcpy` per row.
-                            std::ptr::copy_nonoverlapping(src, dst, GROUP);
-                        } else {
-                            std::ptr::copy_nonoverlapping(src, dst, lanes);
+        for (b0, groups) in (0..t).step_by(block).flat_map(|b0| mine.chunks(window).map(move |gs| (b0, gs))) {
+            let b1 = t.min(b0 + block);
+            for t0 in (b0..b1).step_by(ROWS_MAX) {
+                let nt = ROWS_MAX.min(b1 - t0);
+                for &(i, g) in groups {
+                    let (w, yp) = (outs[i].0, &outs[i].1);
+                    let o = w.rows();
+                    let lanes = GROUP.min(o - g * GROUP);
+                    group_rows(kernel, w.group(g), w.format(), w.blocks(), x, t0, nt, &mut tile);
+                    for r in 0..nt {
+                        // SAFETY: row t0+r of this product's y has o elements; this task alone writes
+                        // its columns g·16 .. g·16 + lanes (its own groups), which lie inside the row.
+                        unsafe {
+                            let (src, dst) = (tile.as_ptr().add(r * GROUP), yp.0.add((t0 + r) * o + g * GROUP));
+                            if lanes == GROUP {
+                                // A constant length: inline moves, not a call to `memcpy` per row.
+                                std::ptr::copy_nonoverlapping(src, dst, GROUP);
+                            } else {
+                                std::ptr::copy_nonoverlapping(src, dst, lanes);
+                            }
                         }
                     }
                 }
-                t0 += nt;
             }
         }
     });
 }
+
+/// The y (all products) whose rows stay in L2 while one group passes over them chunk by chunk.
+const Y_IN_L2_BYTES: usize = 1 << 20;
+
+/// Bytes of weight groups a chunk of activation rows passes over before the next chunk.
+const W_WINDOW_BYTES: usize = 256 * 1024;
 
 /// Bytes of activation codes a task's row groups pass over at a time (in L2, beside the groups).
 const X_BLOCK_BYTES: usize = 128 * 1024;

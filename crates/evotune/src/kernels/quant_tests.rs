@@ -161,15 +161,16 @@ fn quantized_product_is_within_the_activation_rounding_bound() {
 
 #[test]
 fn rows_do_not_depend_on_the_batch_or_the_threads() {
-    // 13 rows: one block of activation rows; 200 rows at K = 1536: three (88 rows each).
-    for (t, k, o) in [(13, 576, 200), (200, 1536, 40)] {
+    // 13 rows: one block of activation rows; 200 rows at K = 1536: three (88 rows each); 600
+    // rows × 480 columns: a y over 1 MB, so chunks of rows pass over windows of groups.
+    for (t, k, o) in [(13, 576, 200), (200, 1536, 40), (600, 1536, 480)] {
         for f in FORMATS {
             let w = rand_matrix(f, o, k, 31);
             let x = rand_vec(t * k, 32);
             for level in levels() {
                 let mut all = vec![0.0; t * o];
                 qmatmul_at(level, &x, &w, &mut all, t);
-                for ti in [0, 5, 12, 87, 88, 199].into_iter().filter(|&ti| ti < t) {
+                for ti in [0, 5, 12, 87, 88, 199, 350, 599].into_iter().filter(|&ti| ti < t) {
                     let mut one = vec![0.0; o];
                     qmatmul_at(level, &x[ti * k..(ti + 1) * k], &w, &mut one, 1);
                     assert_eq!(one, all[ti * o..(ti + 1) * o], "{level:?} {} row {ti}", f.name());
