@@ -165,8 +165,8 @@ pub fn stream_bytes_seconds(parts: &[&[u8]], repeats: usize) -> f64 {
 }
 
 /// The shortest of `repeats` timed runs of `pass`, after one untimed run.
-fn best_pass(repeats: usize, pass: impl Fn()) -> f64 {
-    let timed = || {
+pub(crate) fn best_pass(repeats: usize, mut pass: impl FnMut()) -> f64 {
+    let mut timed = || {
         let t = Instant::now();
         pass();
         t.elapsed().as_secs_f64()

@@ -298,18 +298,9 @@ fn qmatmul_speed() {
         let wf = rand_vec(o * k, 2);
         let mut y = vec![0.0; t * o];
         let time = |f: &mut dyn FnMut()| {
-            f();
             // ≈ 8·10⁹ operations per timed batch (tens of ms: one preemption does not decide it).
             let reps = (4e9 / (t * k * o) as f64).clamp(1.0, 4000.0) as usize;
-            (0..5)
-                .map(|_| {
-                    let t0 = std::time::Instant::now();
-                    for _ in 0..reps {
-                        f();
-                    }
-                    t0.elapsed().as_secs_f64() / reps as f64
-                })
-                .fold(f64::INFINITY, f64::min)
+            crate::kernels::probe::best_pass(5, || (0..reps).for_each(|_| f())) / reps as f64
         };
         let f32s = time(&mut || matmul(&x, &wf, &mut y, t, k, o));
         let mut line = format!("t={t:4} k={k:5} o={o:6}  f32 {:7.1} GFLOP/s", 2.0 * (t * k * o) as f64 / f32s / 1e9);
